@@ -1,0 +1,201 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"unicode"
+
+	"github.com/twitchoauth/twitchoauth/internal/wire"
+)
+
+// Sentinel errors to branch on with [errors.Is]. An [*APIError] matches the one its answer means.
+var (
+	// ErrInvalidRefreshToken: Twitch rejected the refresh token (400 "Invalid refresh token"); the user
+	// must log in again. pyTwitchAPI: InvalidRefreshTokenException.
+	ErrInvalidRefreshToken = errors.New("twitchoauth: invalid refresh token")
+	// ErrUnauthorized: the token endpoint answered 401 or 403, e.g. a wrong client secret.
+	// pyTwitchAPI: UnauthorizedException.
+	ErrUnauthorized = errors.New("twitchoauth: unauthorized")
+	// ErrInvalidToken: the access token is invalid, expired or revoked, not a user token, or another
+	// client's. pyTwitchAPI: InvalidTokenException.
+	ErrInvalidToken = errors.New("twitchoauth: invalid token")
+	// ErrMissingScope: the token lacks a requested scope; [MissingScopeError] says which.
+	// pyTwitchAPI: MissingScopeException.
+	ErrMissingScope = errors.New("twitchoauth: token lacks a requested scope")
+	// ErrAccessDenied: the user declined, in the browser or on the device activation page.
+	ErrAccessDenied = errors.New("twitchoauth: the user denied access")
+	// ErrDeviceCodeExpired: the device code expired before the user finished (pyTwitchAPI: TimeoutError).
+	ErrDeviceCodeExpired = errors.New("twitchoauth: device code expired")
+	// ErrFlowNotStarted: [CodeFlow.WaitForAuthComplete] was called before [CodeFlow.GetCode]
+	// (pyTwitchAPI: ValueError).
+	ErrFlowNotStarted = errors.New("twitchoauth: device flow not started: call GetCode first")
+	// ErrStopped: [UserAuthenticator.Authenticate] was ended by [UserAuthenticator.Stop].
+	ErrStopped = errors.New("twitchoauth: authentication stopped")
+)
+
+// APIError is any non-success answer of Twitch's identity server (pyTwitchAPI TwitchAPIException),
+// including a success status whose body lacks what it must carry. Its text never holds a token, code
+// or secret.
+type APIError struct {
+	// Endpoint is "token", "validate", "revoke", "device", "userinfo" or "authorize".
+	Endpoint string
+	// StatusCode is the HTTP status; 0 for an error the authorize redirect carried.
+	StatusCode int
+	// Message is Twitch's "message" (or the redirect's error_description), or what was wrong with
+	// the answer when it had none.
+	Message string
+	// ErrorCode is Twitch's "error" field (e.g. "Bad Request"), or the redirect's error (e.g.
+	// "access_denied").
+	ErrorCode string
+
+	cause error // what cut an answer short, if anything
+}
+
+func (e *APIError) Error() string {
+	var b strings.Builder
+	b.WriteString("twitchoauth: ")
+	b.WriteString(e.Endpoint)
+	if e.StatusCode != 0 {
+		fmt.Fprintf(&b, " answered %d", e.StatusCode)
+	}
+	if e.ErrorCode != "" && !strings.EqualFold(e.ErrorCode, http.StatusText(e.StatusCode)) {
+		b.WriteString(": ")
+		b.WriteString(e.ErrorCode)
+	}
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(e.Message)
+	}
+	if e.cause != nil {
+		b.WriteString(": ")
+		b.WriteString(e.cause.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns what cut the answer short (e.g. [io.ErrUnexpectedEOF]), or nil.
+func (e *APIError) Unwrap() error { return e.cause }
+
+// Is reports whether the answer means target: [ErrInvalidRefreshToken], [ErrUnauthorized],
+// [ErrInvalidToken], [ErrAccessDenied] or [ErrDeviceCodeExpired].
+func (e *APIError) Is(target error) bool {
+	msg := strings.ToLower(strings.TrimSpace(e.Message))
+	switch target {
+	case ErrInvalidRefreshToken:
+		return e.Endpoint == "token" && e.StatusCode == http.StatusBadRequest && msg == "invalid refresh token"
+	case ErrUnauthorized:
+		return e.Endpoint == "token" && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
+	case ErrInvalidToken:
+		switch e.Endpoint {
+		case "validate", "userinfo":
+			return e.StatusCode == http.StatusUnauthorized
+		case "revoke":
+			return e.StatusCode == http.StatusBadRequest && msg == "invalid token"
+		}
+	case ErrAccessDenied:
+		return e.ErrorCode == "access_denied" || msg == "access_denied"
+	case ErrDeviceCodeExpired:
+		return e.Endpoint == "token" && e.StatusCode == http.StatusBadRequest && msg == "invalid device code"
+	}
+	return false
+}
+
+// MissingScopeError says which requested scopes a token lacks. errors.Is(err, ErrMissingScope) holds.
+type MissingScopeError struct {
+	Missing []Scope
+}
+
+func (e *MissingScopeError) Error() string {
+	return "twitchoauth: token lacks scopes: " + strings.Join(scopesToStrings(e.Missing), ", ")
+}
+
+// Is reports whether target is [ErrMissingScope].
+func (e *MissingScopeError) Is(target error) bool { return target == ErrMissingScope }
+
+// maxMessageLen caps how much of a server's message an error repeats.
+const maxMessageLen = 200
+
+// checkResponse maps one HTTP answer of an endpoint to its body (a 2xx read in full) or an *APIError.
+// This is the only place where statuses become errors. Secrets are scrubbed from anything the server
+// said, in case it echoes what it was sent.
+func checkResponse(endpoint string, status int, body []byte, readErr error, secrets []string) ([]byte, error) {
+	e := &APIError{Endpoint: endpoint, StatusCode: status}
+	switch {
+	case readErr != nil:
+		e.Message, e.cause = "answer cut short", readErr
+		return nil, e
+	case len(body) > maxBodySize:
+		e.Message = "answer larger than 1 MiB"
+		return nil, e
+	case status >= 200 && status < 300:
+		return body, nil
+	}
+	if eb, ok := wire.ParseError(body); ok {
+		e.Message, e.ErrorCode = eb.Message, eb.Error
+		if e.Message == "" {
+			e.Message = eb.ErrorDescription
+		}
+	} else if len(strings.TrimSpace(string(body))) == 0 {
+		e.Message = http.StatusText(status)
+	} else {
+		e.Message = http.StatusText(status) + " (answer is not Twitch's JSON error)"
+	}
+	e.Message = scrub(e.Message, secrets)
+	e.ErrorCode = scrub(e.ErrorCode, secrets)
+	return nil, e
+}
+
+// answerError is the error for a 2xx answer that lacks what it must carry.
+func answerError(endpoint string, err error) *APIError {
+	return &APIError{Endpoint: endpoint, StatusCode: http.StatusOK, Message: err.Error()}
+}
+
+// scrub returns s with every secret replaced, control characters dropped and its length capped.
+func scrub(s string, secrets []string) string {
+	for _, sec := range secrets {
+		if sec != "" {
+			s = strings.ReplaceAll(s, sec, "[redacted]")
+		}
+	}
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
+			return -1
+		}
+		return r
+	}, s)
+	if len(s) > maxMessageLen {
+		s = strings.ToValidUTF8(s[:maxMessageLen], "") + "…"
+	}
+	return s
+}
+
+// transportError wraps a failure to get an answer. When ctx is done it returns ctx's error, not the
+// I/O error it caused; a *url.Error is unwrapped so that the URL is not repeated.
+func transportError(ctx context.Context, endpoint string, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("twitchoauth: %s: %w", endpoint, ctxErr)
+	}
+	var uerr *url.Error
+	if errors.As(err, &uerr) {
+		err = uerr.Err
+	}
+	return fmt.Errorf("twitchoauth: %s: %w", endpoint, err)
+}
+
+// isTransient reports whether trying again later may cure err: a network failure or timeout, an
+// answer cut short, a 5xx or a 429. Twitch's verdicts (4xx) and a done context are not transient.
+func isTransient(ctx context.Context, err error) bool {
+	if err == nil || ctx.Err() != nil {
+		return false
+	}
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests || ae.cause != nil
+	}
+	var me *MissingScopeError
+	return !errors.As(err, &me) && !errors.Is(err, ErrStopped)
+}

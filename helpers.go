@@ -1,0 +1,197 @@
+package twitchoauth
+
+import (
+	"context"
+	"net/http"
+	"net/url"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth/internal/wire"
+)
+
+// Validation is what GET /validate says of an access token
+// (https://dev.twitch.tv/docs/authentication/validate-tokens/).
+type Validation struct {
+	ClientID  string        // the client the token was issued to
+	Login     string        // the user's login; "" for an app token
+	UserID    string        // the user's ID; "" for an app token
+	Scopes    []Scope       // the scopes granted
+	ExpiresIn time.Duration // time left; 0 for a token that never expires
+}
+
+// IsUserToken reports whether the token belongs to a user (it names a login and a user ID) rather
+// than to the app.
+func (v *Validation) IsUserToken() bool { return v.UserID != "" && v.Login != "" }
+
+// UserInfo holds the OIDC claims of GET /userinfo
+// (https://dev.twitch.tv/docs/authentication/getting-tokens-oidc/#getting-claims-information-from-an-access-token).
+type UserInfo struct {
+	Subject           string         // "sub": the user ID
+	PreferredUsername string         // "preferred_username": the display login
+	Email             string         // "email", when the email claim was requested
+	EmailVerified     bool           // "email_verified"
+	Picture           string         // "picture": the profile image URL
+	Raw               map[string]any // every claim as sent
+}
+
+// Option configures the [Client] behind a package-level helper.
+type Option func(*Client)
+
+// WithHTTPClient sends the helper's request with hc (pyTwitchAPI: session=).
+func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.HTTPClient = hc } }
+
+// WithAuthBaseURL sends the helper's request to another identity server (pyTwitchAPI: auth_base_url=).
+func WithAuthBaseURL(u string) Option { return func(c *Client) { c.AuthBaseURL = u } }
+
+func newOptionClient(clientID, clientSecret string, opts []Option) *Client {
+	c := NewClient(clientID, clientSecret)
+	for _, opt := range opts {
+		opt(c)
+	}
+	return c
+}
+
+// RefreshAccessToken trades a refresh token for a new token pair
+// (https://dev.twitch.tv/docs/authentication/refresh-tokens/). Store the refresh token that comes back:
+// it may differ, and a public client's is single-use. A public client (no secret) refreshes without
+// sending one. A rejected refresh token gives an error that Is [ErrInvalidRefreshToken]; a 401 or 403
+// one that Is [ErrUnauthorized].
+func (c *Client) RefreshAccessToken(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
+	form := url.Values{
+		"grant_type":    {"refresh_token"},
+		"refresh_token": {refreshToken},
+		"client_id":     {c.ClientID},
+	}
+	if c.ClientSecret != "" {
+		form.Set("client_secret", c.ClientSecret)
+	}
+	return c.postToken(ctx, form, refreshToken)
+}
+
+// AppAccessToken gets an app access token with the client credentials grant
+// (https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/#client-credentials-grant-flow).
+// It needs ClientSecret. The token has no refresh token: get a new one when it expires.
+func (c *Client) AppAccessToken(ctx context.Context) (*oauth2.Token, error) {
+	return c.postToken(ctx, url.Values{
+		"grant_type":    {"client_credentials"},
+		"client_id":     {c.ClientID},
+		"client_secret": {c.ClientSecret},
+	})
+}
+
+// exchangeCode trades an authorization code for a token; redirectURI must be the one the authorize
+// URL named.
+func (c *Client) exchangeCode(ctx context.Context, code, redirectURI string) (*oauth2.Token, error) {
+	return c.postToken(ctx, url.Values{
+		"grant_type":    {"authorization_code"},
+		"client_id":     {c.ClientID},
+		"client_secret": {c.ClientSecret},
+		"code":          {code},
+		"redirect_uri":  {redirectURI},
+	}, code)
+}
+
+// ValidateToken asks Twitch whether accessToken is valid and what it grants. Twitch requires apps to do
+// this at start-up and hourly. An invalid, expired or revoked token gives an error that Is
+// [ErrInvalidToken] (pyTwitchAPI returns the 401 answer instead).
+func (c *Client) ValidateToken(ctx context.Context, accessToken string) (*Validation, error) {
+	body, err := c.do(ctx, request{endpoint: "validate", method: http.MethodGet,
+		auth: "OAuth " + accessToken, secrets: []string{accessToken}})
+	if err != nil {
+		return nil, err
+	}
+	v, err := wire.ParseValidation(body)
+	if err != nil {
+		return nil, answerError("validate", err)
+	}
+	return &Validation{
+		ClientID:  v.ClientID,
+		Login:     v.Login,
+		UserID:    v.UserID,
+		Scopes:    toScopes(v.Scopes),
+		ExpiresIn: time.Duration(v.ExpiresIn) * time.Second,
+	}, nil
+}
+
+// GetUserInfo returns the OIDC claims of the user accessToken belongs to. An invalid token, or an app
+// token, gives an error that Is [ErrInvalidToken].
+func (c *Client) GetUserInfo(ctx context.Context, accessToken string) (*UserInfo, error) {
+	body, err := c.do(ctx, request{endpoint: "userinfo", method: http.MethodGet,
+		auth: "Bearer " + accessToken, secrets: []string{accessToken}})
+	if err != nil {
+		return nil, err
+	}
+	claims, err := wire.ParseClaims(body)
+	if err != nil {
+		return nil, answerError("userinfo", err)
+	}
+	str := func(k string) string { s, _ := claims[k].(string); return s }
+	verified, _ := claims["email_verified"].(bool)
+	return &UserInfo{
+		Subject:           str("sub"),
+		PreferredUsername: str("preferred_username"),
+		Email:             str("email"),
+		EmailVerified:     verified,
+		Picture:           str("picture"),
+		Raw:               claims,
+	}, nil
+}
+
+// RevokeToken revokes accessToken (https://dev.twitch.tv/docs/authentication/revoke-tokens/). It
+// returns nil only when Twitch answered 200 (pyTwitchAPI: True); a token that was already invalid gives
+// an error that Is [ErrInvalidToken] (pyTwitchAPI: False).
+func (c *Client) RevokeToken(ctx context.Context, accessToken string) error {
+	_, err := c.do(ctx, request{endpoint: "revoke", method: http.MethodPost,
+		form: url.Values{"client_id": {c.ClientID}, "token": {accessToken}}, secrets: []string{accessToken}})
+	return err
+}
+
+// RefreshAccessToken is [Client.RefreshAccessToken] for the app with this ID and secret.
+func RefreshAccessToken(ctx context.Context, refreshToken, clientID, clientSecret string, opts ...Option) (*oauth2.Token, error) {
+	return newOptionClient(clientID, clientSecret, opts).RefreshAccessToken(ctx, refreshToken)
+}
+
+// ValidateToken is [Client.ValidateToken]; validation needs no client ID.
+func ValidateToken(ctx context.Context, accessToken string, opts ...Option) (*Validation, error) {
+	return newOptionClient("", "", opts).ValidateToken(ctx, accessToken)
+}
+
+// GetUserInfo is [Client.GetUserInfo]; it needs no client ID.
+func GetUserInfo(ctx context.Context, accessToken string, opts ...Option) (*UserInfo, error) {
+	return newOptionClient("", "", opts).GetUserInfo(ctx, accessToken)
+}
+
+// RevokeToken is [Client.RevokeToken] for the app with this client ID.
+func RevokeToken(ctx context.Context, clientID, accessToken string, opts ...Option) error {
+	return newOptionClient(clientID, "", opts).RevokeToken(ctx, accessToken)
+}
+
+// decodeToken turns a token answer into an *oauth2.Token with Expiry set from expires_in and the
+// granted scopes readable with [TokenScopes].
+func decodeToken(endpoint string, body []byte) (*oauth2.Token, error) {
+	t, err := wire.ParseToken(body)
+	if err != nil {
+		return nil, answerError(endpoint, err)
+	}
+	tok := &oauth2.Token{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType}
+	if tok.TokenType == "" {
+		tok.TokenType = "bearer"
+	}
+	if t.ExpiresIn > 0 {
+		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
+	}
+	return withScopes(tok, toScopes(t.Scope)), nil
+}
+
+func toScopes(ss []string) []Scope {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]Scope, len(ss))
+	for i, s := range ss {
+		out[i] = Scope(s)
+	}
+	return out
+}

@@ -1,0 +1,180 @@
+// Package twitchoauth gets, stores, refreshes, validates and revokes Twitch user OAuth tokens. It is the
+// Go counterpart of pyTwitchAPI's twitchAPI.oauth module: the same pieces under the same names.
+//
+//   - [UserAuthenticator] runs the browser login: a redirect server on localhost:17563, Twitch's consent
+//     page in the browser, the code exchanged for a token. Headless programs take [UserAuthenticator.AuthURL]
+//     and [WithUserToken] instead.
+//   - [CodeFlow] runs the device code grant for machines without a browser.
+//   - [UserAuthenticationStorageHelper] keeps the token in a JSON file, validates and refreshes it at
+//     start, and logs in again only when it must; it hands back a [UserTokenSource], an
+//     [oauth2.TokenSource] that keeps the token fresh while the program runs.
+//   - [Client.RefreshAccessToken], [Client.ValidateToken], [Client.RevokeToken], [Client.GetUserInfo] and
+//     [Client.AppAccessToken] call Twitch's identity server directly.
+//
+// A bot gets a user token that survives restarts in a few lines:
+//
+//	c := twitchoauth.NewClient(clientID, clientSecret)
+//	h := twitchoauth.NewUserAuthenticationStorageHelper(c, []twitchoauth.Scope{
+//		twitchoauth.ScopeChatRead, twitchoauth.ScopeChatEdit,
+//	})
+//	src, err := h.Bind(ctx) // validates or refreshes the stored token; logs in only when it must
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	tok, err := src.Token() // always fresh
+//
+// Every request goes through one HTTP client, with parameters in POST form bodies: no token, code or
+// secret is ever put in a URL, an error string or a log line. Tests point [Client.AuthBaseURL] at an
+// httptest server. See https://dev.twitch.tv/docs/authentication/ for Twitch's side.
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	// DefaultAuthBaseURL is the base URL of Twitch's identity server (pyTwitchAPI TWITCH_AUTH_BASE_URL).
+	DefaultAuthBaseURL = "https://id.twitch.tv/oauth2/"
+	// DefaultRedirectURL is the redirect URL [UserAuthenticator] serves by default. Register it in the
+	// Twitch developer console.
+	DefaultRedirectURL = "http://localhost:17563"
+	// DefaultPort is the port [UserAuthenticator] listens on by default.
+	DefaultPort = 17563
+)
+
+// Client is a Twitch application: its credentials and how to reach Twitch (pyTwitchAPI: the Twitch
+// instance the flows take). The zero value, with ClientID set, is ready to use. A Client is safe for
+// concurrent use; do not change its fields while requests are under way.
+type Client struct {
+	// ClientID is the application's client ID from the Twitch developer console.
+	ClientID string
+	// ClientSecret is the application's secret; "" for a public client (device flow, refresh without
+	// a secret).
+	ClientSecret string
+	// AuthBaseURL is the identity server's base URL, with or without the trailing "/".
+	// Defaults to DefaultAuthBaseURL.
+	AuthBaseURL string
+	// HTTPClient sends every request. Defaults to one package-wide client with timeouts that keeps
+	// connections alive and does not follow redirects.
+	HTTPClient *http.Client
+	// Logger receives what the package has to say (at Debug: each request's endpoint, status and
+	// duration; at Info: what a person must do, such as opening a URL). Defaults to no logging. It is
+	// never given a token, code, state or secret.
+	Logger *slog.Logger
+}
+
+// NewClient returns a Client for the application with this ID and secret (secret "" for a public client).
+func NewClient(clientID, clientSecret string) *Client {
+	return &Client{ClientID: clientID, ClientSecret: clientSecret}
+}
+
+// maxBodySize caps how much of an answer is read, like golang.org/x/oauth2.
+const maxBodySize = 1 << 20
+
+// defaultHTTPClient is used whenever Client.HTTPClient is nil. Its transport keeps connections alive;
+// it does not follow redirects, so that an Authorization header or a form body never travels on.
+var defaultHTTPClient = &http.Client{
+	Timeout: 30 * time.Second,
+	Transport: &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          100,
+		MaxIdleConnsPerHost:   16,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   10 * time.Second,
+		ResponseHeaderTimeout: 20 * time.Second,
+		ExpectContinueTimeout: time.Second,
+	},
+	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+}
+
+func (c *Client) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return defaultHTTPClient
+}
+
+// endpointURL returns the URL of an endpoint ("token", "validate", ...) under AuthBaseURL.
+func (c *Client) endpointURL(endpoint string) string {
+	base := c.AuthBaseURL
+	if base == "" {
+		base = DefaultAuthBaseURL
+	}
+	return strings.TrimRight(base, "/") + "/" + endpoint
+}
+
+// request is one call to the identity server. Secrets lists the sensitive values it carries, which
+// are scrubbed from any error it produces (the client secret always is).
+type request struct {
+	endpoint string
+	method   string
+	form     url.Values // sent as an application/x-www-form-urlencoded body
+	query    url.Values // only for twitch-cli's mock, which reads nothing else
+	auth     string     // the Authorization header
+	secrets  []string
+}
+
+// do sends r and returns the answer's status and body when it is a 2xx; otherwise an error from
+// [checkResponse] or [transportError]. The body is read to its end (at most maxBodySize) and closed,
+// so that the connection is reused.
+func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
+	var body io.Reader
+	if r.form != nil {
+		body = strings.NewReader(r.form.Encode())
+	}
+	u := c.endpointURL(r.endpoint)
+	if r.query != nil {
+		u += "?" + r.query.Encode()
+	}
+	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
+	if err != nil {
+		// Only a malformed AuthBaseURL gets here; url errors quote the URL, which holds no secret
+		// except for the mock's query, so name the endpoint instead.
+		return nil, &APIError{Endpoint: r.endpoint, Message: "cannot build request: bad AuthBaseURL", cause: errors.Unwrap(err)}
+	}
+	if r.form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	req.Header.Set("Accept", "application/json")
+	start := time.Now()
+	resp, err := c.httpClient().Do(req)
+	if err != nil {
+		return nil, transportError(ctx, r.endpoint, err)
+	}
+	defer resp.Body.Close()
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
+	if log := c.Logger; log != nil {
+		log.LogAttrs(ctx, slog.LevelDebug, "twitchoauth: request",
+			slog.String("endpoint", r.endpoint), slog.Int("status", resp.StatusCode),
+			slog.Duration("duration", time.Since(start)))
+	}
+	if readErr != nil && ctx.Err() != nil {
+		return nil, transportError(ctx, r.endpoint, readErr)
+	}
+	return checkResponse(r.endpoint, resp.StatusCode, data, readErr, append(r.secrets, c.ClientSecret))
+}
+
+// postToken posts form to the token endpoint and decodes the token it answers. Secrets are the
+// sensitive values form carries besides the client secret.
+func (c *Client) postToken(ctx context.Context, form url.Values, secrets ...string) (*oauth2.Token, error) {
+	body, err := c.do(ctx, request{endpoint: "token", method: http.MethodPost, form: form, secrets: secrets})
+	if err != nil {
+		return nil, err
+	}
+	return decodeToken("token", body)
+}
