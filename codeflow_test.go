@@ -552,6 +552,27 @@ func TestCodeFlowGetCodeAgain(t *testing.T) {
 			}
 		})
 	})
+	t.Run("while a poll is in flight", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			b := newBubble(t, nil)
+			b.getCode(t)
+			// The first code's poll at 5 s is answered at 8 s with a denial, after GetCode at 6 s
+			// replaced that code: the answer must not end the new flow.
+			b.fake.Fail("token", faketwitch.Fault{Status: 400, Delay: 3 * time.Second, Count: 1,
+				Body: `{"status":400,"error":"Bad Request","message":"access_denied"}`})
+			b.at(6*time.Second, func() {
+				second, _, err := b.flow.GetCode(t.Context())
+				if err != nil {
+					t.Error(err)
+				}
+				b.fake.ApproveDevice(second)
+			})
+			if err := b.wait(t, t.Context(), 13*time.Second); err != nil {
+				t.Fatal(err)
+			}
+			b.assertPolls(t, seconds(5, 13)...)
+		})
+	})
 }
 
 func TestCodeFlowConcurrentWait(t *testing.T) {
