@@ -39,8 +39,9 @@ type localServer struct {
 	srv  *http.Server
 	wg   sync.WaitGroup // the Serve loops
 
-	mu    sync.Mutex
-	fresh map[net.Conn]struct{} // connections that have not sent a request yet
+	mu      sync.Mutex
+	conns   map[net.Conn]http.ConnState // every open connection and its state
+	changed chan struct{}               // closed, and set to nil, when a state changes
 
 	closeOnce sync.Once
 }
@@ -60,7 +61,7 @@ func listen(ctx context.Context, host string, port int) (*localServer, error) {
 		lns, bound, err := bindAll(ctx, addrs, localhost, port)
 		switch {
 		case err == nil:
-			return &localServer{lns: lns, port: bound, fresh: map[net.Conn]struct{}{}}, nil
+			return &localServer{lns: lns, port: bound, conns: map[net.Conn]http.ConnState{}}, nil
 		case !errors.Is(err, syscall.EADDRINUSE):
 			return nil, fmt.Errorf("twitchoauth: listen: %w", err)
 		case port != 0:
@@ -164,22 +165,49 @@ func (s *localServer) serve(ctx context.Context, h http.Handler) {
 	}
 }
 
-// trackConn keeps the set of connections that have not sent a request yet, which close drops.
-// (http.Server.Shutdown would wait up to 5 s for them: browsers open such spare connections.)
+// trackConn keeps the state of every open connection, for close.
 func (s *localServer) trackConn(c net.Conn, st http.ConnState) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if st == http.StateNew {
-		s.fresh[c] = struct{}{}
+	if st == http.StateClosed || st == http.StateHijacked {
+		delete(s.conns, c)
 	} else {
-		delete(s.fresh, c)
+		s.conns[c] = st
+	}
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
 	}
 }
 
-// close stops the server: no new connection is accepted, idle and fresh ones are closed, and
-// requests in flight get shutdownTimeout to finish, even when ctx is done. When it returns, the Serve
-// loops have ended and so have the connections (their goroutines are on their way out). It may be
-// called more than once.
+// waitConns waits until done holds of the connections' states, or ctx ends.
+func (s *localServer) waitConns(ctx context.Context, done func(map[net.Conn]http.ConnState) bool) {
+	for {
+		s.mu.Lock()
+		if done(s.conns) {
+			s.mu.Unlock()
+			return
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// close stops the server, even when ctx is done: no new connection is accepted, the ones that have
+// not sent a request yet are dropped (browsers open spare ones, which http.Server.Shutdown would
+// wait 5 s for), requests in flight get shutdownTimeout to finish, and idle connections are closed.
+// When it returns, the Serve loops have ended and every connection is closed, its goroutine on its
+// last lines. It may be called more than once.
+//
+// It watches the connections' states instead of leaving the waiting to Shutdown, which polls.
 func (s *localServer) close(ctx context.Context) {
 	s.closeOnce.Do(func() {
 		closeAll(s.lns)
@@ -187,16 +215,27 @@ func (s *localServer) close(ctx context.Context) {
 		if s.srv == nil {
 			return
 		}
-		s.mu.Lock()
-		for c := range s.fresh {
-			c.Close()
-		}
-		s.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 		defer cancel()
-		if err := s.srv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+		s.mu.Lock()
+		for c, st := range s.conns {
+			if st == http.StateNew {
+				c.Close()
+			}
+		}
+		s.mu.Unlock()
+		s.waitConns(ctx, func(conns map[net.Conn]http.ConnState) bool {
+			for _, st := range conns {
+				if st != http.StateIdle {
+					return false
+				}
+			}
+			return true
+		})
+		if err := s.srv.Shutdown(ctx); err != nil {
 			s.srv.Close()
 		}
+		s.waitConns(ctx, func(conns map[net.Conn]http.ConnState) bool { return len(conns) == 0 })
 	})
 }
 
