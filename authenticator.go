@@ -162,7 +162,7 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // It ends with an error that Is [ErrAccessDenied] when the user declines, an [*APIError] carrying
 // the redirect's error for any other error Twitch sends back, the code exchange's error when that
 // fails (the browser is told so too), ctx's error when ctx ends, and [ErrStopped] after
-// [UserAuthenticator.Stop]. A port already in use is an error at once, naming the port; it Is
+// [UserAuthenticator.Stop]. A port already in use is an error at once, naming the port; on Unix it Is
 // syscall.EADDRINUSE.
 //
 // When the browser is not opened ([WithoutBrowser] without [WithAuthURLCallback]), or OpenBrowser
@@ -179,16 +179,20 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	for _, opt := range opts {
 		opt(&o)
 	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer a.track(cancel)()
+
 	if o.userToken != nil {
 		if *o.userToken == "" {
 			return nil, errors.New("twitchoauth: WithUserToken: empty code")
 		}
-		return c.exchangeCode(ctx, *o.userToken, a.redirectURL(a.Port))
+		tok, err := c.exchangeCode(ctx, *o.userToken, a.redirectURL(a.Port))
+		if err != nil {
+			return nil, a.endErr(ctx, err)
+		}
+		return tok, nil
 	}
-
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	defer a.track(cancel)()
 
 	state := a.State
 	if state == "" {

@@ -614,6 +614,25 @@ func TestAuthenticateEnds(t *testing.T) {
 		}
 	})
 
+	t.Run("Stop during WithUserToken", func(t *testing.T) {
+		checkGoroutines(t)
+		c, fake := newTestClient(t)
+		fake.Fail("token", faketwitch.Fault{Hang: true})
+		a := newTestAuthenticator(t, c)
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for fake.CountGrant("authorization_code") == 0 {
+				time.Sleep(time.Millisecond) // bounded by the exchange's own timeout
+			}
+			a.Stop()
+		})
+		_, err := a.Authenticate(t.Context(), WithUserToken("code"))
+		wg.Wait()
+		if !errors.Is(err, ErrStopped) {
+			t.Errorf("err = %v, want ErrStopped", err)
+		}
+	})
+
 	t.Run("Stop before and after", func(t *testing.T) {
 		g := checkGoroutines(t)
 		c, fake := newTestClient(t)
