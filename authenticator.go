@@ -1,0 +1,339 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"sync"
+
+	"github.com/google/uuid"
+	"github.com/pkg/browser"
+	"golang.org/x/oauth2"
+)
+
+// UserAuthenticator runs Twitch's authorization code grant in the user's browser
+// (https://dev.twitch.tv/docs/authentication/getting-tokens-oauth/#authorization-code-grant-flow),
+// as pyTwitchAPI's UserAuthenticator does. Create one with [NewUserAuthenticator]: it holds the
+// [Client] the flow runs for, and a UserAuthenticator built any other way cannot authenticate.
+//
+// [UserAuthenticator.Authenticate]:
+//
+//  1. listens on URL's port on every loopback address of Host (a busy port is an error at once);
+//  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page;
+//  3. waits for Twitch to send the browser back to URL with a code (or an error), ignoring any
+//     request that does not carry State;
+//  4. trades the code for a token, shows Document to the browser, closes the server and returns
+//     the token.
+//
+// Set the fields before calling Authenticate and do not change them while it runs.
+type UserAuthenticator struct {
+	// Scopes are the scopes the token is asked for.
+	Scopes []Scope
+	// ForceVerify makes Twitch show the consent page even when the user already authorized the app.
+	ForceVerify bool
+	// URL is the redirect URL, as registered in the Twitch developer console: Twitch sends the
+	// browser back to it. The server answers on its path. Defaults to DefaultRedirectURL; ""
+	// means http://localhost:<the port actually bound>, for use with Port 0.
+	URL string
+	// Host is where the server listens. "localhost" means every loopback address localhost has
+	// (127.0.0.1, and ::1 when the machine has IPv6), because a browser may try either. Another
+	// name listens on each address it resolves to, an IP address on that address; only an
+	// unspecified address such as "0.0.0.0" (IPv4) or "::" (IPv6) listens on all interfaces.
+	// Defaults to "localhost"; "" means "localhost" too.
+	Host string
+	// Port is the port the server listens on; it must match URL's. 0 picks a free port (then
+	// leave URL "" so that it names that port). Defaults to DefaultPort.
+	Port int
+	// State is sent to Twitch and must come back with the redirect; a request without it is
+	// turned away. Defaults to a random UUID; "" means a new random one for each Authenticate.
+	State string
+	// Document is the HTML page the browser shows once the token is in hand. Defaults to a short
+	// page that says the login worked; "" means that page too.
+	Document string
+	// OpenBrowser opens the browser at the authorize URL. It should return once the browser has
+	// been asked to open the page. Defaults to [browser.OpenURL]; nil means that too.
+	OpenBrowser func(url string) error
+
+	client *Client
+
+	mu   sync.Mutex
+	runs map[*int]context.CancelCauseFunc // the Authenticate calls under way, for Stop
+}
+
+// defaultDocument is the page shown after a successful login when Document is "".
+const defaultDocument = `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Logged in to Twitch</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>body{font-family:system-ui,sans-serif;background:#0e0e10;color:#efeff1;display:grid;place-items:center;min-height:90vh;margin:0}
+main{background:#18181b;border-radius:12px;padding:2rem 2.5rem;text-align:center;box-shadow:0 4px 24px #0008}
+h1{color:#bf94ff;font-size:1.6rem;margin:0 0 .5rem}</style></head>
+<body><main><h1>You are logged in</h1><p>You can close this tab and go back to the app.</p></main></body></html>
+`
+
+// NewUserAuthenticator returns a UserAuthenticator for c asking for scopes, with every field at its
+// default: URL DefaultRedirectURL, Host "localhost", Port DefaultPort, a random State, the default
+// Document and the system browser.
+func NewUserAuthenticator(c *Client, scopes []Scope) *UserAuthenticator {
+	return &UserAuthenticator{
+		Scopes:      scopes,
+		URL:         DefaultRedirectURL,
+		Host:        "localhost",
+		Port:        DefaultPort,
+		State:       uuid.NewString(),
+		Document:    defaultDocument,
+		OpenBrowser: browser.OpenURL,
+		client:      c,
+	}
+}
+
+// AuthenticateOption changes how [UserAuthenticator.Authenticate] runs.
+type AuthenticateOption func(*authenticateOptions)
+
+type authenticateOptions struct {
+	userToken    *string
+	noBrowser    bool
+	authCallback func(ctx context.Context, authURL string) error
+}
+
+// WithUserToken makes Authenticate trade code, an authorization code got some other way (e.g. a
+// person opened [UserAuthenticator.AuthURL] and copied the code from the redirect), for a token: no
+// server, no browser (pyTwitchAPI: user_token=).
+func WithUserToken(code string) AuthenticateOption {
+	return func(o *authenticateOptions) { o.userToken = &code }
+}
+
+// WithoutBrowser makes Authenticate leave the browser alone (pyTwitchAPI: use_browser=False): the
+// authorize URL goes to the [WithAuthURLCallback] function if there is one, or else is logged at
+// Info through [Client.Logger] for a person to open.
+func WithoutBrowser() AuthenticateOption {
+	return func(o *authenticateOptions) { o.noBrowser = true }
+}
+
+// WithAuthURLCallback hands the authorize URL to fn instead of opening the browser (pyTwitchAPI:
+// auth_url_callback=). Authenticate calls fn once it is listening and waits for it to return; ctx
+// ends when the flow does. An error from fn ends the flow with that error.
+func WithAuthURLCallback(fn func(ctx context.Context, authURL string) error) AuthenticateOption {
+	return func(o *authenticateOptions) { o.authCallback = fn }
+}
+
+// AuthURL returns the URL of Twitch's consent page for this login (pyTwitchAPI return_auth_url).
+// When URL is "" it names http://localhost:<Port>; with Port 0 the port is known only once
+// Authenticate has bound one, so take the URL from [WithAuthURLCallback] instead.
+func (a *UserAuthenticator) AuthURL() string {
+	return a.authURL(a.redirectURL(a.Port), a.State)
+}
+
+func (a *UserAuthenticator) authURL(redirectURI, state string) string {
+	c := a.client
+	if c == nil {
+		c = &Client{}
+	}
+	q := url.Values{
+		"client_id":     {c.ClientID},
+		"redirect_uri":  {redirectURI},
+		"response_type": {"code"},
+		"scope":         {BuildScope(a.Scopes)},
+		"force_verify":  {strconv.FormatBool(a.ForceVerify)},
+	}
+	if state != "" {
+		q.Set("state", state)
+	}
+	return c.endpointURL("authorize") + "?" + q.Encode()
+}
+
+// redirectURL returns URL, or the URL derived from port when URL is "".
+func (a *UserAuthenticator) redirectURL(port int) string {
+	if a.URL != "" {
+		return a.URL
+	}
+	return "http://localhost:" + strconv.Itoa(port)
+}
+
+var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: create it with NewUserAuthenticator")
+
+// Authenticate logs the user in through the browser and returns their token (see [UserAuthenticator]
+// for the steps). It returns when the login is done, and before it returns the server is closed and
+// every goroutine it started has ended.
+//
+// It ends with an error that Is [ErrAccessDenied] when the user declines, an [*APIError] carrying
+// the redirect's error for any other error Twitch sends back, the code exchange's error when that
+// fails (the browser is told so too), ctx's error when ctx ends, and [ErrStopped] after
+// [UserAuthenticator.Stop]. A port already in use is an error at once, naming the port; on Unix it Is
+// syscall.EADDRINUSE.
+//
+// When the browser is not opened ([WithoutBrowser] without [WithAuthURLCallback]), or OpenBrowser
+// fails, the authorize URL is logged at Info through [Client.Logger] and the flow goes on: the URL
+// holds State, but a person needs it to log in. With no Logger the URL has nowhere to go, and
+// Authenticate returns an error at once instead of waiting forever. Nothing else logs the state, the
+// code or the token.
+func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...AuthenticateOption) (*oauth2.Token, error) {
+	c := a.client
+	if c == nil {
+		return nil, errNoClient
+	}
+	var o authenticateOptions
+	for _, opt := range opts {
+		opt(&o)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer a.track(cancel)()
+
+	if o.userToken != nil {
+		if *o.userToken == "" {
+			return nil, errors.New("twitchoauth: WithUserToken: empty code")
+		}
+		tok, err := c.exchangeCode(ctx, *o.userToken, a.redirectURL(a.Port))
+		if err != nil {
+			return nil, a.endErr(ctx, err)
+		}
+		return tok, nil
+	}
+
+	state := a.State
+	if state == "" {
+		state = uuid.NewString()
+	}
+	srv, err := listen(ctx, a.Host, a.Port)
+	if err != nil {
+		return nil, a.endErr(ctx, err)
+	}
+	redirectURI := a.redirectURL(srv.port)
+	h, err := newCallbackHandler(c, redirectURI, state, a.Document)
+	if err != nil {
+		srv.close(ctx)
+		return nil, err
+	}
+	srv.serve(ctx, h)
+	defer srv.close(ctx)
+
+	authURL := a.authURL(redirectURI, state)
+	if err := a.deliverURL(ctx, c, &o, authURL); err != nil {
+		return nil, a.endErr(ctx, err)
+	}
+
+	var res callbackResult
+	select {
+	case res = <-h.result:
+	case <-ctx.Done():
+		srv.close(ctx)
+		// A token got while the flow was ending is still the user's: keep it.
+		select {
+		case res = <-h.result:
+			if res.err == nil {
+				return res.tok, nil
+			}
+		default:
+		}
+		return nil, a.endErr(ctx, nil)
+	}
+	return res.tok, res.err
+}
+
+// deliverURL gets authURL to the person logging in: to the callback, the browser or the log.
+func (a *UserAuthenticator) deliverURL(ctx context.Context, c *Client, o *authenticateOptions, authURL string) error {
+	if o.authCallback != nil {
+		if err := o.authCallback(ctx, authURL); err != nil {
+			return fmt.Errorf("twitchoauth: auth URL callback: %w", err)
+		}
+		return nil
+	}
+	var browserErr error
+	if !o.noBrowser {
+		open := a.OpenBrowser
+		if open == nil {
+			open = browser.OpenURL
+		}
+		if browserErr = open(authURL); browserErr == nil {
+			return nil
+		}
+	}
+	if c.Logger == nil {
+		if browserErr != nil {
+			return fmt.Errorf("twitchoauth: open browser: %w (and Client.Logger is nil, so the login URL has nowhere to go: set it or use WithAuthURLCallback)", browserErr)
+		}
+		return errors.New("twitchoauth: WithoutBrowser needs WithAuthURLCallback or Client.Logger: the login URL has nowhere to go")
+	}
+	// The one place a state goes into a log: the URL is what the person must open.
+	attrs := []slog.Attr{slog.String("url", authURL)}
+	if browserErr != nil {
+		attrs = append(attrs, slog.String("error", "cannot open a browser: "+browserErr.Error()))
+	}
+	c.Logger.LogAttrs(ctx, slog.LevelInfo, "twitchoauth: open this URL to log in", attrs...)
+	return nil
+}
+
+// endErr returns the error that ends a flow whose ctx may be done: ErrStopped after Stop, ctx's
+// error when it ended, or else err.
+func (a *UserAuthenticator) endErr(ctx context.Context, err error) error {
+	if ctx.Err() == nil {
+		return err
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, ErrStopped) {
+		return ErrStopped
+	}
+	return fmt.Errorf("twitchoauth: authenticate: %w", ctx.Err())
+}
+
+// track registers the cancel func of an Authenticate under way so that Stop can reach it, and
+// returns the func that forgets it.
+func (a *UserAuthenticator) track(cancel context.CancelCauseFunc) (untrack func()) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.runs == nil {
+		a.runs = map[*int]context.CancelCauseFunc{}
+	}
+	key := new(int)
+	a.runs[key] = cancel
+	return func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		delete(a.runs, key)
+	}
+}
+
+// Stop ends every [UserAuthenticator.Authenticate] under way on a: each returns [ErrStopped] within
+// milliseconds, its server closed. It is safe to call from any goroutine, more than once, and when
+// nothing is under way, in which case it does nothing: it does not stop an Authenticate that starts
+// later.
+func (a *UserAuthenticator) Stop() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, cancel := range a.runs {
+		cancel(ErrStopped)
+	}
+}
+
+// MockAuthenticate gets a user token for userID from twitch-cli's mock API (`twitch-cli mock-api
+// start`; set [Client.AuthBaseURL] to its "http://localhost:8080/auth/") and returns the access
+// token, as pyTwitchAPI's mock_authenticate does.
+//
+// That mock reads its parameters from the query string only, so this is the one call that puts the
+// client secret in a URL. It is meant for the mock's local, made-up credentials; never point it at
+// Twitch with a real secret.
+func (a *UserAuthenticator) MockAuthenticate(ctx context.Context, userID string) (string, error) {
+	c := a.client
+	if c == nil {
+		return "", errNoClient
+	}
+	q := url.Values{
+		"client_id":     {c.ClientID},
+		"client_secret": {c.ClientSecret},
+		"grant_type":    {"user_token"},
+		"user_id":       {userID},
+		"scope":         {BuildScope(a.Scopes)},
+	}
+	body, err := c.do(ctx, request{endpoint: "authorize", method: http.MethodPost, query: q})
+	if err != nil {
+		return "", err
+	}
+	tok, err := decodeToken("authorize", body)
+	if err != nil {
+		return "", err
+	}
+	return tok.AccessToken, nil
+}
