@@ -159,6 +159,8 @@ type Fault struct {
 	// Truncate declares a Content-Length of len(Body)+100 but sends only
 	// Body, so that a client reading the body sees an unexpected EOF.
 	Truncate bool
+	// Pass answers normally after Delay, instead of with Status and Body: a slow server.
+	Pass bool
 	// Count is the number of requests the fault applies to; zero means
 	// every request until ClearFaults.
 	Count int
@@ -445,8 +447,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f, stop, faulted := s.takeFault(endpoint)
 	s.mu.Unlock()
 	if faulted {
-		serveFault(w, r, f, stop)
-		return
+		if !f.Pass {
+			serveFault(w, r, f, stop)
+			return
+		}
+		if !waitFault(r, f, stop) {
+			return
+		}
 	}
 	if perr != nil {
 		writeReply(w, errorReply(http.StatusBadRequest, "invalid request body", true))
@@ -470,21 +477,30 @@ func (s *Server) takeFault(endpoint string) (Fault, <-chan struct{}, bool) {
 	return f, s.stop, true
 }
 
+// waitFault waits out f's Delay or Hang; it reports false when the request or the server ended
+// first.
+func waitFault(r *http.Request, f Fault, stop <-chan struct{}) bool {
+	if !f.Hang && f.Delay <= 0 {
+		return true
+	}
+	var timer <-chan time.Time
+	if !f.Hang {
+		t := time.NewTimer(f.Delay)
+		defer t.Stop()
+		timer = t.C
+	}
+	select {
+	case <-timer:
+		return true
+	case <-r.Context().Done():
+	case <-stop:
+	}
+	return false
+}
+
 func serveFault(w http.ResponseWriter, r *http.Request, f Fault, stop <-chan struct{}) {
-	if f.Hang || f.Delay > 0 {
-		var timer <-chan time.Time
-		if !f.Hang {
-			t := time.NewTimer(f.Delay)
-			defer t.Stop()
-			timer = t.C
-		}
-		select {
-		case <-timer:
-		case <-r.Context().Done():
-			return
-		case <-stop:
-			return
-		}
+	if !waitFault(r, f, stop) {
+		return
 	}
 	ct := f.ContentType
 	if ct == "" {

@@ -744,3 +744,22 @@ func TestSynctest(t *testing.T) {
 		}
 	})
 }
+
+func TestFaultPass(t *testing.T) {
+	s := New()
+	base := s.Start()
+	t.Cleanup(s.Close)
+	access, _ := s.IssueToken(ClientID, UserID, nil, 0)
+	s.Fail("validate", Fault{Delay: 20 * time.Millisecond, Pass: true, Count: 1})
+	req, _ := http.NewRequest(http.MethodGet, base+"validate", nil)
+	req.Header.Set("Authorization", "OAuth "+access)
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || time.Since(start) < 20*time.Millisecond {
+		t.Errorf("status %d after %v, want a normal answer after the delay", resp.StatusCode, time.Since(start))
+	}
+}
