@@ -8,4 +8,4 @@ require (
 	golang.org/x/oauth2 v0.36.0
 )
 
-require golang.org/x/sys v0.1.0 // indirect
+require golang.org/x/sys v0.1.0

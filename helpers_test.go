@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -382,4 +383,12 @@ func BenchmarkValidateToken(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(fake.Connections()), "conns")
+}
+
+// newHelixServer starts a stand-in for Twitch's Helix API and returns its base URL.
+func newHelixServer(t *testing.T, h http.HandlerFunc) string {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
 }

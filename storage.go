@@ -1,0 +1,321 @@
+package twitchoauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultStoragePath is the token file [UserAuthenticationStorageHelper] uses by default.
+const DefaultStoragePath = "user_token.json"
+
+// DefaultLockTTL is how long a [TokenStore] lock lives unless released: longer than a validate,
+// refresh and validate at the default HTTP timeouts, short enough that a crashed holder does not
+// block the others for long.
+const DefaultLockTTL = 2 * time.Minute
+
+var (
+	// ErrTokenNotFound: the store holds no token under the key.
+	ErrTokenNotFound = errors.New("twitchoauth: no stored token")
+	// ErrTokenCorrupt: what the store holds under the key is not a token (unreadable JSON, or no
+	// access token in it).
+	ErrTokenCorrupt = errors.New("twitchoauth: stored token is unreadable")
+)
+
+// StoredToken is what a [TokenStore] keeps for one user. Its JSON form is the token file: the keys
+// "token" and "refresh" are pyTwitchAPI's, so each library reads the other's file; the others are
+// what this package knows besides.
+type StoredToken struct {
+	AccessToken  string    `json:"token"`
+	RefreshToken string    `json:"refresh"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	Scopes       []Scope   `json:"scopes,omitempty"`
+	UserID       string    `json:"user_id,omitempty"`
+	Login        string    `json:"login,omitempty"`
+	ClientID     string    `json:"client_id,omitempty"`
+}
+
+// DecodeStoredToken reads a token in the token file's JSON format. Its error Is ErrTokenCorrupt
+// and never repeats the data, which holds secrets.
+func DecodeStoredToken(data []byte) (*StoredToken, error) {
+	var st StoredToken
+	if err := json.Unmarshal(data, &st); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return nil, fmt.Errorf("%w: not valid JSON (at byte %d)", ErrTokenCorrupt, syn.Offset)
+		case errors.As(err, &typ):
+			return nil, fmt.Errorf("%w: %q is not a %s", ErrTokenCorrupt, typ.Field, typ.Type)
+		default:
+			return nil, fmt.Errorf("%w: a value has the wrong form", ErrTokenCorrupt)
+		}
+	}
+	if st.AccessToken == "" {
+		return nil, fmt.Errorf("%w: it holds no \"token\"", ErrTokenCorrupt)
+	}
+	return &st, nil
+}
+
+// Token returns the stored token as an *oauth2.Token whose scopes [TokenScopes] reads.
+func (st *StoredToken) Token() *oauth2.Token {
+	tok := &oauth2.Token{AccessToken: st.AccessToken, RefreshToken: st.RefreshToken, TokenType: "bearer", Expiry: st.Expiry}
+	return withScopes(tok, st.Scopes)
+}
+
+// withToken returns a copy of st holding tok's pair, expiry and (when it names them) scopes.
+func (st StoredToken) withToken(tok *oauth2.Token) *StoredToken {
+	st.AccessToken, st.RefreshToken, st.Expiry = tok.AccessToken, tok.RefreshToken, tok.Expiry
+	if scopes := TokenScopes(tok); scopes != nil {
+		st.Scopes = scopes
+	}
+	return &st
+}
+
+// withValidation returns a copy of st completed with what Twitch's validation said.
+func (st StoredToken) withValidation(v *Validation) *StoredToken {
+	st.Scopes, st.UserID, st.Login, st.ClientID = v.Scopes, v.UserID, v.Login, v.ClientID
+	if v.ExpiresIn > 0 {
+		st.Expiry = time.Now().Add(v.ExpiresIn)
+	}
+	return &st
+}
+
+// TokenStore keeps users' tokens under keys (usually the user ID) and locks a key while one
+// process reads, refreshes and writes its token, so that replicas sharing a login never refresh
+// it twice. [FileStore] is the default; implement it on a shared store (Redis, a database) for
+// programs that run as several replicas, and run the package's store test suite against it
+// (internal/storetest, as examples/redisstore does). Implementations must be safe for concurrent
+// use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken], so that every
+// store holds the token file's format.
+type TokenStore interface {
+	// Load returns the token stored under key: an error that Is ErrTokenNotFound when there is
+	// none, and one that Is ErrTokenCorrupt when what is there is not a token.
+	Load(ctx context.Context, key string) (*StoredToken, error)
+	// Save stores tok under key, replacing what was there in one step: a reader sees the old
+	// token or the new one, never a mix.
+	Save(ctx context.Context, key string, tok *StoredToken) error
+	// Lock takes key's lock, waiting until it is free or ctx is done (then it returns an error
+	// that Is ctx's error). Locks of different keys are independent. The lock is a lease: it
+	// ends after ttl unless unlock ends it first, so a holder that died blocks the others for
+	// ttl at most; a ttl <= 0 means DefaultLockTTL. Unlock may be called after ctx is done and
+	// more than once; after the lease has ended it must leave alone a lock another holder has
+	// taken since, and return nil.
+	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error)
+}
+
+// withStoreLock runs fn holding key's lock, with a context that ends before the lock's lease does,
+// so fn never works on under a lock another holder may have taken over. A failure to unlock does
+// not fail what fn did (the lease ends the lock anyway); it is logged through c's Logger.
+func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
+	if ttl <= 0 {
+		ttl = DefaultLockTTL
+	}
+	unlock, err := store.Lock(ctx, key, ttl)
+	if err != nil {
+		return fmt.Errorf("twitchoauth: lock stored token: %w", err)
+	}
+	fnCtx, cancel := context.WithTimeout(ctx, ttl-ttl/10)
+	err = fn(fnCtx)
+	cancel()
+	if uerr := unlock(); uerr != nil && c.Logger != nil {
+		c.Logger.LogAttrs(ctx, slog.LevelWarn, "twitchoauth: unlock stored token failed; its lease will end it",
+			slog.String("error", uerr.Error()))
+	}
+	return err
+}
+
+// UserAuthenticationStorageHelper keeps a user token across restarts (pyTwitchAPI's
+// UserAuthenticationStorageHelper): [UserAuthenticationStorageHelper.Bind] reads the stored token,
+// validates and refreshes it, and logs the user in again only when it must.
+type UserAuthenticationStorageHelper struct {
+	// StoragePath is the token file. Defaults to DefaultStoragePath.
+	StoragePath string
+	// AuthGenerator logs the user in when the stored token cannot be used. Defaults to a
+	// [UserAuthenticator] with ForceVerify, which opens the browser.
+	AuthGenerator func(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error)
+	// Store keeps the token instead of the file at StoragePath, e.g. a store that replicas share.
+	// Defaults to nil: a [FileStore] at StoragePath.
+	Store TokenStore
+	// StoreKey is the key the token is kept under in Store (usually the user ID). Defaults to "",
+	// which a FileStore maps to StoragePath itself.
+	StoreKey string
+	// LockTTL is how long the store's lock may be held. Defaults to DefaultLockTTL.
+	LockTTL time.Duration
+
+	c      *Client
+	scopes []Scope
+}
+
+// NewUserAuthenticationStorageHelper returns a helper that keeps a token of c holding scopes in
+// DefaultStoragePath.
+func NewUserAuthenticationStorageHelper(c *Client, scopes []Scope) *UserAuthenticationStorageHelper {
+	return &UserAuthenticationStorageHelper{
+		StoragePath:   DefaultStoragePath,
+		AuthGenerator: defaultAuthGenerator,
+		c:             c,
+		scopes:        scopes,
+	}
+}
+
+// defaultAuthGenerator logs the user in through the browser, making Twitch ask again even when
+// the user approved the app before.
+func defaultAuthGenerator(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error) {
+	a := NewUserAuthenticator(c, scopes)
+	a.ForceVerify = true
+	return a.Authenticate(ctx)
+}
+
+func (h *UserAuthenticationStorageHelper) store() TokenStore {
+	if h.Store != nil {
+		return h.Store
+	}
+	path := h.StoragePath
+	if path == "" {
+		path = DefaultStoragePath
+	}
+	return &FileStore{Path: path}
+}
+
+// loginReason is why Bind must log the user in; its text says so to a person.
+type loginReason struct{ err error }
+
+func (r *loginReason) Error() string { return r.err.Error() }
+func (r *loginReason) Unwrap() error { return r.err }
+
+// Bind returns a source of the user's token, ready to use:
+//
+//  1. It reads the stored token (pyTwitchAPI's file is read as is).
+//  2. It validates it; when Twitch rejects it (401) and there is a refresh token, it refreshes once,
+//     stores the new pair and validates again.
+//  3. It accepts a user token of this client holding every requested scope.
+//  4. It runs AuthGenerator only when there is no token or it is unreadable, the refresh token was
+//     rejected, or the token lacks a scope, is an app token or another client's; it stores the new
+//     token, then returns.
+//  5. A transient failure (network error, timeout, 5xx, 429) is returned as an error: no login is
+//     started and the stored token is left exactly as it was.
+//
+// The store's lock is held across read, refresh and write, so that processes binding the same
+// token at once refresh it once; it is released while AuthGenerator runs.
+func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenSource, error) {
+	store := h.store()
+	var st *StoredToken
+	err := withStoreLock(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context) error {
+		var err error
+		st, err = h.check(ctx, store)
+		return err
+	})
+	var reason *loginReason
+	switch {
+	case errors.As(err, &reason):
+		if st, err = h.login(ctx, store, reason); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, err
+	}
+	src := NewStoreTokenSource(h.c, store, h.StoreKey, st.Token())
+	src.lockTTL = h.LockTTL
+	return src, nil
+}
+
+// check reads, validates and (if it must) refreshes the stored token. It returns a *loginReason
+// when only a new login can help.
+func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore) (*StoredToken, error) {
+	st, err := store.Load(ctx, h.StoreKey)
+	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
+		return nil, &loginReason{err}
+	}
+	if err != nil {
+		return nil, err
+	}
+	v, err := h.c.ValidateToken(ctx, st.AccessToken)
+	refreshed := false
+	if errors.Is(err, ErrInvalidToken) {
+		if st.RefreshToken == "" {
+			return nil, &loginReason{fmt.Errorf("stored token is invalid and has no refresh token: %w", err)}
+		}
+		tok, rerr := h.c.RefreshAccessToken(ctx, st.RefreshToken)
+		if errors.Is(rerr, ErrInvalidRefreshToken) {
+			return nil, &loginReason{rerr}
+		}
+		if rerr != nil {
+			return nil, rerr
+		}
+		st, refreshed = st.withToken(tok), true
+		// Stored before anything else can fail: Twitch may have killed the old pair.
+		if err := store.Save(ctx, h.StoreKey, st); err != nil {
+			return nil, fmt.Errorf("twitchoauth: save refreshed token: %w", err)
+		}
+		v, err = h.c.ValidateToken(ctx, st.AccessToken)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := h.accept(v); err != nil {
+		return nil, &loginReason{err}
+	}
+	known := st.withValidation(v)
+	// Record what validation taught (a pyTwitchAPI file holds only the pair), once.
+	if refreshed || !sameIdentity(st, known) {
+		if err := store.Save(ctx, h.StoreKey, known); err != nil {
+			return nil, fmt.Errorf("twitchoauth: save token: %w", err)
+		}
+	}
+	return known, nil
+}
+
+// sameIdentity reports whether a and b say the same of whose token it is and what it grants.
+func sameIdentity(a, b *StoredToken) bool {
+	return a.UserID == b.UserID && a.Login == b.Login && a.ClientID == b.ClientID && slices.Equal(a.Scopes, b.Scopes)
+}
+
+// accept says why a validated token cannot serve this helper, or nil.
+func (h *UserAuthenticationStorageHelper) accept(v *Validation) error {
+	switch {
+	case !v.IsUserToken():
+		return fmt.Errorf("twitchoauth: stored token is an app token, not a user token: %w", ErrInvalidToken)
+	case v.ClientID != h.c.ClientID:
+		return fmt.Errorf("twitchoauth: stored token belongs to another client: %w", ErrInvalidToken)
+	}
+	if missing := missingScopes(h.scopes, v.Scopes); len(missing) > 0 {
+		return &MissingScopeError{Missing: missing}
+	}
+	return nil
+}
+
+// login runs AuthGenerator, validates what it returns and stores it.
+func (h *UserAuthenticationStorageHelper) login(ctx context.Context, store TokenStore, reason *loginReason) (*StoredToken, error) {
+	if l := h.c.Logger; l != nil {
+		l.LogAttrs(ctx, slog.LevelInfo, "twitchoauth: logging the user in", slog.String("reason", reason.Error()))
+	}
+	gen := h.AuthGenerator
+	if gen == nil {
+		gen = defaultAuthGenerator
+	}
+	tok, err := gen(ctx, h.c, h.scopes)
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: log in (%v): %w", reason, err)
+	}
+	v, err := h.c.ValidateToken(ctx, tok.AccessToken)
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: validate new token: %w", err)
+	}
+	if err := h.accept(v); err != nil {
+		return nil, err
+	}
+	st := (&StoredToken{}).withToken(tok).withValidation(v)
+	err = withStoreLock(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context) error {
+		return store.Save(ctx, h.StoreKey, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: save new token: %w", err)
+	}
+	return st, nil
+}

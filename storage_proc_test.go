@@ -1,0 +1,169 @@
+package twitchoauth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+)
+
+// TestBindTwoProcesses starts two processes that bind one token file at once, while Twitch has
+// killed its access token: they refresh it once between them, and both end with the new token.
+func TestBindTwoProcesses(t *testing.T) {
+	if path := os.Getenv("TWITCHOAUTH_BIND_CHILD"); path != "" {
+		bindChild(t, path, os.Getenv("TWITCHOAUTH_BIND_BASE"))
+		return
+	}
+	e := newBindEnv(t)
+	access, refresh := e.fake.IssueToken(e.c.ClientID, faketwitch.UserID, scopesToStrings(botScopes), 0)
+	e.fake.ExpireAccessToken(access)
+	e.write(t, access, refresh)
+	// Slow answers make the two binds overlap for certain.
+	e.fake.Fail("validate", faketwitch.Fault{Delay: 200 * time.Millisecond, Pass: true})
+
+	var cmds []*exec.Cmd
+	var outs []*bytes.Buffer
+	for range 2 {
+		cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestBindTwoProcesses$", "-test.count=1")
+		cmd.Env = append(os.Environ(), "TWITCHOAUTH_BIND_CHILD="+e.path, "TWITCHOAUTH_BIND_BASE="+e.fake.BaseURL())
+		out := new(bytes.Buffer)
+		cmd.Stdout, cmd.Stderr = out, out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		cmds, outs = append(cmds, cmd), append(outs, out)
+	}
+	var tokens []string
+	for i, cmd := range cmds {
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("process %d: %v\n%s", i, err, outs[i])
+		}
+		for _, line := range strings.Split(outs[i].String(), "\n") {
+			if tok, ok := strings.CutPrefix(line, "BOUND "); ok {
+				tokens = append(tokens, tok)
+			}
+		}
+	}
+	if len(tokens) != 2 || tokens[0] != tokens[1] || tokens[0] == access {
+		t.Errorf("the processes hold %q, want the same new token", tokens)
+	}
+	if n := e.fake.CountGrant("refresh_token"); n != 1 {
+		t.Errorf("%d refreshes, want 1", n)
+	}
+	if st := e.stored(t); len(tokens) > 0 && st.AccessToken != tokens[0] {
+		t.Errorf("file holds %q", st.AccessToken)
+	}
+}
+
+func bindChild(t *testing.T, path, base string) {
+	c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c.AuthBaseURL = base
+	h := NewUserAuthenticationStorageHelper(c, botScopes)
+	h.StoragePath = path
+	h.AuthGenerator = func(context.Context, *Client, []Scope) (*oauth2.Token, error) {
+		return nil, errors.New("a login was started")
+	}
+	src, err := h.Bind(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := src.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("BOUND " + tok.AccessToken)
+}
+
+// TestKeepValidated runs the hourly validation in fake time: a token Twitch killed is refreshed, an
+// outage is reported and survived, and a dead refresh token ends the loop.
+func TestKeepValidated(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		fake := faketwitch.New()
+		c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+		c.AuthBaseURL = "http://fake.invalid/oauth2/"
+		c.HTTPClient = &http.Client{Transport: &memTransport{fake: fake}}
+		logs := new(bytes.Buffer)
+		c.Logger = slog.New(slog.NewTextHandler(logs, nil))
+		access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 24*time.Hour)
+		src := NewUserTokenSource(c, &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(24 * time.Hour)}, nil)
+
+		done := make(chan error, 1)
+		go func() { done <- src.KeepValidated(t.Context(), time.Hour) }()
+		hour := func() { time.Sleep(time.Hour); synctest.Wait() }
+
+		hour()
+		if n := fake.CountRequests("validate"); n != 1 {
+			t.Fatalf("%d validations after an hour, want 1", n)
+		}
+		fake.ExpireAccessToken(access)
+		hour()
+		tok, _ := src.Token()
+		if tok.AccessToken == access || fake.CountGrant("refresh_token") != 1 {
+			t.Errorf("dead token not refreshed: %q, %d refreshes", tok.AccessToken, fake.CountGrant("refresh_token"))
+		}
+		fake.Fail("validate", faketwitch.Fault{Status: 503, Count: 1})
+		hour()
+		if !strings.Contains(logs.String(), "will try again") {
+			t.Errorf("outage not reported:\n%s", logs)
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("KeepValidated ended on an outage: %v", err)
+		default:
+		}
+		fake.ExpireAccessToken(tok.AccessToken)
+		fake.RevokeRefreshToken(tok.RefreshToken)
+		hour()
+		if err := <-done; !errors.Is(err, ErrInvalidRefreshToken) {
+			t.Errorf("KeepValidated = %v, want ErrInvalidRefreshToken", err)
+		}
+		if strings.Contains(logs.String(), tok.AccessToken) || strings.Contains(logs.String(), tok.RefreshToken) {
+			t.Errorf("log holds a token:\n%s", logs)
+		}
+
+		ctx, cancel := context.WithCancel(t.Context())
+		go func() { done <- src.KeepValidated(ctx, time.Hour) }()
+		synctest.Wait()
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
+			t.Errorf("after cancel: %v", err)
+		}
+	})
+}
+
+// TestFileStoreLockLease: a holder that never releases loses the lock after its lease.
+func TestFileStoreLockLease(t *testing.T) {
+	s := &FileStore{Path: filepath.Join(t.TempDir(), "t.json")}
+	if _, err := s.Lock(t.Context(), "k", 50*time.Millisecond); err != nil { // never released
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Millisecond)
+	defer cancel()
+	if _, err := s.Lock(ctx, "k", time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lock held by another: err = %v, want to wait until ctx ends", err)
+	}
+	unlock, err := s.Lock(t.Context(), "k", time.Minute)
+	if err != nil {
+		t.Fatalf("after the lease: %v", err)
+	}
+	other, err := s.Lock(t.Context(), "other-key", time.Minute)
+	if err != nil {
+		t.Fatalf("another key waits on this one: %v", err)
+	}
+	if err := errors.Join(unlock(), other()); err != nil {
+		t.Fatal(err)
+	}
+}
