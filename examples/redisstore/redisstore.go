@@ -1,0 +1,237 @@
+// Package redisstore keeps twitchoauth tokens in Redis, so that several replicas of a bot share
+// one login and never send the same refresh token twice.
+//
+// [Store] implements [twitchoauth.TokenStore]: tokens are JSON values in the format of the token
+// file, and each key has a lock with a lease, so a replica that takes it and dies blocks the others
+// only until the lease ends. Every replica points at the same Redis and uses the same key (usually
+// the user ID); a bot that logs in one user wires it into the storage helper:
+//
+//	rdb := redis.NewClient(&redis.Options{Addr: "redis:6379"})
+//	defer rdb.Close()
+//	h := twitchoauth.NewUserAuthenticationStorageHelper(c, scopes)
+//	h.Store = redisstore.New(rdb)
+//	h.StoreKey = userID
+//	src, err := h.Bind(ctx)
+//
+// A service that holds many broadcasters' tokens makes a source per user from one Store:
+//
+//	store := redisstore.New(rdb)
+//	src := twitchoauth.NewStoreTokenSource(c, store, userID, nil)
+//
+// When a token expires, the source takes the user's lock, reloads the token, adopts a fresh one
+// another replica stored, and only otherwise refreshes and saves the new pair before releasing it.
+package redisstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	randv2 "math/rand/v2"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/twitchoauth/twitchoauth"
+)
+
+// DefaultPrefix starts every key a [Store] uses unless its Prefix says otherwise.
+const DefaultPrefix = "twitchoauth:"
+
+// maxTokenSize caps what Load accepts: a stored token is a few hundred bytes.
+const maxTokenSize = 1 << 16
+
+// Lock polling: the first wait, and the longest; each wait is jittered around its value.
+const (
+	firstLockWait = 5 * time.Millisecond
+	maxLockWait   = 100 * time.Millisecond
+)
+
+// unlockTimeout bounds the release of a lock, which runs even after the caller's context ended.
+const unlockTimeout = 5 * time.Second
+
+// releaseScript deletes a lock only while it still holds the owner value of the one releasing it,
+// in one step, so a holder whose lease ran out never frees the lock of the one that took it over.
+var releaseScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then
+	return redis.call("del", KEYS[1])
+else
+	return 0
+end`)
+
+// Store is a [twitchoauth.TokenStore] in Redis. The token of key k is the string value at
+// Prefix+"token:"+k, holding the JSON of [twitchoauth.StoredToken] (the token file's format) with
+// no expiry; its lock is Prefix+"lock:"+k. Each command names a single key, so a Store works on a
+// Redis Cluster too. A Store is safe for concurrent use; replicas each make their own.
+type Store struct {
+	// Client is the Redis connection: a *redis.Client, *redis.ClusterClient or
+	// *redis.Ring. Store does not close it.
+	Client redis.UniversalClient
+	// Prefix starts every key, so that one Redis can serve several apps. Defaults to
+	// DefaultPrefix (also when empty).
+	Prefix string
+}
+
+// New returns a Store on client with the default prefix.
+func New(client redis.UniversalClient) *Store {
+	return &Store{Client: client, Prefix: DefaultPrefix}
+}
+
+// prefix returns the prefix of every key: Prefix, or DefaultPrefix when it is empty.
+func (s *Store) prefix() string {
+	if s.Prefix == "" {
+		return DefaultPrefix
+	}
+	return s.Prefix
+}
+
+// tokenKey returns the Redis key of key's token.
+func (s *Store) tokenKey(key string) string { return s.prefix() + "token:" + key }
+
+// lockKey returns the Redis key of key's lock.
+func (s *Store) lockKey(key string) string { return s.prefix() + "lock:" + key }
+
+// Load returns the token stored under key. The error Is [twitchoauth.ErrTokenNotFound] when there
+// is none and [twitchoauth.ErrTokenCorrupt] when the value is not a token (it is never quoted in
+// the error); any other error is Redis's, such as a refused connection.
+func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken, error) {
+	rkey := s.tokenKey(key)
+	data, err := s.Client.Get(ctx, rkey).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, fmt.Errorf("%w: redis key %q does not exist", twitchoauth.ErrTokenNotFound, rkey)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: load token: %w", redisError(ctx, err))
+	}
+	return decode(rkey, data)
+}
+
+// decode reads a stored token. Its errors describe what is wrong without quoting the value, which
+// may hold a token.
+func decode(rkey string, data []byte) (*twitchoauth.StoredToken, error) {
+	if len(data) > maxTokenSize {
+		return nil, fmt.Errorf("%w: redis key %q holds %d bytes, more than a token", twitchoauth.ErrTokenCorrupt, rkey, len(data))
+	}
+	st, err := twitchoauth.DecodeStoredToken(data)
+	if err != nil {
+		return nil, fmt.Errorf("redis key %q: %w", rkey, err)
+	}
+	return st, nil
+}
+
+// Save stores tok under key with a single SET and no expiry, replacing what was there: a reader
+// sees the old token or the new one, never a mix.
+func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredToken) error {
+	if tok == nil {
+		return errors.New("redisstore: save token: nil token")
+	}
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return fmt.Errorf("redisstore: save token: %w", err)
+	}
+	if err := s.Client.Set(ctx, s.tokenKey(key), data, 0).Err(); err != nil {
+		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
+	}
+	return nil
+}
+
+// Lock takes key's lock, waiting until it is free or ctx is done; the error then Is ctx.Err().
+//
+// The lock is the key Prefix+"lock:"+key, set with SET NX PX to a random value that names this
+// holder, so it expires after ttl (a ttl of zero or less means [twitchoauth.DefaultLockTTL]) even
+// if unlock is never called. While another holder has it, Lock polls with jittered backoff from
+// 5 ms up to 100 ms. A Redis error ends the wait at once: Lock never polls a server it cannot
+// reach.
+//
+// unlock deletes the lock only if it still holds this holder's value, atomically (a Lua script),
+// with a context of its own, so it works after ctx ended. When the lease already ran out, whether
+// or not another holder took the lock since, unlock leaves the key alone and returns nil: the
+// caller's work is done, and nothing it could do would undo an overlap. Calling unlock again does
+// nothing and returns the first call's result. Its only errors are Redis's; the lease ends the lock
+// then.
+func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error) {
+	if ttl <= 0 {
+		ttl = twitchoauth.DefaultLockTTL
+	}
+	ttl = max(ttl, time.Millisecond) // PX counts milliseconds
+	lkey := s.lockKey(key)
+	owner := newOwner()
+	wait := firstLockWait
+	for {
+		ok, err := s.tryLock(ctx, lkey, owner, ttl)
+		if err != nil {
+			s.abandon(ctx, lkey, owner, err)
+			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, redisError(ctx, err))
+		}
+		if ok {
+			return s.unlocker(ctx, lkey, owner), nil
+		}
+		t := time.NewTimer(wait/2 + randv2.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, maxLockWait)
+	}
+}
+
+// tryLock tries once to take the lock. The client may resend a SET whose reply it lost, which
+// then fails because the first one took the lock: the lock holding owner's value means it is held.
+func (s *Store) tryLock(ctx context.Context, lkey, owner string, ttl time.Duration) (bool, error) {
+	ok, err := s.Client.SetNX(ctx, lkey, owner, ttl).Result()
+	if err != nil || ok {
+		return ok, err
+	}
+	held, err := s.Client.Get(ctx, lkey).Result()
+	if errors.Is(err, redis.Nil) {
+		return false, nil // released meanwhile: the next try may take it
+	}
+	return err == nil && held == owner, err
+}
+
+// abandon releases, as well as it can, a lock that a failed SET may have taken after all: a SET
+// whose reply timed out, or was cut off when ctx ended, may have reached the server.
+func (s *Store) abandon(ctx context.Context, lkey, owner string, err error) {
+	var nerr net.Error
+	if ctx.Err() == nil && !errors.Is(err, context.DeadlineExceeded) && !(errors.As(err, &nerr) && nerr.Timeout()) {
+		return // the server answered, or was never reached
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Second)
+	defer cancel()
+	releaseScript.Run(ctx, s.Client, []string{lkey}, owner)
+}
+
+// unlocker returns the release of the lock lkey held as owner.
+func (s *Store) unlocker(ctx context.Context, lkey, owner string) func() error {
+	ctx = context.WithoutCancel(ctx)
+	return sync.OnceValue(func() error {
+		ctx, cancel := context.WithTimeout(ctx, unlockTimeout)
+		defer cancel()
+		// 0 means the lease ran out: the lock is gone or another's, and is left alone.
+		if err := releaseScript.Run(ctx, s.Client, []string{lkey}, owner).Err(); err != nil {
+			return fmt.Errorf("redisstore: unlock %q: %w", lkey, redisError(ctx, err))
+		}
+		return nil
+	})
+}
+
+// redisError returns ctx's error in place of the client's when ctx ended, so that errors.Is
+// matches context.Canceled and context.DeadlineExceeded whatever the client reported.
+func redisError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}
+
+// newOwner returns a random value naming one holder of a lock: 128 bits, in hex.
+func newOwner() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails; see crypto/rand.Read
+	return hex.EncodeToString(b[:])
+}

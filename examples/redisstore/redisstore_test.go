@@ -1,0 +1,417 @@
+package redisstore
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/internal/storetest"
+)
+
+// redisServer is a redis-server process of one test, on a loopback port, without persistence.
+type redisServer struct {
+	Addr string
+	cmd  *exec.Cmd
+	done chan struct{} // closed when the process has exited
+	out  bytes.Buffer  // its log; read only after done
+}
+
+// startRedis starts a redis-server for the test on a free loopback port and stops it when the test
+// ends. It skips the test when redis-server is not installed.
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		t.Skip("redis-server is not installed")
+	}
+	var errs []error
+	for range 5 { // another process may take the port between freePort and the server's bind
+		s, err := startRedisOn(t, bin, freePort(t))
+		if err == nil {
+			return s
+		}
+		errs = append(errs, err)
+	}
+	t.Fatalf("start redis-server: %v", errors.Join(errs...))
+	return nil
+}
+
+// startRedisOn starts a redis-server on port and waits until it answers PING.
+func startRedisOn(t *testing.T, bin string, port int) (*redisServer, error) {
+	t.Helper()
+	s := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
+	s.cmd = exec.CommandContext(t.Context(), bin,
+		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+		"--protected-mode", "yes", "--dir", t.TempDir())
+	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
+	if err := s.cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		s.cmd.Wait()
+		close(s.done)
+	}()
+	t.Cleanup(s.Stop)
+
+	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
+	defer rdb.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
+		err := rdb.Ping(ctx).Err()
+		cancel()
+		if err == nil {
+			return s, nil
+		}
+		select {
+		case <-s.done:
+			return nil, fmt.Errorf("redis-server on port %d exited: %s", port, strings.TrimSpace(s.out.String()))
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Stop()
+			return nil, fmt.Errorf("redis-server on port %d does not answer: %v", port, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Stop kills the server and waits until it has exited.
+func (s *redisServer) Stop() {
+	s.cmd.Process.Kill()
+	<-s.done
+}
+
+// freePort returns a loopback port that nothing listened on a moment ago.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// newClient returns a client of its own (a replica's connection pool), closed when the test ends.
+func newClient(t *testing.T, addr string) *redis.Client {
+	t.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: addr})
+	t.Cleanup(func() { rdb.Close() })
+	return rdb
+}
+
+func TestSuite(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	storetest.Run(t, func(t *testing.T) func(t *testing.T) twitchoauth.TokenStore {
+		prefix := "test:" + t.Name() + ":" // each subtest sees only its own data
+		return func(t *testing.T) twitchoauth.TokenStore {
+			return &Store{Client: newClient(t, srv.Addr), Prefix: prefix}
+		}
+	})
+}
+
+func TestKeys(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	ctx := t.Context()
+	store := New(rdb)
+	tok := &twitchoauth.StoredToken{AccessToken: "acc", RefreshToken: "ref", UserID: "42",
+		Expiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), Scopes: []twitchoauth.Scope{twitchoauth.ScopeChatRead}}
+	if err := store.Save(ctx, "42", tok); err != nil {
+		t.Fatal(err)
+	}
+	// The value is the token file's JSON, with no expiry.
+	raw, err := rdb.Get(ctx, "twitchoauth:token:42").Bytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var file map[string]any
+	if err := json.Unmarshal(raw, &file); err != nil || file["token"] != "acc" || file["refresh"] != "ref" || file["user_id"] != "42" {
+		t.Errorf("stored value %s: %v", raw, err)
+	}
+	if ttl := rdb.TTL(ctx, "twitchoauth:token:42").Val(); ttl != -1 {
+		t.Errorf("token key TTL = %v, want none", ttl)
+	}
+
+	unlock, err := store.Lock(ctx, "42", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owner := rdb.Get(ctx, "twitchoauth:lock:42").Val()
+	if len(owner) != 32 {
+		t.Errorf("lock value %q, want 128 bits in hex", owner)
+	}
+	if ttl := rdb.PTTL(ctx, "twitchoauth:lock:42").Val(); ttl <= 0 || ttl > time.Minute {
+		t.Errorf("lock TTL = %v, want at most a minute", ttl)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if n := rdb.Exists(ctx, "twitchoauth:lock:42").Val(); n != 0 {
+		t.Error("lock key left after unlock")
+	}
+	if err := unlock(); err != nil {
+		t.Errorf("second unlock: %v", err)
+	}
+}
+
+// TestFileFormat: a token file copied into Redis as it is loads, so moving a bot's login from
+// FileStore to Redis is one SET.
+func TestFileFormat(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	ctx := t.Context()
+	fs := &twitchoauth.FileStore{Path: filepath.Join(t.TempDir(), "user_token.json")}
+	want := &twitchoauth.StoredToken{AccessToken: "acc", RefreshToken: "ref", UserID: "42", Login: "bot", ClientID: "cid",
+		Expiry: time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC), Scopes: []twitchoauth.Scope{twitchoauth.ScopeChatRead}}
+	if err := fs.Save(ctx, "", want); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(fs.Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := rdb.Set(ctx, "twitchoauth:token:42", data, 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	got, err := New(rdb).Load(ctx, "42")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.AccessToken != "acc" || got.RefreshToken != "ref" || !got.Expiry.Equal(want.Expiry) || got.Login != "bot" ||
+		fmt.Sprint(got.Scopes) != fmt.Sprint(want.Scopes) {
+		t.Errorf("Load = %+v, want %+v", got, want)
+	}
+}
+
+func TestCorrupt(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	store := New(rdb)
+	for _, tc := range []struct{ name, value string }{
+		{"garbage", "sekrit-garbage"},
+		{"truncated", `{"token":"sekrit","refresh":"sekrit`},
+		{"no access token", `{"refresh":"sekrit"}`},
+		{"null", `null`},
+		{"array", `["sekrit"]`},
+		{"bad expiry", `{"token":"sekrit","expiry":"sekrit-time"}`},
+		{"bad field type", `{"token":"sekrit","scopes":"sekrit"}`},
+		{"too large", `{"token":"sekrit","login":"` + strings.Repeat("x", maxTokenSize) + `"}`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if err := rdb.Set(t.Context(), "twitchoauth:token:bad", tc.value, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			_, err := store.Load(t.Context(), "bad")
+			if !errors.Is(err, twitchoauth.ErrTokenCorrupt) {
+				t.Fatalf("Load: err = %v, want ErrTokenCorrupt", err)
+			}
+			if strings.Contains(err.Error(), "sekrit") {
+				t.Errorf("error quotes the stored value: %v", err)
+			}
+		})
+	}
+}
+
+func TestSaveNil(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	if err := New(newClient(t, srv.Addr)).Save(t.Context(), "k", nil); err == nil {
+		t.Error("Save(nil) succeeded")
+	}
+}
+
+func TestUnlockAfterLeaseDoesNotFreeOthersLock(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	a, b, c := New(newClient(t, srv.Addr)), New(newClient(t, srv.Addr)), New(newClient(t, srv.Addr))
+	ctx := t.Context()
+	unlockA, err := a.Lock(ctx, "k", 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	unlockB, err := b.Lock(waitCtx, "k", time.Minute)
+	if err != nil {
+		t.Fatalf("Lock after A's lease: %v", err)
+	}
+	if waited := time.Since(start); waited < 50*time.Millisecond {
+		t.Errorf("B took the lock after %v, before A's lease ended", waited)
+	}
+	if err := unlockA(); err != nil {
+		t.Errorf("A's late unlock: %v, want nil", err)
+	}
+	short, cancel2 := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel2()
+	if _, err := c.Lock(short, "k", time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("C's Lock after A's late unlock: err = %v, want it to wait (B holds the lock)", err)
+	}
+	if err := unlockB(); err != nil {
+		t.Fatal(err)
+	}
+	unlockC, err := c.Lock(waitCtx, "k", time.Minute)
+	if err != nil {
+		t.Fatalf("C's Lock after B's unlock: %v", err)
+	}
+	if err := unlockC(); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestLockCanceled: a Lock waiting on a held lock returns when its ctx is canceled, and an unlock
+// works after the holder's ctx ended.
+func TestLockCanceled(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	a, b := New(newClient(t, srv.Addr)), New(newClient(t, srv.Addr))
+	holderCtx, endHolder := context.WithCancel(t.Context())
+	unlock, err := a.Lock(holderCtx, "k", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitCtx, cancel := context.WithCancel(t.Context())
+	got := make(chan error, 1)
+	go func() {
+		_, err := b.Lock(waitCtx, "k", time.Minute)
+		got <- err
+	}()
+	time.Sleep(30 * time.Millisecond) // let it poll a few times; it returns at cancel either way
+	cancel()
+	select {
+	case err := <-got:
+		if !errors.Is(err, context.Canceled) {
+			t.Errorf("Lock canceled while waiting: err = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Lock kept waiting after its ctx was canceled")
+	}
+
+	endHolder()
+	if err := unlock(); err != nil {
+		t.Fatalf("unlock after the holder's ctx ended: %v", err)
+	}
+	short, cancel2 := context.WithTimeout(t.Context(), time.Second)
+	defer cancel2()
+	unlockB, err := b.Lock(short, "k", time.Minute)
+	if err != nil {
+		t.Fatalf("Lock after unlock: %v", err)
+	}
+	unlockB()
+}
+
+// promptly is how long an operation on an unreachable Redis may take before the test calls it a
+// hang: the client's own retries of a refused connection take well under a second.
+const promptly = 5 * time.Second
+
+// failingGenerator is an AuthGenerator that must never run: a store that cannot be reached is no
+// reason to log the user in.
+func failingGenerator(t *testing.T) func(context.Context, *twitchoauth.Client, []twitchoauth.Scope) (*oauth2.Token, error) {
+	return func(context.Context, *twitchoauth.Client, []twitchoauth.Scope) (*oauth2.Token, error) {
+		t.Error("AuthGenerator called although the store could not be reached")
+		return nil, errors.New("no login in this test")
+	}
+}
+
+// fakeTwitch starts the fake identity server and returns a client of it.
+func fakeTwitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
+	t.Helper()
+	fake := faketwitch.New()
+	base := fake.Start()
+	t.Cleanup(fake.Close)
+	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c.AuthBaseURL = base
+	return c, fake
+}
+
+// checkDown checks that every operation of store fails promptly with a clear error, and that Bind
+// through it neither succeeds nor logs the user in.
+func checkDown(t *testing.T, store *Store) {
+	t.Helper()
+	ctx := t.Context()
+	check := func(op string, f func() error) {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		took := time.Since(start)
+		t.Logf("%s after %v: %v", op, took.Round(time.Millisecond), err)
+		switch {
+		case err == nil:
+			t.Errorf("%s succeeded with Redis down", op)
+		case errors.Is(err, twitchoauth.ErrTokenNotFound) || errors.Is(err, twitchoauth.ErrTokenCorrupt):
+			t.Errorf("%s: %v; want a connection error, not a verdict on the token", op, err)
+		case !strings.Contains(err.Error(), "redisstore: ") || !strings.Contains(err.Error(), "connection refused"):
+			t.Errorf("%s: %v; want redisstore's context and the refused connection", op, err)
+		}
+		if took > promptly {
+			t.Errorf("%s took %v", op, took)
+		}
+	}
+	check("Load", func() error { _, err := store.Load(ctx, "bot"); return err })
+	check("Save", func() error { return store.Save(ctx, "bot", &twitchoauth.StoredToken{AccessToken: "a"}) })
+	check("Lock", func() error {
+		unlock, err := store.Lock(ctx, "bot", time.Minute)
+		if err == nil {
+			unlock()
+		}
+		return err
+	})
+
+	c, fake := fakeTwitch(t)
+	h := twitchoauth.NewUserAuthenticationStorageHelper(c, []twitchoauth.Scope{twitchoauth.ScopeChatRead})
+	h.Store, h.StoreKey = store, "bot"
+	h.AuthGenerator = failingGenerator(t)
+	check("Bind", func() error { _, err := h.Bind(ctx); return err })
+	if n := len(fake.Requests()); n != 0 {
+		t.Errorf("Bind sent %d requests to Twitch with the store down", n)
+	}
+}
+
+func TestRedisDown(t *testing.T) {
+	t.Parallel()
+	t.Run("NothingListens", func(t *testing.T) {
+		t.Parallel()
+		checkDown(t, New(newClient(t, net.JoinHostPort("127.0.0.1", strconv.Itoa(freePort(t))))))
+	})
+	t.Run("ServerStopped", func(t *testing.T) {
+		t.Parallel()
+		srv := startRedis(t)
+		c, fake := fakeTwitch(t)
+		store := New(newClient(t, srv.Addr))
+		access, refresh := fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+		st := &twitchoauth.StoredToken{AccessToken: access, RefreshToken: refresh}
+		if err := store.Save(t.Context(), "bot", st); err != nil {
+			t.Fatal(err)
+		}
+		// The store works while the server runs: Bind adopts the stored token without a login.
+		h := twitchoauth.NewUserAuthenticationStorageHelper(c, []twitchoauth.Scope{twitchoauth.ScopeChatRead})
+		h.Store, h.StoreKey = store, "bot"
+		h.AuthGenerator = failingGenerator(t)
+		if _, err := h.Bind(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		srv.Stop()
+		checkDown(t, store)
+	})
+}
