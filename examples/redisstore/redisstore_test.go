@@ -334,17 +334,6 @@ func failingGenerator(t *testing.T) func(context.Context, *twitchoauth.Client, [
 	}
 }
 
-// fakeTwitch starts the fake identity server and returns a client of it.
-func fakeTwitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
-	t.Helper()
-	fake := faketwitch.New()
-	base := fake.Start()
-	t.Cleanup(fake.Close)
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
-	c.AuthBaseURL = base
-	return c, fake
-}
-
 // checkDown checks that every operation of store fails promptly with a clear error, and that Bind
 // through it neither succeeds nor logs the user in.
 func checkDown(t *testing.T, store *Store) {
@@ -378,7 +367,7 @@ func checkDown(t *testing.T, store *Store) {
 		return err
 	})
 
-	c, fake := fakeTwitch(t)
+	c, fake := storetest.Twitch(t)
 	h := twitchoauth.NewUserAuthenticationStorageHelper(c, []twitchoauth.Scope{twitchoauth.ScopeChatRead})
 	h.Store, h.StoreKey = store, "bot"
 	h.AuthGenerator = failingGenerator(t)
@@ -397,7 +386,7 @@ func TestRedisDown(t *testing.T) {
 	t.Run("ServerStopped", func(t *testing.T) {
 		t.Parallel()
 		srv := startRedis(t)
-		c, fake := fakeTwitch(t)
+		c, fake := storetest.Twitch(t)
 		store := New(newClient(t, srv.Addr))
 		access, refresh := fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
 		st := &twitchoauth.StoredToken{AccessToken: access, RefreshToken: refresh}

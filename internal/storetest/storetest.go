@@ -33,8 +33,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("BindThroughStore", func(t *testing.T) { testBindThroughStore(t, open) })
 }
 
-// twitch starts the fake identity server and returns a confidential client of it.
-func twitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
+// Twitch starts the fake identity server for the test and returns a confidential client of it.
+func Twitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
 	t.Helper()
 	fake := faketwitch.New()
 	base := fake.Start()
@@ -160,7 +160,7 @@ func testLockLease(t *testing.T, open Open) {
 // testReplicasRefreshOnce: five replicas, each with its own connection, call Token on one expired
 // token together: one refresh reaches Twitch and all five end with the same new token.
 func testReplicasRefreshOnce(t *testing.T, open Open) {
-	c, fake := twitch(t)
+	c, fake := Twitch(t)
 	connect := open(t)
 	held := seed(t, connect(t), fake, faketwitch.UserID)
 	// A slow token endpoint makes the replicas overlap for certain.
@@ -204,7 +204,7 @@ func testReplicasRefreshOnce(t *testing.T, open Open) {
 // testManyUsers: 100 users' expired tokens, refreshed at once, each under its own key; a lock held
 // on one user's key delays no other user.
 func testManyUsers(t *testing.T, open Open) {
-	c, fake := twitch(t)
+	c, fake := Twitch(t)
 	connect := open(t)
 	store := connect(t)
 	const users = 100
@@ -261,7 +261,7 @@ func testManyUsers(t *testing.T, open Open) {
 // testDeadHolder: a replica that took the lock and died mid-refresh (the lock is never released)
 // holds the others up only until its lease ends; then one of them refreshes.
 func testDeadHolder(t *testing.T, open Open) {
-	c, fake := twitch(t)
+	c, fake := Twitch(t)
 	connect := open(t)
 	held := seed(t, connect(t), fake, faketwitch.UserID)
 	if _, err := connect(t).Lock(t.Context(), faketwitch.UserID, 300*time.Millisecond); err != nil {
@@ -285,7 +285,7 @@ func testDeadHolder(t *testing.T, open Open) {
 // testBindThroughStore: the storage helper keeps its token in the store: a login when there is
 // none, then a refresh that a second helper adopts.
 func testBindThroughStore(t *testing.T, open Open) {
-	c, fake := twitch(t)
+	c, fake := Twitch(t)
 	connect := open(t)
 	logins := 0
 	helper := func() *twitchoauth.UserAuthenticationStorageHelper {
