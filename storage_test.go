@@ -504,6 +504,61 @@ func TestTokenSourceRefreshFailures(t *testing.T) {
 	})
 }
 
+// TestTokenSourceSharedFailure: callers that wait while a refresh fails get its error instead of
+// each sending a refresh of their own, but not an error that only the refreshing caller's ctx caused.
+func TestTokenSourceSharedFailure(t *testing.T) {
+	c, fake := newTestClient(t)
+	t.Run("outage", func(t *testing.T) {
+		_, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+		src := NewUserTokenSource(c, expiredToken("old", refresh), nil)
+		fake.Fail("token", faketwitch.Fault{Status: 503, Delay: 300 * time.Millisecond, Count: 1})
+		before := fake.CountRequests("token")
+		const n = 20
+		errs := make(chan error, n)
+		for range n {
+			go func() {
+				_, err := src.Token()
+				errs <- err
+			}()
+		}
+		for range n {
+			var ae *APIError
+			if err := <-errs; !errors.As(err, &ae) || ae.StatusCode != 503 {
+				t.Errorf("err = %v, want the 503 of the one attempt", err)
+			}
+		}
+		if got := fake.CountRequests("token") - before; got != 1 {
+			t.Errorf("%d refresh requests during one outage, want 1", got)
+		}
+	})
+	t.Run("refreshing caller's ctx ended", func(t *testing.T) {
+		_, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+		src := NewUserTokenSource(c, expiredToken("old", refresh), nil)
+		fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 10 * time.Second, Count: 1})
+		before := fake.CountRequests("token")
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		defer cancel()
+		first := make(chan error, 1)
+		go func() {
+			_, err := src.TokenContext(ctx)
+			first <- err
+		}()
+		for deadline := time.Now().Add(5 * time.Second); fake.CountRequests("token") == before; {
+			if time.Now().After(deadline) {
+				t.Fatal("the first refresh never reached the server")
+			}
+			time.Sleep(time.Millisecond)
+		}
+		// This caller waits for the lock while the first one's ctx ends.
+		if tok, err := src.Token(); err != nil || tok.AccessToken == "old" {
+			t.Errorf("waiting caller: Token() = %v, %v; want a refreshed token", tok, err)
+		}
+		if err := <-first; !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("first caller: err = %v, want its ctx's error", err)
+		}
+	})
+}
+
 // TestHTTPClient: the Helix client sends the token and Client-Id, refreshes once on a 401 and sends
 // the request again, body included, and never loops.
 func TestHTTPClient(t *testing.T) {

@@ -37,8 +37,8 @@ type UserTokenSource struct {
 	cur atomic.Pointer[oauth2.Token] // the cached token, read without the lock
 
 	mu       sync.Mutex    // held across a refresh
-	attempts atomic.Uint64 // refresh attempts so far; written under mu
-	lastErr  error         // the last attempt's error; guarded by mu
+	attempts atomic.Uint64 // refresh attempts finished so far; written under mu
+	lastErr  error         // the last attempt's error, unless its caller's ctx ended; guarded by mu
 }
 
 // NewUserTokenSource returns a source that starts from tok and refreshes it with its refresh token
@@ -104,7 +104,7 @@ func (s *UserTokenSource) ForceRefresh(ctx context.Context, stale *oauth2.Token)
 
 // refresh gets a new token unless the cached one will do: it is fresh and, when stale is given,
 // not stale. Callers that waited for the lock while an attempt failed get that attempt's error
-// instead of trying again at once.
+// instead of trying again at once, unless it failed because its own caller's ctx ended.
 func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
 	seen := s.attempts.Load()
 	s.mu.Lock()
@@ -115,9 +115,12 @@ func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oa
 	if s.attempts.Load() != seen && s.lastErr != nil {
 		return nil, s.lastErr
 	}
-	s.attempts.Add(1)
 	tok, err := s.refreshLocked(ctx, stale)
 	s.lastErr = err
+	if ctx.Err() != nil {
+		s.lastErr = nil
+	}
+	s.attempts.Add(1)
 	return tok, err
 }
 
