@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/pkg/browser"
@@ -203,7 +204,7 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 		return nil, a.endErr(ctx, err)
 	}
 	redirectURI := a.redirectURL(srv.port)
-	h, err := newCallbackHandler(c, redirectURI, state, a.Document)
+	h, err := newCallbackHandler(ctx, c, redirectURI, state, a.Document)
 	if err != nil {
 		srv.close(ctx)
 		return nil, err
@@ -212,46 +213,82 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	defer srv.close(ctx)
 
 	authURL := a.authURL(redirectURI, state)
-	if err := a.deliverURL(ctx, c, &o, authURL); err != nil {
+	opened, err := a.deliverURL(ctx, c, &o, authURL)
+	if err != nil {
 		return nil, a.endErr(ctx, err)
 	}
+	defer func() { awaitOpener(opened) }()
 
-	var res callbackResult
-	select {
-	case res = <-h.result:
-	case <-ctx.Done():
-		srv.close(ctx)
-		// A token got while the flow was ending is still the user's: keep it.
+	for {
 		select {
-		case res = <-h.result:
-			if res.err == nil {
-				return res.tok, nil
+		case err := <-opened:
+			opened = nil
+			if err != nil {
+				if err := logURL(ctx, c, authURL, err); err != nil {
+					return nil, a.endErr(ctx, err)
+				}
 			}
-		default:
+		case res := <-h.result:
+			return res.tok, res.err
+		case <-ctx.Done():
+			srv.close(ctx)
+			// A token got while the flow was ending is still the user's: keep it.
+			select {
+			case res := <-h.result:
+				if res.err == nil {
+					return res.tok, nil
+				}
+			default:
+			}
+			return nil, a.endErr(ctx, nil)
 		}
-		return nil, a.endErr(ctx, nil)
 	}
-	return res.tok, res.err
 }
 
-// deliverURL gets authURL to the person logging in: to the callback, the browser or the log.
-func (a *UserAuthenticator) deliverURL(ctx context.Context, c *Client, o *authenticateOptions, authURL string) error {
-	if o.authCallback != nil {
+// openerGrace is how long Authenticate, about to return, waits for a browser opener that has not
+// returned yet.
+const openerGrace = 100 * time.Millisecond
+
+// awaitOpener waits briefly for the browser opener's result. An opener still running by then (on
+// some systems pkg/browser waits for a browser it started to exit) is left to end on its own: it
+// must not hold up the end of a login.
+func awaitOpener(opened <-chan error) {
+	if opened == nil {
+		return
+	}
+	t := time.NewTimer(openerGrace)
+	defer t.Stop()
+	select {
+	case <-opened:
+	case <-t.C:
+	}
+}
+
+// deliverURL gets authURL to the person logging in: to the callback, the log, or the browser. The
+// browser is opened concurrently with the wait for the redirect, since an opener may block for as
+// long as the browser runs; its result arrives on opened.
+func (a *UserAuthenticator) deliverURL(ctx context.Context, c *Client, o *authenticateOptions, authURL string) (opened <-chan error, err error) {
+	switch {
+	case o.authCallback != nil:
 		if err := o.authCallback(ctx, authURL); err != nil {
-			return fmt.Errorf("twitchoauth: auth URL callback: %w", err)
+			return nil, fmt.Errorf("twitchoauth: auth URL callback: %w", err)
 		}
-		return nil
+		return nil, nil
+	case o.noBrowser:
+		return nil, logURL(ctx, c, authURL, nil)
 	}
-	var browserErr error
-	if !o.noBrowser {
-		open := a.OpenBrowser
-		if open == nil {
-			open = browser.OpenURL
-		}
-		if browserErr = open(authURL); browserErr == nil {
-			return nil
-		}
+	open := a.OpenBrowser
+	if open == nil {
+		open = browser.OpenURL
 	}
+	ch := make(chan error, 1) // buffered: the opener never blocks on it
+	go func() { ch <- open(authURL) }()
+	return ch, nil
+}
+
+// logURL logs authURL at Info for a person to open, when the browser could not be opened
+// (browserErr) or was not to be. With no Logger the URL has nowhere to go, which is an error.
+func logURL(ctx context.Context, c *Client, authURL string, browserErr error) error {
 	if c.Logger == nil {
 		if browserErr != nil {
 			return fmt.Errorf("twitchoauth: open browser: %w (and Client.Logger is nil, so the login URL has nowhere to go: set it or use WithAuthURLCallback)", browserErr)

@@ -940,7 +940,7 @@ func FuzzCallbackQuery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		h := &callbackHandler{
 			path: "/", state: []byte(state), document: document,
-			exchange: func(_ context.Context, code string) (*oauth2.Token, error) {
+			exchange: func(code string) (*oauth2.Token, error) {
 				if code == "good" {
 					return &oauth2.Token{AccessToken: "tok"}, nil
 				}
@@ -1094,5 +1094,69 @@ func BenchmarkAuthenticateFlow(b *testing.B) {
 		if err != nil || tok.AccessToken == "" {
 			b.Fatal(tok, err)
 		}
+	}
+}
+
+// TestAuthenticateBlockingOpener: an OpenBrowser that blocks for as long as the browser runs (as
+// pkg/browser does on some systems) holds up neither the login nor Stop.
+func TestAuthenticateBlockingOpener(t *testing.T) {
+	t.Run("login completes", func(t *testing.T) {
+		c, fake := newTestClient(t)
+		a := newTestAuthenticator(t, c)
+		browser := newBrowser(t, "")
+		release := make(chan struct{})
+		openerDone := make(chan struct{})
+		a.OpenBrowser = func(u string) error {
+			defer close(openerDone)
+			registerRedirect(t, fake, u)
+			visit(t, browser, u)
+			<-release // the browser stays open
+			return nil
+		}
+		tok, err := a.Authenticate(t.Context())
+		close(release)
+		<-openerDone
+		if err != nil || tok == nil {
+			t.Fatalf("Authenticate = %v, %v", tok, err)
+		}
+	})
+	t.Run("Stop", func(t *testing.T) {
+		c, _ := newTestClient(t)
+		a := newTestAuthenticator(t, c)
+		release := make(chan struct{})
+		openerDone := make(chan struct{})
+		opened := make(chan struct{})
+		a.OpenBrowser = func(string) error {
+			defer close(openerDone)
+			close(opened)
+			<-release
+			return nil
+		}
+		go func() { <-opened; a.Stop() }()
+		_, err := a.Authenticate(t.Context())
+		close(release)
+		<-openerDone
+		if !errors.Is(err, ErrStopped) {
+			t.Errorf("err = %v, want ErrStopped", err)
+		}
+	})
+}
+
+// TestAuthenticateTabClosedDuringExchange: the browser gives up on the redirect while the code is
+// being exchanged; the exchange runs under the flow's context, so the login still succeeds.
+func TestAuthenticateTabClosedDuringExchange(t *testing.T) {
+	c, fake := newTestClient(t)
+	a := newTestAuthenticator(t, c)
+	fake.Fail("token", faketwitch.Fault{Delay: 300 * time.Millisecond, Pass: true, Count: 1})
+	impatient := newBrowser(t, "")
+	impatient.Timeout = 100 * time.Millisecond
+	tok, err := authenticate(t, t.Context(), a, fake, func(u, _ string) {
+		if resp, err := impatient.Get(u); err == nil {
+			resp.Body.Close()
+			t.Error("the browser got an answer before the exchange ended")
+		}
+	})
+	if err != nil || tok == nil {
+		t.Fatalf("Authenticate = %v, %v; want the token despite the closed tab", tok, err)
 	}
 }

@@ -251,13 +251,16 @@ type callbackHandler struct {
 	path     string
 	state    []byte
 	document string
-	exchange func(ctx context.Context, code string) (*oauth2.Token, error)
+	exchange func(code string) (*oauth2.Token, error)
 
 	honoured atomic.Bool
 	result   chan callbackResult // buffered: the one honoured redirect never blocks on it
 }
 
-func newCallbackHandler(c *Client, redirectURI, state, document string) (*callbackHandler, error) {
+// newCallbackHandler returns the handler of one flow. The code is exchanged under the flow's ctx,
+// not the browser request's, so a tab closed during the exchange does not spend the code for
+// nothing.
+func newCallbackHandler(ctx context.Context, c *Client, redirectURI, state, document string) (*callbackHandler, error) {
 	u, err := url.Parse(redirectURI)
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: UserAuthenticator.URL: %w", err)
@@ -269,7 +272,7 @@ func newCallbackHandler(c *Client, redirectURI, state, document string) (*callba
 		path:     cmp.Or(u.Path, "/"),
 		state:    []byte(state),
 		document: document,
-		exchange: func(ctx context.Context, code string) (*oauth2.Token, error) {
+		exchange: func(code string) (*oauth2.Token, error) {
 			return c.exchangeCode(ctx, code, redirectURI)
 		},
 		result: make(chan callbackResult, 1),
@@ -317,7 +320,7 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.result <- callbackResult{err: err}
 		return
 	}
-	tok, err := h.exchange(r.Context(), code)
+	tok, err := h.exchange(code)
 	if err != nil {
 		writeMessage(w, http.StatusBadGateway, "The login failed",
 			"Twitch did not give a token for the code ("+err.Error()+"). Start the login again from the app.")
