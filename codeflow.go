@@ -78,6 +78,9 @@ func NewCodeFlow(c *Client, scopes []Scope) *CodeFlow {
 // progress, if any, is left as it was.
 func (f *CodeFlow) GetCode(ctx context.Context) (userCode, verificationURI string, err error) {
 	c := f.client
+	if c == nil {
+		return "", "", errors.New("twitchoauth: CodeFlow has no Client: create it with NewCodeFlow")
+	}
 	body, err := c.do(ctx, request{endpoint: "device", method: http.MethodPost, form: url.Values{
 		"client_id": {c.ClientID},
 		"scopes":    {BuildScope(f.Scopes)}, // plural, and only read from the body

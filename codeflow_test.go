@@ -659,3 +659,9 @@ func TestCodeFlowRealTime(t *testing.T) {
 		t.Errorf("validation = %+v", v)
 	}
 }
+
+func TestCodeFlowZeroValue(t *testing.T) {
+	if _, _, err := new(CodeFlow).GetCode(t.Context()); err == nil || !strings.Contains(err.Error(), "NewCodeFlow") {
+		t.Errorf("GetCode on a zero CodeFlow: %v", err)
+	}
+}

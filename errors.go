@@ -187,15 +187,15 @@ func transportError(ctx context.Context, endpoint string, err error) error {
 }
 
 // isTransient reports whether trying again later may cure err: a network failure or timeout, an
-// answer cut short, a 5xx or a 429. Twitch's verdicts (4xx) and a done context are not transient.
+// answer cut short, a 5xx or a 429. Twitch's verdicts (4xx), a request that could not be built (a
+// bad AuthBaseURL) and a done context are not transient.
 func isTransient(ctx context.Context, err error) bool {
 	if err == nil || ctx.Err() != nil {
 		return false
 	}
 	var ae *APIError
 	if errors.As(err, &ae) {
-		return ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests || ae.cause != nil
+		return ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests || (ae.StatusCode != 0 && ae.cause != nil)
 	}
-	var me *MissingScopeError
-	return !errors.As(err, &me) && !errors.Is(err, ErrStopped)
+	return true
 }

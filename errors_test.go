@@ -126,8 +126,7 @@ func TestIsTransient(t *testing.T) {
 		{ctx, &APIError{Endpoint: "token", StatusCode: 200, cause: io.ErrUnexpectedEOF}, true},
 		{ctx, &APIError{Endpoint: "token", StatusCode: 400, Message: "Invalid refresh token"}, false},
 		{ctx, errors.New("dial tcp: connection refused"), true},
-		{ctx, ErrStopped, false},
-		{ctx, &MissingScopeError{}, false},
+		{ctx, &APIError{Endpoint: "token", Message: "cannot build request: bad AuthBaseURL", cause: errors.New("missing ']' in host")}, false},
 		{cancelled, errors.New("dial tcp: connection refused"), false},
 		{ctx, nil, false},
 	}

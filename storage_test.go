@@ -664,3 +664,23 @@ func BenchmarkTokenCachedParallel(b *testing.B) {
 		}
 	})
 }
+
+func TestHTTPClientRedirects(t *testing.T) {
+	c, _ := newTestClient(t)
+	src := NewUserTokenSource(c, &oauth2.Token{AccessToken: "tok", Expiry: time.Now().Add(time.Hour)}, nil)
+	var leaked atomic.Bool
+	other := newHelixServer(t, func(w http.ResponseWriter, r *http.Request) {
+		leaked.Store(r.Header.Get("Authorization") != "")
+	})
+	helix := newHelixServer(t, func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, other+"/elsewhere", http.StatusFound)
+	})
+	resp, err := src.HTTPClient().Get(helix + "/helix/users")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusFound || leaked.Load() {
+		t.Errorf("redirect to another host: status %d, token sent there: %v", resp.StatusCode, leaked.Load())
+	}
+}

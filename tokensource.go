@@ -199,7 +199,8 @@ func carryIdentity(tok, prev *oauth2.Token) *oauth2.Token {
 // "Authorization: Bearer" and "Client-Id" on every request, and on a 401 answer refreshes the
 // token once and sends the request again (when its body can be replayed, see
 // [http.Request.GetBody]), never more. It uses the transport of the Client's HTTPClient and does
-// not follow a redirect to another host, so the token never leaves the host it was sent to.
+// not follow a redirect to another host or from https to http, so the token never leaves the host
+// it was sent to, nor travels in the clear.
 func (s *UserTokenSource) HTTPClient() *http.Client {
 	base := s.c.httpClient()
 	rt := base.Transport
@@ -213,8 +214,8 @@ func (s *UserTokenSource) HTTPClient() *http.Client {
 			if len(via) >= 10 {
 				return errors.New("twitchoauth: stopped after 10 redirects")
 			}
-			if req.URL.Host != via[0].URL.Host {
-				return http.ErrUseLastResponse
+			if req.URL.Host != via[0].URL.Host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
+				return http.ErrUseLastResponse // the token stays with the host, and encrypted
 			}
 			return nil
 		},
@@ -275,10 +276,14 @@ func closeBody(req *http.Request) {
 // and hourly: pass [time.Hour]) until ctx is done, and returns ctx's error then. When validation
 // says the token died, it refreshes it. It reports through the Client's Logger and returns early
 // only when the token cannot be refreshed any more (an error that Is [ErrInvalidRefreshToken]).
+// An interval <= 0 means an hour.
 // Run it in a goroutine of your own:
 //
 //	go src.KeepValidated(ctx, time.Hour)
 func (s *UserTokenSource) KeepValidated(ctx context.Context, interval time.Duration) error {
+	if interval <= 0 {
+		interval = time.Hour
+	}
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
