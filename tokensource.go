@@ -66,7 +66,9 @@ func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.To
 	return s
 }
 
-// fresh reports whether tok can be used now.
+// fresh reports whether tok can be used now. It reads the wall clock (time.Now, about half of
+// Token's cost): the monotonic clock alone would be cheaper, but it stops while the machine
+// sleeps, and a bot on a laptop woken hours later must not trust a token that died meanwhile.
 func fresh(tok *oauth2.Token) bool {
 	return tok != nil && tok.AccessToken != "" && (tok.Expiry.IsZero() || time.Now().Add(expiryMargin).Before(tok.Expiry))
 }
