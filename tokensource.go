@@ -66,11 +66,13 @@ func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.To
 	return s
 }
 
-// fresh reports whether tok can be used now. It reads the wall clock (time.Now, about half of
-// Token's cost): the monotonic clock alone would be cheaper, but it stops while the machine
-// sleeps, and a bot on a laptop woken hours later must not trust a token that died meanwhile.
+// fresh reports whether tok can be used now. It compares wall clock times (Round(0) drops the
+// monotonic reading, which Before would otherwise prefer): the monotonic clock stops while the
+// machine sleeps, and a bot on a laptop woken hours later must not trust a token that died
+// meanwhile.
 func fresh(tok *oauth2.Token) bool {
-	return tok != nil && tok.AccessToken != "" && (tok.Expiry.IsZero() || time.Now().Add(expiryMargin).Before(tok.Expiry))
+	return tok != nil && tok.AccessToken != "" &&
+		(tok.Expiry.IsZero() || time.Now().Round(0).Add(expiryMargin).Before(tok.Expiry))
 }
 
 // Token returns the cached token while it is valid and refreshes it otherwise. A refresh that
