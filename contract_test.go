@@ -1,0 +1,67 @@
+package twitchoauth_test
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	t "github.com/twitchoauth/twitchoauth"
+)
+
+// contract pins every name and signature of the public API contract (shared/design/API.md), which
+// programs outside this repository compile against: a rename or reshape fails this file's build.
+// It is compiled with the tests, never run.
+var _ = func() {
+	_ = t.DefaultAuthBaseURL + t.DefaultRedirectURL
+	var _ int = t.DefaultPort
+	c := &t.Client{ClientID: "", ClientSecret: "", AuthBaseURL: "", HTTPClient: (*http.Client)(nil), Logger: (*slog.Logger)(nil)}
+	var _ func(string, string) *t.Client = t.NewClient
+	var _ func(context.Context, string) (*oauth2.Token, error) = c.RefreshAccessToken
+	var _ func(context.Context, string) (*t.Validation, error) = c.ValidateToken
+	var _ func(context.Context, string) (*t.UserInfo, error) = c.GetUserInfo
+	var _ func(context.Context, string) error = c.RevokeToken
+	var _ func(context.Context) (*oauth2.Token, error) = c.AppAccessToken
+	var _ func(*t.Client) = t.Option(nil)
+	var _ func(*http.Client) t.Option = t.WithHTTPClient
+	var _ func(string) t.Option = t.WithAuthBaseURL
+	var _ func(context.Context, string, string, string, ...t.Option) (*oauth2.Token, error) = t.RefreshAccessToken
+	var _ func(context.Context, string, ...t.Option) (*t.Validation, error) = t.ValidateToken
+	var _ func(context.Context, string, ...t.Option) (*t.UserInfo, error) = t.GetUserInfo
+	var _ func(context.Context, string, string, ...t.Option) error = t.RevokeToken
+	_ = t.Validation{ClientID: "", Login: "", UserID: "", Scopes: []t.Scope{}, ExpiresIn: time.Duration(0)}
+	_ = t.UserInfo{Subject: "", PreferredUsername: "", Email: "", EmailVerified: false, Picture: "", Raw: map[string]any{}}
+	e := &t.APIError{Endpoint: "", StatusCode: 0, Message: "", ErrorCode: ""}
+	var _ func() string = e.Error
+	var _ func(error) bool = e.Is
+	_ = []error{t.ErrInvalidRefreshToken, t.ErrUnauthorized, t.ErrInvalidToken, t.ErrMissingScope,
+		t.ErrAccessDenied, t.ErrDeviceCodeExpired, t.ErrFlowNotStarted, t.ErrStopped}
+	_ = t.MissingScopeError{Missing: []t.Scope{}}
+	_ = []t.Scope{t.ScopeChatRead, t.ScopeAnalyticsReadExtension, t.ScopeModeratorManageSuspiciousUsers}
+	var _ func() []t.Scope = t.AllScopes
+	var _ func([]t.Scope) string = t.BuildScope
+	var _ func(string) []t.Scope = t.ParseScopes
+	var _ func(*oauth2.Token) []t.Scope = t.TokenScopes
+	a := &t.UserAuthenticator{Scopes: nil, ForceVerify: false, URL: "", Host: "", Port: 0, State: "", Document: "",
+		OpenBrowser: func(url string) error { return nil }}
+	var _ func(*t.Client, []t.Scope) *t.UserAuthenticator = t.NewUserAuthenticator
+	var _ func() string = a.AuthURL
+	var _ func(context.Context, ...t.AuthenticateOption) (*oauth2.Token, error) = a.Authenticate
+	var _ func() = a.Stop
+	var _ func(context.Context, string) (string, error) = a.MockAuthenticate
+	var _ func(string) t.AuthenticateOption = t.WithUserToken
+	var _ func() t.AuthenticateOption = t.WithoutBrowser
+	var _ func(func(ctx context.Context, authURL string) error) t.AuthenticateOption = t.WithAuthURLCallback
+	var _ func(*t.Client, []t.Scope) *t.CodeFlow = t.NewCodeFlow
+	f := &t.CodeFlow{}
+	var _ func(context.Context) (string, string, error) = f.GetCode
+	var _ func(context.Context) (*oauth2.Token, error) = f.WaitForAuthComplete
+	h := &t.UserAuthenticationStorageHelper{StoragePath: "",
+		AuthGenerator: func(ctx context.Context, c *t.Client, scopes []t.Scope) (*oauth2.Token, error) { return nil, nil }}
+	var _ func(*t.Client, []t.Scope) *t.UserAuthenticationStorageHelper = t.NewUserAuthenticationStorageHelper
+	var _ func(context.Context) (*t.UserTokenSource, error) = h.Bind
+	var _ func(*t.Client, *oauth2.Token, func(*oauth2.Token) error) *t.UserTokenSource = t.NewUserTokenSource
+	var _ oauth2.TokenSource = (*t.UserTokenSource)(nil)
+}
