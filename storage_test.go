@@ -684,3 +684,28 @@ func TestHTTPClientRedirects(t *testing.T) {
 		t.Errorf("redirect to another host: status %d, token sent there: %v", resp.StatusCode, leaked.Load())
 	}
 }
+
+// TestTokenSourceWaitEndsWithCtx: a caller waiting for another caller's slow refresh gives up when
+// its own ctx ends, and the refresh goes on for the first.
+func TestTokenSourceWaitEndsWithCtx(t *testing.T) {
+	c, fake := newTestClient(t)
+	_, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	src := NewUserTokenSource(c, expiredToken("old", refresh), nil)
+	fake.Fail("token", faketwitch.Fault{Delay: 300 * time.Millisecond, Pass: true, Count: 1})
+	first := make(chan error, 1)
+	go func() { _, err := src.Token(); first <- err }()
+	for fake.CountGrant("refresh_token") == 0 {
+		time.Sleep(time.Millisecond) // until the first refresh is in flight
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := src.TokenContext(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("waiting caller: err = %v, want its ctx's deadline", err)
+	}
+	if err := <-first; err != nil {
+		t.Errorf("first caller: %v", err)
+	}
+	if tok, err := src.Token(); err != nil || tok.AccessToken == "old" || fake.CountGrant("refresh_token") != 1 {
+		t.Errorf("after: %v, %v, %d refreshes", tok, err, fake.CountGrant("refresh_token"))
+	}
+}

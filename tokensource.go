@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -36,9 +35,11 @@ type UserTokenSource struct {
 
 	cur atomic.Pointer[oauth2.Token] // the cached token, read without the lock
 
-	mu       sync.Mutex    // held across a refresh
-	attempts atomic.Uint64 // refresh attempts finished so far; written under mu
-	lastErr  error         // the last attempt's error, unless its caller's ctx ended; guarded by mu
+	// refreshing is a lock held across a refresh: a one-slot channel, so that a caller waiting
+	// for another's refresh can give up when its ctx ends.
+	refreshing chan struct{}
+	attempts   atomic.Uint64 // refresh attempts finished so far; written under refreshing
+	lastErr    error         // the last attempt's error, unless its caller's ctx ended; guarded by refreshing
 }
 
 // NewUserTokenSource returns a source that starts from tok and refreshes it with its refresh token
@@ -47,7 +48,7 @@ type UserTokenSource struct {
 // public client's old one is dead). If onRefresh fails, the new token is still used, and that
 // Token call returns the error.
 func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Token) error) *UserTokenSource {
-	s := &UserTokenSource{c: c, onRefresh: onRefresh}
+	s := &UserTokenSource{c: c, onRefresh: onRefresh, refreshing: make(chan struct{}, 1)}
 	if tok != nil {
 		s.cur.Store(tok)
 	}
@@ -107,12 +108,16 @@ func (s *UserTokenSource) ForceRefresh(ctx context.Context, stale *oauth2.Token)
 }
 
 // refresh gets a new token unless the cached one will do: it is fresh and, when stale is given,
-// not stale. Callers that waited for the lock while an attempt failed get that attempt's error
+// not stale. Waiting for another caller's refresh ends when ctx does. Callers that waited for the lock while an attempt failed get that attempt's error
 // instead of trying again at once, unless it failed because its own caller's ctx ended.
 func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
 	seen := s.attempts.Load()
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	select {
+	case s.refreshing <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
+	}
+	defer func() { <-s.refreshing }()
 	if tok := s.cur.Load(); fresh(tok) && (stale == nil || tok != stale) {
 		return tok, nil
 	}
@@ -128,7 +133,7 @@ func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oa
 	return tok, err
 }
 
-// refreshLocked does the refresh; s.mu is held.
+// refreshLocked does the refresh; s.refreshing is held.
 func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
 	if s.store == nil {
 		cur := s.cur.Load()
@@ -146,7 +151,7 @@ func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token
 				perr = fmt.Errorf("twitchoauth: persist refreshed token: %w", err)
 			}
 		}
-		// Published only after onRefresh: the fast path of Token does not take s.mu. Even
+		// Published only after onRefresh: the fast path of Token does not take s.refreshing. Even
 		// when persisting failed, the new pair is kept: Twitch may have killed the old one.
 		s.cur.Store(tok)
 		return tok, perr
