@@ -71,23 +71,11 @@ func readFileCapped(path string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	data := make([]byte, 0, 512)
-	for {
-		if int64(len(data)) > limit {
-			return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
-		}
-		if len(data) == cap(data) {
-			data = append(data, 0)[:len(data)]
-		}
-		n, err := f.Read(data[len(data):cap(data)])
-		data = data[:len(data)+n]
-		if err != nil {
-			if errors.Is(err, io.EOF) {
-				return data, nil
-			}
-			return nil, err
-		}
+	data, err := io.ReadAll(io.LimitReader(f, limit+1))
+	if err == nil && int64(len(data)) > limit {
+		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
+	return data, err
 }
 
 // Save writes tok under key atomically: a temporary file in the same directory, synced, then

@@ -144,7 +144,7 @@ func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token
 		if err != nil {
 			return nil, err
 		}
-		tok = carryIdentity(tok, cur)
+		tok = carryScopes(tok, cur)
 		var perr error
 		if s.onRefresh != nil {
 			if err := s.onRefresh(tok); err != nil {
@@ -196,8 +196,8 @@ func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token
 	return out, err
 }
 
-// carryIdentity copies what the source knows of the user, held in tok's extra fields, to a new token.
-func carryIdentity(tok, prev *oauth2.Token) *oauth2.Token {
+// carryScopes gives a refreshed token the scopes of the one it replaces when its answer named none.
+func carryScopes(tok, prev *oauth2.Token) *oauth2.Token {
 	if len(TokenScopes(tok)) == 0 {
 		tok = withScopes(tok, TokenScopes(prev))
 	}

@@ -13,22 +13,21 @@ import (
 var ErrNotJSON = errors.New("answer is not a JSON object")
 
 // ErrorBody is Twitch's error answer: {"status":400,"message":"Invalid refresh token","error":"Bad Request"}.
-// The RFC 6749 fields error_description is read too, for servers that speak it.
+// Its status repeats the HTTP status and is not kept. The RFC 6749 field error_description is read
+// too, for servers that speak it.
 type ErrorBody struct {
-	Status           int    `json:"status"`
-	Message          string `json:"message"`
-	Error            string `json:"error"`
-	ErrorDescription string `json:"error_description"`
+	Message          string
+	Error            string
+	ErrorDescription string
 }
 
 // ParseError reads an error answer. ok is false when body is not a JSON object holding a message or an
 // error; the fields then say nothing.
 func ParseError(body []byte) (e ErrorBody, ok bool) {
 	var raw struct {
-		Status           json.RawMessage `json:"status"`
-		Message          any             `json:"message"`
-		Error            any             `json:"error"`
-		ErrorDescription any             `json:"error_description"`
+		Message          any `json:"message"`
+		Error            any `json:"error"`
+		ErrorDescription any `json:"error_description"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return ErrorBody{}, false
@@ -36,12 +35,6 @@ func ParseError(body []byte) (e ErrorBody, ok bool) {
 	e.Message = asString(raw.Message)
 	e.Error = asString(raw.Error)
 	e.ErrorDescription = asString(raw.ErrorDescription)
-	var n json.Number
-	if json.Unmarshal(raw.Status, &n) == nil {
-		if i, err := n.Int64(); err == nil && i >= 0 && i < 1000 {
-			e.Status = int(i)
-		}
-	}
 	if e.Message == "" && e.Error == "" && e.ErrorDescription == "" {
 		return ErrorBody{}, false
 	}
@@ -56,11 +49,11 @@ func asString(v any) string {
 
 // Token is a successful answer of the token endpoint (and of twitch-cli's mock authorize).
 type Token struct {
-	AccessToken  string   `json:"access_token"`
-	RefreshToken string   `json:"refresh_token"`
-	ExpiresIn    int64    `json:"expires_in"`
-	Scope        []string `json:"-"`
-	TokenType    string   `json:"token_type"`
+	AccessToken  string
+	RefreshToken string
+	ExpiresIn    int64
+	Scope        []string
+	TokenType    string
 }
 
 // ParseToken reads a token answer. It fails when the body is not a JSON object or lacks access_token.

@@ -51,8 +51,8 @@ func TestParseError(t *testing.T) {
 		want   ErrorBody
 		wantOK bool
 	}{
-		{`{"error":"Bad Request","status":400,"message":"Invalid refresh token"}`, ErrorBody{Status: 400, Message: "Invalid refresh token", Error: "Bad Request"}, true},
-		{`{"status":401,"message":"invalid access token"}`, ErrorBody{Status: 401, Message: "invalid access token"}, true},
+		{`{"error":"Bad Request","status":400,"message":"Invalid refresh token"}`, ErrorBody{Message: "Invalid refresh token", Error: "Bad Request"}, true},
+		{`{"status":401,"message":"invalid access token"}`, ErrorBody{Message: "invalid access token"}, true},
 		{`{"error":"invalid_grant","error_description":"bad code"}`, ErrorBody{Error: "invalid_grant", ErrorDescription: "bad code"}, true},
 		{`{"status":"400","message":7}`, ErrorBody{}, false},
 		{`{"status":1e99,"message":"m"}`, ErrorBody{Message: "m"}, true},
