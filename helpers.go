@@ -2,9 +2,12 @@ package twitchoauth
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
+	"unicode"
 
 	"golang.org/x/oauth2"
 
@@ -18,7 +21,7 @@ type Validation struct {
 	Login     string        // the user's login; "" for an app token
 	UserID    string        // the user's ID; "" for an app token
 	Scopes    []Scope       // the scopes granted
-	ExpiresIn time.Duration // time left; 0 for a token that never expires
+	ExpiresIn time.Duration // time left; 0 for a token that never expires, negative for one already expired
 }
 
 // IsUserToken reports whether the token belongs to a user (it names a login and a user ID) rather
@@ -55,7 +58,8 @@ func newOptionClient(clientID, clientSecret string, opts []Option) *Client {
 
 // RefreshAccessToken trades a refresh token for a new token pair
 // (https://dev.twitch.tv/docs/authentication/refresh-tokens/). Store the refresh token that comes back:
-// it may differ, and a public client's is single-use. A public client (no secret) refreshes without
+// it may differ, and a public client's is single-use. When the answer carries no refresh token, the
+// returned token keeps refreshToken (RFC 6749 section 6). A public client (no secret) refreshes without
 // sending one. A rejected refresh token gives an error that Is [ErrInvalidRefreshToken]; a 401 or 403
 // one that Is [ErrUnauthorized].
 func (c *Client) RefreshAccessToken(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
@@ -67,7 +71,16 @@ func (c *Client) RefreshAccessToken(ctx context.Context, refreshToken string) (*
 	if c.ClientSecret != "" {
 		form.Set("client_secret", c.ClientSecret)
 	}
-	return c.postToken(ctx, form, refreshToken)
+	tok, err := c.postToken(ctx, form, refreshToken)
+	if err != nil {
+		return nil, err
+	}
+	// An answer without a refresh token leaves the one sent in force (RFC 6749 section 6, as
+	// golang.org/x/oauth2 reads it): dropping it would force a login while it still works.
+	if tok.RefreshToken == "" {
+		tok.RefreshToken = refreshToken
+	}
+	return tok, nil
 }
 
 // AppAccessToken gets an app access token with the client credentials grant
@@ -175,14 +188,27 @@ func decodeToken(endpoint string, body []byte) (*oauth2.Token, error) {
 	if err != nil {
 		return nil, answerError(endpoint, err)
 	}
-	tok := &oauth2.Token{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: t.TokenType}
-	if tok.TokenType == "" {
-		tok.TokenType = "bearer"
+	// Only a bearer token can be sent as Twitch expects; anything else, or a value that would
+	// end up in a header with control characters, is refused rather than used. The values are
+	// not quoted: a hostile server could echo a secret in them.
+	switch {
+	case t.TokenType != "" && !strings.EqualFold(t.TokenType, "bearer"):
+		return nil, answerError(endpoint, errors.New("token_type is not bearer"))
+	case hasControl(t.AccessToken) || hasControl(t.RefreshToken):
+		return nil, answerError(endpoint, errors.New("token holds control characters"))
 	}
-	if t.ExpiresIn > 0 {
+	tok := &oauth2.Token{AccessToken: t.AccessToken, RefreshToken: t.RefreshToken, TokenType: "bearer"}
+	// A negative expires_in means the token is already expired, not that it never expires
+	// (which is what 0, or no expires_in, says).
+	if t.ExpiresIn != 0 {
 		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
 	}
 	return withScopes(tok, toScopes(t.Scope)), nil
+}
+
+// hasControl reports whether s holds a control character (CR and LF among them).
+func hasControl(s string) bool {
+	return strings.ContainsFunc(s, unicode.IsControl)
 }
 
 func toScopes(ss []string) []Scope {

@@ -51,7 +51,7 @@ func asString(v any) string {
 type Token struct {
 	AccessToken  string
 	RefreshToken string
-	ExpiresIn    int64
+	ExpiresIn    int64 // 0 when absent; negative when the token is already expired
 	Scope        []string
 	TokenType    string
 }
@@ -76,7 +76,7 @@ func ParseToken(body []byte) (Token, error) {
 	return Token{
 		AccessToken:  raw.AccessToken,
 		RefreshToken: raw.RefreshToken,
-		ExpiresIn:    seconds(raw.ExpiresIn),
+		ExpiresIn:    signedSeconds(raw.ExpiresIn),
 		Scope:        scopeList(raw.Scope),
 		TokenType:    raw.TokenType,
 	}, nil
@@ -88,7 +88,7 @@ type Validation struct {
 	Login     string
 	UserID    string
 	Scopes    []string
-	ExpiresIn int64
+	ExpiresIn int64 // 0 for a token that never expires; negative for one already expired
 }
 
 // ParseValidation reads a validate answer. It fails when the body is not a JSON object or lacks client_id.
@@ -106,7 +106,7 @@ func ParseValidation(body []byte) (Validation, error) {
 	if raw.ClientID == "" {
 		return Validation{}, errors.New("answer lacks client_id")
 	}
-	v := Validation{ClientID: raw.ClientID, Scopes: scopeList(raw.Scopes), ExpiresIn: seconds(raw.ExpiresIn)}
+	v := Validation{ClientID: raw.ClientID, Scopes: scopeList(raw.Scopes), ExpiresIn: signedSeconds(raw.ExpiresIn)}
 	if raw.Login != nil {
 		v.Login = *raw.Login
 	}
@@ -175,15 +175,18 @@ const maxSeconds = 1 << 33
 // seconds reads a JSON number of seconds (integer, float or numeric string); anything else, a
 // negative number included, is 0.
 func seconds(raw json.RawMessage) int64 {
+	return max(signedSeconds(raw), 0)
+}
+
+// signedSeconds is seconds keeping the sign: a negative expires_in says the token is already
+// expired, which is not the 0 of "never expires". Its magnitude is capped at maxSeconds.
+func signedSeconds(raw json.RawMessage) int64 {
 	s := strings.Trim(string(raw), `"`)
 	var f float64
-	if err := json.Unmarshal([]byte(s), &f); err != nil || f <= 0 {
+	if err := json.Unmarshal([]byte(s), &f); err != nil {
 		return 0
 	}
-	if f > maxSeconds {
-		return maxSeconds
-	}
-	return int64(f)
+	return int64(min(max(f, -maxSeconds), maxSeconds))
 }
 
 // scopeList reads a scope field sent as a JSON array of strings, a space-separated string, or null.
