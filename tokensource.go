@@ -40,15 +40,31 @@ type UserTokenSource struct {
 	refreshing chan struct{}
 	attempts   atomic.Uint64 // refresh attempts finished so far; written under refreshing
 	lastErr    error         // the last attempt's error, unless its caller's ctx ended; guarded by refreshing
+
+	// revoked, once set, is the error of a refresh Twitch rejected: the grant is gone, and every
+	// call returns it without a request until SetToken brings a new token.
+	revoked atomic.Pointer[error]
+
+	// checking is a one-slot lock held while Twitch is asked whether a token an API refused (401)
+	// is still valid, so that requests refused together ask once. The verdict is kept for
+	// recheckAfter: further 401s with that token within it ask nothing.
+	checking  chan struct{}
+	checked   *oauth2.Token // the token last asked about; guarded by checking
+	checkedOK bool          // whether Twitch said it was valid
+	checkedAt time.Time
 }
 
+// recheckAfter is how long Twitch's verdict that a token is still valid stands: 401s that a Helix
+// endpoint answers meanwhile (a missing scope) are passed on without asking again.
+const recheckAfter = time.Minute
+
 // NewUserTokenSource returns a source that starts from tok and refreshes it with its refresh token
-// when it expires. onRefresh, if not nil, is called with every new token, synchronously and in order,
-// before any caller sees it: persist the new pair there (the refresh token may have changed, and a
-// public client's old one is dead). If onRefresh fails, the new token is still used, and that
-// Token call returns the error.
+// when it expires. onRefresh, if not nil, is called with every new token (refreshed, or handed over
+// by [UserTokenSource.SetToken]), synchronously and in order, before any caller sees it: persist the
+// new pair there (the refresh token may have changed, and a public client's old one is dead). If
+// onRefresh fails, the new token is still used, and that call returns the error.
 func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Token) error) *UserTokenSource {
-	s := &UserTokenSource{c: c, onRefresh: onRefresh, refreshing: make(chan struct{}, 1)}
+	s := &UserTokenSource{c: c, onRefresh: onRefresh, refreshing: make(chan struct{}, 1), checking: make(chan struct{}, 1)}
 	if tok != nil {
 		s.cur.Store(tok)
 	}
@@ -76,9 +92,14 @@ func fresh(tok *oauth2.Token) bool {
 		(tok.Expiry.IsZero() || time.Now().Round(0).Add(expiryMargin).Before(tok.Expiry))
 }
 
-// Token returns the cached token while it is valid and refreshes it otherwise. A refresh that
-// Twitch rejects gives an error that Is [ErrInvalidRefreshToken]: the user must log in again.
-// After a transient failure the source stays usable, and the next call tries again.
+// Token returns the cached token while it is valid and refreshes it otherwise. A token Twitch
+// said is invalid (see [UserTokenSource.HTTPClient] and [UserTokenSource.KeepValidated]) is never
+// returned again, whatever its Expiry.
+//
+// A refresh that Twitch rejects means the grant is gone (the user disconnected the app or changed
+// their password): that call and every later one return an error that Is [ErrInvalidRefreshToken]
+// at once, without a request, until [UserTokenSource.SetToken] hands the source a token from a new
+// login. After a transient failure the source stays usable, and the next call tries again.
 func (s *UserTokenSource) Token() (*oauth2.Token, error) {
 	if tok := s.cur.Load(); fresh(tok) {
 		return tok, nil
@@ -111,13 +132,17 @@ func (s *UserTokenSource) ForceRefresh(ctx context.Context, stale *oauth2.Token)
 // not stale. Waiting for another caller's refresh ends when ctx does. Callers that waited for the lock while an attempt failed get that attempt's error
 // instead of trying again at once, unless it failed because its own caller's ctx ended.
 func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
-	seen := s.attempts.Load()
-	select {
-	case s.refreshing <- struct{}{}:
-	case <-ctx.Done():
-		return nil, fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
+	if err := s.revoked.Load(); err != nil {
+		return nil, *err
 	}
-	defer func() { <-s.refreshing }()
+	seen := s.attempts.Load()
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.unlock()
+	if err := s.revoked.Load(); err != nil {
+		return nil, *err
+	}
 	if tok := s.cur.Load(); fresh(tok) && (stale == nil || tok != stale) {
 		return tok, nil
 	}
@@ -129,8 +154,74 @@ func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oa
 	if ctx.Err() != nil {
 		s.lastErr = nil
 	}
+	if errors.Is(err, ErrInvalidRefreshToken) {
+		err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again and call SetToken: %w", err)
+		s.revoked.Store(&err)
+		if cur := s.cur.Load(); cur != nil {
+			s.markRejected(cur) // the grant's access token dies with it
+		}
+	}
 	s.attempts.Add(1)
 	return tok, err
+}
+
+// lock takes s.refreshing, or gives up when ctx ends.
+func (s *UserTokenSource) lock(ctx context.Context) error {
+	select {
+	case s.refreshing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
+	}
+}
+
+func (s *UserTokenSource) unlock() { <-s.refreshing }
+
+// SetToken hands the source a new token, typically from a new login after the grant was revoked:
+// it ends the state in which every call fails with [ErrInvalidRefreshToken], and persists tok as
+// a refresh would (through onRefresh, or in the store). It waits for a refresh under way to end.
+// A failure to persist is logged through the Client's Logger; use
+// [UserTokenSource.SetTokenContext] to get it instead.
+func (s *UserTokenSource) SetToken(tok *oauth2.Token) {
+	if err := s.SetTokenContext(context.Background(), tok); err != nil {
+		s.log(context.Background(), slog.LevelError, "twitchoauth: set token", slog.String("error", err.Error()))
+	}
+}
+
+// SetTokenContext is [UserTokenSource.SetToken] with a context for the wait and the write, and
+// the error of persisting tok. The source uses tok even when persisting it failed. A nil tok, or
+// one without an access token, is an error and changes nothing.
+func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token) error {
+	if tok == nil || tok.AccessToken == "" {
+		return errors.New("twitchoauth: SetToken: no access token")
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	var err error
+	switch {
+	case s.store != nil:
+		err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL, func(ctx context.Context) error {
+			st, err := s.store.Load(ctx, s.key)
+			if err != nil {
+				if !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt) {
+					return err
+				}
+				st = &StoredToken{}
+			}
+			return s.store.Save(ctx, s.key, st.withToken(tok))
+		})
+	case s.onRefresh != nil:
+		err = s.onRefresh(tok)
+	}
+	if err != nil {
+		err = fmt.Errorf("twitchoauth: persist new token: %w", err)
+	}
+	s.cur.Store(tok)
+	s.lastErr = nil
+	s.revoked.Store(nil)
+	return err
 }
 
 // refreshLocked does the refresh; s.refreshing is held.
@@ -205,9 +296,14 @@ func carryScopes(tok, prev *oauth2.Token) *oauth2.Token {
 }
 
 // HTTPClient returns an *http.Client for Twitch's Helix API that sends the source's token: it sets
-// "Authorization: Bearer" and "Client-Id" on every request, and on a 401 answer refreshes the
-// token once and sends the request again (when its body can be replayed, see
-// [http.Request.GetBody]), never more. It uses the transport of the Client's HTTPClient and does
+// "Authorization: Bearer" and "Client-Id" on every request.
+//
+// Helix answers 401 both for a dead token and for a token that lacks the endpoint's scope. On a
+// 401 the client first asks Twitch whether the token is still valid (requests refused together
+// ask once, and a "valid" verdict stands for a minute): if it is, the 401 answer is returned as
+// is and nothing is refreshed. Only a token Twitch rejects is refreshed, once however many
+// requests saw it refused, and the request is sent again with the new token (when its body can be
+// replayed, see [http.Request.GetBody]), never more. It uses the transport of the Client's HTTPClient and does
 // not follow a redirect to another host or from https to http, so the token never leaves the host
 // it was sent to, nor travels in the clear.
 func (s *UserTokenSource) HTTPClient() *http.Client {
@@ -247,6 +343,9 @@ func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
+	if !t.src.rejected(ctx, tok) {
+		return resp, nil // a missing scope, or no verdict: the caller sees Helix's 401
+	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // the body is spent and cannot be sent again
 	}
@@ -283,8 +382,10 @@ func closeBody(req *http.Request) {
 
 // KeepValidated validates the token every interval (Twitch requires apps to validate at start-up
 // and hourly: pass [time.Hour]) until ctx is done, and returns ctx's error then. When validation
-// says the token died, it refreshes it. It reports through the Client's Logger and returns early
-// only when the token cannot be refreshed any more (an error that Is [ErrInvalidRefreshToken]).
+// says the token died (whatever its Expiry, and also for a token without one), the token is never
+// handed out again and is refreshed. It reports through the Client's Logger and returns early only
+// when the grant is gone: the refresh token was rejected, and every Token call now fails with an
+// error that Is [ErrInvalidRefreshToken] until [UserTokenSource.SetToken]; it returns that error.
 // An interval <= 0 means an hour.
 // Run it in a goroutine of your own:
 //
@@ -303,7 +404,7 @@ func (s *UserTokenSource) KeepValidated(ctx context.Context, interval time.Durat
 		}
 		tok, err := s.TokenContext(ctx)
 		if err == nil {
-			_, err = s.c.ValidateToken(ctx, tok.AccessToken)
+			err = s.validate(ctx, tok)
 			if errors.Is(err, ErrInvalidToken) {
 				s.log(ctx, slog.LevelInfo, "twitchoauth: token no longer valid; refreshing")
 				_, err = s.ForceRefresh(ctx, tok)
@@ -327,4 +428,63 @@ func (s *UserTokenSource) log(ctx context.Context, level slog.Level, msg string,
 	if l := s.c.Logger; l != nil {
 		l.LogAttrs(ctx, level, msg, attrs...)
 	}
+}
+
+// validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
+// marked so that it is never handed out again, and the error Is [ErrInvalidToken].
+func (s *UserTokenSource) validate(ctx context.Context, tok *oauth2.Token) error {
+	select {
+	case s.checking <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-s.checking }()
+	return s.validateLocked(ctx, tok)
+}
+
+// validateLocked is validate with s.checking held.
+func (s *UserTokenSource) validateLocked(ctx context.Context, tok *oauth2.Token) error {
+	_, err := s.c.ValidateToken(ctx, tok.AccessToken)
+	switch {
+	case err == nil:
+		s.checked, s.checkedOK, s.checkedAt = tok, true, time.Now()
+	case errors.Is(err, ErrInvalidToken):
+		s.checked, s.checkedOK, s.checkedAt = tok, false, time.Now()
+		s.markRejected(tok)
+	}
+	return err
+}
+
+// rejected reports whether Twitch says tok, which an API refused with 401, is invalid. It asks at
+// most once for requests refused together, and not again within recheckAfter of a "valid"
+// verdict. When Twitch cannot be asked (an outage, ctx ended), it reports false: without a
+// verdict, nothing is refreshed.
+func (s *UserTokenSource) rejected(ctx context.Context, tok *oauth2.Token) bool {
+	select {
+	case s.checking <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-s.checking }()
+	if s.checked == tok && (!s.checkedOK || time.Since(s.checkedAt) < recheckAfter) {
+		return !s.checkedOK
+	}
+	if cur := s.cur.Load(); cur != tok && !sameAccess(cur, tok) {
+		return true // already replaced: the caller retries with the new token
+	}
+	return errors.Is(s.validateLocked(ctx, tok), ErrInvalidToken)
+}
+
+// markRejected makes sure tok, which Twitch said is invalid, is never handed out again: while it
+// is the current token, it is replaced by a copy that has expired, which keeps its refresh token
+// for the refresh that must follow.
+func (s *UserTokenSource) markRejected(tok *oauth2.Token) {
+	dead := *tok
+	dead.Expiry = time.Unix(1, 0)
+	s.cur.CompareAndSwap(tok, &dead)
+}
+
+// sameAccess reports whether a and b hold the same access token.
+func sameAccess(a, b *oauth2.Token) bool {
+	return a != nil && b != nil && a.AccessToken == b.AccessToken
 }
