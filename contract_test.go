@@ -64,4 +64,29 @@ var _ = func() {
 	var _ func(context.Context) (*t.UserTokenSource, error) = h.Bind
 	var _ func(*t.Client, *oauth2.Token, func(*oauth2.Token) error) *t.UserTokenSource = t.NewUserTokenSource
 	var _ oauth2.TokenSource = (*t.UserTokenSource)(nil)
+
+	// Accepted into the contract after the first build.
+	_ = t.DefaultStoragePath
+	var _ time.Duration = t.DefaultLockTTL
+	var store t.TokenStore = &t.FileStore{Path: ""}
+	var _ func(context.Context, string) (*t.StoredToken, error) = store.Load
+	var _ func(context.Context, string, *t.StoredToken) error = store.Save
+	var _ func(context.Context, string, time.Duration) (func() error, error) = store.Lock
+	_ = t.StoredToken{AccessToken: "", RefreshToken: "", Expiry: time.Time{}, Scopes: []t.Scope{}, UserID: "", Login: "", ClientID: ""}
+	var _ func([]byte) (*t.StoredToken, error) = t.DecodeStoredToken
+	_ = []error{t.ErrTokenNotFound, t.ErrTokenCorrupt}
+	var _ func(*t.Client, t.TokenStore, string, *oauth2.Token) *t.UserTokenSource = t.NewStoreTokenSource
+	s := &t.UserTokenSource{}
+	var _ func(context.Context) (*oauth2.Token, error) = s.TokenContext
+	var _ func(context.Context, *oauth2.Token) (*oauth2.Token, error) = s.ForceRefresh
+	var _ func() *http.Client = s.HTTPClient
+	var _ func(context.Context, time.Duration) error = s.KeepValidated
+	var _ func() bool = (&t.Validation{}).IsUserToken
+	var _ func() time.Time = f.ExpiresAt
+	var _ func() time.Duration = f.Interval
+	_ = t.CodeFlow{Scopes: []t.Scope{}}
+	_ = t.UserAuthenticationStorageHelper{Store: store, StoreKey: "", LockTTL: time.Duration(0)}
+
+	// The token lifecycle.
+	var _ func(*oauth2.Token) = s.SetToken
 }
