@@ -4,18 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
 )
-
-// expiryMargin is how long before its Expiry a token counts as expired, so that a request sent with
-// it does not arrive after it died.
-const expiryMargin = time.Minute
 
 // UserTokenSource keeps one user's token fresh (pyTwitchAPI: Twitch.set_user_authentication with
 // auto_refresh_auth and user_auth_refresh_callback). It implements [oauth2.TokenSource] and is safe for
@@ -24,7 +18,7 @@ const expiryMargin = time.Minute
 //
 // Tokens it returns are shared; do not modify them.
 type UserTokenSource struct {
-	c         *Client
+	tokenCache
 	onRefresh func(*oauth2.Token) error
 
 	// store, when set, is where the token lives: refreshes take its lock, adopt a token another
@@ -32,31 +26,7 @@ type UserTokenSource struct {
 	store   TokenStore
 	key     string
 	lockTTL time.Duration
-
-	cur atomic.Pointer[oauth2.Token] // the cached token, read without the lock
-
-	// refreshing is a lock held across a refresh: a one-slot channel, so that a caller waiting
-	// for another's refresh can give up when its ctx ends.
-	refreshing chan struct{}
-	attempts   atomic.Uint64 // refresh attempts finished so far; written under refreshing
-	lastErr    error         // the last attempt's error, unless its caller's ctx ended; guarded by refreshing
-
-	// revoked, once set, is the error of a refresh Twitch rejected: the grant is gone, and every
-	// call returns it without a request until SetToken brings a new token.
-	revoked atomic.Pointer[error]
-
-	// checking is a one-slot lock held while Twitch is asked whether a token an API refused (401)
-	// is still valid, so that requests refused together ask once. The verdict is kept for
-	// recheckAfter: further 401s with that token within it ask nothing.
-	checking  chan struct{}
-	checked   *oauth2.Token // the token last asked about; guarded by checking
-	checkedOK bool          // whether Twitch said it was valid
-	checkedAt time.Time
 }
-
-// recheckAfter is how long Twitch's verdict that a token is still valid stands: 401s that a Helix
-// endpoint answers meanwhile (a missing scope) are passed on without asking again.
-const recheckAfter = time.Minute
 
 // NewUserTokenSource returns a source that starts from tok and refreshes it with its refresh token
 // when it expires. onRefresh, if not nil, is called with every new token (refreshed, or handed over
@@ -64,10 +34,8 @@ const recheckAfter = time.Minute
 // new pair there (the refresh token may have changed, and a public client's old one is dead). If
 // onRefresh fails, the new token is still used, and that call returns the error.
 func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Token) error) *UserTokenSource {
-	s := &UserTokenSource{c: c, onRefresh: onRefresh, refreshing: make(chan struct{}, 1), checking: make(chan struct{}, 1)}
-	if tok != nil {
-		s.cur.Store(tok)
-	}
+	s := &UserTokenSource{onRefresh: onRefresh}
+	s.init(c, tok, s.refreshLocked)
 	return s
 }
 
@@ -83,15 +51,6 @@ func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.To
 	return s
 }
 
-// fresh reports whether tok can be used now. It compares wall clock times (Round(0) drops the
-// monotonic reading, which Before would otherwise prefer): the monotonic clock stops while the
-// machine sleeps, and a bot on a laptop woken hours later must not trust a token that died
-// meanwhile.
-func fresh(tok *oauth2.Token) bool {
-	return tok != nil && tok.AccessToken != "" &&
-		(tok.Expiry.IsZero() || time.Now().Round(0).Add(expiryMargin).Before(tok.Expiry))
-}
-
 // Token returns the cached token while it is valid and refreshes it otherwise. A token Twitch
 // said is invalid (see [UserTokenSource.HTTPClient] and [UserTokenSource.KeepValidated]) is never
 // returned again, whatever its Expiry.
@@ -101,81 +60,20 @@ func fresh(tok *oauth2.Token) bool {
 // at once, without a request, until [UserTokenSource.SetToken] hands the source a token from a new
 // login. After a transient failure the source stays usable, and the next call tries again.
 func (s *UserTokenSource) Token() (*oauth2.Token, error) {
-	if tok := s.cur.Load(); fresh(tok) {
-		return tok, nil
-	}
-	return s.refresh(context.Background(), nil)
+	return s.token(context.Background())
 }
 
 // TokenContext is [UserTokenSource.Token] with a context for the refresh, if one is needed.
 func (s *UserTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
-	if tok := s.cur.Load(); fresh(tok) {
-		return tok, nil
-	}
-	return s.refresh(ctx, nil)
+	return s.token(ctx)
 }
 
 // ForceRefresh refreshes the token now, unless another caller already replaced stale, the token
 // the caller found wanting (nil: the current one). Use it when Twitch rejected a token that has
 // not reached its Expiry.
 func (s *UserTokenSource) ForceRefresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
-	if stale == nil {
-		stale = s.cur.Load()
-		if stale == nil {
-			stale = &oauth2.Token{}
-		}
-	}
-	return s.refresh(ctx, stale)
+	return s.forceRefresh(ctx, stale)
 }
-
-// refresh gets a new token unless the cached one will do: it is fresh and, when stale is given,
-// not stale. Waiting for another caller's refresh ends when ctx does. Callers that waited for the lock while an attempt failed get that attempt's error
-// instead of trying again at once, unless it failed because its own caller's ctx ended.
-func (s *UserTokenSource) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
-	if err := s.revoked.Load(); err != nil {
-		return nil, *err
-	}
-	seen := s.attempts.Load()
-	if err := s.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer s.unlock()
-	if err := s.revoked.Load(); err != nil {
-		return nil, *err
-	}
-	if tok := s.cur.Load(); fresh(tok) && (stale == nil || tok != stale) {
-		return tok, nil
-	}
-	if s.attempts.Load() != seen && s.lastErr != nil {
-		return nil, s.lastErr
-	}
-	tok, err := s.refreshLocked(ctx, stale)
-	s.lastErr = err
-	if ctx.Err() != nil {
-		s.lastErr = nil
-	}
-	if errors.Is(err, ErrInvalidRefreshToken) {
-		err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again and call SetToken: %w", err)
-		s.revoked.Store(&err)
-		if cur := s.cur.Load(); cur != nil {
-			s.markRejected(cur) // the grant's access token dies with it
-		}
-	}
-	s.attempts.Add(1)
-	return tok, err
-}
-
-// lock takes s.refreshing, or gives up when ctx ends.
-func (s *UserTokenSource) lock(ctx context.Context) error {
-	select {
-	case s.refreshing <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
-	}
-}
-
-func (s *UserTokenSource) unlock() { <-s.refreshing }
 
 // SetToken hands the source a new token, typically from a new login after the grant was revoked:
 // it ends the state in which every call fails with [ErrInvalidRefreshToken], and persists tok as
@@ -218,9 +116,7 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 	if err != nil {
 		err = fmt.Errorf("twitchoauth: persist new token: %w", err)
 	}
-	s.cur.Store(tok)
-	s.lastErr = nil
-	s.revoked.Store(nil)
+	s.set(tok)
 	return err
 }
 
@@ -307,77 +203,7 @@ func carryScopes(tok, prev *oauth2.Token) *oauth2.Token {
 // not follow a redirect to another host or from https to http, so the token never leaves the host
 // it was sent to, nor travels in the clear.
 func (s *UserTokenSource) HTTPClient() *http.Client {
-	base := s.c.httpClient()
-	rt := base.Transport
-	if rt == nil {
-		rt = http.DefaultTransport
-	}
-	return &http.Client{
-		Transport: &bearerTransport{src: s, base: rt},
-		Timeout:   base.Timeout,
-		CheckRedirect: func(req *http.Request, via []*http.Request) error {
-			if len(via) >= 10 {
-				return errors.New("twitchoauth: stopped after 10 redirects")
-			}
-			if req.URL.Host != via[0].URL.Host || (via[0].URL.Scheme == "https" && req.URL.Scheme != "https") {
-				return http.ErrUseLastResponse // the token stays with the host, and encrypted
-			}
-			return nil
-		},
-	}
-}
-
-type bearerTransport struct {
-	src  *UserTokenSource
-	base http.RoundTripper
-}
-
-func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	ctx := req.Context()
-	tok, err := t.src.TokenContext(ctx)
-	if err != nil {
-		closeBody(req)
-		return nil, err
-	}
-	resp, err := t.base.RoundTrip(t.authorize(req, tok))
-	if err != nil || resp.StatusCode != http.StatusUnauthorized {
-		return resp, err
-	}
-	if !t.src.rejected(ctx, tok) {
-		return resp, nil // a missing scope, or no verdict: the caller sees Helix's 401
-	}
-	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
-		return resp, nil // the body is spent and cannot be sent again
-	}
-	tok, err = t.src.ForceRefresh(ctx, tok)
-	if err != nil {
-		return resp, nil // the caller sees Twitch's 401
-	}
-	retry := t.authorize(req, tok)
-	if req.GetBody != nil {
-		body, err := req.GetBody()
-		if err != nil {
-			return resp, nil
-		}
-		retry.Body = body
-	}
-	io.Copy(io.Discard, io.LimitReader(resp.Body, maxBodySize))
-	resp.Body.Close()
-	return t.base.RoundTrip(retry)
-}
-
-// authorize returns a copy of req with the token's headers; a RoundTripper must not modify req.
-func (t *bearerTransport) authorize(req *http.Request, tok *oauth2.Token) *http.Request {
-	r := req.Clone(req.Context())
-	r.Header.Set("Authorization", "Bearer "+tok.AccessToken)
-	r.Header.Set("Client-Id", t.src.c.ClientID)
-	return r
-}
-
-func closeBody(req *http.Request) {
-	if req.Body != nil {
-		req.Body.Close()
-	}
+	return s.helixClient()
 }
 
 // KeepValidated validates the token every interval (Twitch requires apps to validate at start-up
@@ -428,63 +254,4 @@ func (s *UserTokenSource) log(ctx context.Context, level slog.Level, msg string,
 	if l := s.c.Logger; l != nil {
 		l.LogAttrs(ctx, level, msg, attrs...)
 	}
-}
-
-// validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
-// marked so that it is never handed out again, and the error Is [ErrInvalidToken].
-func (s *UserTokenSource) validate(ctx context.Context, tok *oauth2.Token) error {
-	select {
-	case s.checking <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-s.checking }()
-	return s.validateLocked(ctx, tok)
-}
-
-// validateLocked is validate with s.checking held.
-func (s *UserTokenSource) validateLocked(ctx context.Context, tok *oauth2.Token) error {
-	_, err := s.c.ValidateToken(ctx, tok.AccessToken)
-	switch {
-	case err == nil:
-		s.checked, s.checkedOK, s.checkedAt = tok, true, time.Now()
-	case errors.Is(err, ErrInvalidToken):
-		s.checked, s.checkedOK, s.checkedAt = tok, false, time.Now()
-		s.markRejected(tok)
-	}
-	return err
-}
-
-// rejected reports whether Twitch says tok, which an API refused with 401, is invalid. It asks at
-// most once for requests refused together, and not again within recheckAfter of a "valid"
-// verdict. When Twitch cannot be asked (an outage, ctx ended), it reports false: without a
-// verdict, nothing is refreshed.
-func (s *UserTokenSource) rejected(ctx context.Context, tok *oauth2.Token) bool {
-	select {
-	case s.checking <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	}
-	defer func() { <-s.checking }()
-	if s.checked == tok && (!s.checkedOK || time.Since(s.checkedAt) < recheckAfter) {
-		return !s.checkedOK
-	}
-	if cur := s.cur.Load(); cur != tok && !sameAccess(cur, tok) {
-		return true // already replaced: the caller retries with the new token
-	}
-	return errors.Is(s.validateLocked(ctx, tok), ErrInvalidToken)
-}
-
-// markRejected makes sure tok, which Twitch said is invalid, is never handed out again: while it
-// is the current token, it is replaced by a copy that has expired, which keeps its refresh token
-// for the refresh that must follow.
-func (s *UserTokenSource) markRejected(tok *oauth2.Token) {
-	dead := *tok
-	dead.Expiry = time.Unix(1, 0)
-	s.cur.CompareAndSwap(tok, &dead)
-}
-
-// sameAccess reports whether a and b hold the same access token.
-func sameAccess(a, b *oauth2.Token) bool {
-	return a != nil && b != nil && a.AccessToken == b.AccessToken
 }

@@ -1,0 +1,205 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"sync/atomic"
+
+	"golang.org/x/oauth2"
+)
+
+// expiryMargin is how long before its Expiry a token counts as expired, so that a request sent with
+// it does not arrive after it died.
+const expiryMargin = time.Minute
+
+// recheckAfter is how long Twitch's verdict that a token is still valid stands: 401s that a Helix
+// endpoint answers meanwhile (a missing scope) are passed on without asking again.
+const recheckAfter = time.Minute
+
+// tokenCache is what [UserTokenSource] and [AppTokenSource] share: the current token, read without
+// a lock; one renewal at a time, whose result (or failure) the callers that waited for it share;
+// the terminal state of a revoked grant; and Twitch's verdicts on tokens an API refused.
+type tokenCache struct {
+	c *Client
+	// renew gets a new token in place of stale (nil: the current one, found wanting). It is
+	// called holding refreshing, and publishes what it got in cur itself.
+	renew func(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)
+
+	cur atomic.Pointer[oauth2.Token] // the cached token, read without the lock
+
+	// refreshing is a lock held across a renewal: a one-slot channel, so that a caller waiting
+	// for another's renewal can give up when its ctx ends.
+	refreshing chan struct{}
+	attempts   atomic.Uint64 // renewals finished so far; written under refreshing
+	lastErr    error         // the last renewal's error, unless its caller's ctx ended; guarded by refreshing
+
+	// revoked, once set, is the error of a refresh Twitch rejected: the grant is gone, and every
+	// call returns it without a request until a new token is set.
+	revoked atomic.Pointer[error]
+
+	// checking is a one-slot lock held while Twitch is asked whether a token an API refused (401)
+	// is still valid, so that requests refused together ask once. A "valid" verdict is kept for
+	// recheckAfter: further 401s with that token within it ask nothing.
+	checking  chan struct{}
+	checked   *oauth2.Token // the token last asked about; guarded by checking
+	checkedOK bool          // whether Twitch said it was valid
+	checkedAt time.Time
+}
+
+func (tc *tokenCache) init(c *Client, tok *oauth2.Token, renew func(context.Context, *oauth2.Token) (*oauth2.Token, error)) {
+	tc.c, tc.renew = c, renew
+	tc.refreshing = make(chan struct{}, 1)
+	tc.checking = make(chan struct{}, 1)
+	if tok != nil {
+		tc.cur.Store(tok)
+	}
+}
+
+// fresh reports whether tok can be used now. It compares wall clock times (Round(0) drops the
+// monotonic reading, which Before would otherwise prefer): the monotonic clock stops while the
+// machine sleeps, and a bot on a laptop woken hours later must not trust a token that died
+// meanwhile.
+func fresh(tok *oauth2.Token) bool {
+	return tok != nil && tok.AccessToken != "" &&
+		(tok.Expiry.IsZero() || time.Now().Round(0).Add(expiryMargin).Before(tok.Expiry))
+}
+
+// token returns the cached token while it is fresh, and renews it otherwise.
+func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
+	if tok := tc.cur.Load(); fresh(tok) {
+		return tok, nil
+	}
+	return tc.refresh(ctx, nil)
+}
+
+// forceRefresh renews the token unless another caller already replaced stale (nil: the current
+// token).
+func (tc *tokenCache) forceRefresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
+	if stale == nil {
+		stale = tc.cur.Load()
+		if stale == nil {
+			stale = &oauth2.Token{}
+		}
+	}
+	return tc.refresh(ctx, stale)
+}
+
+// refresh gets a new token unless the cached one will do: it is fresh and, when stale is given,
+// not stale. Waiting for another caller's renewal ends when ctx does. Callers that waited for the
+// lock while an attempt failed get that attempt's error instead of trying again at once, unless it
+// failed because its own caller's ctx ended. A refresh token Twitch rejects makes the state
+// terminal (see revoked).
+func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
+	if err := tc.revoked.Load(); err != nil {
+		return nil, *err
+	}
+	seen := tc.attempts.Load()
+	if err := tc.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer tc.unlock()
+	if err := tc.revoked.Load(); err != nil {
+		return nil, *err
+	}
+	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok != stale) {
+		return tok, nil
+	}
+	if tc.attempts.Load() != seen && tc.lastErr != nil {
+		return nil, tc.lastErr
+	}
+	tok, err := tc.renew(ctx, stale)
+	tc.lastErr = err
+	if ctx.Err() != nil {
+		tc.lastErr = nil
+	}
+	if errors.Is(err, ErrInvalidRefreshToken) {
+		err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again and call SetToken: %w", err)
+		tc.revoked.Store(&err)
+		if cur := tc.cur.Load(); cur != nil {
+			tc.markRejected(cur) // the grant's access token dies with it
+		}
+	}
+	tc.attempts.Add(1)
+	return tok, err
+}
+
+// lock takes refreshing, or gives up when ctx ends.
+func (tc *tokenCache) lock(ctx context.Context) error {
+	select {
+	case tc.refreshing <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
+	}
+}
+
+func (tc *tokenCache) unlock() { <-tc.refreshing }
+
+// set makes tok the current token and ends a terminal state; refreshing is held.
+func (tc *tokenCache) set(tok *oauth2.Token) {
+	tc.cur.Store(tok)
+	tc.lastErr = nil
+	tc.revoked.Store(nil)
+}
+
+// validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
+// marked so that it is never handed out again, and the error Is [ErrInvalidToken].
+func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) error {
+	select {
+	case tc.checking <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	defer func() { <-tc.checking }()
+	return tc.validateLocked(ctx, tok)
+}
+
+// validateLocked is validate with checking held.
+func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) error {
+	_, err := tc.c.ValidateToken(ctx, tok.AccessToken)
+	switch {
+	case err == nil:
+		tc.checked, tc.checkedOK, tc.checkedAt = tok, true, time.Now()
+	case errors.Is(err, ErrInvalidToken):
+		tc.checked, tc.checkedOK, tc.checkedAt = tok, false, time.Now()
+		tc.markRejected(tok)
+	}
+	return err
+}
+
+// rejected reports whether Twitch says tok, which an API refused with 401, is invalid. It asks at
+// most once for requests refused together, and not again within recheckAfter of a "valid"
+// verdict. When Twitch cannot be asked (an outage, ctx ended), it reports false: without a
+// verdict, nothing is renewed.
+func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
+	select {
+	case tc.checking <- struct{}{}:
+	case <-ctx.Done():
+		return false
+	}
+	defer func() { <-tc.checking }()
+	if tc.checked == tok && (!tc.checkedOK || time.Since(tc.checkedAt) < recheckAfter) {
+		return !tc.checkedOK
+	}
+	if cur := tc.cur.Load(); cur != tok && !sameAccess(cur, tok) {
+		return true // already replaced: the caller retries with the new token
+	}
+	return errors.Is(tc.validateLocked(ctx, tok), ErrInvalidToken)
+}
+
+// markRejected makes sure tok, which Twitch said is invalid, is never handed out again: while it
+// is the current token, it is replaced by a copy that has expired, which keeps its refresh token
+// for the refresh that must follow.
+func (tc *tokenCache) markRejected(tok *oauth2.Token) {
+	dead := *tok
+	dead.Expiry = time.Unix(1, 0)
+	tc.cur.CompareAndSwap(tok, &dead)
+}
+
+// sameAccess reports whether a and b hold the same access token.
+func sameAccess(a, b *oauth2.Token) bool {
+	return a != nil && b != nil && a.AccessToken == b.AccessToken
+}
