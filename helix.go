@@ -84,4 +84,3 @@ func closeBody(req *http.Request) {
 		req.Body.Close()
 	}
 }
-
