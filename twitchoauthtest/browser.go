@@ -53,9 +53,12 @@ func isLoopback(u *url.URL) bool {
 // Like the developer who registers the app's redirect URL in the console, it first registers the
 // URL's redirect_uri with the app (see [Server.AddRedirectURL]) when it is an http URL on this
 // machine, so that a UserAuthenticator on a free port (Port 0, URL "") works. To test a redirect
-// mismatch, play the browser yourself. It fails, and the login with it, for a URL that is not this
-// Server's consent page, when the consent page answers with an error instead of a redirect, and
-// when the redirect server cannot be reached. It never leaves this machine.
+// mismatch, play the browser yourself. It never leaves this machine.
+//
+// It fails for a URL that is not this Server's consent page, when the consent page answers with an
+// error instead of a redirect, and when the redirect server cannot be reached; Authenticate then
+// fails with its error at once, unless the Client has a Logger, to which it hands the URL for a
+// person to open instead.
 func (s *Server) OpenBrowser(authURL string) error {
 	u, err := url.Parse(authURL)
 	if err != nil || !strings.HasPrefix(authURL, s.URL+"authorize?") {

@@ -23,7 +23,7 @@ func checkEndpoint(method, endpoint string) {
 
 // Fail makes the next n requests to endpoint ("authorize", "token", "device", "validate",
 // "revoke" or "userinfo") fail with this HTTP status, 400 to 599, and a Twitch error body,
-// {"error":"Bad Gateway","status":502,"message":"Bad Gateway"} for 502: an outage (5xx), a rate
+// {"error":"Bad Gateway","message":"Bad Gateway","status":502} for 502: an outage (5xx), a rate
 // limit (429), an answer the code under test does not expect. n <= 0 fails every request until
 // [Server.ClearFaults]. Faults queued for one endpoint apply in turn. The requests are recorded.
 //

@@ -13,7 +13,7 @@ import (
 // Twitch's API does: a request reaches h only with "Authorization: Bearer TOKEN", where TOKEN is
 // an access token of this Server that is valid now, a "Client-Id" header naming the app the token
 // was issued to, and every scope in scopes granted to the token. Any other request gets Helix's 401,
-// {"error":"Unauthorized","status":401,"message":"..."}. Serve it with [net/http/httptest] and
+// {"error":"Unauthorized","message":"...","status":401}. Serve it with [net/http/httptest] and
 // point the code under test's API base URL there. Checking a token records no request.
 //
 // On a 401 the client of [twitchoauth.UserTokenSource.HTTPClient] asks /validate whether the token
