@@ -4,11 +4,14 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"net/url"
+	"testing"
 	"time"
 
 	"golang.org/x/oauth2"
 
 	t "github.com/twitchoauth/twitchoauth"
+	tt "github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
 // contract pins every name and signature of the public API contract (shared/design/API.md), which
@@ -89,4 +92,34 @@ var _ = func() {
 
 	// The token lifecycle.
 	var _ func(*oauth2.Token) = s.SetToken
+}
+
+// The API of package twitchoauthtest, which other programs' tests compile against, pinned the same way.
+var _ = func() {
+	_ = tt.ClientID + tt.ClientSecret + tt.PublicClientID + tt.UserID + tt.UserLogin
+	var _ func(testing.TB) *tt.Server = tt.NewServer
+	var _ func() *tt.Server = tt.New
+	s := &tt.Server{URL: ""}
+	var _ func() = s.Close
+	var _ func() *t.Client = s.Client
+	var _ func() *t.Client = s.PublicClient
+	var _ func(string, string) = s.AddUser
+	var _ func(string, string) = s.AuthorizeAs
+	var _ func(bool) = s.DenyAuthorize
+	var _ func(string) error = s.OpenBrowser
+	var _ func(string) = s.AddRedirectURL
+	var _ func(string) error = s.ApproveDevice
+	var _ func(string) error = s.DenyDevice
+	var _ func(string, ...t.Scope) *oauth2.Token = s.IssueUserToken
+	var _ func(string) = s.Expire
+	var _ func() = s.ExpireAll
+	var _ func(string) = s.Revoke
+	var _ func(time.Duration) = s.Advance
+	var _ func(string, int, int) = s.Fail
+	var _ func(string, time.Duration, int) = s.Delay
+	var _ func(string, int) = s.Hang
+	var _ func() = s.ClearFaults
+	var _ func(string) []tt.Request = s.Requests
+	_ = tt.Request{Endpoint: "", Method: "", Query: url.Values{}, Form: url.Values{}, Authorization: ""}
+	var _ func(http.Handler, ...t.Scope) http.Handler = s.RequireToken
 }

@@ -7,7 +7,6 @@ import (
 	"log"
 	"net/http"
 	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -15,26 +14,26 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/twitchoauth/twitchoauth"
-	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
-// These examples run against a fake of Twitch's identity server, so their output is checked. In
-// your code leave AuthBaseURL alone (it defaults to Twitch's) and use your app's ID and secret.
+// These examples run against twitchoauthtest's fake of Twitch's identity server, so their output is
+// checked. In your code leave AuthBaseURL alone (it defaults to Twitch's) and use your app's ID and
+// secret.
 
 // fakeTwitch starts the fake; it returns the base URL to put in AuthBaseURL, a user token of the
 // fake's user with these scopes, and its refresh token.
-func fakeTwitch(scopes ...string) (fake *faketwitch.Server, base, access, refresh string) {
-	fake = faketwitch.New()
-	base = fake.Start()
-	access, refresh = fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, scopes, 0)
-	return fake, base, access, refresh
+func fakeTwitch(scopes ...twitchoauth.Scope) (fake *twitchoauthtest.Server, base, access, refresh string) {
+	fake = twitchoauthtest.New()
+	tok := fake.IssueUserToken(twitchoauthtest.UserID, scopes...)
+	return fake, fake.URL, tok.AccessToken, tok.RefreshToken
 }
 
 func ExampleClient_ValidateToken() {
-	fake, base, access, _ := fakeTwitch("chat:read")
+	fake, base, access, _ := fakeTwitch(twitchoauth.ScopeChatRead)
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	v, err := c.ValidateToken(context.Background(), access)
 	if err != nil {
@@ -50,10 +49,10 @@ func ExampleClient_ValidateToken() {
 }
 
 func ExampleClient_RefreshAccessToken() {
-	fake, base, _, refresh := fakeTwitch("chat:read", "chat:edit")
+	fake, base, _, refresh := fakeTwitch(twitchoauth.ScopeChatRead, twitchoauth.ScopeChatEdit)
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	tok, err := c.RefreshAccessToken(context.Background(), refresh)
 	if err != nil {
@@ -75,7 +74,7 @@ func ExampleClient_RevokeToken() {
 	fake, base, access, _ := fakeTwitch()
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	fmt.Println(c.RevokeToken(context.Background(), access))
 	err := c.RevokeToken(context.Background(), access) // already invalid: pyTwitchAPI's False
@@ -86,10 +85,10 @@ func ExampleClient_RevokeToken() {
 }
 
 func ExampleClient_GetUserInfo() {
-	fake, base, access, _ := fakeTwitch("user:read:email")
+	fake, base, access, _ := fakeTwitch(twitchoauth.ScopeUserReadEmail)
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	info, err := c.GetUserInfo(context.Background(), access)
 	if err != nil {
@@ -103,7 +102,7 @@ func ExampleClient_AppAccessToken() {
 	fake, base, _, _ := fakeTwitch()
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	tok, err := c.AppAccessToken(context.Background())
 	if err != nil {
@@ -118,7 +117,7 @@ func ExampleClient_AppAccessToken() {
 }
 
 func ExampleValidateToken() {
-	fake, base, access, _ := fakeTwitch("chat:read")
+	fake, base, access, _ := fakeTwitch(twitchoauth.ScopeChatRead)
 	defer fake.Close()
 
 	v, err := twitchoauth.ValidateToken(context.Background(), access, twitchoauth.WithAuthBaseURL(base))
@@ -130,10 +129,10 @@ func ExampleValidateToken() {
 }
 
 func ExampleRefreshAccessToken() {
-	fake, base, _, refresh := fakeTwitch("chat:read")
+	fake, base, _, refresh := fakeTwitch(twitchoauth.ScopeChatRead)
 	defer fake.Close()
 
-	tok, err := twitchoauth.RefreshAccessToken(context.Background(), refresh, faketwitch.ClientID, faketwitch.ClientSecret,
+	tok, err := twitchoauth.RefreshAccessToken(context.Background(), refresh, twitchoauthtest.ClientID, twitchoauthtest.ClientSecret,
 		twitchoauth.WithAuthBaseURL(base), twitchoauth.WithHTTPClient(&http.Client{Timeout: 10 * time.Second}))
 	if err != nil {
 		log.Fatal(err)
@@ -146,7 +145,7 @@ func ExampleRevokeToken() {
 	fake, base, access, _ := fakeTwitch()
 	defer fake.Close()
 
-	err := twitchoauth.RevokeToken(context.Background(), faketwitch.ClientID, access, twitchoauth.WithAuthBaseURL(base))
+	err := twitchoauth.RevokeToken(context.Background(), twitchoauthtest.ClientID, access, twitchoauth.WithAuthBaseURL(base))
 	fmt.Println(err)
 	// Output: <nil>
 }
@@ -167,7 +166,7 @@ func ExampleAPIError() {
 	fake, base, _, _ := fakeTwitch()
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	_, err := c.RefreshAccessToken(context.Background(), "not-a-refresh-token")
 	var apiErr *twitchoauth.APIError
@@ -184,29 +183,13 @@ func ExampleUserAuthenticator_Authenticate_offline() {
 	fake, base, _, _ := fakeTwitch()
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	auth := twitchoauth.NewUserAuthenticator(c, []twitchoauth.Scope{twitchoauth.ScopeChatRead})
-	auth.URL, auth.Port = "", 0 // any free port, http://localhost:<port>
-	done := make(chan error, 1)
-	auth.OpenBrowser = func(authURL string) error {
-		// A browser that approves at once; the app registered its redirect URL with Twitch.
-		u, _ := url.Parse(authURL)
-		fake.AddClient(faketwitch.ClientID, faketwitch.ClientSecret, u.Query().Get("redirect_uri"))
-		go func() {
-			resp, err := http.Get(authURL)
-			if err == nil {
-				resp.Body.Close()
-			}
-			done <- err
-		}()
-		return nil
-	}
+	auth.URL, auth.Port = "", 0         // any free port, http://localhost:<port>
+	auth.OpenBrowser = fake.OpenBrowser // a browser in which the user approves at once
 	tok, err := auth.Authenticate(context.Background())
 	if err != nil {
-		log.Fatal(err)
-	}
-	if err := <-done; err != nil {
 		log.Fatal(err)
 	}
 	fmt.Println(twitchoauth.TokenScopes(tok))
@@ -215,10 +198,9 @@ func ExampleUserAuthenticator_Authenticate_offline() {
 
 func ExampleCodeFlow_WaitForAuthComplete() {
 	fake, base, _, _ := fakeTwitch()
-	defer fake.Close()
-	fake.DeviceInterval = 1 // Twitch's is 5 s
+	defer fake.Close() // it announces a 1 s polling interval; Twitch's is 5 s
 
-	c := twitchoauth.NewClient(faketwitch.PublicClientID, "") // a public client: no secret
+	c := twitchoauth.NewClient(twitchoauthtest.PublicClientID, "") // a public client: no secret
 	c.AuthBaseURL = base
 	flow := twitchoauth.NewCodeFlow(c, []twitchoauth.Scope{twitchoauth.ScopeChatRead})
 	code, _, err := flow.GetCode(context.Background())
@@ -243,7 +225,7 @@ func ExampleUserAuthenticationStorageHelper_Bind() {
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	scopes := []twitchoauth.Scope{twitchoauth.ScopeChatRead, twitchoauth.ScopeChatEdit}
 	bind := func() {
@@ -251,8 +233,7 @@ func ExampleUserAuthenticationStorageHelper_Bind() {
 		h.StoragePath = filepath.Join(dir, "user_token.json")
 		h.AuthGenerator = func(ctx context.Context, c *twitchoauth.Client, scopes []twitchoauth.Scope) (*oauth2.Token, error) {
 			fmt.Println("logging in") // by default: the browser login
-			access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read", "chat:edit"}, 0)
-			return &oauth2.Token{AccessToken: access, RefreshToken: refresh}, nil
+			return fake.IssueUserToken(twitchoauthtest.UserID, scopes...), nil
 		}
 		src, err := h.Bind(context.Background())
 		if err != nil {
@@ -273,10 +254,10 @@ func ExampleUserAuthenticationStorageHelper_Bind() {
 }
 
 func ExampleNewUserTokenSource() {
-	fake, base, _, refresh := fakeTwitch("chat:read")
+	fake, base, _, refresh := fakeTwitch(twitchoauth.ScopeChatRead)
 	defer fake.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	expired := &oauth2.Token{AccessToken: "old", RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute)}
 	src := twitchoauth.NewUserTokenSource(c, expired, func(tok *oauth2.Token) error {
@@ -302,7 +283,7 @@ func ExampleUserTokenSource_HTTPClient() {
 	}))
 	defer helix.Close()
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	src := twitchoauth.NewUserTokenSource(c, &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(time.Hour)}, nil)
 	resp, err := src.HTTPClient().Get(helix.URL + "/helix/users") // https://api.twitch.tv/helix/users in real life
@@ -314,29 +295,29 @@ func ExampleUserTokenSource_HTTPClient() {
 }
 
 func ExampleNewStoreTokenSource() {
-	fake, base, access, refresh := fakeTwitch("channel:bot")
+	fake, base, access, refresh := fakeTwitch(twitchoauth.ScopeChannelBot)
 	defer fake.Close()
 	dir, _ := os.MkdirTemp("", "example")
 	defer os.RemoveAll(dir)
 
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	// One store, many broadcasters: each token under its user ID. A shared store (see
 	// examples/redisstore) lets replicas share them; here, files beside tokens.json.
 	store := &twitchoauth.FileStore{Path: filepath.Join(dir, "tokens.json")}
-	err := store.Save(context.Background(), faketwitch.UserID, &twitchoauth.StoredToken{
+	err := store.Save(context.Background(), twitchoauthtest.UserID, &twitchoauth.StoredToken{
 		AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute), // expired
-		UserID: faketwitch.UserID, Scopes: []twitchoauth.Scope{twitchoauth.ScopeChannelBot},
+		UserID: twitchoauthtest.UserID, Scopes: []twitchoauth.Scope{twitchoauth.ScopeChannelBot},
 	})
 	if err != nil {
 		log.Fatal(err)
 	}
-	src := twitchoauth.NewStoreTokenSource(c, store, faketwitch.UserID, nil)
+	src := twitchoauth.NewStoreTokenSource(c, store, twitchoauthtest.UserID, nil)
 	tok, err := src.Token() // refreshed under the user's lock, and saved
 	if err != nil {
 		log.Fatal(err)
 	}
-	st, _ := store.Load(context.Background(), faketwitch.UserID)
+	st, _ := store.Load(context.Background(), twitchoauthtest.UserID)
 	fmt.Println(st.AccessToken == tok.AccessToken, st.AccessToken != access, st.Scopes)
 	// Output: true true [channel:bot]
 }

@@ -14,16 +14,16 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/twitchoauth/twitchoauth"
-	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
-// demo runs the library's real flows against a fake Twitch on this machine: a login (a simulated
-// browser approves, or a simulated user enters the device code), then validate, refresh and revoke.
+// demo runs the library's real flows against a fake Twitch on this machine, the one
+// twitchoauthtest serves to tests: a login (a simulated browser approves, or a simulated user
+// enters the device code), then validate, refresh and revoke.
 func demo(ctx context.Context, o *out) error {
-	fake := faketwitch.New()
-	fake.DeviceInterval = 1 // the real one is 5 s; a demo need not wait that long
-	base := fake.Start()
+	fake := twitchoauthtest.New() // it polls every second; the real Twitch asks for 5 s
 	defer fake.Close()
+	base := fake.URL
 
 	o.short = true
 	w := o.stdout
@@ -34,8 +34,7 @@ func demo(ctx context.Context, o *out) error {
 	if scopes == nil {
 		scopes = []twitchoauth.Scope{twitchoauth.ScopeChatRead, twitchoauth.ScopeChatEdit}
 	}
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
-	c.AuthBaseURL = base
+	c := fake.Client()
 
 	fmt.Fprintf(w, "No Twitch app configured (-client-id or TWITCH_CLIENT_ID), so this is an offline demo\n"+
 		"against a fake Twitch identity server at %s. Nothing leaves this machine.\n\n", base)
@@ -87,7 +86,7 @@ func demo(ctx context.Context, o *out) error {
 
 // demoBrowser runs the UserAuthenticator as a real login would, with a simulated browser that
 // follows Twitch's redirect back to the local server.
-func demoBrowser(ctx context.Context, w io.Writer, fake *faketwitch.Server, c *twitchoauth.Client, scopes []twitchoauth.Scope) (*oauth2.Token, error) {
+func demoBrowser(ctx context.Context, w io.Writer, fake *twitchoauthtest.Server, c *twitchoauth.Client, scopes []twitchoauth.Scope) (*oauth2.Token, error) {
 	a := twitchoauth.NewUserAuthenticator(c, scopes)
 	a.URL, a.Port = "", 0 // any free port, so the demo never collides with a real login
 	var wg sync.WaitGroup
@@ -101,7 +100,7 @@ func demoBrowser(ctx context.Context, w io.Writer, fake *faketwitch.Server, c *t
 		}
 		redirect := u.Query().Get("redirect_uri")
 		// A real app registers its redirect URL once in the developer console.
-		fake.AddClient(faketwitch.ClientID, faketwitch.ClientSecret, redirect)
+		fake.AddRedirectURL(redirect)
 		fmt.Fprintf(w, "1. Listening for Twitch's redirect on %s\n", redirect)
 		fmt.Fprintf(w, "2. A simulated browser opens Twitch's consent page, and the user approves:\n   %s\n", shortenQuery(authURL))
 		wg.Go(func() { page, pageErr = browse(ctx, authURL) })
@@ -157,7 +156,7 @@ func shortenQuery(u string) string {
 }
 
 // demoDevice runs the CodeFlow with a simulated user who enters the code after a moment.
-func demoDevice(ctx context.Context, o *out, w io.Writer, fake *faketwitch.Server, c *twitchoauth.Client, scopes []twitchoauth.Scope) (*oauth2.Token, error) {
+func demoDevice(ctx context.Context, o *out, w io.Writer, fake *twitchoauthtest.Server, c *twitchoauth.Client, scopes []twitchoauth.Scope) (*oauth2.Token, error) {
 	fmt.Fprintln(w, "1. Asking Twitch for a device code (POST /device, scopes in the form body)")
 	approve := func(userCode string) {
 		t := time.NewTimer(1500 * time.Millisecond)
@@ -175,6 +174,12 @@ func demoDevice(ctx context.Context, o *out, w io.Writer, fake *faketwitch.Serve
 	if err != nil {
 		return nil, err
 	}
-	fmt.Fprintf(w, "3. The next poll of the token endpoint got the token (%d polls, one per interval)\n", fake.CountGrant("urn:ietf:params:oauth:grant-type:device_code"))
+	polls := 0
+	for _, r := range fake.Requests("token") {
+		if r.Form.Get("grant_type") == "urn:ietf:params:oauth:grant-type:device_code" {
+			polls++
+		}
+	}
+	fmt.Fprintf(w, "3. The next poll of the token endpoint got the token (%d polls, one per interval)\n", polls)
 	return tok, nil
 }

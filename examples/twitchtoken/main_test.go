@@ -16,7 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
 func noEnv(string) string { return "" }
@@ -59,7 +60,7 @@ func TestDemoJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &tok); err != nil {
 		t.Fatalf("stdout is not the token's JSON: %v\n%s", err, stdout)
 	}
-	if tok.AccessToken == "" || tok.Login != faketwitch.UserLogin || fmt.Sprint(tok.Scopes) != "[user:bot]" || tok.ExpiresAt == nil {
+	if tok.AccessToken == "" || tok.Login != twitchoauthtest.UserLogin || fmt.Sprint(tok.Scopes) != "[user:bot]" || tok.ExpiresAt == nil {
 		t.Errorf("token JSON = %+v", tok)
 	}
 	if !strings.Contains(stderr, "Demo finished") {
@@ -92,19 +93,12 @@ func TestFlagErrors(t *testing.T) {
 	}
 }
 
-func startFake(t *testing.T) *faketwitch.Server {
-	t.Helper()
-	fake := faketwitch.New()
-	fake.Start()
-	t.Cleanup(fake.Close)
-	return fake
-}
-
 func TestHelperFlags(t *testing.T) {
-	fake := startFake(t)
-	base := fake.BaseURL()
-	access, refresh := fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
-	app := []string{"-auth-base-url", base, "-client-id", faketwitch.ClientID, "-client-secret", faketwitch.ClientSecret}
+	fake := twitchoauthtest.NewServer(t)
+	base := fake.URL
+	tok := fake.IssueUserToken(twitchoauthtest.UserID, twitchoauth.ScopeChatRead)
+	access, refresh := tok.AccessToken, tok.RefreshToken
+	app := []string{"-auth-base-url", base, "-client-id", twitchoauthtest.ClientID, "-client-secret", twitchoauthtest.ClientSecret}
 	tests := []struct {
 		name string
 		args []string
@@ -118,7 +112,7 @@ func TestHelperFlags(t *testing.T) {
 		{"refresh bad", append(app, "-refresh", "nope"), 1, "Twitch rejected the refresh token"},
 		{"revoke", append(app, "-revoke", access), 0, "Revoked"},
 		{"revoke again", append(app, "-revoke", access), 1, "already invalid"},
-		{"wrong secret", []string{"-auth-base-url", base, "-client-id", faketwitch.ClientID, "-client-secret", "wrong", "-refresh", refresh}, 1, "check -client-id and -client-secret"},
+		{"wrong secret", []string{"-auth-base-url", base, "-client-id", twitchoauthtest.ClientID, "-client-secret", "wrong", "-refresh", refresh}, 1, "check -client-id and -client-secret"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -134,28 +128,29 @@ func TestHelperFlags(t *testing.T) {
 }
 
 func TestStoreFlag(t *testing.T) {
-	fake := startFake(t)
-	access, refresh := fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+	fake := twitchoauthtest.NewServer(t)
+	tok := fake.IssueUserToken(twitchoauthtest.UserID, twitchoauth.ScopeChatRead)
+	access, refresh := tok.AccessToken, tok.RefreshToken
 	path := filepath.Join(t.TempDir(), "token.json")
 	os.WriteFile(path, []byte(`{"token":"`+access+`","refresh":"`+refresh+`"}`), 0o600)
 	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second) // a login here would wait for a browser
 	defer cancel()
-	code, stdout, stderr := runCmd(t, ctx, "-auth-base-url", fake.BaseURL(), "-client-id", faketwitch.ClientID,
-		"-client-secret", faketwitch.ClientSecret, "-store", path, "-scopes", "chat:read", "-no-browser")
+	code, stdout, stderr := runCmd(t, ctx, "-auth-base-url", fake.URL, "-client-id", twitchoauthtest.ClientID,
+		"-client-secret", twitchoauthtest.ClientSecret, "-store", path, "-scopes", "chat:read", "-no-browser")
 	if code != 0 || !strings.Contains(stdout, access) || strings.Contains(stderr, "logging in") {
 		t.Errorf("exit %d: want the stored token, no login\n%s\n%s", code, stdout, stderr)
 	}
 }
 
 func TestPortBusy(t *testing.T) {
-	fake := startFake(t)
+	fake := twitchoauthtest.NewServer(t)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer l.Close()
 	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
-	code, _, stderr := runCmd(t, t.Context(), "-auth-base-url", fake.BaseURL(), "-client-id", faketwitch.ClientID,
+	code, _, stderr := runCmd(t, t.Context(), "-auth-base-url", fake.URL, "-client-id", twitchoauthtest.ClientID,
 		"-port", port, "-no-browser")
 	want := "port " + port + " is in use: close the other program or pass -port and register http://localhost:PORT as a redirect URL"
 	if code != 1 || !strings.Contains(stderr, want) {
@@ -189,9 +184,8 @@ func (lw *lineWatcher) Close()                      { lw.w.Close(); <-lw.done }
 // TestDeviceFlag runs the device flow against the fake as a person would: read the code, approve it.
 // A second run is cancelled while it waits, as Ctrl+C does.
 func TestDeviceFlag(t *testing.T) {
-	fake := startFake(t)
-	fake.DeviceInterval = 1
-	args := []string{"-auth-base-url", fake.BaseURL(), "-client-id", faketwitch.PublicClientID, "-device", "-scopes", "chat:read"}
+	fake := twitchoauthtest.NewServer(t)
+	args := []string{"-auth-base-url", fake.URL, "-client-id", twitchoauthtest.PublicClientID, "-device", "-scopes", "chat:read"}
 	codeRE := regexp.MustCompile(`enter the code ([A-Z]+)`)
 
 	stderr := watchLines(func(line string) {

@@ -90,6 +90,8 @@ type Server struct {
 	devices   map[string]*device // by device code
 	userCodes map[string]string  // user code to device code
 	slowDown  int
+	grantIDs  uint64            // the last grant id given out
+	issued    map[string]uint64 // every access and refresh token ever issued, to its grant id
 	faults    map[string][]*Fault
 	reqs      []Request
 
@@ -111,6 +113,9 @@ type grant struct {
 	clientID string
 	userID   string // "" for app tokens
 	scopes   []string
+	// id names the authorization a token descends from: issue gives a grant without one a new id,
+	// and a refresh keeps it, so that RevokeGrant reaches every token of one login.
+	id uint64
 }
 
 type accessToken struct {
@@ -205,6 +210,7 @@ func New() *Server {
 		refresh:         map[string]*grant{},
 		devices:         map[string]*device{},
 		userCodes:       map[string]string{},
+		issued:          map[string]uint64{},
 		faults:          map[string][]*Fault{},
 	}
 	s.AddClient(ClientID, ClientSecret, RedirectURL)
@@ -311,7 +317,7 @@ func (s *Server) IssueToken(clientID, userID string, scopes []string, ttl time.D
 			ttl = s.userTTL()
 		}
 	}
-	return s.issue(grant{clientID, userID, scopes}, ttl, userID != "")
+	return s.issue(grant{clientID: clientID, userID: userID, scopes: scopes}, ttl, userID != "")
 }
 
 // ExpireAccessToken makes an access token invalid, as if its lifetime had
@@ -535,17 +541,23 @@ func (s *Server) issue(g grant, ttl time.Duration, withRefresh bool) (access, re
 	if len(g.scopes) == 0 {
 		g.scopes = nil
 	}
+	if g.id == 0 {
+		s.grantIDs++
+		g.id = s.grantIDs
+	}
 	now := s.now()
 	t := &accessToken{grant: g, issued: now}
 	if ttl > 0 {
 		t.expires = now.Add(ttl)
 	}
 	access = randString(lowerAlnum, 30)
+	s.issued[access] = g.id
 	if withRefresh {
 		refresh = randString(lowerAlnum, 50)
 		t.refresh = refresh
 		g := g
 		s.refresh[refresh] = &g
+		s.issued[refresh] = g.id
 	}
 	s.access[access] = t
 	return access, refresh

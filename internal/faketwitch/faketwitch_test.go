@@ -763,3 +763,83 @@ func TestFaultPass(t *testing.T) {
 		t.Errorf("status %d after %v, want a normal answer after the delay", resp.StatusCode, time.Since(start))
 	}
 }
+
+// refreshForm is the form of a confidential refresh of the default app.
+func refreshForm(refresh string) url.Values {
+	return url.Values{"grant_type": {"refresh_token"}, "client_id": {ClientID}, "client_secret": {ClientSecret}, "refresh_token": {refresh}}
+}
+
+func TestRevokeGrant(t *testing.T) {
+	for _, by := range []string{"access token", "refresh token", "a later access token"} {
+		t.Run(by, func(t *testing.T) {
+			s := New()
+			access, refresh := s.IssueToken(ClientID, UserID, []string{"chat:read"}, 0)
+			otherAccess, otherRefresh := s.IssueToken(ClientID, UserID, nil, 0) // another login of the same user
+			status, m := postToken(t, s, refreshForm(refresh))
+			if status != 200 {
+				t.Fatalf("refresh: %d %v", status, m)
+			}
+			access2, refresh2 := m["access_token"].(string), m["refresh_token"].(string)
+			token := map[string]string{"access token": access, "refresh token": refresh, "a later access token": access2}[by]
+			if !s.RevokeGrant(token) {
+				t.Fatal("RevokeGrant = false for an issued token")
+			}
+			for _, a := range []string{access, access2} {
+				if rec, _ := serve(t, s, "GET", "/validate", nil, "OAuth "+a); rec.Code != 401 {
+					t.Errorf("validate a token of the revoked login: %d, want 401", rec.Code)
+				}
+			}
+			for _, r := range []string{refresh, refresh2} {
+				status, m := postToken(t, s, refreshForm(r))
+				wantError(t, status, m, 400, "Invalid refresh token")
+			}
+			if rec, _ := serve(t, s, "GET", "/validate", nil, "OAuth "+otherAccess); rec.Code != 200 {
+				t.Errorf("another login's access token: %d, want 200", rec.Code)
+			}
+			if status, _ := postToken(t, s, refreshForm(otherRefresh)); status != 200 {
+				t.Errorf("another login's refresh token: %d, want 200", status)
+			}
+		})
+	}
+	if New().RevokeGrant("never-issued") {
+		t.Error("RevokeGrant = true for a token never issued")
+	}
+}
+
+func TestExpireAccessTokens(t *testing.T) {
+	s := New()
+	user, refresh := s.IssueToken(ClientID, UserID, nil, 0)
+	app, _ := s.IssueToken(ClientID, "", nil, 0)
+	s.ExpireAccessTokens()
+	for _, a := range []string{user, app} {
+		if rec, _ := serve(t, s, "GET", "/validate", nil, "OAuth "+a); rec.Code != 401 {
+			t.Errorf("validate after ExpireAccessTokens: %d, want 401", rec.Code)
+		}
+	}
+	status, m := postToken(t, s, refreshForm(refresh))
+	if status != 200 {
+		t.Fatalf("refresh after ExpireAccessTokens: %d %v", status, m)
+	}
+	if rec, _ := serve(t, s, "GET", "/validate", nil, "OAuth "+m["access_token"].(string)); rec.Code != 200 {
+		t.Errorf("a token issued after ExpireAccessTokens: %d, want 200", rec.Code)
+	}
+}
+
+func TestTokenInfo(t *testing.T) {
+	s := New()
+	access, _ := s.IssueToken(ClientID, UserID, []string{"chat:read"}, 0)
+	info, ok := s.TokenInfo(access)
+	if !ok || !info.Live || info.ClientID != ClientID || info.UserID != UserID || !slices.Equal(info.Scopes, []string{"chat:read"}) {
+		t.Errorf("TokenInfo = %+v, %v", info, ok)
+	}
+	s.ExpireAccessToken(access)
+	if info, ok := s.TokenInfo(access); !ok || info.Live {
+		t.Errorf("expired: TokenInfo = %+v, %v; want known and not live", info, ok)
+	}
+	if _, ok := s.TokenInfo("never-issued"); ok {
+		t.Error("TokenInfo knows a token never issued")
+	}
+	if len(s.Requests()) != 0 {
+		t.Errorf("TokenInfo recorded requests: %+v", s.Requests())
+	}
+}

@@ -122,7 +122,7 @@ func (s *Server) authorize(r *http.Request) reply {
 	scopes := strings.Fields(q.Get("scope"))
 	code := randString(lowerAlnum, 30)
 	s.codes[code] = &authCode{
-		grant:    grant{c.id, s.authUser, scopes},
+		grant:    grant{clientID: c.id, userID: s.authUser, scopes: scopes},
 		redirect: redirectURI,
 		expires:  s.now().Add(codeTTL),
 	}
@@ -149,7 +149,7 @@ func (s *Server) mockAuthorize(r *http.Request) reply {
 	}
 	scopes := strings.Split(q.Get("scope"), " ") // [""] for none, as twitch-cli does
 	granted := slices.DeleteFunc(slices.Clone(scopes), func(sc string) bool { return sc == "" })
-	access, _ := s.issue(grant{c.id, u.id, granted}, mockTokenTTL, false)
+	access, _ := s.issue(grant{clientID: c.id, userID: u.id, scopes: granted}, mockTokenTTL, false)
 	return reply{status: http.StatusOK, body: map[string]any{
 		"access_token":  access,
 		"refresh_token": "",
