@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -128,7 +129,7 @@ type request struct {
 
 // do sends r and returns the answer's status and body when it is a 2xx; otherwise an error from
 // [checkResponse] or [transportError]. The body is read to its end (at most maxBodySize) and closed,
-// so that the connection is reused.
+// so that the connection is reused. No error's text holds r's secrets or the client secret.
 func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	var body io.Reader
 	if r.form != nil {
@@ -138,11 +139,13 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	if r.query != nil {
 		u += "?" + r.query.Encode()
 	}
+	secrets := append(slices.Clip(r.secrets), c.ClientSecret)
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
 		// Only a malformed AuthBaseURL gets here; url errors quote the URL, which holds no secret
 		// except for the mock's query, so name the endpoint instead.
-		return nil, &APIError{Endpoint: r.endpoint, Message: "cannot build request: bad AuthBaseURL", cause: errors.Unwrap(err)}
+		return nil, &APIError{Endpoint: r.endpoint, Message: "cannot build request: bad AuthBaseURL",
+			cause: scrubError(errors.Unwrap(err), secrets)}
 	}
 	if r.form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -154,7 +157,7 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	start := time.Now()
 	resp, err := c.httpClient().Do(req)
 	if err != nil {
-		return nil, transportError(ctx, r.endpoint, err)
+		return nil, transportError(ctx, r.endpoint, err, secrets...)
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
@@ -164,9 +167,9 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 			slog.Duration("duration", time.Since(start)))
 	}
 	if readErr != nil && ctx.Err() != nil {
-		return nil, transportError(ctx, r.endpoint, readErr)
+		return nil, transportError(ctx, r.endpoint, readErr, secrets...)
 	}
-	return checkResponse(r.endpoint, resp.StatusCode, data, readErr, append(r.secrets, c.ClientSecret))
+	return checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets)
 }
 
 // postToken posts form to the token endpoint and decodes the token it answers. Secrets are the
