@@ -66,7 +66,8 @@ type Client struct {
 	// Defaults to DefaultAuthBaseURL.
 	AuthBaseURL string
 	// HTTPClient sends every request. Defaults to one package-wide client with timeouts that keeps
-	// connections alive and does not follow redirects.
+	// connections alive. Requests to the identity server use its transport, cookie jar and timeout,
+	// but never follow a redirect, whatever its CheckRedirect says: a 3xx answer is an [*APIError].
 	HTTPClient *http.Client
 	// Logger receives what the package has to say (at Debug: each request's endpoint, status and
 	// duration; at Info: what a person must do, such as opening a URL). Defaults to no logging. It is
@@ -97,14 +98,30 @@ var defaultHTTPClient = &http.Client{
 		ResponseHeaderTimeout: 20 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	},
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	CheckRedirect: noRedirect,
 }
+
+// noRedirect is a CheckRedirect that follows no redirect: the 3xx answer itself is returned.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 func (c *Client) httpClient() *http.Client {
 	if c.HTTPClient != nil {
 		return c.HTTPClient
 	}
 	return defaultHTTPClient
+}
+
+// identityClient returns the client for a request to the identity server: HTTPClient with its
+// transport, jar and timeout but not its redirect policy (a shallow copy that follows no redirect),
+// or defaultHTTPClient. A redirect must not carry a form body with client_secret or refresh_token,
+// or an Authorization header, to wherever the identity server (or whoever answers for it) points.
+func (c *Client) identityClient() *http.Client {
+	if c.HTTPClient == nil {
+		return defaultHTTPClient
+	}
+	hc := *c.HTTPClient
+	hc.CheckRedirect = noRedirect
+	return &hc
 }
 
 // endpointURL returns the URL of an endpoint ("token", "validate", ...) under AuthBaseURL.
@@ -155,7 +172,7 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	}
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := c.httpClient().Do(req)
+	resp, err := c.identityClient().Do(req)
 	if err != nil {
 		return nil, transportError(ctx, r.endpoint, err, secrets...)
 	}
