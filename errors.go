@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"unicode"
 
 	"github.com/twitchoauth/twitchoauth/internal/wire"
 )
@@ -121,12 +120,12 @@ const maxMessageLen = 200
 
 // checkResponse maps one HTTP answer of an endpoint to its body (a 2xx read in full) or an *APIError.
 // This is the only place where statuses become errors. Secrets are scrubbed from anything the server
-// said, in case it echoes what it was sent.
+// said, in case it echoes what it was sent, and from the error that cut the answer short.
 func checkResponse(endpoint string, status int, body []byte, readErr error, secrets []string) ([]byte, error) {
 	e := &APIError{Endpoint: endpoint, StatusCode: status}
 	switch {
 	case readErr != nil:
-		e.Message, e.cause = "answer cut short", readErr
+		e.Message, e.cause = "answer cut short", scrubError(readErr, secrets)
 		return nil, e
 	case len(body) > maxBodySize:
 		e.Message = "answer larger than 1 MiB"
@@ -154,28 +153,11 @@ func answerError(endpoint string, err error) *APIError {
 	return &APIError{Endpoint: endpoint, StatusCode: http.StatusOK, Message: err.Error()}
 }
 
-// scrub returns s with every secret replaced, control characters dropped and its length capped.
-func scrub(s string, secrets []string) string {
-	for _, sec := range secrets {
-		if sec != "" {
-			s = strings.ReplaceAll(s, sec, "[redacted]")
-		}
-	}
-	s = strings.Map(func(r rune) rune {
-		if unicode.IsControl(r) {
-			return -1
-		}
-		return r
-	}, s)
-	if len(s) > maxMessageLen {
-		s = strings.ToValidUTF8(s[:maxMessageLen], "") + "…"
-	}
-	return s
-}
-
 // transportError wraps a failure to get an answer. When ctx is done it returns ctx's error, not the
-// I/O error it caused; a *url.Error is unwrapped so that the URL is not repeated.
-func transportError(ctx context.Context, endpoint string, err error) error {
+// I/O error it caused; a *url.Error is unwrapped so that the URL is not repeated. The failure's text
+// is scrubbed of secrets, since it may quote a malformed answer (a status line, a header line) that
+// echoes them; errors.Is and errors.As still see the failure itself.
+func transportError(ctx context.Context, endpoint string, err error, secrets ...string) error {
 	if ctxErr := ctx.Err(); ctxErr != nil {
 		return fmt.Errorf("twitchoauth: %s: %w", endpoint, ctxErr)
 	}
@@ -183,7 +165,7 @@ func transportError(ctx context.Context, endpoint string, err error) error {
 	if errors.As(err, &uerr) {
 		err = uerr.Err
 	}
-	return fmt.Errorf("twitchoauth: %s: %w", endpoint, err)
+	return fmt.Errorf("twitchoauth: %s: %w", endpoint, scrubError(err, secrets))
 }
 
 // isTransient reports whether trying again later may cure err: a network failure or timeout, an

@@ -36,6 +36,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,7 +66,8 @@ type Client struct {
 	// Defaults to DefaultAuthBaseURL.
 	AuthBaseURL string
 	// HTTPClient sends every request. Defaults to one package-wide client with timeouts that keeps
-	// connections alive and does not follow redirects.
+	// connections alive. Requests to the identity server use its transport, cookie jar and timeout,
+	// but never follow a redirect, whatever its CheckRedirect says: a 3xx answer is an [*APIError].
 	HTTPClient *http.Client
 	// Logger receives what the package has to say (at Debug: each request's endpoint, status and
 	// duration; at Info: what a person must do, such as opening a URL). Defaults to no logging. It is
@@ -96,14 +98,30 @@ var defaultHTTPClient = &http.Client{
 		ResponseHeaderTimeout: 20 * time.Second,
 		ExpectContinueTimeout: time.Second,
 	},
-	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	CheckRedirect: noRedirect,
 }
+
+// noRedirect is a CheckRedirect that follows no redirect: the 3xx answer itself is returned.
+func noRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 func (c *Client) httpClient() *http.Client {
 	if c.HTTPClient != nil {
 		return c.HTTPClient
 	}
 	return defaultHTTPClient
+}
+
+// identityClient returns the client for a request to the identity server: HTTPClient with its
+// transport, jar and timeout but not its redirect policy (a shallow copy that follows no redirect),
+// or defaultHTTPClient. A redirect must not carry a form body with client_secret or refresh_token,
+// or an Authorization header, to wherever the identity server (or whoever answers for it) points.
+func (c *Client) identityClient() *http.Client {
+	if c.HTTPClient == nil {
+		return defaultHTTPClient
+	}
+	hc := *c.HTTPClient
+	hc.CheckRedirect = noRedirect
+	return &hc
 }
 
 // endpointURL returns the URL of an endpoint ("token", "validate", ...) under AuthBaseURL.
@@ -128,7 +146,7 @@ type request struct {
 
 // do sends r and returns the answer's status and body when it is a 2xx; otherwise an error from
 // [checkResponse] or [transportError]. The body is read to its end (at most maxBodySize) and closed,
-// so that the connection is reused.
+// so that the connection is reused. No error's text holds r's secrets or the client secret.
 func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	var body io.Reader
 	if r.form != nil {
@@ -138,11 +156,13 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	if r.query != nil {
 		u += "?" + r.query.Encode()
 	}
+	secrets := append(slices.Clip(r.secrets), c.ClientSecret)
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
 		// Only a malformed AuthBaseURL gets here; url errors quote the URL, which holds no secret
 		// except for the mock's query, so name the endpoint instead.
-		return nil, &APIError{Endpoint: r.endpoint, Message: "cannot build request: bad AuthBaseURL", cause: errors.Unwrap(err)}
+		return nil, &APIError{Endpoint: r.endpoint, Message: "cannot build request: bad AuthBaseURL",
+			cause: scrubError(errors.Unwrap(err), secrets)}
 	}
 	if r.form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -152,9 +172,9 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	}
 	req.Header.Set("Accept", "application/json")
 	start := time.Now()
-	resp, err := c.httpClient().Do(req)
+	resp, err := c.identityClient().Do(req)
 	if err != nil {
-		return nil, transportError(ctx, r.endpoint, err)
+		return nil, transportError(ctx, r.endpoint, err, secrets...)
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
@@ -164,9 +184,9 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 			slog.Duration("duration", time.Since(start)))
 	}
 	if readErr != nil && ctx.Err() != nil {
-		return nil, transportError(ctx, r.endpoint, readErr)
+		return nil, transportError(ctx, r.endpoint, readErr, secrets...)
 	}
-	return checkResponse(r.endpoint, resp.StatusCode, data, readErr, append(r.secrets, c.ClientSecret))
+	return checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets)
 }
 
 // postToken posts form to the token endpoint and decodes the token it answers. Secrets are the
