@@ -25,8 +25,10 @@ import (
 //
 //  1. listens on URL's port on every loopback address of Host (a busy port is an error at once);
 //  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page;
-//  3. waits for Twitch to send the browser back to URL with a code (or an error), ignoring any
-//     request that does not carry State;
+//  3. waits for Twitch to send the browser back to URL with a code (or an error), turning away any
+//     request that does not carry the login's state or whose Host header names another host than
+//     URL's (see URL), as a page of another site whose name resolves to this machine would send
+//     (DNS rebinding);
 //  4. trades the code for a token, shows Document to the browser, closes the server and returns
 //     the token.
 //
@@ -37,8 +39,11 @@ type UserAuthenticator struct {
 	// ForceVerify makes Twitch show the consent page even when the user already authorized the app.
 	ForceVerify bool
 	// URL is the redirect URL, as registered in the Twitch developer console: Twitch sends the
-	// browser back to it. The server answers on its path. Defaults to DefaultRedirectURL; ""
-	// means http://localhost:<the port actually bound>, for use with Port 0.
+	// browser back to it. The server answers on its path, to requests addressed to its host and
+	// port (the scheme's default port when it names none; the name in any case, with or without a
+	// trailing dot) or to localhost, 127.0.0.1 or [::1] with the port bound. So with Host
+	// "0.0.0.0", name this machine in URL as the browser reaches it. Defaults to
+	// DefaultRedirectURL; "" means http://localhost:<the port actually bound>, for use with Port 0.
 	URL string
 	// Host is where the server listens. "localhost" means every loopback address localhost has
 	// (127.0.0.1, and ::1 when the machine has IPv6), because a browser may try either. Another
@@ -204,7 +209,7 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 		return nil, a.endErr(ctx, err)
 	}
 	redirectURI := a.redirectURL(srv.port)
-	h, err := newCallbackHandler(ctx, c, redirectURI, state, a.Document)
+	h, err := newCallbackHandler(ctx, c, redirectURI, srv.port, state, a.Document)
 	if err != nil {
 		srv.close(ctx)
 		return nil, err
