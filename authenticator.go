@@ -55,7 +55,13 @@ type UserAuthenticator struct {
 	// leave URL "" so that it names that port). Defaults to DefaultPort.
 	Port int
 	// State is sent to Twitch and must come back with the redirect; a request without it is
-	// turned away. Defaults to a random UUID; "" means a new random one for each Authenticate.
+	// turned away. Defaults to a random UUID, which, like "", leaves the state to the
+	// authenticator: then each Authenticate that listens for the redirect has a random state of
+	// its own, so that a redirect left over from an earlier login (a restored browser tab) is
+	// turned away instead of ending the next one. [UserAuthenticator.AuthURL] names the state of
+	// the next such Authenticate (or of the one under way): first the default UUID, then, each
+	// time an Authenticate returns, a fresh one. State itself is not changed. Any other value is
+	// the caller's own, used as is by every Authenticate.
 	State string
 	// Document is the HTML page the browser shows once the token is in hand. Defaults to a short
 	// page that says the login worked; "" means that page too.
@@ -66,8 +72,12 @@ type UserAuthenticator struct {
 
 	client *Client
 
-	mu   sync.Mutex
-	runs map[*int]context.CancelCauseFunc // the Authenticate calls under way, for Stop
+	defaultState string // the State NewUserAuthenticator drew: the caller left the state to a
+
+	mu        sync.Mutex
+	runs      map[*int]context.CancelCauseFunc // the Authenticate calls under way, for Stop
+	nextState string                           // the state AuthURL names when State is left to a; "" until drawn
+	nextTaken bool                             // an Authenticate under way uses nextState
 }
 
 // defaultDocument is the page shown after a successful login when Document is "".
@@ -84,15 +94,18 @@ h1{color:#bf94ff;font-size:1.6rem;margin:0 0 .5rem}</style></head>
 // default: URL DefaultRedirectURL, Host "localhost", Port DefaultPort, a random State, the default
 // Document and the system browser.
 func NewUserAuthenticator(c *Client, scopes []Scope) *UserAuthenticator {
+	state := uuid.NewString()
 	return &UserAuthenticator{
-		Scopes:      scopes,
-		URL:         DefaultRedirectURL,
-		Host:        "localhost",
-		Port:        DefaultPort,
-		State:       uuid.NewString(),
-		Document:    defaultDocument,
-		OpenBrowser: browser.OpenURL,
-		client:      c,
+		Scopes:       scopes,
+		URL:          DefaultRedirectURL,
+		Host:         "localhost",
+		Port:         DefaultPort,
+		State:        state,
+		Document:     defaultDocument,
+		OpenBrowser:  browser.OpenURL,
+		client:       c,
+		defaultState: state,
+		nextState:    state,
 	}
 }
 
@@ -129,8 +142,56 @@ func WithAuthURLCallback(fn func(ctx context.Context, authURL string) error) Aut
 // AuthURL returns the URL of Twitch's consent page for this login (pyTwitchAPI return_auth_url).
 // When URL is "" it names http://localhost:<Port>; with Port 0 the port is known only once
 // Authenticate has bound one, so take the URL from [WithAuthURLCallback] instead.
+//
+// Its state is the one the next [UserAuthenticator.Authenticate] that listens for the redirect
+// accepts, or the one under way accepts (see State), so the URL may be handed out before
+// Authenticate is called. It is safe to call from any goroutine, also while Authenticate runs.
 func (a *UserAuthenticator) AuthURL() string {
-	return a.authURL(a.redirectURL(a.Port), a.State)
+	return a.authURL(a.redirectURL(a.Port), a.urlState())
+}
+
+// ownState reports whether State is the caller's own, to be used as is.
+func (a *UserAuthenticator) ownState() bool {
+	return a.State != "" && a.State != a.defaultState
+}
+
+// urlState returns the state AuthURL names.
+func (a *UserAuthenticator) urlState() string {
+	if a.ownState() {
+		return a.State
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.nextStateLocked()
+}
+
+// nextStateLocked returns nextState, drawing it if there is none. a.mu must be held.
+func (a *UserAuthenticator) nextStateLocked() string {
+	if a.nextState == "" {
+		a.nextState = uuid.NewString()
+	}
+	return a.nextState
+}
+
+// takeState returns the state of an Authenticate that listens for the redirect, and the func to
+// call when it returns. A state left to a is the one AuthURL names, replaced by a fresh one when
+// that Authenticate returns; an Authenticate that starts while another uses it gets a state of
+// its own.
+func (a *UserAuthenticator) takeState() (state string, release func()) {
+	if a.ownState() {
+		return a.State, func() {}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nextTaken {
+		return uuid.NewString(), func() {}
+	}
+	a.nextTaken = true
+	return a.nextStateLocked(), func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.nextState, a.nextTaken = "", false
+	}
 }
 
 func (a *UserAuthenticator) authURL(redirectURI, state string) string {
@@ -171,9 +232,15 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // [UserAuthenticator.Stop]. A port already in use is an error at once, naming the port; on Unix it Is
 // syscall.EADDRINUSE.
 //
+// Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
+// is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
+// way already uses that one, a fresh one), and once the call returns AuthURL names a fresh state:
+// a redirect meant for an earlier login is turned away and the login goes on. A [WithUserToken]
+// exchange checks no state and leaves AuthURL's as it is.
+//
 // When the browser is not opened ([WithoutBrowser] without [WithAuthURLCallback]), or OpenBrowser
 // fails, the authorize URL is logged at Info through [Client.Logger] and the flow goes on: the URL
-// holds State, but a person needs it to log in. With no Logger the URL has nowhere to go, and
+// holds the state, but a person needs it to log in. With no Logger the URL has nowhere to go, and
 // Authenticate returns an error at once instead of waiting forever. Nothing else logs the state, the
 // code or the token.
 func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...AuthenticateOption) (*oauth2.Token, error) {
@@ -200,14 +267,12 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 		return tok, nil
 	}
 
-	state := a.State
-	if state == "" {
-		state = uuid.NewString()
-	}
 	srv, err := listen(ctx, a.Host, a.Port)
 	if err != nil {
 		return nil, a.endErr(ctx, err)
 	}
+	state, releaseState := a.takeState()
+	defer releaseState()
 	redirectURI := a.redirectURL(srv.port)
 	h, err := newCallbackHandler(ctx, c, redirectURI, srv.port, state, a.Document)
 	if err != nil {
