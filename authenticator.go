@@ -229,8 +229,10 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // It ends with an error that Is [ErrAccessDenied] when the user declines, an [*APIError] carrying
 // the redirect's error for any other error Twitch sends back, the code exchange's error when that
 // fails (the browser is told so too), ctx's error when ctx ends, and [ErrStopped] after
-// [UserAuthenticator.Stop]. A port already in use is an error at once, naming the port; on Unix it Is
-// syscall.EADDRINUSE.
+// [UserAuthenticator.Stop]. Once ctx has ended or Stop has been called, the error is ctx's or
+// ErrStopped, never one that came of it (such as an exchange cut off); but a token already got for
+// the code is returned, with a nil error, since the code is spent. A port already in use is an
+// error at once, naming the port; on Unix it Is syscall.EADDRINUSE.
 //
 // Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
 // is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
@@ -256,20 +258,34 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	defer cancel(nil)
 	defer a.track(cancel)()
 
+	var tok *oauth2.Token
+	var err error
 	if o.userToken != nil {
-		if *o.userToken == "" {
-			return nil, errors.New("twitchoauth: WithUserToken: empty code")
-		}
-		tok, err := c.exchangeCode(ctx, *o.userToken, a.redirectURL(a.Port))
-		if err != nil {
-			return nil, a.endErr(ctx, err)
-		}
-		return tok, nil
+		tok, err = a.exchangeUserToken(ctx, c, *o.userToken)
+	} else {
+		tok, err = a.awaitRedirect(ctx, c, &o)
 	}
+	if err != nil {
+		// Once Stop has been called or ctx has ended, that is why the flow failed, whatever
+		// error came of it (an exchange cut off, a URL callback that gave up).
+		return nil, a.endErr(ctx, err)
+	}
+	return tok, nil
+}
 
+// exchangeUserToken is Authenticate with [WithUserToken].
+func (a *UserAuthenticator) exchangeUserToken(ctx context.Context, c *Client, code string) (*oauth2.Token, error) {
+	if code == "" {
+		return nil, errors.New("twitchoauth: WithUserToken: empty code")
+	}
+	return c.exchangeCode(ctx, code, a.redirectURL(a.Port))
+}
+
+// awaitRedirect is Authenticate with a server that waits for the redirect.
+func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *authenticateOptions) (*oauth2.Token, error) {
 	srv, err := listen(ctx, a.Host, a.Port)
 	if err != nil {
-		return nil, a.endErr(ctx, err)
+		return nil, err
 	}
 	state, releaseState := a.takeState()
 	defer releaseState()
@@ -283,9 +299,9 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	defer srv.close(ctx)
 
 	authURL := a.authURL(redirectURI, state)
-	opened, err := a.deliverURL(ctx, c, &o, authURL)
+	opened, err := a.deliverURL(ctx, c, o, authURL)
 	if err != nil {
-		return nil, a.endErr(ctx, err)
+		return nil, err
 	}
 	defer func() { awaitOpener(opened) }()
 
@@ -295,14 +311,15 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 			opened = nil
 			if err != nil {
 				if err := logURL(ctx, c, authURL, err); err != nil {
-					return nil, a.endErr(ctx, err)
+					return nil, err
 				}
 			}
 		case res := <-h.result:
 			return res.tok, res.err
 		case <-ctx.Done():
 			srv.close(ctx)
-			// A token got while the flow was ending is still the user's: keep it.
+			// A token got while the flow was ending is still the user's: its code is spent, so
+			// keep it.
 			select {
 			case res := <-h.result:
 				if res.err == nil {
@@ -310,7 +327,7 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 				}
 			default:
 			}
-			return nil, a.endErr(ctx, nil)
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -375,7 +392,7 @@ func logURL(ctx context.Context, c *Client, authURL string, browserErr error) er
 }
 
 // endErr returns the error that ends a flow whose ctx may be done: ErrStopped after Stop, ctx's
-// error when it ended, or else err.
+// error when it ended (whatever err is), or else err.
 func (a *UserAuthenticator) endErr(ctx context.Context, err error) error {
 	if ctx.Err() == nil {
 		return err
@@ -403,10 +420,13 @@ func (a *UserAuthenticator) track(cancel context.CancelCauseFunc) (untrack func(
 	}
 }
 
-// Stop ends every [UserAuthenticator.Authenticate] under way on a: each returns [ErrStopped] within
-// milliseconds, its server closed. It is safe to call from any goroutine, more than once, and when
-// nothing is under way, in which case it does nothing: it does not stop an Authenticate that starts
-// later.
+// Stop ends every [UserAuthenticator.Authenticate] under way on a: each returns within
+// milliseconds, its server closed, with an error that Is [ErrStopped] and no other, a code exchange
+// under way cut off. The one exception is an Authenticate whose code has already been exchanged
+// for a token when Stop comes: the code is spent at Twitch, so that Authenticate returns the token
+// and a nil error rather than lose the login. It is safe to call from any goroutine, more than
+// once, and when nothing is under way, in which case it does nothing: it does not stop an
+// Authenticate that starts later.
 func (a *UserAuthenticator) Stop() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
