@@ -25,8 +25,10 @@ import (
 //
 //  1. listens on URL's port on every loopback address of Host (a busy port is an error at once);
 //  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page;
-//  3. waits for Twitch to send the browser back to URL with a code (or an error), ignoring any
-//     request that does not carry State;
+//  3. waits for Twitch to send the browser back to URL with a code (or an error), turning away any
+//     request that does not carry the login's state or whose Host header names another host than
+//     URL's (see URL), as a page of another site whose name resolves to this machine would send
+//     (DNS rebinding);
 //  4. trades the code for a token, shows Document to the browser, closes the server and returns
 //     the token.
 //
@@ -37,8 +39,11 @@ type UserAuthenticator struct {
 	// ForceVerify makes Twitch show the consent page even when the user already authorized the app.
 	ForceVerify bool
 	// URL is the redirect URL, as registered in the Twitch developer console: Twitch sends the
-	// browser back to it. The server answers on its path. Defaults to DefaultRedirectURL; ""
-	// means http://localhost:<the port actually bound>, for use with Port 0.
+	// browser back to it. The server answers on its path, to requests addressed to its host and
+	// port (the scheme's default port when it names none; the name in any case, with or without a
+	// trailing dot) or to localhost, 127.0.0.1 or [::1] with the port bound. So with Host
+	// "0.0.0.0", name this machine in URL as the browser reaches it. Defaults to
+	// DefaultRedirectURL; "" means http://localhost:<the port actually bound>, for use with Port 0.
 	URL string
 	// Host is where the server listens. "localhost" means every loopback address localhost has
 	// (127.0.0.1, and ::1 when the machine has IPv6), because a browser may try either. Another
@@ -50,7 +55,13 @@ type UserAuthenticator struct {
 	// leave URL "" so that it names that port). Defaults to DefaultPort.
 	Port int
 	// State is sent to Twitch and must come back with the redirect; a request without it is
-	// turned away. Defaults to a random UUID; "" means a new random one for each Authenticate.
+	// turned away. Defaults to a random UUID, which, like "", leaves the state to the
+	// authenticator: then each Authenticate that listens for the redirect has a random state of
+	// its own, so that a redirect left over from an earlier login (a restored browser tab) is
+	// turned away instead of ending the next one. [UserAuthenticator.AuthURL] names the state of
+	// the next such Authenticate (or of the one under way): first the default UUID, then, each
+	// time an Authenticate returns, a fresh one. State itself is not changed. Any other value is
+	// the caller's own, used as is by every Authenticate.
 	State string
 	// Document is the HTML page the browser shows once the token is in hand. Defaults to a short
 	// page that says the login worked; "" means that page too.
@@ -61,8 +72,12 @@ type UserAuthenticator struct {
 
 	client *Client
 
-	mu   sync.Mutex
-	runs map[*int]context.CancelCauseFunc // the Authenticate calls under way, for Stop
+	defaultState string // the State NewUserAuthenticator drew: the caller left the state to a
+
+	mu        sync.Mutex
+	runs      map[*int]context.CancelCauseFunc // the Authenticate calls under way, for Stop
+	nextState string                           // the state AuthURL names when State is left to a; "" until drawn
+	nextTaken bool                             // an Authenticate under way uses nextState
 }
 
 // defaultDocument is the page shown after a successful login when Document is "".
@@ -79,15 +94,18 @@ h1{color:#bf94ff;font-size:1.6rem;margin:0 0 .5rem}</style></head>
 // default: URL DefaultRedirectURL, Host "localhost", Port DefaultPort, a random State, the default
 // Document and the system browser.
 func NewUserAuthenticator(c *Client, scopes []Scope) *UserAuthenticator {
+	state := uuid.NewString()
 	return &UserAuthenticator{
-		Scopes:      scopes,
-		URL:         DefaultRedirectURL,
-		Host:        "localhost",
-		Port:        DefaultPort,
-		State:       uuid.NewString(),
-		Document:    defaultDocument,
-		OpenBrowser: browser.OpenURL,
-		client:      c,
+		Scopes:       scopes,
+		URL:          DefaultRedirectURL,
+		Host:         "localhost",
+		Port:         DefaultPort,
+		State:        state,
+		Document:     defaultDocument,
+		OpenBrowser:  browser.OpenURL,
+		client:       c,
+		defaultState: state,
+		nextState:    state,
 	}
 }
 
@@ -124,8 +142,56 @@ func WithAuthURLCallback(fn func(ctx context.Context, authURL string) error) Aut
 // AuthURL returns the URL of Twitch's consent page for this login (pyTwitchAPI return_auth_url).
 // When URL is "" it names http://localhost:<Port>; with Port 0 the port is known only once
 // Authenticate has bound one, so take the URL from [WithAuthURLCallback] instead.
+//
+// Its state is the one the next [UserAuthenticator.Authenticate] that listens for the redirect
+// accepts, or the one under way accepts (see State), so the URL may be handed out before
+// Authenticate is called. It is safe to call from any goroutine, also while Authenticate runs.
 func (a *UserAuthenticator) AuthURL() string {
-	return a.authURL(a.redirectURL(a.Port), a.State)
+	return a.authURL(a.redirectURL(a.Port), a.urlState())
+}
+
+// ownState reports whether State is the caller's own, to be used as is.
+func (a *UserAuthenticator) ownState() bool {
+	return a.State != "" && a.State != a.defaultState
+}
+
+// urlState returns the state AuthURL names.
+func (a *UserAuthenticator) urlState() string {
+	if a.ownState() {
+		return a.State
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.nextStateLocked()
+}
+
+// nextStateLocked returns nextState, drawing it if there is none. a.mu must be held.
+func (a *UserAuthenticator) nextStateLocked() string {
+	if a.nextState == "" {
+		a.nextState = uuid.NewString()
+	}
+	return a.nextState
+}
+
+// takeState returns the state of an Authenticate that listens for the redirect, and the func to
+// call when it returns. A state left to a is the one AuthURL names, replaced by a fresh one when
+// that Authenticate returns; an Authenticate that starts while another uses it gets a state of
+// its own.
+func (a *UserAuthenticator) takeState() (state string, release func()) {
+	if a.ownState() {
+		return a.State, func() {}
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.nextTaken {
+		return uuid.NewString(), func() {}
+	}
+	a.nextTaken = true
+	return a.nextStateLocked(), func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		a.nextState, a.nextTaken = "", false
+	}
 }
 
 func (a *UserAuthenticator) authURL(redirectURI, state string) string {
@@ -163,12 +229,20 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // It ends with an error that Is [ErrAccessDenied] when the user declines, an [*APIError] carrying
 // the redirect's error for any other error Twitch sends back, the code exchange's error when that
 // fails (the browser is told so too), ctx's error when ctx ends, and [ErrStopped] after
-// [UserAuthenticator.Stop]. A port already in use is an error at once, naming the port; on Unix it Is
-// syscall.EADDRINUSE.
+// [UserAuthenticator.Stop]. Once ctx has ended or Stop has been called, the error is ctx's or
+// ErrStopped, never one that came of it (such as an exchange cut off); but a token already got for
+// the code is returned, with a nil error, since the code is spent. A port already in use is an
+// error at once, naming the port; on Unix it Is syscall.EADDRINUSE.
+//
+// Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
+// is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
+// way already uses that one, a fresh one), and once the call returns AuthURL names a fresh state:
+// a redirect meant for an earlier login is turned away and the login goes on. A [WithUserToken]
+// exchange checks no state and leaves AuthURL's as it is.
 //
 // When the browser is not opened ([WithoutBrowser] without [WithAuthURLCallback]), or OpenBrowser
 // fails, the authorize URL is logged at Info through [Client.Logger] and the flow goes on: the URL
-// holds State, but a person needs it to log in. With no Logger the URL has nowhere to go, and
+// holds the state, but a person needs it to log in. With no Logger the URL has nowhere to go, and
 // Authenticate returns an error at once instead of waiting forever. Nothing else logs the state, the
 // code or the token.
 func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...AuthenticateOption) (*oauth2.Token, error) {
@@ -184,27 +258,39 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	defer cancel(nil)
 	defer a.track(cancel)()
 
+	var tok *oauth2.Token
+	var err error
 	if o.userToken != nil {
-		if *o.userToken == "" {
-			return nil, errors.New("twitchoauth: WithUserToken: empty code")
-		}
-		tok, err := c.exchangeCode(ctx, *o.userToken, a.redirectURL(a.Port))
-		if err != nil {
-			return nil, a.endErr(ctx, err)
-		}
-		return tok, nil
+		tok, err = a.exchangeUserToken(ctx, c, *o.userToken)
+	} else {
+		tok, err = a.awaitRedirect(ctx, c, &o)
 	}
-
-	state := a.State
-	if state == "" {
-		state = uuid.NewString()
-	}
-	srv, err := listen(ctx, a.Host, a.Port)
 	if err != nil {
+		// Once Stop has been called or ctx has ended, that is why the flow failed, whatever
+		// error came of it (an exchange cut off, a URL callback that gave up).
 		return nil, a.endErr(ctx, err)
 	}
+	return tok, nil
+}
+
+// exchangeUserToken is Authenticate with [WithUserToken].
+func (a *UserAuthenticator) exchangeUserToken(ctx context.Context, c *Client, code string) (*oauth2.Token, error) {
+	if code == "" {
+		return nil, errors.New("twitchoauth: WithUserToken: empty code")
+	}
+	return c.exchangeCode(ctx, code, a.redirectURL(a.Port))
+}
+
+// awaitRedirect is Authenticate with a server that waits for the redirect.
+func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *authenticateOptions) (*oauth2.Token, error) {
+	srv, err := listen(ctx, a.Host, a.Port)
+	if err != nil {
+		return nil, err
+	}
+	state, releaseState := a.takeState()
+	defer releaseState()
 	redirectURI := a.redirectURL(srv.port)
-	h, err := newCallbackHandler(ctx, c, redirectURI, state, a.Document)
+	h, err := newCallbackHandler(ctx, c, redirectURI, srv.port, state, a.Document)
 	if err != nil {
 		srv.close(ctx)
 		return nil, err
@@ -213,9 +299,9 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	defer srv.close(ctx)
 
 	authURL := a.authURL(redirectURI, state)
-	opened, err := a.deliverURL(ctx, c, &o, authURL)
+	opened, err := a.deliverURL(ctx, c, o, authURL)
 	if err != nil {
-		return nil, a.endErr(ctx, err)
+		return nil, err
 	}
 	defer func() { awaitOpener(opened) }()
 
@@ -225,14 +311,15 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 			opened = nil
 			if err != nil {
 				if err := logURL(ctx, c, authURL, err); err != nil {
-					return nil, a.endErr(ctx, err)
+					return nil, err
 				}
 			}
 		case res := <-h.result:
 			return res.tok, res.err
 		case <-ctx.Done():
 			srv.close(ctx)
-			// A token got while the flow was ending is still the user's: keep it.
+			// A token got while the flow was ending is still the user's: its code is spent, so
+			// keep it.
 			select {
 			case res := <-h.result:
 				if res.err == nil {
@@ -240,7 +327,7 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 				}
 			default:
 			}
-			return nil, a.endErr(ctx, nil)
+			return nil, ctx.Err()
 		}
 	}
 }
@@ -305,7 +392,7 @@ func logURL(ctx context.Context, c *Client, authURL string, browserErr error) er
 }
 
 // endErr returns the error that ends a flow whose ctx may be done: ErrStopped after Stop, ctx's
-// error when it ended, or else err.
+// error when it ended (whatever err is), or else err.
 func (a *UserAuthenticator) endErr(ctx context.Context, err error) error {
 	if ctx.Err() == nil {
 		return err
@@ -333,10 +420,13 @@ func (a *UserAuthenticator) track(cancel context.CancelCauseFunc) (untrack func(
 	}
 }
 
-// Stop ends every [UserAuthenticator.Authenticate] under way on a: each returns [ErrStopped] within
-// milliseconds, its server closed. It is safe to call from any goroutine, more than once, and when
-// nothing is under way, in which case it does nothing: it does not stop an Authenticate that starts
-// later.
+// Stop ends every [UserAuthenticator.Authenticate] under way on a: each returns within
+// milliseconds, its server closed, with an error that Is [ErrStopped] and no other, a code exchange
+// under way cut off. The one exception is an Authenticate whose code has already been exchanged
+// for a token when Stop comes: the code is spent at Twitch, so that Authenticate returns the token
+// and a nil error rather than lose the login. It is safe to call from any goroutine, more than
+// once, and when nothing is under way, in which case it does nothing: it does not stop an
+// Authenticate that starts later.
 func (a *UserAuthenticator) Stop() {
 	a.mu.Lock()
 	defer a.mu.Unlock()

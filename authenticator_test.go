@@ -939,6 +939,7 @@ func FuzzCallbackQuery(f *testing.F) {
 	const document = "<p>ok</p>"
 	f.Fuzz(func(t *testing.T, rawQuery string) {
 		h := &callbackHandler{
+			hosts: map[string]bool{"example.com:80": true}, defPort: "80", // httptest.NewRequest's Host
 			path: "/", state: []byte(state), document: document,
 			exchange: func(code string) (*oauth2.Token, error) {
 				if code == "good" {

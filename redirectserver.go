@@ -245,9 +245,12 @@ type callbackResult struct {
 	err error
 }
 
-// callbackHandler serves the redirect URL's path. It turns away requests without the flow's state,
-// honours the first redirect that has it, and sends what came of it on result.
+// callbackHandler serves the redirect URL's path. It turns away requests addressed to another host
+// and requests without the flow's state, honours the first redirect that has it, and sends what
+// came of it on result.
 type callbackHandler struct {
+	hosts    map[string]bool // the Host headers answered, in canonicalHost form
+	defPort  string          // the port of a Host header that names none
 	path     string
 	state    []byte
 	document string
@@ -257,10 +260,10 @@ type callbackHandler struct {
 	result   chan callbackResult // buffered: the one honoured redirect never blocks on it
 }
 
-// newCallbackHandler returns the handler of one flow. The code is exchanged under the flow's ctx,
-// not the browser request's, so a tab closed during the exchange does not spend the code for
-// nothing.
-func newCallbackHandler(ctx context.Context, c *Client, redirectURI, state, document string) (*callbackHandler, error) {
+// newCallbackHandler returns the handler of one flow, whose server is bound to port. The code is
+// exchanged under the flow's ctx, not the browser request's, so a tab closed during the exchange
+// does not spend the code for nothing.
+func newCallbackHandler(ctx context.Context, c *Client, redirectURI string, port int, state, document string) (*callbackHandler, error) {
 	u, err := url.Parse(redirectURI)
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: UserAuthenticator.URL: %w", err)
@@ -269,6 +272,8 @@ func newCallbackHandler(ctx context.Context, c *Client, redirectURI, state, docu
 		document = defaultDocument
 	}
 	return &callbackHandler{
+		hosts:    allowedHosts(u, port),
+		defPort:  schemePort(u.Scheme),
 		path:     cmp.Or(u.Path, "/"),
 		state:    []byte(state),
 		document: document,
@@ -279,7 +284,76 @@ func newCallbackHandler(ctx context.Context, c *Client, redirectURI, state, docu
 	}, nil
 }
 
+// allowedHosts returns the Host headers, in canonicalHost form, that the redirect server answers:
+// the redirect URL's host and port (its scheme's default port when it names none), and localhost,
+// 127.0.0.1 and [::1] with the port bound. Any other Host is a page of another site whose name
+// an attacker made resolve to this machine (DNS rebinding), and is turned away.
+func allowedHosts(redirect *url.URL, port int) map[string]bool {
+	hosts := map[string]bool{}
+	def := schemePort(redirect.Scheme)
+	if h, ok := canonicalHost(redirect.Host, def); ok {
+		hosts[h] = true
+	}
+	p := strconv.Itoa(port)
+	for _, name := range []string{"localhost", "127.0.0.1", "::1"} {
+		if h, ok := canonicalHost(net.JoinHostPort(name, p), def); ok {
+			hosts[h] = true
+		}
+	}
+	return hosts
+}
+
+// schemePort returns the port a URL of scheme names when it names none.
+func schemePort(scheme string) string {
+	if strings.EqualFold(scheme, "https") {
+		return "443"
+	}
+	return "80"
+}
+
+// canonicalHost returns hostport, a Host header or a URL's host, as "host:port" in one spelling
+// for each place: a name in lower case without its trailing dot, an IP address in its shortest form
+// (IPv6 in brackets), the port in decimal, defPort when hostport names none. It reports false for
+// what is no host.
+func canonicalHost(hostport, defPort string) (string, bool) {
+	host, port, bracketed := hostport, "", strings.HasPrefix(hostport, "[")
+	if bracketed {
+		end := strings.IndexByte(hostport, ']')
+		if end < 0 {
+			return "", false
+		}
+		host, port = hostport[1:end], hostport[end+1:]
+		if port != "" {
+			if port[0] != ':' {
+				return "", false
+			}
+			port = port[1:]
+		}
+	} else if i := strings.IndexByte(hostport, ':'); i >= 0 {
+		host, port = hostport[:i], hostport[i+1:] // an IPv6 address without brackets fails below
+	}
+	n, err := strconv.ParseUint(cmp.Or(port, defPort), 10, 16)
+	if err != nil || n == 0 {
+		return "", false
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	if ip, err := netip.ParseAddr(host); err == nil {
+		host = ip.Unmap().String()
+	} else if bracketed {
+		return "", false
+	}
+	if host == "" || strings.ContainsAny(host, "[]/%@ ") {
+		return "", false
+	}
+	return net.JoinHostPort(host, strconv.FormatUint(n, 10)), true
+}
+
 func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if host, ok := canonicalHost(r.Host, h.defPort); !ok || !h.hosts[host] {
+		writeMessage(w, http.StatusMisdirectedRequest, "Wrong address",
+			"This server answers only at the app's redirect address. Start the login again from the app.")
+		return
+	}
 	if r.URL.Path != h.path {
 		writeMessage(w, http.StatusNotFound, "Not found", "There is nothing here.")
 		return
