@@ -32,7 +32,8 @@ var (
 	// ErrFlowNotStarted: [CodeFlow.WaitForAuthComplete] was called before [CodeFlow.GetCode]
 	// (pyTwitchAPI: ValueError).
 	ErrFlowNotStarted = errors.New("twitchoauth: device flow not started: call GetCode first")
-	// ErrStopped: [UserAuthenticator.Authenticate] was ended by [UserAuthenticator.Stop].
+	// ErrStopped: [UserAuthenticator.Authenticate] was ended by [UserAuthenticator.Stop] before it
+	// had a token (a token already got for the code is returned instead: the code is spent).
 	ErrStopped = errors.New("twitchoauth: authentication stopped")
 )
 

@@ -24,8 +24,8 @@
 //	tok, err := src.Token() // always fresh
 //
 // Every request goes through one HTTP client, with parameters in POST form bodies: no token, code or
-// secret is ever put in a URL, an error string or a log line. Tests point [Client.AuthBaseURL] at an
-// httptest server. See https://dev.twitch.tv/docs/authentication/ for Twitch's side.
+// secret is ever put in a URL, an error string or a log line. Tests run on a fake
+// Twitch from package twitchoauthtest, or point [Client.AuthBaseURL] at an httptest server of their own. See https://dev.twitch.tv/docs/authentication/ for Twitch's side.
 package twitchoauth
 
 import (
