@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"time"
 )
 
 // FileStore keeps each token in a JSON file of its own, in the format of [StoredToken] (which
@@ -140,65 +137,5 @@ func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
-	}
-}
-
-// Lock takes key's lock: an exclusive advisory lock on the token file's ".lock" file, polled
-// until it is free or ctx is done. The lock is a lease: it is released after ttl even if unlock is
-// never called, and at once if the process dies.
-func (s *FileStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
-	path, err := s.file(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("twitchoauth: create token directory: %w", err)
-	}
-	if ttl <= 0 {
-		ttl = DefaultLockTTL
-	}
-	lockPath := path + ".lock"
-	wait := 2 * time.Millisecond
-	for {
-		f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("twitchoauth: open lock file: %w", err)
-		}
-		ok, err := tryLockFile(f)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("twitchoauth: lock %s: %w", lockPath, err)
-		}
-		if ok {
-			return leaseRelease(f, ttl), nil
-		}
-		f.Close()
-		t := time.NewTimer(wait + rand.N(wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, 100*time.Millisecond)
-	}
-}
-
-// leaseRelease returns the unlock function of a held lock file, and makes sure the lock is
-// released after ttl if unlock has not been called by then.
-func leaseRelease(f *os.File, ttl time.Duration) func() error {
-	var once sync.Once
-	var err error
-	release := func() {
-		err = unlockFile(f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	timer := time.AfterFunc(ttl, func() { once.Do(release) })
-	return func() error {
-		timer.Stop()
-		once.Do(release)
-		return err
 	}
 }

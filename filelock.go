@@ -1,0 +1,106 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+)
+
+// Lock takes key's lock: an exclusive advisory lock on the token file's ".lock" file, polled
+// until it is free or ctx is done. The lock is a lease: it is released after ttl even if unlock is
+// never called, and at once if the process dies. A symbolic link at the lock file's path is an
+// error: the lock never opens, creates or locks the file it points to.
+func (s *FileStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	path, err := s.file(key)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return nil, fmt.Errorf("twitchoauth: create token directory: %w", err)
+	}
+	if ttl <= 0 {
+		ttl = DefaultLockTTL
+	}
+	f, err := acquireLockFile(ctx, path+".lock")
+	if err != nil {
+		return nil, err
+	}
+	return leaseRelease(f, ttl), nil
+}
+
+// leaseRelease returns the unlock function of a held lock file, and makes sure the lock is
+// released after ttl if unlock has not been called by then.
+func leaseRelease(f *os.File, ttl time.Duration) func() error {
+	var once sync.Once
+	var err error
+	release := func() {
+		err = unlockFile(f)
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	timer := time.AfterFunc(ttl, func() { once.Do(release) })
+	return func() error {
+		timer.Stop()
+		once.Do(release)
+		return err
+	}
+}
+
+// acquireLockFile opens the lock file at path and locks it, polling with jittered backoff (2 ms
+// doubling to 100 ms) until it is free or ctx is done.
+func acquireLockFile(ctx context.Context, path string) (*os.File, error) {
+	wait := 2 * time.Millisecond
+	for {
+		f, err := openLockFile(path)
+		if err != nil {
+			return nil, err
+		}
+		ok, err := tryLockFile(f)
+		if err != nil {
+			f.Close()
+			return nil, fmt.Errorf("twitchoauth: lock %s: %w", path, err)
+		}
+		if ok {
+			return f, nil
+		}
+		f.Close()
+		t := time.NewTimer(wait + rand.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("twitchoauth: lock %s: %w", path, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, 100*time.Millisecond)
+	}
+}
+
+// errLockSymlink: the lock file's path names a symbolic link (or another kind of link), which a
+// lock never follows.
+var errLockSymlink = errors.New("it is a symbolic link or another irregular file, which a lock file must not be")
+
+// refuseLink returns an error when path is a symbolic link (or, on Windows, another reparse point
+// such as a junction).
+func refuseLink(path string) error {
+	fi, err := os.Lstat(path)
+	if err == nil && (fi.Mode()&fs.ModeSymlink != 0 || fi.Mode()&fs.ModeIrregular != 0) {
+		return fmt.Errorf("twitchoauth: open lock file %s: %w", path, errLockSymlink)
+	}
+	return nil
+}
+
+// lockFileError describes the failure to open the lock file at path, saying so plainly when a
+// symbolic link is in the way.
+func lockFileError(path string, err error) error {
+	if lerr := refuseLink(path); lerr != nil {
+		return lerr
+	}
+	return fmt.Errorf("twitchoauth: open lock file: %w", err)
+}
