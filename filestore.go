@@ -18,6 +18,8 @@ import (
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",
 // user_token.12345.json key "12345"). Locks are advisory file locks on a ".lock" file beside each
 // token file, so they hold across processes; the operating system releases a dead process's lock.
+// A token file others can read is made private (mode 0600) when it is loaded, wherever the system
+// allows it.
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string
@@ -42,13 +44,22 @@ func (s *FileStore) file(key string) (string, error) {
 	return strings.TrimSuffix(path, ext) + "." + key + ext, nil
 }
 
-// Load reads the token stored under key.
+// Load reads the token stored under key. A token file that others may read (a pyTwitchAPI file
+// is written with the default mode, often 0644) is made private first, except on Windows, which
+// has no such mode bits; when that fails (a read-only mount, another user's file), Load still reads
+// it.
 func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) {
 	path, err := s.file(key)
 	if err != nil {
 		return nil, err
 	}
-	data, err := readFileCapped(path, maxTokenFileSize)
+	return loadTokenFile(path, true)
+}
+
+// loadTokenFile reads and decodes the token file at path, making it private first when private is
+// set.
+func loadTokenFile(path string, private bool) (*StoredToken, error) {
+	data, err := readFileCapped(path, maxTokenFileSize, private)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
 	}
@@ -62,12 +73,19 @@ func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) 
 	return st, nil
 }
 
-func readFileCapped(path string, limit int64) ([]byte, error) {
+// readFileCapped reads at most limit bytes of path; with private, it first takes the permission
+// to read it away from group and others where it can.
+func readFileCapped(path string, limit int64, private bool) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if private && runtime.GOOS != "windows" {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			f.Chmod(fi.Mode().Perm() &^ 0o077) // best effort: see Load
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(data)) > limit {
 		err = fmt.Errorf("%s is larger than %d bytes", path, limit)

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -768,4 +769,30 @@ func TestFileStoreLockRefusesSymlink(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestBindTightensTokenFileMode: Bind makes a token file that others can read private at once,
+// even when it has nothing to write (the stored token is valid and complete).
+func TestBindTightensTokenFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no such mode bits")
+	}
+	e := newBindEnv(t)
+	access, refresh := e.fake.IssueToken(e.c.ClientID, faketwitch.UserID, scopesToStrings(botScopes), 0)
+	e.write(t, access, refresh)
+	if _, err := e.bind(t); err != nil { // records what validation says, so the next Bind writes nothing
+		t.Fatal(err)
+	}
+	if err := os.Chmod(e.path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(e.path)
+	if _, err := e.bind(t); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(e.path); !bytes.Equal(after, before) {
+		t.Fatalf("Bind wrote the file; the test needs one it only reads:\n%s", after)
+	}
+	e.stored(t) // checks the mode
+	e.wantLogins(t, 0)
 }
