@@ -53,6 +53,26 @@ func leaseRelease(f *os.File, ttl time.Duration) func() error {
 	}
 }
 
+// lockForWrite takes the lock that writers of the token file at path hold while they write it,
+// waiting until it is free or ctx is done, and returns its release. A writer holds it for the
+// moment a write takes, and a dead one's is released by the system: so a writer holding it knows
+// that a temporary file of path is a crashed writer's, and no other writer comes between its
+// check of the file and its write.
+func lockForWrite(ctx context.Context, path string) (release func(), err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("twitchoauth: create token directory: %w", err)
+	}
+	f, err := acquireLockFile(ctx, filepath.Join(dir, "."+filepath.Base(path)+".write.lock"))
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		unlockFile(f)
+		f.Close()
+	}, nil
+}
+
 // acquireLockFile opens the lock file at path and locks it, polling with jittered backoff (2 ms
 // doubling to 100 ms) until it is free or ctx is done.
 func acquireLockFile(ctx context.Context, path string) (*os.File, error) {

@@ -18,8 +18,11 @@ import (
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",
 // user_token.12345.json key "12345"). Locks are advisory file locks on a ".lock" file beside each
 // token file, so they hold across processes; the operating system releases a dead process's lock.
-// A token file others can read is made private (mode 0600) when it is loaded, wherever the system
-// allows it.
+//
+// Beside the token file are also the lock that writers hold while they write it (a hidden
+// ".write.lock" file), and for a moment the temporary file of each write; the next write removes
+// the temporary file of one that a crash cut short, which holds a token. A token file others can
+// read is made private (mode 0600) when it is loaded, wherever the system allows it.
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string
@@ -94,30 +97,54 @@ func readFileCapped(path string, limit int64, private bool) ([]byte, error) {
 }
 
 // Save writes tok under key atomically: a temporary file in the same directory, synced, then
-// renamed over the old one. A missing directory is created (mode 0700).
+// renamed over the old one. A missing directory is created (mode 0700). Writers of one token file
+// take turns, across processes, and each removes what writers that crashed left behind.
 func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) error {
 	path, err := s.file(key)
 	if err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(tok, "", "  ")
+	data, err := encodeTokenFile(tok)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	release, err := lockForWrite(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return writeFileAtomic(path, data)
+}
+
+// encodeTokenFile returns tok in the token file's format.
+func encodeTokenFile(tok *StoredToken) ([]byte, error) {
+	if tok == nil {
+		return nil, errors.New("twitchoauth: save token: nil token")
+	}
+	data, err := json.MarshalIndent(tok, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: save token: %w", err)
+	}
+	return append(data, '\n'), nil
 }
 
 // renameFile is os.Rename; tests replace it to simulate a crash before the rename.
 var renameFile = os.Rename
 
+// tempPrefix starts the name of every temporary file of path's writes; os.CreateTemp ends it with
+// digits.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
 // writeFileAtomic replaces path with data so that a reader, or a crash at any moment, sees the old
-// contents or the new, never a mix; the file has mode 0600.
+// contents or the new, never a mix; the file has mode 0600. The caller holds path's write lock
+// (lockForWrite), so any temporary file of path is a dead writer's, and is removed.
 func writeFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("twitchoauth: create token directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	removeLeftovers(path)
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
 		return fmt.Errorf("twitchoauth: write token file: %w", err)
 	}
@@ -145,6 +172,24 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	}
 	syncDir(dir)
 	return nil
+}
+
+// removeLeftovers removes the temporary files of path's writes that a crash left behind: a token
+// would otherwise stay in them for good. Only names os.CreateTemp gives them are touched (the
+// prefix, then digits), so another key's files, whose names may start alike, are left alone.
+func removeLeftovers(path string) {
+	dir := filepath.Dir(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := tempPrefix(path)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if ok && rest != "" && strings.Trim(rest, "0123456789") == "" && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
 }
 
 // syncDir makes a rename in dir durable where the system allows it (not on Windows).

@@ -2,9 +2,14 @@ package twitchoauth_test
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twitchoauth/twitchoauth"
@@ -53,5 +58,83 @@ func TestFileStoreLoadTightensMode(t *testing.T) {
 				t.Errorf("Load changed the file: %s", after)
 			}
 		})
+	}
+}
+
+// tempFiles returns the names in dir that look like a token file's temporary files.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
+}
+
+// TestFileStoreRemovesLeftovers: the temporary file of a write that a crash cut short holds a
+// token; the next write of that token file removes it, however young it is, and leaves alone
+// what is not its own.
+func TestFileStoreRemovesLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	s := &twitchoauth.FileStore{Path: filepath.Join(dir, "token.json")}
+	secret := []byte(`{"token":"sekrit-access","refresh":"sekrit-refresh"}`)
+	leftovers := []string{".token.json.tmp-123456", ".token.json.tmp-7"}
+	// Another key's temporary file (key "json.tmp-1": token.json.tmp-1.json), and files of
+	// other names, are not this file's leftovers.
+	others := []string{".token.json.tmp-1.json.tmp-42", ".token.json.tmp-notdigits", ".token.12345.json.tmp-99"}
+	for _, name := range append(slices.Clone(leftovers), others...) {
+		if err := os.WriteFile(filepath.Join(dir, name), secret, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Save(t.Context(), "", &twitchoauth.StoredToken{AccessToken: "new", RefreshToken: "new-r"}); err != nil {
+		t.Fatal(err)
+	}
+	got := tempFiles(t, dir)
+	slices.Sort(got)
+	slices.Sort(others)
+	if !slices.Equal(got, others) {
+		t.Errorf("temporary files after Save: %q, want only the others' %q", got, others)
+	}
+	if st, err := s.Load(t.Context(), ""); err != nil || st.AccessToken != "new" {
+		t.Errorf("Load = %+v, %v", st, err)
+	}
+}
+
+// TestFileStoreConcurrentWriters: writers of one token file, each a FileStore of its own as
+// separate processes would be, never remove each other's temporary file while it is being
+// written: every write succeeds.
+func TestFileStoreConcurrentWriters(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "token.json")
+	const writers, writes = 8, 25
+	var wg sync.WaitGroup
+	errs := make([]error, writers)
+	for i := range writers {
+		s := &twitchoauth.FileStore{Path: path}
+		wg.Go(func() {
+			for j := range writes {
+				tok := &twitchoauth.StoredToken{AccessToken: fmt.Sprintf("acc-%d-%d", i, j), RefreshToken: "ref"}
+				if err := s.Save(t.Context(), "", tok); err != nil {
+					errs[i] = err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := (&twitchoauth.FileStore{Path: path}).Load(t.Context(), ""); err != nil || !strings.HasPrefix(st.AccessToken, "acc-") {
+		t.Errorf("Load = %+v, %v", st, err)
+	}
+	if left := tempFiles(t, filepath.Dir(path)); len(left) > 0 {
+		t.Errorf("left behind: %q", left)
 	}
 }

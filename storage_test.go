@@ -712,9 +712,9 @@ func TestTokenSourceWaitEndsWithCtx(t *testing.T) {
 	}
 }
 
-// TestFileStoreLockRefusesSymlink: a symbolic link planted where a lock file goes makes the lock
-// fail with a clear error, and the file it points to is neither created, nor changed, nor left
-// locked.
+// TestFileStoreLockRefusesSymlink: a symbolic link planted where a lock file goes (the lease's
+// ".lock", or the writers' lock) makes the lock fail with a clear error, and the file it points to
+// is neither created, nor changed, nor left locked.
 func TestFileStoreLockRefusesSymlink(t *testing.T) {
 	lockLease := func(ctx context.Context, s *FileStore) error {
 		unlock, err := s.Lock(ctx, "", time.Minute)
@@ -722,6 +722,9 @@ func TestFileStoreLockRefusesSymlink(t *testing.T) {
 			unlock()
 		}
 		return err
+	}
+	save := func(ctx context.Context, s *FileStore) error {
+		return s.Save(ctx, "", &StoredToken{AccessToken: "acc"})
 	}
 	for _, tc := range []struct {
 		name   string
@@ -731,6 +734,8 @@ func TestFileStoreLockRefusesSymlink(t *testing.T) {
 	}{
 		{"Lock/target exists", "token.json.lock", lockLease, true},
 		{"Lock/target missing", "token.json.lock", lockLease, false},
+		{"Save/target exists", ".token.json.write.lock", save, true},
+		{"Save/target missing", ".token.json.write.lock", save, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -766,6 +771,9 @@ func TestFileStoreLockRefusesSymlink(t *testing.T) {
 				if ok, err := tryLockFile(f); !ok || err != nil {
 					t.Errorf("the link's target is left locked (%v)", err)
 				}
+			}
+			if _, err := os.Stat(s.Path); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a token file was written without its lock (%v)", err)
 			}
 		})
 	}
