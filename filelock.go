@@ -17,6 +17,19 @@ import (
 // never called, and at once if the process dies. A symbolic link at the lock file's path is an
 // error: the lock never opens, creates or locks the file it points to.
 func (s *FileStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	l, err := s.lockLease(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return l.Unlock, nil
+}
+
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends.
+func (s *FileStore) LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
+	return s.lockLease(ctx, key, ttl)
+}
+
+func (s *FileStore) lockLease(ctx context.Context, key string, ttl time.Duration) (*fileLease, error) {
 	path, err := s.file(key)
 	if err != nil {
 		return nil, err
@@ -31,26 +44,60 @@ func (s *FileStore) Lock(ctx context.Context, key string, ttl time.Duration) (fu
 	if err != nil {
 		return nil, err
 	}
-	return leaseRelease(f, ttl), nil
+	l := &fileLease{f: f, ttl: ttl}
+	l.timer = time.AfterFunc(ttl, func() { l.end() })
+	return l, nil
 }
 
-// leaseRelease returns the unlock function of a held lock file, and makes sure the lock is
-// released after ttl if unlock has not been called by then.
-func leaseRelease(f *os.File, ttl time.Duration) func() error {
-	var once sync.Once
-	var err error
-	release := func() {
-		err = unlockFile(f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
+// fileLease is a held lock file that is released after ttl unless renewed.
+type fileLease struct {
+	f     *os.File
+	ttl   time.Duration
+	timer *time.Timer
+
+	mu    sync.Mutex
+	ended bool  // the lock is released: by Unlock, or when the lease ran out
+	err   error // what releasing it returned
+}
+
+// end releases the lock, once.
+func (l *fileLease) end() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.ended {
+		return
 	}
-	timer := time.AfterFunc(ttl, func() { once.Do(release) })
-	return func() error {
-		timer.Stop()
-		once.Do(release)
+	l.ended = true
+	l.err = unlockFile(l.f)
+	if cerr := l.f.Close(); l.err == nil {
+		l.err = cerr
+	}
+}
+
+// Renew extends the lease to its ttl from now. Once the lease has run out, the lock may be
+// another's: Renew then returns an error that Is ErrLeaseLost and does not take it back.
+func (l *fileLease) Renew(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	// Stop is false once the timer fired: its end has run or is about to.
+	if l.ended || !l.timer.Stop() {
+		return fmt.Errorf("twitchoauth: renew lock of %s: %w", l.f.Name(), ErrLeaseLost)
+	}
+	l.timer.Reset(l.ttl)
+	return nil
+}
+
+// Unlock releases the lock. It may be called more than once; after the lease ran out it does
+// nothing and returns nil.
+func (l *fileLease) Unlock() error {
+	l.timer.Stop()
+	l.end()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.err
 }
 
 // lockForWrite takes the lock that writers of the token file at path hold while they write it,

@@ -23,6 +23,8 @@ import (
 // ".write.lock" file), and for a moment the temporary file of each write; the next write removes
 // the temporary file of one that a crash cut short, which holds a token. A token file others can
 // read is made private (mode 0600) when it is loaded, wherever the system allows it.
+//
+// FileStore implements [LeaseLocker].
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string

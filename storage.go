@@ -94,6 +94,10 @@ func (st StoredToken) withValidation(v *Validation) *StoredToken {
 // (internal/storetest, as examples/redisstore does). Implementations must be safe for concurrent
 // use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken], so that every
 // store holds the token file's format.
+//
+// A store shared by replicas should also implement the optional interface this package looks
+// for: [LeaseLocker], so that a lease is renewed while a slow refresh is in flight instead of
+// running out under it.
 type TokenStore interface {
 	// Load returns the token stored under key: an error that Is ErrTokenNotFound when there is
 	// none, and one that Is ErrTokenCorrupt when what is there is not a token.
@@ -108,27 +112,6 @@ type TokenStore interface {
 	// more than once; after the lease has ended it must leave alone a lock another holder has
 	// taken since, and return nil.
 	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error)
-}
-
-// withStoreLock runs fn holding key's lock, with a context that ends before the lock's lease does,
-// so fn never works on under a lock another holder may have taken over. A failure to unlock does
-// not fail what fn did (the lease ends the lock anyway); it is logged through c's Logger.
-func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
-	if ttl <= 0 {
-		ttl = DefaultLockTTL
-	}
-	unlock, err := store.Lock(ctx, key, ttl)
-	if err != nil {
-		return fmt.Errorf("twitchoauth: lock stored token: %w", err)
-	}
-	fnCtx, cancel := context.WithTimeout(ctx, ttl-ttl/10)
-	err = fn(fnCtx)
-	cancel()
-	if uerr := unlock(); uerr != nil && c.Logger != nil {
-		c.Logger.LogAttrs(ctx, slog.LevelWarn, "twitchoauth: unlock stored token failed; its lease will end it",
-			slog.String("error", uerr.Error()))
-	}
-	return err
 }
 
 // UserAuthenticationStorageHelper keeps a user token across restarts (pyTwitchAPI's
