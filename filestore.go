@@ -24,7 +24,7 @@ import (
 // the temporary file of one that a crash cut short, which holds a token. A token file others can
 // read is made private (mode 0600) when it is loaded, wherever the system allows it.
 //
-// FileStore implements [LeaseLocker].
+// FileStore implements [LeaseLocker] and [ConditionalSaver].
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string
@@ -115,6 +115,39 @@ func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) erro
 		return err
 	}
 	defer release()
+	return writeFileAtomic(path, data)
+}
+
+// SaveIf writes next under key as Save does, but only if the token file still holds prev's access
+// and refresh tokens; otherwise it writes nothing and returns an error that Is [ErrTokenChanged].
+// The check and the write are one step for every writer of the file, in any process.
+func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	path, err := s.file(key)
+	if err != nil {
+		return err
+	}
+	if prev == nil {
+		return errors.New("twitchoauth: save token: SaveIf needs the token it replaces")
+	}
+	data, err := encodeTokenFile(next)
+	if err != nil {
+		return err
+	}
+	release, err := lockForWrite(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer release()
+	cur, err := loadTokenFile(path, false)
+	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
+		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
+	}
+	if err != nil {
+		return err
+	}
+	if !samePair(cur, prev) {
+		return fmt.Errorf("%w: %s holds another pair", ErrTokenChanged, path)
+	}
 	return writeFileAtomic(path, data)
 }
 

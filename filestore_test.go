@@ -138,3 +138,38 @@ func TestFileStoreConcurrentWriters(t *testing.T) {
 		t.Errorf("left behind: %q", left)
 	}
 }
+
+// TestFileStoreSaveIfUnreadable: SaveIf never replaces a token file it cannot read as a token, nor
+// creates a missing one.
+func TestFileStoreSaveIfUnreadable(t *testing.T) {
+	next := &twitchoauth.StoredToken{AccessToken: "next", RefreshToken: "next-r"}
+	prev := &twitchoauth.StoredToken{AccessToken: "a", RefreshToken: "r"}
+	for _, tc := range []struct{ name, content string }{
+		{"garbage", "sekrit-garbage"},
+		{"no token", `{"refresh":"r"}`},
+		{"missing", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := &twitchoauth.FileStore{Path: filepath.Join(t.TempDir(), "token.json")}
+			if tc.content != "" {
+				if err := os.WriteFile(s.Path, []byte(tc.content), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			}
+			err := s.SaveIf(t.Context(), "", prev, next)
+			if !errors.Is(err, twitchoauth.ErrTokenChanged) {
+				t.Errorf("SaveIf = %v, want ErrTokenChanged", err)
+			}
+			if err != nil && strings.Contains(err.Error(), "sekrit") {
+				t.Errorf("error quotes the file: %v", err)
+			}
+			got, rerr := os.ReadFile(s.Path)
+			if tc.content == "" && !errors.Is(rerr, os.ErrNotExist) {
+				t.Errorf("SaveIf created the file: %s", got)
+			}
+			if tc.content != "" && string(got) != tc.content {
+				t.Errorf("SaveIf changed the file: %s", got)
+			}
+		})
+	}
+}

@@ -8,13 +8,18 @@ import (
 	"time"
 )
 
-// A [TokenStore] may do more than its three methods: the optional interface below, which this
-// package finds by type assertion, makes replicas sharing a login safer. [FileStore] implements
-// it; run the package's store test suite (internal/storetest) against a store that does.
+// A [TokenStore] may do more than its three methods: the optional interfaces below, which this
+// package finds by type assertion, make replicas sharing a login safer. [FileStore] implements
+// both; run the package's store test suite (internal/storetest) against a store that does.
 
-// ErrLeaseLost: the lease of a store's lock ended, or would have ended, before the work under it
-// did; another holder may have the lock. Work still in flight is stopped.
-var ErrLeaseLost = errors.New("twitchoauth: lost the lease of the stored token's lock")
+var (
+	// ErrTokenChanged: [ConditionalSaver.SaveIf] stored nothing, because the store no longer
+	// holds the pair the caller read (another replica stored a newer one, or it is gone).
+	ErrTokenChanged = errors.New("twitchoauth: stored token changed since it was read")
+	// ErrLeaseLost: the lease of a store's lock ended, or would have ended, before the work
+	// under it did; another holder may have the lock. Work still in flight is stopped.
+	ErrLeaseLost = errors.New("twitchoauth: lost the lease of the stored token's lock")
+)
 
 // LeaseLocker is a [TokenStore] whose locks can be renewed while they are held. The work under a
 // lock (a validation, a refresh and a save) may outlast the lease when Twitch answers slowly:
@@ -39,6 +44,22 @@ type Lease interface {
 	Unlock() error
 }
 
+// ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the
+// token the caller read: a fence, so that a replica whose lease ended while it refreshed (a
+// stalled process, a lock lost in a failover) never overwrites a newer pair with an older one.
+type ConditionalSaver interface {
+	// SaveIf stores next under key as Save does, but only if the token stored there still holds
+	// prev's access and refresh tokens, checked and replaced in one step. Otherwise, also when
+	// nothing (or no readable token) is stored under key, it stores nothing and returns an
+	// error that Is ErrTokenChanged.
+	SaveIf(ctx context.Context, key string, prev, next *StoredToken) error
+}
+
+// samePair reports whether a and b hold the same access and refresh tokens.
+func samePair(a, b *StoredToken) bool {
+	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
 // withStoreLock runs fn holding key's lock, with a context that ends before the lock's lease does,
 // so fn never works on under a lock another holder may have taken over. The lease is counted from
 // before the lock was asked for (and a renewal from before it was sent), since it may have begun
@@ -56,7 +77,7 @@ func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string,
 	}
 	defer k.unlock(ctx, c)
 
-	fnCtx, cancel := context.WithCancelCause(ctx)
+	fnCtx, cancel := context.WithCancelCause(context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl}))
 	defer cancel(nil)
 	keepCtx, stopKeeping := context.WithCancel(fnCtx)
 	kept := make(chan struct{})
@@ -217,3 +238,69 @@ type unlockOnly func() error
 
 func (u unlockOnly) Renew(context.Context) error { return errors.ErrUnsupported }
 func (u unlockOnly) Unlock() error               { return u() }
+
+// unleasedKey is the context key of what withStoreLock was called with.
+type unleasedKey struct{}
+
+type unleasedCtx struct {
+	ctx context.Context
+	ttl time.Duration
+}
+
+// unleased returns a context for a fenced save (SaveIf) of the work under a lock: it ends with the
+// context withStoreLock was given, or after a lease's ttl, but not with the lease. The fence makes
+// the save safe after the lease ended, and a pair Twitch has just issued must not be lost because
+// its lease ran out as the answer came back.
+func unleased(ctx context.Context) (context.Context, context.CancelFunc) {
+	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok {
+		return context.WithTimeout(u.ctx, u.ttl)
+	}
+	return context.WithCancel(ctx)
+}
+
+// saveIf stores next under key if the store still holds prev's pair: through the store's SaveIf
+// when it has one (then even after the lease ended), else by a Load, a comparison and a Save
+// under the lock, which fence off only a holder that finds its lease lost before it saves.
+func saveIf(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) error {
+	if cs, ok := store.(ConditionalSaver); ok {
+		ctx, cancel := unleased(ctx)
+		defer cancel()
+		return cs.SaveIf(ctx, key, prev, next)
+	}
+	cur, err := store.Load(ctx, key)
+	switch {
+	case errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt):
+		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
+	case err != nil:
+		return err
+	case !samePair(cur, prev):
+		return fmt.Errorf("%w: the store holds another pair", ErrTokenChanged)
+	}
+	return store.Save(ctx, key, next)
+}
+
+// saveRefreshed stores next, the pair a refresh of prev has just given, unless the store no
+// longer holds prev (another replica stored a pair after this one read prev: this one's lease
+// ended meanwhile). Then it adopts the stored token when that is fresh, so that the replicas
+// hold the same one; and otherwise stores next in place of it, if the store still holds what it
+// found. It returns the token to use: the one it adopted, else next, also when next could not be
+// stored (Twitch has issued it, and the old pair may be dead).
+func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) (*StoredToken, error) {
+	err := saveIf(ctx, store, key, prev, next)
+	if !errors.Is(err, ErrTokenChanged) {
+		return next, err
+	}
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := store.(ConditionalSaver); ok {
+		lctx, cancel = unleased(ctx)
+	}
+	defer cancel()
+	cur, lerr := store.Load(lctx, key)
+	if lerr != nil {
+		return next, err // gone, say: this replica keeps its new pair, and does not bring it back
+	}
+	if fresh(cur.Token()) {
+		return cur, nil
+	}
+	return next, saveIf(ctx, store, key, cur, next)
+}
