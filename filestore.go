@@ -7,13 +7,10 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync"
-	"time"
 )
 
 // FileStore keeps each token in a JSON file of its own, in the format of [StoredToken] (which
@@ -21,6 +18,13 @@ import (
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",
 // user_token.12345.json key "12345"). Locks are advisory file locks on a ".lock" file beside each
 // token file, so they hold across processes; the operating system releases a dead process's lock.
+//
+// Beside the token file are also the lock that writers hold while they write it (a hidden
+// ".write.lock" file), and for a moment the temporary file of each write; the next write removes
+// the temporary file of one that a crash cut short, which holds a token. A token file others can
+// read is made private (mode 0600) when it is loaded, wherever the system allows it.
+//
+// FileStore implements [LeaseLocker] and [ConditionalSaver].
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string
@@ -45,13 +49,22 @@ func (s *FileStore) file(key string) (string, error) {
 	return strings.TrimSuffix(path, ext) + "." + key + ext, nil
 }
 
-// Load reads the token stored under key.
+// Load reads the token stored under key. A token file that others may read (a pyTwitchAPI file
+// is written with the default mode, often 0644) is made private first, except on Windows, which
+// has no such mode bits; when that fails (a read-only mount, another user's file), Load still reads
+// it.
 func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) {
 	path, err := s.file(key)
 	if err != nil {
 		return nil, err
 	}
-	data, err := readFileCapped(path, maxTokenFileSize)
+	return loadTokenFile(path, true)
+}
+
+// loadTokenFile reads and decodes the token file at path, making it private first when private is
+// set.
+func loadTokenFile(path string, private bool) (*StoredToken, error) {
+	data, err := readFileCapped(path, maxTokenFileSize, private)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
 	}
@@ -65,12 +78,19 @@ func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) 
 	return st, nil
 }
 
-func readFileCapped(path string, limit int64) ([]byte, error) {
+// readFileCapped reads at most limit bytes of path; with private, it first takes the permission
+// to read it away from group and others where it can.
+func readFileCapped(path string, limit int64, private bool) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
+	if private && runtime.GOOS != "windows" {
+		if fi, err := f.Stat(); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o077 != 0 {
+			f.Chmod(fi.Mode().Perm() &^ 0o077) // best effort: see Load
+		}
+	}
 	data, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err == nil && int64(len(data)) > limit {
 		err = fmt.Errorf("%s is larger than %d bytes", path, limit)
@@ -79,30 +99,87 @@ func readFileCapped(path string, limit int64) ([]byte, error) {
 }
 
 // Save writes tok under key atomically: a temporary file in the same directory, synced, then
-// renamed over the old one. A missing directory is created (mode 0700).
+// renamed over the old one. A missing directory is created (mode 0700). Writers of one token file
+// take turns, across processes, and each removes what writers that crashed left behind.
 func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) error {
 	path, err := s.file(key)
 	if err != nil {
 		return err
 	}
-	data, err := json.MarshalIndent(tok, "", "  ")
+	data, err := encodeTokenFile(tok)
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'))
+	release, err := lockForWrite(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer release()
+	return writeFileAtomic(path, data)
+}
+
+// SaveIf writes next under key as Save does, but only if the token file still holds prev's access
+// and refresh tokens; otherwise it writes nothing and returns an error that Is [ErrTokenChanged].
+// The check and the write are one step for every writer of the file, in any process.
+func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	path, err := s.file(key)
+	if err != nil {
+		return err
+	}
+	if prev == nil {
+		return errors.New("twitchoauth: save token: SaveIf needs the token it replaces")
+	}
+	data, err := encodeTokenFile(next)
+	if err != nil {
+		return err
+	}
+	release, err := lockForWrite(ctx, path)
+	if err != nil {
+		return err
+	}
+	defer release()
+	cur, err := loadTokenFile(path, false)
+	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
+		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
+	}
+	if err != nil {
+		return err
+	}
+	if !samePair(cur, prev) {
+		return fmt.Errorf("%w: %s holds another pair", ErrTokenChanged, path)
+	}
+	return writeFileAtomic(path, data)
+}
+
+// encodeTokenFile returns tok in the token file's format.
+func encodeTokenFile(tok *StoredToken) ([]byte, error) {
+	if tok == nil {
+		return nil, errors.New("twitchoauth: save token: nil token")
+	}
+	data, err := json.MarshalIndent(tok, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: save token: %w", err)
+	}
+	return append(data, '\n'), nil
 }
 
 // renameFile is os.Rename; tests replace it to simulate a crash before the rename.
 var renameFile = os.Rename
 
+// tempPrefix starts the name of every temporary file of path's writes; os.CreateTemp ends it with
+// digits.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
 // writeFileAtomic replaces path with data so that a reader, or a crash at any moment, sees the old
-// contents or the new, never a mix; the file has mode 0600.
+// contents or the new, never a mix; the file has mode 0600. The caller holds path's write lock
+// (lockForWrite), so any temporary file of path is a dead writer's, and is removed.
 func writeFileAtomic(path string, data []byte) (err error) {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("twitchoauth: create token directory: %w", err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	removeLeftovers(path)
+	f, err := os.CreateTemp(dir, tempPrefix(path)+"*")
 	if err != nil {
 		return fmt.Errorf("twitchoauth: write token file: %w", err)
 	}
@@ -132,6 +209,24 @@ func writeFileAtomic(path string, data []byte) (err error) {
 	return nil
 }
 
+// removeLeftovers removes the temporary files of path's writes that a crash left behind: a token
+// would otherwise stay in them for good. Only names os.CreateTemp gives them are touched (the
+// prefix, then digits), so another key's files, whose names may start alike, are left alone.
+func removeLeftovers(path string) {
+	dir := filepath.Dir(path)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return
+	}
+	prefix := tempPrefix(path)
+	for _, e := range entries {
+		rest, ok := strings.CutPrefix(e.Name(), prefix)
+		if ok && rest != "" && strings.Trim(rest, "0123456789") == "" && e.Type().IsRegular() {
+			os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
 // syncDir makes a rename in dir durable where the system allows it (not on Windows).
 func syncDir(dir string) {
 	if runtime.GOOS == "windows" {
@@ -140,65 +235,5 @@ func syncDir(dir string) {
 	if d, err := os.Open(dir); err == nil {
 		d.Sync()
 		d.Close()
-	}
-}
-
-// Lock takes key's lock: an exclusive advisory lock on the token file's ".lock" file, polled
-// until it is free or ctx is done. The lock is a lease: it is released after ttl even if unlock is
-// never called, and at once if the process dies.
-func (s *FileStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
-	path, err := s.file(key)
-	if err != nil {
-		return nil, err
-	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, fmt.Errorf("twitchoauth: create token directory: %w", err)
-	}
-	if ttl <= 0 {
-		ttl = DefaultLockTTL
-	}
-	lockPath := path + ".lock"
-	wait := 2 * time.Millisecond
-	for {
-		f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("twitchoauth: open lock file: %w", err)
-		}
-		ok, err := tryLockFile(f)
-		if err != nil {
-			f.Close()
-			return nil, fmt.Errorf("twitchoauth: lock %s: %w", lockPath, err)
-		}
-		if ok {
-			return leaseRelease(f, ttl), nil
-		}
-		f.Close()
-		t := time.NewTimer(wait + rand.N(wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, 100*time.Millisecond)
-	}
-}
-
-// leaseRelease returns the unlock function of a held lock file, and makes sure the lock is
-// released after ttl if unlock has not been called by then.
-func leaseRelease(f *os.File, ttl time.Duration) func() error {
-	var once sync.Once
-	var err error
-	release := func() {
-		err = unlockFile(f)
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-	}
-	timer := time.AfterFunc(ttl, func() { once.Do(release) })
-	return func() error {
-		timer.Stop()
-		once.Do(release)
-		return err
 	}
 }

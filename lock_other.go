@@ -7,6 +7,20 @@ import (
 	"sync"
 )
 
+// openLockFile opens (creating it if need be) the lock file at path, refusing a symbolic link
+// there: a link planted there must not make the lock create a file elsewhere. The check comes
+// before the open, so a link planted in between is followed.
+func openLockFile(path string) (*os.File, error) {
+	if err := refuseLink(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, lockFileError(path, err)
+	}
+	return f, nil
+}
+
 // On systems without flock or LockFileEx, locks hold between the goroutines of one process only.
 var (
 	heldMu sync.Mutex

@@ -9,6 +9,20 @@ import (
 	"golang.org/x/sys/windows"
 )
 
+// openLockFile opens (creating it if need be) the lock file at path, refusing a symbolic link (or
+// another reparse point) there: a link planted there must not make the lock create, or lock, a
+// file elsewhere. The check comes before the open, so a link planted in between is followed.
+func openLockFile(path string) (*os.File, error) {
+	if err := refuseLink(path); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, lockFileError(path, err)
+	}
+	return f, nil
+}
+
 // tryLockFile takes an exclusive lock on f's first byte without waiting; ok is false when another
 // holder has it.
 func tryLockFile(f *os.File) (ok bool, err error) {

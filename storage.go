@@ -94,6 +94,11 @@ func (st StoredToken) withValidation(v *Validation) *StoredToken {
 // (internal/storetest, as examples/redisstore does). Implementations must be safe for concurrent
 // use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken], so that every
 // store holds the token file's format.
+//
+// A store shared by replicas should also implement the optional interfaces this package looks
+// for: [LeaseLocker], so that a lease is renewed while a slow refresh is in flight instead of
+// running out under it, and [ConditionalSaver], so that a replica whose lease ended anyway never
+// overwrites a newer pair with an older one.
 type TokenStore interface {
 	// Load returns the token stored under key: an error that Is ErrTokenNotFound when there is
 	// none, and one that Is ErrTokenCorrupt when what is there is not a token.
@@ -108,27 +113,6 @@ type TokenStore interface {
 	// more than once; after the lease has ended it must leave alone a lock another holder has
 	// taken since, and return nil.
 	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error)
-}
-
-// withStoreLock runs fn holding key's lock, with a context that ends before the lock's lease does,
-// so fn never works on under a lock another holder may have taken over. A failure to unlock does
-// not fail what fn did (the lease ends the lock anyway); it is logged through c's Logger.
-func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
-	if ttl <= 0 {
-		ttl = DefaultLockTTL
-	}
-	unlock, err := store.Lock(ctx, key, ttl)
-	if err != nil {
-		return fmt.Errorf("twitchoauth: lock stored token: %w", err)
-	}
-	fnCtx, cancel := context.WithTimeout(ctx, ttl-ttl/10)
-	err = fn(fnCtx)
-	cancel()
-	if uerr := unlock(); uerr != nil && c.Logger != nil {
-		c.Logger.LogAttrs(ctx, slog.LevelWarn, "twitchoauth: unlock stored token failed; its lease will end it",
-			slog.String("error", uerr.Error()))
-	}
-	return err
 }
 
 // UserAuthenticationStorageHelper keeps a user token across restarts (pyTwitchAPI's
@@ -248,11 +232,12 @@ func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store Token
 		if rerr != nil {
 			return nil, rerr
 		}
-		st, refreshed = st.withToken(tok), true
-		// Stored before anything else can fail: Twitch may have killed the old pair.
-		if err := store.Save(ctx, h.StoreKey, st); err != nil {
+		// Stored before anything else can fail: Twitch may have killed the old pair. Stored only
+		// in place of st, though: a pair another replica stored meanwhile is adopted instead.
+		if st, err = saveRefreshed(ctx, store, h.StoreKey, st, st.withToken(tok)); err != nil {
 			return nil, fmt.Errorf("twitchoauth: save refreshed token: %w", err)
 		}
+		refreshed = true
 		v, err = h.c.ValidateToken(ctx, st.AccessToken)
 	}
 	if err != nil {
@@ -262,9 +247,16 @@ func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store Token
 		return nil, &loginReason{err}
 	}
 	known := st.withValidation(v)
-	// Record what validation taught (a pyTwitchAPI file holds only the pair), once.
+	// Record what validation taught (a pyTwitchAPI file holds only the pair), once; but never
+	// over a pair another replica stored since st was read: that one is newer, and st's refresh
+	// token may be spent. This one is still used, and left to the next refresh to replace.
 	if refreshed || !sameIdentity(st, known) {
-		if err := store.Save(ctx, h.StoreKey, known); err != nil {
+		switch err := saveIf(ctx, store, h.StoreKey, st, known); {
+		case errors.Is(err, ErrTokenChanged):
+			if l := h.c.Logger; l != nil {
+				l.LogAttrs(ctx, slog.LevelInfo, "twitchoauth: stored token changed meanwhile; left as it is")
+			}
+		case err != nil:
 			return nil, fmt.Errorf("twitchoauth: save token: %w", err)
 		}
 	}

@@ -1,10 +1,12 @@
 package twitchoauth
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -166,4 +168,90 @@ func TestFileStoreLockLease(t *testing.T) {
 	if err := errors.Join(unlock(), other()); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestFileStoreCrashMidWrite kills a process in the middle of writing the token file (its
+// temporary file written, not yet renamed): the temporary file it leaves holds a token, and the
+// next write, by another process, removes it. The dead writer's lock does not hold that write up.
+func TestFileStoreCrashMidWrite(t *testing.T) {
+	if path := os.Getenv("TWITCHOAUTH_CRASH_CHILD"); path != "" {
+		crashChild(t, path)
+		return
+	}
+	dir := t.TempDir()
+	s := &FileStore{Path: filepath.Join(dir, "token.json")}
+	cmd := exec.CommandContext(t.Context(), os.Args[0], "-test.run=^TestFileStoreCrashMidWrite$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TWITCHOAUTH_CRASH_CHILD="+s.Path)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stderr := new(bytes.Buffer)
+	cmd.Stderr = stderr
+	if _, err := cmd.StdinPipe(); err != nil { // the child blocks on it
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	writing := false
+	for sc := bufio.NewScanner(stdout); sc.Scan(); {
+		if sc.Text() == "WRITING" {
+			writing = true
+			break
+		}
+	}
+	if !writing {
+		cmd.Wait()
+		t.Fatalf("the child never reached its rename:\n%s", stderr)
+	}
+	if err := cmd.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+
+	left := tempFiles(t, dir)
+	if len(left) != 1 {
+		t.Fatalf("temporary files after the crash: %q, want the dead writer's", left)
+	}
+	if data, _ := os.ReadFile(filepath.Join(dir, left[0])); !bytes.Contains(data, []byte("crashed-access")) {
+		t.Fatalf("the dead writer's temporary file holds %q, want its token", data)
+	}
+	if err := s.Save(t.Context(), "", &StoredToken{AccessToken: "next-access", RefreshToken: "next-refresh"}); err != nil {
+		t.Fatal(err)
+	}
+	if left := tempFiles(t, dir); len(left) > 0 {
+		t.Errorf("temporary files after the next write: %q", left)
+	}
+	if st, err := s.Load(t.Context(), ""); err != nil || st.AccessToken != "next-access" {
+		t.Errorf("Load = %+v, %v", st, err)
+	}
+}
+
+// crashChild writes the token file and stops just before the rename, to be killed there.
+func crashChild(t *testing.T, path string) {
+	renameFile = func(string, string) error {
+		fmt.Println("WRITING")
+		io.Copy(io.Discard, os.Stdin) // until the parent kills this process
+		return errors.New("the parent went away")
+	}
+	s := &FileStore{Path: path}
+	s.Save(t.Context(), "", &StoredToken{AccessToken: "crashed-access", RefreshToken: "crashed-refresh"})
+	t.Fatal("the child was not killed")
+}
+
+// tempFiles returns the names in dir of token files' temporary files.
+func tempFiles(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		if strings.Contains(e.Name(), ".tmp-") {
+			names = append(names, e.Name())
+		}
+	}
+	return names
 }

@@ -6,10 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -710,4 +712,97 @@ func TestTokenSourceWaitEndsWithCtx(t *testing.T) {
 	if tok, err := src.Token(); err != nil || tok.AccessToken == "old" || fake.CountGrant("refresh_token") != 1 {
 		t.Errorf("after: %v, %v, %d refreshes", tok, err, fake.CountGrant("refresh_token"))
 	}
+}
+
+// TestFileStoreLockRefusesSymlink: a symbolic link planted where a lock file goes (the lease's
+// ".lock", or the writers' lock) makes the lock fail with a clear error, and the file it points to
+// is neither created, nor changed, nor left locked.
+func TestFileStoreLockRefusesSymlink(t *testing.T) {
+	lockLease := func(ctx context.Context, s *FileStore) error {
+		unlock, err := s.Lock(ctx, "", time.Minute)
+		if err == nil {
+			unlock()
+		}
+		return err
+	}
+	save := func(ctx context.Context, s *FileStore) error {
+		return s.Save(ctx, "", &StoredToken{AccessToken: "acc"})
+	}
+	for _, tc := range []struct {
+		name   string
+		lock   string // the lock file's name
+		take   func(ctx context.Context, s *FileStore) error
+		exists bool // the link's target exists
+	}{
+		{"Lock/target exists", "token.json.lock", lockLease, true},
+		{"Lock/target missing", "token.json.lock", lockLease, false},
+		{"Save/target exists", ".token.json.write.lock", save, true},
+		{"Save/target missing", ".token.json.write.lock", save, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			target := filepath.Join(t.TempDir(), "precious")
+			content := []byte("precious data\n")
+			if tc.exists {
+				if err := os.WriteFile(target, content, 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Symlink(target, filepath.Join(dir, tc.lock)); err != nil {
+				t.Skipf("cannot make a symbolic link here: %v", err)
+			}
+			s := &FileStore{Path: filepath.Join(dir, "token.json")}
+			ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+			defer cancel()
+			err := tc.take(ctx, s)
+			if err == nil || errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "symbolic link") {
+				t.Fatalf("err = %v, want an error naming the symbolic link", err)
+			}
+			data, rerr := os.ReadFile(target)
+			switch {
+			case !tc.exists && !errors.Is(rerr, fs.ErrNotExist):
+				t.Errorf("the link's target was created (%v)", rerr)
+			case tc.exists && !bytes.Equal(data, content):
+				t.Errorf("the link's target changed: %q, %v", data, rerr)
+			case tc.exists:
+				f, err := os.OpenFile(target, os.O_RDWR, 0)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				if ok, err := tryLockFile(f); !ok || err != nil {
+					t.Errorf("the link's target is left locked (%v)", err)
+				}
+			}
+			if _, err := os.Stat(s.Path); !errors.Is(err, fs.ErrNotExist) {
+				t.Errorf("a token file was written without its lock (%v)", err)
+			}
+		})
+	}
+}
+
+// TestBindTightensTokenFileMode: Bind makes a token file that others can read private at once,
+// even when it has nothing to write (the stored token is valid and complete).
+func TestBindTightensTokenFileMode(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("Windows has no such mode bits")
+	}
+	e := newBindEnv(t)
+	access, refresh := e.fake.IssueToken(e.c.ClientID, faketwitch.UserID, scopesToStrings(botScopes), 0)
+	e.write(t, access, refresh)
+	if _, err := e.bind(t); err != nil { // records what validation says, so the next Bind writes nothing
+		t.Fatal(err)
+	}
+	if err := os.Chmod(e.path, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.ReadFile(e.path)
+	if _, err := e.bind(t); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(e.path); !bytes.Equal(after, before) {
+		t.Fatalf("Bind wrote the file; the test needs one it only reads:\n%s", after)
+	}
+	e.stored(t) // checks the mode
+	e.wantLogins(t, 0)
 }

@@ -167,14 +167,15 @@ func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token
 		if err != nil {
 			return err
 		}
-		next := st.withToken(tok)
-		if err := s.store.Save(ctx, s.key, next); err != nil {
+		// Stored only in place of st: when another replica stored a pair meanwhile (this one's
+		// lease ended under it), that one is adopted if fresh, and never overwritten.
+		use, err := saveRefreshed(ctx, s.store, s.key, st, st.withToken(tok))
+		out = use.Token()
+		if err != nil {
 			// Twitch has the new pair and may have killed the old refresh token: keep using
 			// it in memory, and say that it was not stored.
-			out = next.Token()
 			return fmt.Errorf("twitchoauth: save refreshed token: %w", err)
 		}
-		out = next.Token()
 		return nil
 	})
 	if out != nil {

@@ -20,6 +20,11 @@
 //
 // When a token expires, the source takes the user's lock, reloads the token, adopts a fresh one
 // another replica stored, and only otherwise refreshes and saves the new pair before releasing it.
+// The lease of the lock is renewed while the refresh is in flight, and the save replaces only the
+// pair that was read, so a replica whose lease ran out can never overwrite a newer one.
+//
+// Run Redis with AOF persistence (appendonly yes): a restart from an older RDB snapshot brings
+// spent refresh tokens back, and the users refreshed since must log in again. See the README.
 package redisstore
 
 import (
@@ -62,10 +67,43 @@ else
 	return 0
 end`)
 
+// renewScript extends a lock's expiry only while it still holds the owner value of the one
+// renewing it, in one step: a holder whose lease ran out never extends another's.
+var renewScript = redis.NewScript(`if redis.call("get", KEYS[1]) == ARGV[1] then
+	return redis.call("pexpire", KEYS[1], ARGV[2])
+else
+	return 0
+end`)
+
+// saveIfScript replaces a token only while it holds the access and refresh tokens of ARGV[1] and
+// ARGV[2], in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[3], 0
+// when the token changed or is missing or unreadable.
+var saveIfScript = redis.NewScript(`local cur = redis.call("get", KEYS[1])
+if not cur then
+	return 0
+end
+local ok, t = pcall(cjson.decode, cur)
+if not ok or type(t) ~= "table" then
+	return 0
+end
+local refresh = t["refresh"]
+if type(refresh) ~= "string" then
+	refresh = ""
+end
+if t["token"] ~= ARGV[1] or refresh ~= ARGV[2] then
+	return 0
+end
+redis.call("set", KEYS[1], ARGV[3])
+return 1`)
+
 // Store is a [twitchoauth.TokenStore] in Redis. The token of key k is the string value at
 // Prefix+"token:"+k, holding the JSON of [twitchoauth.StoredToken] (the token file's format) with
 // no expiry; its lock is Prefix+"lock:"+k. Each command names a single key, so a Store works on a
 // Redis Cluster too. A Store is safe for concurrent use; replicas each make their own.
+//
+// Store also implements [twitchoauth.LeaseLocker] (a lease that can be renewed while a slow
+// refresh is in flight) and [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
+// out cannot make over a newer pair).
 type Store struct {
 	// Client is the Redis connection: a *redis.Client, *redis.ClusterClient or
 	// *redis.Ring. Store does not close it.
@@ -153,6 +191,19 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 // nothing and returns the first call's result. Its only errors are Redis's; the lease ends the lock
 // then.
 func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error) {
+	l, err := s.lock(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return l.unlock, nil
+}
+
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends.
+func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
+	return s.lock(ctx, key, ttl)
+}
+
+func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease, error) {
 	if ttl <= 0 {
 		ttl = twitchoauth.DefaultLockTTL
 	}
@@ -167,7 +218,7 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock
 			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, redisError(ctx, err))
 		}
 		if ok {
-			return s.unlocker(ctx, lkey, owner), nil
+			return &lease{s: s, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}, nil
 		}
 		t := time.NewTimer(wait/2 + randv2.N(wait))
 		select {
@@ -218,6 +269,55 @@ func (s *Store) unlocker(ctx context.Context, lkey, owner string) func() error {
 		}
 		return nil
 	})
+}
+
+// lease is a lock held as owner.
+type lease struct {
+	s      *Store
+	lkey   string
+	owner  string
+	ttl    time.Duration
+	unlock func() error
+}
+
+// Renew sets the lock to expire ttl from now, the ttl it was taken with, if it still holds this
+// holder's value (a Lua script: PEXPIRE only then). Otherwise the lease has run out, and the lock is
+// gone or another's: the error then Is [twitchoauth.ErrLeaseLost]. Any other error is Redis's.
+func (l *lease) Renew(ctx context.Context) error {
+	n, err := renewScript.Run(ctx, l.s.Client, []string{l.lkey}, l.owner, l.ttl.Milliseconds()).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: renew lock %q: %w", l.lkey, redisError(ctx, err))
+	}
+	if n == 0 {
+		return fmt.Errorf("redisstore: renew lock %q: %w", l.lkey, twitchoauth.ErrLeaseLost)
+	}
+	return nil
+}
+
+// Unlock releases the lock as the unlock function of Lock does.
+func (l *lease) Unlock() error { return l.unlock() }
+
+// SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
+// and refresh tokens: a Lua script reads the value, compares the two (cjson decodes it) and sets
+// the new one, in one step. When they differ, or nothing readable is stored, it stores nothing
+// and the error Is [twitchoauth.ErrTokenChanged]. Any other error is Redis's.
+func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
+	if prev == nil || next == nil {
+		return errors.New("redisstore: save token: SaveIf needs the token it replaces and a new one")
+	}
+	data, err := json.Marshal(next)
+	if err != nil {
+		return fmt.Errorf("redisstore: save token: %w", err)
+	}
+	rkey := s.tokenKey(key)
+	n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, data).Int()
+	if err != nil {
+		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
+	}
+	if n == 0 {
+		return fmt.Errorf("%w: redis key %q holds another pair", twitchoauth.ErrTokenChanged, rkey)
+	}
+	return nil
 }
 
 // redisError returns ctx's error in place of the client's when ctx ended, so that errors.Is

@@ -404,3 +404,57 @@ func TestRedisDown(t *testing.T) {
 		checkDown(t, store)
 	})
 }
+
+// TestSaveIfStoredValues: the script that compares and replaces the pair reads whatever the key
+// holds: a token without a refresh token matches a prev without one, and a value that is no token
+// is never replaced.
+func TestSaveIfStoredValues(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	store := New(rdb)
+	next := &twitchoauth.StoredToken{AccessToken: "next", RefreshToken: "next-r"}
+	for _, tc := range []struct {
+		name, value string
+		prev        *twitchoauth.StoredToken
+		replaced    bool
+	}{
+		{"same pair", `{"token":"a","refresh":"r","user_id":"1"}`, &twitchoauth.StoredToken{AccessToken: "a", RefreshToken: "r"}, true},
+		{"no refresh key", `{"token":"a"}`, &twitchoauth.StoredToken{AccessToken: "a"}, true},
+		{"null refresh", `{"token":"a","refresh":null}`, &twitchoauth.StoredToken{AccessToken: "a"}, true},
+		{"refresh expected", `{"token":"a"}`, &twitchoauth.StoredToken{AccessToken: "a", RefreshToken: "r"}, false},
+		{"other access", `{"token":"b","refresh":"r"}`, &twitchoauth.StoredToken{AccessToken: "a", RefreshToken: "r"}, false},
+		{"garbage", "sekrit-garbage", &twitchoauth.StoredToken{AccessToken: "a"}, false},
+		{"array", `["a"]`, &twitchoauth.StoredToken{AccessToken: "a"}, false},
+		{"number token", `{"token":1}`, &twitchoauth.StoredToken{AccessToken: "1"}, false},
+		{"null", `null`, &twitchoauth.StoredToken{AccessToken: "a"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx := t.Context()
+			key := "saveif-" + strings.ReplaceAll(tc.name, " ", "-")
+			if err := rdb.Set(ctx, "twitchoauth:token:"+key, tc.value, 0).Err(); err != nil {
+				t.Fatal(err)
+			}
+			err := store.SaveIf(ctx, key, tc.prev, next)
+			got := rdb.Get(ctx, "twitchoauth:token:"+key).Val()
+			if tc.replaced {
+				if err != nil || !strings.Contains(got, `"next"`) {
+					t.Errorf("SaveIf = %v, key holds %s; want it replaced", err, got)
+				}
+				return
+			}
+			if !errors.Is(err, twitchoauth.ErrTokenChanged) || got != tc.value {
+				t.Errorf("SaveIf = %v, key holds %s; want ErrTokenChanged and the value left alone", err, got)
+			}
+			if err != nil && strings.Contains(err.Error(), "sekrit") {
+				t.Errorf("error quotes the stored value: %v", err)
+			}
+		})
+	}
+	if err := store.SaveIf(t.Context(), "missing", &twitchoauth.StoredToken{AccessToken: "a"}, next); !errors.Is(err, twitchoauth.ErrTokenChanged) {
+		t.Errorf("SaveIf over a missing key: %v, want ErrTokenChanged", err)
+	}
+	if n := rdb.Exists(t.Context(), "twitchoauth:token:missing").Val(); n != 0 {
+		t.Error("SaveIf over a missing key created it")
+	}
+}

@@ -31,6 +31,11 @@ func Run(t *testing.T, open Open) {
 	t.Run("ManyUsers", func(t *testing.T) { testManyUsers(t, open) })
 	t.Run("DeadHolder", func(t *testing.T) { testDeadHolder(t, open) })
 	t.Run("BindThroughStore", func(t *testing.T) { testBindThroughStore(t, open) })
+	t.Run("SaveIf", func(t *testing.T) { testSaveIf(t, open) })
+	t.Run("LeaseRenew", func(t *testing.T) { testLeaseRenew(t, open) })
+	t.Run("SlowRefreshRenewsLease", func(t *testing.T) { testSlowRefreshRenewsLease(t, open) })
+	t.Run("LateLockReply", func(t *testing.T) { testLateLockReply(t, open) })
+	t.Run("LapsedLeaseFenced", func(t *testing.T) { testLapsedLeaseFenced(t, open) })
 }
 
 // Twitch starts the fake identity server for the test and returns a confidential client of it.
@@ -44,15 +49,35 @@ func Twitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
 	return c, fake
 }
 
+// PublicTwitch starts the fake identity server for the test and returns a public client of it
+// (no secret): its refresh tokens are single-use, so a refresh token sent twice is refused.
+func PublicTwitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
+	t.Helper()
+	c, fake := Twitch(t)
+	c.ClientID, c.ClientSecret = faketwitch.PublicClientID, ""
+	return c, fake
+}
+
 // seed stores a token for user that Twitch has already expired, and returns it as the replicas
 // hold it.
 func seed(t *testing.T, store twitchoauth.TokenStore, fake *faketwitch.Server, user string) *oauth2.Token {
 	t.Helper()
-	access, refresh := fake.IssueToken(faketwitch.ClientID, user, []string{"chat:read"}, 0)
-	fake.ExpireAccessToken(access)
-	st := &twitchoauth.StoredToken{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute),
-		Scopes: []twitchoauth.Scope{twitchoauth.ScopeChatRead}, UserID: user, ClientID: faketwitch.ClientID}
-	if err := store.Save(t.Context(), user, st); err != nil {
+	return seedFor(t, store, fake, faketwitch.ClientID, user, user, true)
+}
+
+// seedFor stores under key a token of clientID for user, one Twitch has expired if expired is
+// set, and returns it as the replicas hold it.
+func seedFor(t *testing.T, store twitchoauth.TokenStore, fake *faketwitch.Server, clientID, user, key string, expired bool) *oauth2.Token {
+	t.Helper()
+	access, refresh := fake.IssueToken(clientID, user, []string{"chat:read"}, 0)
+	expiry := time.Now().Add(4 * time.Hour)
+	if expired {
+		fake.ExpireAccessToken(access)
+		expiry = time.Now().Add(-time.Minute)
+	}
+	st := &twitchoauth.StoredToken{AccessToken: access, RefreshToken: refresh, Expiry: expiry,
+		Scopes: []twitchoauth.Scope{twitchoauth.ScopeChatRead}, UserID: user, ClientID: clientID}
+	if err := store.Save(t.Context(), key, st); err != nil {
 		t.Fatal(err)
 	}
 	return st.Token()

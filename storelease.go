@@ -1,0 +1,306 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// A [TokenStore] may do more than its three methods: the optional interfaces below, which this
+// package finds by type assertion, make replicas sharing a login safer. [FileStore] implements
+// both; run the package's store test suite (internal/storetest) against a store that does.
+
+var (
+	// ErrTokenChanged: [ConditionalSaver.SaveIf] stored nothing, because the store no longer
+	// holds the pair the caller read (another replica stored a newer one, or it is gone).
+	ErrTokenChanged = errors.New("twitchoauth: stored token changed since it was read")
+	// ErrLeaseLost: the lease of a store's lock ended, or would have ended, before the work
+	// under it did; another holder may have the lock. Work still in flight is stopped.
+	ErrLeaseLost = errors.New("twitchoauth: lost the lease of the stored token's lock")
+)
+
+// LeaseLocker is a [TokenStore] whose locks can be renewed while they are held. The work under a
+// lock (a validation, a refresh and a save) may outlast the lease when Twitch answers slowly:
+// with a LeaseLocker, this package renews the lease every third of its ttl while the work goes
+// on, and stops the work only when a renewal fails. Without it, the work is stopped before the
+// lease ends.
+type LeaseLocker interface {
+	// LockLease takes key's lock as [TokenStore.Lock] does, and returns the lease.
+	LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error)
+}
+
+// Lease is a lock held through [LeaseLocker.LockLease].
+type Lease interface {
+	// Renew extends the lease to the ttl it was taken with, counted from no earlier than the
+	// call. When the lease has already ended (the lock may be another's since), it returns an
+	// error that Is ErrLeaseLost and extends nothing. Any other error (the store cannot be
+	// reached) leaves the lease as it was, and Renew may be called again.
+	Renew(ctx context.Context) error
+	// Unlock ends the lease as the unlock function of [TokenStore.Lock] does: it may be called
+	// after ctx is done and more than once, and after the lease has ended it leaves alone a lock
+	// another holder has taken since, and returns nil.
+	Unlock() error
+}
+
+// ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the
+// token the caller read: a fence, so that a replica whose lease ended while it refreshed (a
+// stalled process, a lock lost in a failover) never overwrites a newer pair with an older one.
+type ConditionalSaver interface {
+	// SaveIf stores next under key as Save does, but only if the token stored there still holds
+	// prev's access and refresh tokens, checked and replaced in one step. Otherwise, also when
+	// nothing (or no readable token) is stored under key, it stores nothing and returns an
+	// error that Is ErrTokenChanged.
+	SaveIf(ctx context.Context, key string, prev, next *StoredToken) error
+}
+
+// samePair reports whether a and b hold the same access and refresh tokens.
+func samePair(a, b *StoredToken) bool {
+	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
+// withStoreLock runs fn holding key's lock, with a context that ends before the lock's lease does,
+// so fn never works on under a lock another holder may have taken over. The lease is counted from
+// before the lock was asked for (and a renewal from before it was sent), since it may have begun
+// then: a late reply shortens the time fn gets, never lengthens it. When the store is a
+// [LeaseLocker], the lease is renewed while fn runs; fn's context ends, with ErrLeaseLost as its
+// cause, only when a renewal fails or comes too late. A failure to unlock does not fail what fn
+// did (the lease ends the lock anyway); it is logged through c's Logger.
+func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
+	if ttl <= 0 {
+		ttl = DefaultLockTTL
+	}
+	k, err := takeLease(ctx, c, store, key, ttl)
+	if err != nil {
+		return fmt.Errorf("twitchoauth: lock stored token: %w", err)
+	}
+	defer k.unlock(ctx, c)
+
+	fnCtx, cancel := context.WithCancelCause(context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl}))
+	defer cancel(nil)
+	keepCtx, stopKeeping := context.WithCancel(fnCtx)
+	kept := make(chan struct{})
+	go func() {
+		defer close(kept)
+		k.keep(keepCtx, cancel)
+	}()
+	err = fn(fnCtx)
+	stopKeeping()
+	<-kept
+	if err != nil && k.lost != nil && ctx.Err() == nil && !errors.Is(err, ErrLeaseLost) {
+		err = fmt.Errorf("%w (%w)", k.lost, err)
+	}
+	return err
+}
+
+// maxLateLocks is how many times a lock granted late is given up and asked for again when the
+// store cannot renew it.
+const maxLateLocks = 3
+
+// takeLease takes key's lock, making sure its lease leaves time for work. A lock granted a third
+// of the ttl or more after it was asked for (its holder waited for another's, or the reply was
+// slow) may have little of its lease left: it is renewed at once when the store can (a renewal
+// that succeeds shows the lock was held throughout, however late it comes), and otherwise given up
+// and asked for again, a few times. A lease that would end before work could start is an error.
+func takeLease(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration) (*leaseKeeper, error) {
+	for attempt := 1; ; attempt++ {
+		k := &leaseKeeper{ttl: ttl}
+		sent := time.Now()
+		var err error
+		if ll, ok := store.(LeaseLocker); ok {
+			k.renewable = true
+			k.lease, err = ll.LockLease(ctx, key, ttl)
+		} else {
+			var unlock func() error
+			unlock, err = store.Lock(ctx, key, ttl)
+			k.lease = unlockOnly(unlock)
+		}
+		if err != nil {
+			return nil, err
+		}
+		k.extended(sent)
+		switch {
+		case time.Now().Before(k.renewAt):
+		case k.renewable:
+			rctx, cancel := context.WithTimeout(ctx, ttl)
+			sent := time.Now()
+			err := k.lease.Renew(rctx)
+			cancel()
+			if err != nil {
+				k.unlock(ctx, c)
+				return nil, leaseLost("renew a lock granted late", err)
+			}
+			k.extended(sent)
+		case attempt < maxLateLocks:
+			k.unlock(ctx, c)
+			continue
+		}
+		if !time.Now().Before(k.deadline()) {
+			k.unlock(ctx, c)
+			return nil, fmt.Errorf("%w: the lock was granted too late to be used", ErrLeaseLost)
+		}
+		return k, nil
+	}
+}
+
+// leaseKeeper keeps track of a held lease, and renews it when it can.
+type leaseKeeper struct {
+	lease     Lease
+	renewable bool
+	ttl       time.Duration
+	expires   time.Time // the latest the lease is sure to last until
+	renewAt   time.Time // when to renew it next
+	lost      error     // why fn's context was ended; written by keep only
+}
+
+// extended records that the lease was taken or renewed by a request sent at sent.
+func (k *leaseKeeper) extended(sent time.Time) {
+	k.expires = sent.Add(k.ttl)
+	k.renewAt = sent.Add(k.ttl / 3)
+}
+
+// deadline is when the work under the lease must have stopped: a tenth of the ttl before the
+// lease may end, a margin for clocks and for the last request to come back.
+func (k *leaseKeeper) deadline() time.Time { return k.expires.Add(-k.ttl / 10) }
+
+// renew renews the lease, giving up at the deadline.
+func (k *leaseKeeper) renew(ctx context.Context) error {
+	ctx, cancel := context.WithDeadline(ctx, k.deadline())
+	defer cancel()
+	sent := time.Now()
+	if err := k.lease.Renew(ctx); err != nil {
+		return err
+	}
+	k.extended(sent)
+	return nil
+}
+
+// unlock releases the lock, logging a failure through c's Logger.
+func (k *leaseKeeper) unlock(ctx context.Context, c *Client) {
+	if err := k.lease.Unlock(); err != nil && c.Logger != nil {
+		c.Logger.LogAttrs(ctx, slog.LevelWarn, "twitchoauth: unlock stored token failed; its lease will end it",
+			slog.String("error", err.Error()))
+	}
+}
+
+// keep renews the lease until ctx ends, and ends fn's context through cancel, recording why in
+// k.lost, when the lease cannot be renewed before its deadline (or cannot be renewed at all).
+func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) {
+	for {
+		next := k.deadline()
+		if k.renewable && k.renewAt.Before(next) {
+			next = k.renewAt
+		}
+		t := time.NewTimer(time.Until(next))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		if !k.renewable {
+			k.lost = fmt.Errorf("%w: the store cannot renew it, and the work under it took too long", ErrLeaseLost)
+			cancel(k.lost)
+			return
+		}
+		if time.Now().Before(k.deadline()) {
+			err := k.renew(ctx)
+			if err == nil {
+				continue
+			}
+			if ctx.Err() != nil {
+				return // the work is done
+			}
+			if !errors.Is(err, ErrLeaseLost) && time.Now().Before(k.deadline()) {
+				k.renewAt = time.Now().Add(k.ttl / 20) // a passing failure: try again soon
+				continue
+			}
+			k.lost = leaseLost("renew", err)
+		} else {
+			k.lost = fmt.Errorf("%w: it was not renewed in time", ErrLeaseLost)
+		}
+		cancel(k.lost)
+		return
+	}
+}
+
+// leaseLost returns ErrLeaseLost for a renewal that failed with err.
+func leaseLost(what string, err error) error {
+	if errors.Is(err, ErrLeaseLost) {
+		return err
+	}
+	return fmt.Errorf("%w: %s: %w", ErrLeaseLost, what, err)
+}
+
+// unlockOnly is the Lease of a store that cannot renew its locks.
+type unlockOnly func() error
+
+func (u unlockOnly) Renew(context.Context) error { return errors.ErrUnsupported }
+func (u unlockOnly) Unlock() error               { return u() }
+
+// unleasedKey is the context key of what withStoreLock was called with.
+type unleasedKey struct{}
+
+type unleasedCtx struct {
+	ctx context.Context
+	ttl time.Duration
+}
+
+// unleased returns a context for a fenced save (SaveIf) of the work under a lock: it ends with the
+// context withStoreLock was given, or after a lease's ttl, but not with the lease. The fence makes
+// the save safe after the lease ended, and a pair Twitch has just issued must not be lost because
+// its lease ran out as the answer came back.
+func unleased(ctx context.Context) (context.Context, context.CancelFunc) {
+	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok {
+		return context.WithTimeout(u.ctx, u.ttl)
+	}
+	return context.WithCancel(ctx)
+}
+
+// saveIf stores next under key if the store still holds prev's pair: through the store's SaveIf
+// when it has one (then even after the lease ended), else by a Load, a comparison and a Save
+// under the lock, which fence off only a holder that finds its lease lost before it saves.
+func saveIf(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) error {
+	if cs, ok := store.(ConditionalSaver); ok {
+		ctx, cancel := unleased(ctx)
+		defer cancel()
+		return cs.SaveIf(ctx, key, prev, next)
+	}
+	cur, err := store.Load(ctx, key)
+	switch {
+	case errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt):
+		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
+	case err != nil:
+		return err
+	case !samePair(cur, prev):
+		return fmt.Errorf("%w: the store holds another pair", ErrTokenChanged)
+	}
+	return store.Save(ctx, key, next)
+}
+
+// saveRefreshed stores next, the pair a refresh of prev has just given, unless the store no
+// longer holds prev (another replica stored a pair after this one read prev: this one's lease
+// ended meanwhile). Then it adopts the stored token when that is fresh, so that the replicas
+// hold the same one; and otherwise stores next in place of it, if the store still holds what it
+// found. It returns the token to use: the one it adopted, else next, also when next could not be
+// stored (Twitch has issued it, and the old pair may be dead).
+func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) (*StoredToken, error) {
+	err := saveIf(ctx, store, key, prev, next)
+	if !errors.Is(err, ErrTokenChanged) {
+		return next, err
+	}
+	lctx, cancel := ctx, context.CancelFunc(func() {})
+	if _, ok := store.(ConditionalSaver); ok {
+		lctx, cancel = unleased(ctx)
+	}
+	defer cancel()
+	cur, lerr := store.Load(lctx, key)
+	if lerr != nil {
+		return next, err // gone, say: this replica keeps its new pair, and does not bring it back
+	}
+	if fresh(cur.Token()) {
+		return cur, nil
+	}
+	return next, saveIf(ctx, store, key, cur, next)
+}
