@@ -81,7 +81,7 @@ func (st StoredToken) withToken(tok *oauth2.Token) *StoredToken {
 // withValidation returns a copy of st completed with what Twitch's validation said.
 func (st StoredToken) withValidation(v *Validation) *StoredToken {
 	st.Scopes, st.UserID, st.Login, st.ClientID = v.Scopes, v.UserID, v.Login, v.ClientID
-	if v.ExpiresIn > 0 {
+	if v.ExpiresIn != 0 { // negative: already expired
 		st.Expiry = time.Now().Add(v.ExpiresIn)
 	}
 	return &st
