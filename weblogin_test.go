@@ -539,10 +539,10 @@ func TestWebLoginNotSetUp(t *testing.T) {
 	}
 }
 
-// TestWebLoginChromium runs "Sign in with Twitch" in a real browser: headless Chromium opens the
-// app's login link on localhost, follows the fake Twitch's redirects (on 127.0.0.1, another site,
-// so the SameSite=Lax cookie must survive a cross-site redirect back), and renders the page
-// OnLogin writes, whose script proves it ran.
+// TestWebLoginChromium runs "Sign in with Twitch" in a real browser: headless Chromium follows a
+// link on another site to the app's login on localhost, follows the fake Twitch's redirects (on
+// 127.0.0.1, another site, so the SameSite=Lax cookie must survive a cross-site navigation back),
+// and renders the page OnLogin writes, whose script proves it ran.
 func TestWebLoginChromium(t *testing.T) {
 	bin := chromium()
 	if bin == "" {
@@ -566,6 +566,13 @@ func TestWebLoginChromium(t *testing.T) {
 	}
 	mux.Handle("GET /auth/twitch", wl.LoginHandler())
 	mux.Handle("GET /auth/twitch/callback", wl.CallbackHandler())
+	// The user starts on another site (127.0.0.1) that links to the app, as Twitch's consent page
+	// does when the user approves: a navigation another site starts, which a SameSite=Strict
+	// cookie would not survive.
+	start := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, `<!doctype html><html><body><script>location.href = "`+appURL+`/auth/twitch?return_to=/home";</script></body></html>`)
+	}))
+	t.Cleanup(start.Close)
 
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
@@ -573,7 +580,7 @@ func TestWebLoginChromium(t *testing.T) {
 	cmd := exec.CommandContext(ctx, bin,
 		"--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--dump-dom", appURL+"/auth/twitch?return_to=/home")
+		"--user-data-dir="+t.TempDir(), "--dump-dom", start.URL)
 	cmd.Stdout, cmd.Stderr = &dom, &stderr
 	cmd.WaitDelay = 5 * time.Second
 	if err := cmd.Run(); err != nil {
