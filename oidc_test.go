@@ -80,7 +80,7 @@ func TestVerifyIDToken(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := tc.c.VerifyIDToken(t.Context(), tc.token, tc.nonce)
 			if !errors.Is(err, ErrInvalidIDToken) || !strings.Contains(err.Error(), tc.want) {
-				t.Errorf("err = %v, want ErrInvalidIDToken saying %q", err, tc.want)
+				t.Fatalf("err = %v, want ErrInvalidIDToken saying %q", err, tc.want)
 			}
 			if tc.token != "" && strings.Contains(err.Error(), tc.token) {
 				t.Errorf("error holds the token: %v", err)
