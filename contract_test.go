@@ -140,4 +140,10 @@ var _ = func() {
 	var _ int = t.MinCookieKeyLen
 	_ = t.ReturnToParam
 	var _ []string = t.DefaultClaims
+	srv := &tt.Server{}
+	var _ func(tt.IDTokenFault) = srv.FailIDToken
+	var _ func() = srv.RotateKey
+	_ = []tt.IDTokenFault{tt.IDTokenWrongKey, tt.IDTokenUnknownKey, tt.IDTokenExpired, tt.IDTokenFutureIssued,
+		tt.IDTokenWrongAudience, tt.IDTokenWrongIssuer, tt.IDTokenNoNonce, tt.IDTokenWrongNonce, tt.IDTokenWrongSubject,
+		tt.IDTokenAlgNone, tt.IDTokenHS256, tt.IDTokenMissing}
 }
