@@ -599,3 +599,44 @@ func TestWebLoginChromium(t *testing.T) {
 		t.Errorf("chromium rendered:\n%s\nstderr:\n%s", dom.String(), stderr.String())
 	}
 }
+
+// FuzzLoginCookie: whatever a browser sends as the login cookie, open does not panic, and what
+// it accepts is what seal made.
+func FuzzLoginCookie(f *testing.F) {
+	wl := NewWebLogin(NewClient("id", "secret"), nil, "https://a.example/cb", testCookieKey)
+	now := time.Unix(1_800_000_000, 0) // fixed, so that the cookies in the corpus stay valid
+	want := loginCookie{State: "s", Nonce: "n", ReturnTo: "/x", Issued: now.Unix()}
+	good := wl.seal(want)
+	for _, s := range []string{good, "", ".", "a.b.c", good + "x", strings.Replace(good, ".", "..", 1)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		lc, err := wl.open(v, now)
+		if err == nil && lc != want {
+			t.Errorf("open(%q) accepted %+v", v, lc)
+		}
+		if err != nil && !errors.Is(err, ErrInvalidState) {
+			t.Errorf("open(%q): %v, want ErrInvalidState", v, err)
+		}
+	})
+}
+
+// FuzzReturnPath: a return path that is accepted stays on the app's site, also as a browser
+// reads it (dropping tabs and newlines, taking backslashes for slashes).
+func FuzzReturnPath(f *testing.F) {
+	for _, s := range []string{"/", "/a?b=c", "//evil.example", "/\\evil", "https://evil.example", "/\t/x", "/%2F%2Fx"} {
+		f.Add(s)
+	}
+	base, _ := url.Parse("https://app.example/auth/twitch")
+	f.Fuzz(func(t *testing.T, p string) {
+		got, err := returnPath(p)
+		if err != nil {
+			return
+		}
+		browser := strings.NewReplacer("\t", "", "\n", "", "\r", "", "\\", "/").Replace(strings.TrimSpace(got))
+		u, err := base.Parse(browser)
+		if err != nil || u.Host != "app.example" || u.Scheme != "https" {
+			t.Errorf("returnPath(%q) = %q, which a browser takes to %v", p, got, u)
+		}
+	})
+}
