@@ -123,3 +123,27 @@ var _ = func() {
 	_ = tt.Request{Endpoint: "", Method: "", Query: url.Values{}, Form: url.Values{}, Authorization: ""}
 	var _ func(http.Handler, ...t.Scope) http.Handler = s.RequireToken
 }
+
+// The web login ("Sign in with Twitch"), pinned the same way.
+var _ = func() {
+	wl := &t.WebLogin{Scopes: []t.Scope{}, RedirectURL: "", OpenID: false, Claims: []string{}, ForceVerify: false,
+		OnLogin: func(w http.ResponseWriter, r *http.Request, res *t.WebLoginResult) {},
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {}}
+	var _ func(*t.Client, []t.Scope, string, []byte) *t.WebLogin = t.NewWebLogin
+	var _ func() http.Handler = wl.LoginHandler
+	var _ func() http.Handler = wl.CallbackHandler
+	_ = t.WebLoginResult{Token: (*oauth2.Token)(nil), Validation: (*t.Validation)(nil), Claims: (*t.IDTokenClaims)(nil), ReturnTo: ""}
+	var _ func(context.Context, string, string) (*t.IDTokenClaims, error) = (&t.Client{}).VerifyIDToken
+	_ = t.IDTokenClaims{Subject: "", PreferredUsername: "", Email: "", EmailVerified: false, Picture: "", Issuer: "",
+		Audience: []string{}, IssuedAt: time.Time{}, Expiry: time.Time{}, Nonce: "", Raw: map[string]any{}}
+	_ = []error{t.ErrInvalidState, t.ErrInvalidIDToken}
+	var _ int = t.MinCookieKeyLen
+	_ = t.ReturnToParam
+	var _ []string = t.DefaultClaims
+	srv := &tt.Server{}
+	var _ func(tt.IDTokenFault) = srv.FailIDToken
+	var _ func() = srv.RotateKey
+	_ = []tt.IDTokenFault{tt.IDTokenWrongKey, tt.IDTokenUnknownKey, tt.IDTokenExpired, tt.IDTokenFutureIssued,
+		tt.IDTokenWrongAudience, tt.IDTokenWrongIssuer, tt.IDTokenNoNonce, tt.IDTokenWrongNonce, tt.IDTokenWrongSubject,
+		tt.IDTokenAlgNone, tt.IDTokenHS256, tt.IDTokenMissing}
+}

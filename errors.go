@@ -41,7 +41,8 @@ var (
 // including a success status whose body lacks what it must carry. Its text never holds a token, code
 // or secret.
 type APIError struct {
-	// Endpoint is "token", "validate", "revoke", "device", "userinfo" or "authorize".
+	// Endpoint is "token", "validate", "revoke", "device", "userinfo", "keys" (the OIDC key set) or
+	// "authorize".
 	Endpoint string
 	// StatusCode is the HTTP status; 0 for an error the authorize redirect carried.
 	StatusCode int

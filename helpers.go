@@ -203,7 +203,12 @@ func decodeToken(endpoint string, body []byte) (*oauth2.Token, error) {
 	if t.ExpiresIn != 0 {
 		tok.Expiry = time.Now().Add(time.Duration(t.ExpiresIn) * time.Second)
 	}
-	return withScopes(tok, toScopes(t.Scope)), nil
+	tok = withScopes(tok, toScopes(t.Scope))
+	if t.IDToken != "" {
+		// Where golang.org/x/oauth2 keeps it too: tok.Extra("id_token").
+		tok = tok.WithExtra(map[string]any{"scope": tok.Extra("scope"), "id_token": t.IDToken})
+	}
+	return tok, nil
 }
 
 // hasControl reports whether s holds a control character (CR and LF among them).

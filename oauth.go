@@ -5,6 +5,8 @@
 //     page in the browser, the code exchanged for a token. Headless programs take [UserAuthenticator.AuthURL]
 //     and [WithUserToken] instead.
 //   - [CodeFlow] runs the device code grant for machines without a browser.
+//   - [WebLogin] is "Connect with Twitch" (and, with OpenID, "Sign in with Twitch") for a web app: two
+//     handlers to mount on its own server, with the state in a signed cookie and the id_token verified.
 //   - [UserAuthenticationStorageHelper] keeps the token in a JSON file, validates and refreshes it at
 //     start, and logs in again only when it must; it hands back a [UserTokenSource], an
 //     [oauth2.TokenSource] that keeps the token fresh while the program runs.

@@ -12,7 +12,7 @@ import (
 )
 
 // endpoints are the endpoints the Server serves, as Fail and Requests name them.
-var endpoints = []string{"authorize", "token", "device", "validate", "revoke", "userinfo"}
+var endpoints = []string{"authorize", "token", "device", "validate", "revoke", "userinfo", "keys"}
 
 // checkEndpoint panics unless endpoint is one of endpoints.
 func checkEndpoint(method, endpoint string) {
@@ -22,7 +22,7 @@ func checkEndpoint(method, endpoint string) {
 }
 
 // Fail makes the next n requests to endpoint ("authorize", "token", "device", "validate",
-// "revoke" or "userinfo") fail with this HTTP status, 400 to 599, and a Twitch error body,
+// "revoke", "userinfo" or "keys", the OIDC key set) fail with this HTTP status, 400 to 599, and a Twitch error body,
 // {"error":"Bad Gateway","message":"Bad Gateway","status":502} for 502: an outage (5xx), a rate
 // limit (429), an answer the code under test does not expect. n <= 0 fails every request until
 // [Server.ClearFaults]. Faults queued for one endpoint apply in turn. The requests are recorded.

@@ -7,7 +7,11 @@
 // are single use, a public client's refresh token works once, the device flow answers
 // authorization_pending until the user acts, and /validate answers 401 for a token that expired
 // or was revoked. It serves authorize, token, device, validate, revoke and userinfo, and twitch-cli's
-// mock login (see [twitchoauth.UserAuthenticator.MockAuthenticate]).
+// mock login (see [twitchoauth.UserAuthenticator.MockAuthenticate]). Its OIDC side, for
+// [twitchoauth.WebLogin] with OpenID and [twitchoauth.Client.VerifyIDToken]: a login whose scope
+// holds openid gets an id_token signed RS256, with the nonce and the claims the authorize URL asked
+// for, under the issuer URL without its trailing "/"; keys serves the key set, and
+// .well-known/openid-configuration a discovery document.
 //
 // A test starts a [Server], points the code under test at it with [Server.Client], and plays the
 // user and Twitch with the Server's methods:
@@ -26,7 +30,8 @@
 // devices), [Server.DenyAuthorize], [Server.OpenBrowser] (a browser for
 // [twitchoauth.UserAuthenticator]), [Server.ApproveDevice] and [Server.DenyDevice] (for
 // [twitchoauth.CodeFlow]). Tokens: [Server.IssueUserToken], [Server.Expire], [Server.ExpireAll],
-// [Server.Revoke], [Server.Advance]. Faults: [Server.Fail], [Server.Delay], [Server.Hang]. What the
+// [Server.Revoke], [Server.Advance]. Faults: [Server.Fail], [Server.Delay], [Server.Hang],
+// [Server.FailIDToken], and [Server.RotateKey] for a key rotation. What the
 // code under test sent: [Server.Requests]. Twitch's API: [Server.RequireToken].
 //
 // Misuse that can only be a bug in the test, such as an unknown endpoint or user, or a token the

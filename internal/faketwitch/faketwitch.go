@@ -8,6 +8,14 @@
 // without scopes. It serves authorize, token, device, validate, revoke and
 // userinfo, both under /oauth2/ and at the root.
 //
+// Its OIDC side: a code exchange whose scope holds openid answers an
+// id_token, signed RS256 with an RSA key of the server's (see RotateKey),
+// carrying the nonce /authorize was given and the claims its claims
+// parameter asked for; keys serves the key set and
+// .well-known/openid-configuration a discovery document like Twitch's. The
+// issuer is the base URL without its trailing "/". FailIDToken makes an
+// id_token faulty.
+//
 // A Server can be used in memory through ServeHTTP, or over loopback TCP
 // after Start. Every request is recorded, and faults can be injected per
 // endpoint with Fail.
@@ -94,6 +102,9 @@ type Server struct {
 	issued    map[string]uint64 // every access and refresh token ever issued, to its grant id
 	faults    map[string][]*Fault
 	reqs      []Request
+	keys      []signingKey // the key set of /keys; the last one signs id_tokens
+	nextKey   int          // the index in keyPool of the next key to add
+	idFault   IDTokenFault // what is wrong with the next id_token
 
 	srv   *httptest.Server
 	base  string
@@ -129,6 +140,8 @@ type authCode struct {
 	grant
 	redirect string
 	expires  time.Time
+	nonce    string   // the OIDC nonce /authorize was given
+	claims   []string // the id_token claims /authorize asked for
 }
 
 type deviceState int

@@ -66,6 +66,10 @@ func (s *Server) route(endpoint string, r *http.Request) reply {
 		methods, h = []string{http.MethodPost}, s.revoke
 	case "userinfo":
 		methods, h = []string{http.MethodGet, http.MethodPost}, s.userinfo
+	case "keys":
+		methods, h = []string{http.MethodGet}, s.keysReply
+	case ".well-known/openid-configuration":
+		methods, h = []string{http.MethodGet}, s.discovery
 	default:
 		return errorReply(http.StatusNotFound, "Not Found", false)
 	}
@@ -125,6 +129,8 @@ func (s *Server) authorize(r *http.Request) reply {
 		grant:    grant{clientID: c.id, userID: s.authUser, scopes: scopes},
 		redirect: redirectURI,
 		expires:  s.now().Add(codeTTL),
+		nonce:    q.Get("nonce"),
+		claims:   idTokenClaims(q.Get("claims")),
 	}
 	params.Set("code", code)
 	params.Set("scope", strings.Join(scopes, " "))
@@ -199,7 +205,7 @@ func (s *Server) token(r *http.Request) reply {
 	case "":
 		return badRequest("missing grant type")
 	case "authorization_code":
-		return s.exchangeCode(p)
+		return s.exchangeCode(p, s.issuer(r))
 	case "refresh_token":
 		return s.refreshToken(p)
 	case "client_credentials":
@@ -237,7 +243,7 @@ func (s *Server) userToken(g grant) reply {
 	return reply{status: http.StatusOK, body: body}
 }
 
-func (s *Server) exchangeCode(p url.Values) reply {
+func (s *Server) exchangeCode(p url.Values, iss string) reply {
 	c, rep := s.checkClient(p.Get("client_id"), p.Get("client_secret"), secretConfidential)
 	if c == nil {
 		return rep
@@ -253,7 +259,13 @@ func (s *Server) exchangeCode(p url.Values) reply {
 	if p.Get("redirect_uri") != code.redirect {
 		return badRequest("Parameter redirect_uri does not match registered URI")
 	}
-	return s.userToken(code.grant)
+	rep = s.userToken(code.grant)
+	if slices.Contains(code.scopes, "openid") {
+		if tok, ok := s.signIDToken(code, iss); ok {
+			rep.body.(map[string]any)["id_token"] = tok
+		}
+	}
+	return rep
 }
 
 func (s *Server) refreshToken(p url.Values) reply {

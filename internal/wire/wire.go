@@ -54,6 +54,7 @@ type Token struct {
 	ExpiresIn    int64 // 0 when absent; negative when the token is already expired
 	Scope        []string
 	TokenType    string
+	IDToken      string // the OIDC id_token, when the scope held openid; "" otherwise
 }
 
 // ParseToken reads a token answer. It fails when the body is not a JSON object or lacks access_token.
@@ -66,6 +67,7 @@ func ParseToken(body []byte) (Token, error) {
 		ExpiresIn    json.RawMessage `json:"expires_in"`
 		Scope        json.RawMessage `json:"scope"`
 		TokenType    string          `json:"token_type"`
+		IDToken      string          `json:"id_token"`
 	}
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return Token{}, ErrNotJSON
@@ -79,6 +81,7 @@ func ParseToken(body []byte) (Token, error) {
 		ExpiresIn:    signedSeconds(raw.ExpiresIn),
 		Scope:        scopeList(raw.Scope),
 		TokenType:    raw.TokenType,
+		IDToken:      raw.IDToken,
 	}, nil
 }
 

@@ -1,0 +1,491 @@
+package twitchoauth
+
+import (
+	"cmp"
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+	"unicode"
+
+	"golang.org/x/oauth2"
+)
+
+const (
+	// MinCookieKeyLen is the shortest cookieKey [NewWebLogin] accepts: 32 bytes, the size of an
+	// HMAC-SHA256 key that is as strong as the MAC.
+	MinCookieKeyLen = 32
+	// ReturnToParam is the query parameter of [WebLogin.LoginHandler] that names where the browser
+	// goes after the login: a path on the same site, such as "/dashboard".
+	ReturnToParam = "return_to"
+
+	// webLoginTTL is how long a started login stays valid: the cookie's life.
+	webLoginTTL = 10 * time.Minute
+	// webLoginSkew is how far in the future a cookie's issue time may lie (replicas' clocks differ).
+	webLoginSkew = time.Minute
+	// webLoginTimeout bounds the callback's requests to Twitch: exchange, validate, key set.
+	webLoginTimeout = time.Minute
+	// maxReturnPath bounds a return path, which rides in the cookie.
+	maxReturnPath = 1024
+	// maxCookieValue bounds the cookie value read back.
+	maxCookieValue = 4096
+	// cookieBaseName is the login cookie's name; over https it gets the __Secure- prefix.
+	cookieBaseName = "twitchoauth_login"
+	// cookieMACLabel separates this MAC from any other made with the same key.
+	cookieMACLabel = "twitchoauth web login v1"
+)
+
+// ErrInvalidState: a callback that does not belong to a login this browser started in the last 10
+// minutes and has not finished: no login cookie (a forged link: login CSRF), a cookie that was
+// tampered with, made with another key or expired, or a state that is not the cookie's (another
+// browser's login).
+var ErrInvalidState = errors.New("twitchoauth: the callback does not belong to a login started in this browser")
+
+// DefaultClaims are the id_token claims [NewWebLogin] asks for with OpenID. Twitch sends email and
+// email_verified only when the scopes hold [ScopeUserReadEmail].
+var DefaultClaims = []string{"preferred_username", "email", "email_verified", "picture"}
+
+// WebLogin is "Connect with Twitch" for a web app: two [http.Handler]s to mount on the app's own
+// server, for bot dashboards and sites where many users log in, where [UserAuthenticator]'s
+// server on localhost does not fit. Create one with [NewWebLogin].
+//
+//  1. [WebLogin.LoginHandler] sends the browser to Twitch's consent page with a fresh state (and,
+//     with OpenID, a nonce), which it keeps in a cookie: signed with HMAC-SHA256, HttpOnly,
+//     SameSite=Lax, Secure when RedirectURL is https, sent only to RedirectURL's path, valid for
+//     10 minutes. No state is kept on the server, so replicas behind a load balancer need only
+//     share the cookie key.
+//  2. Twitch sends the browser back to RedirectURL, where [WebLogin.CallbackHandler] checks the
+//     cookie (signature, age, state in constant time) and clears it, whatever comes next; trades
+//     the code for a token (form body), validates it, and with OpenID verifies the id_token (see
+//     [Client.VerifyIDToken]) and its nonce; then hands the result to OnLogin.
+//
+// A callback that fails answers with a page saying what went wrong (or goes to OnError), and
+// nothing reaches OnLogin; a token got for a login that is then refused is revoked.
+//
+// The cookie makes a login usable once as far as the browser is concerned: the callback clears
+// it. Being stateless, the server cannot tell a replay of a callback by a browser that still holds
+// the cookie (the answer that cleared it was lost, or the cookie was copied) within its 10 minutes;
+// Twitch's codes are single use, so such a replay fails at the code exchange.
+//
+// Set the fields before serving and do not change them while the handlers run. The handlers are
+// safe for concurrent use.
+type WebLogin struct {
+	// Scopes are the scopes the token is asked for; with OpenID, "openid" is added. A token that
+	// comes back without one of them is refused with a [*MissingScopeError].
+	Scopes []Scope
+	// RedirectURL is the callback's absolute URL, registered in the Twitch developer console,
+	// where CallbackHandler is mounted. Set by NewWebLogin.
+	RedirectURL string
+	// OpenID makes the login "Sign in with Twitch" (OIDC): the scope openid, a nonce and the claims
+	// parameter are sent, and the id_token Twitch returns is verified; its claims are in
+	// [WebLoginResult].Claims.
+	OpenID bool
+	// Claims are the id_token claims asked for with OpenID. Defaults to DefaultClaims.
+	Claims []string
+	// ForceVerify makes Twitch show the consent page even when the user already authorized the app.
+	ForceVerify bool
+	// OnLogin is called with the result of each successful login and answers the browser, e.g. by
+	// starting the app's session and redirecting to the result's ReturnTo. It is required: without
+	// it both handlers answer 500 and log why, once, through [Client.Logger].
+	OnLogin func(w http.ResponseWriter, r *http.Request, res *WebLoginResult)
+	// OnError, if set, is called instead of the default error page when a callback fails, with an
+	// error that Is [ErrInvalidState] (the cookie or state), Is [ErrAccessDenied] (the user
+	// declined), is an [*APIError] (another error of the redirect, or of a request to Twitch), Is
+	// [ErrMissingScope], or Is [ErrInvalidIDToken].
+	OnError func(w http.ResponseWriter, r *http.Request, err error)
+
+	client *Client
+	key    []byte
+
+	misconfigured sync.Once // logs a configuration error once
+}
+
+// WebLoginResult is what a successful web login hands to [WebLogin.OnLogin].
+type WebLoginResult struct {
+	// Token is the user's token, with Expiry and its scopes readable with [TokenScopes]; with
+	// OpenID, Token.Extra("id_token") is the raw id_token.
+	Token *oauth2.Token
+	// Validation is what /validate said of Token: whose it is and what it grants.
+	Validation *Validation
+	// Claims are the verified id_token's claims with OpenID; nil without.
+	Claims *IDTokenClaims
+	// ReturnTo is the path given to LoginHandler's return_to parameter, checked to be a path on
+	// this site, so safe to redirect to; "" when none was given.
+	ReturnTo string
+}
+
+// NewWebLogin returns a WebLogin for c's app asking for scopes, with its callback at redirectURL
+// (an absolute http or https URL, registered with Twitch) and its cookies signed with cookieKey.
+// cookieKey must be at least MinCookieKeyLen (32) random bytes, the same on every replica, and
+// secret; the WebLogin keeps a copy.
+//
+// It panics, as [regexp.MustCompile] does, when c is nil, cookieKey is shorter than 32 bytes or
+// redirectURL is not such a URL: these are mistakes in the program, and a login that cannot be
+// secure must not start. Set OnLogin before serving.
+func NewWebLogin(c *Client, scopes []Scope, redirectURL string, cookieKey []byte) *WebLogin {
+	if c == nil {
+		panic("twitchoauth: NewWebLogin: nil Client")
+	}
+	if len(cookieKey) < MinCookieKeyLen {
+		panic(fmt.Sprintf("twitchoauth: NewWebLogin: cookieKey is %d bytes; it must be at least %d random bytes",
+			len(cookieKey), MinCookieKeyLen))
+	}
+	if _, err := parseRedirectURL(redirectURL); err != nil {
+		panic("twitchoauth: NewWebLogin: " + err.Error())
+	}
+	return &WebLogin{
+		Scopes:      scopes,
+		RedirectURL: redirectURL,
+		Claims:      slices.Clone(DefaultClaims),
+		client:      c,
+		key:         slices.Clone(cookieKey),
+	}
+}
+
+// parseRedirectURL checks that s is an absolute http or https URL without a fragment.
+func parseRedirectURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, errors.New("redirect URL does not parse")
+	}
+	if (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.Fragment != "" || u.User != nil {
+		return nil, fmt.Errorf("redirect URL %q is not an absolute http or https URL without a fragment", s)
+	}
+	return u, nil
+}
+
+// LoginHandler returns the handler that starts a login: mount it where the app's "Connect with
+// Twitch" link points, for GET. It sets the login cookie and redirects (302) to Twitch's consent
+// page. An optional return_to query parameter names where the browser should go afterwards; it
+// must be a path on this site ("/dashboard?tab=bot"): anything else, such as
+// "https://evil.example" or "//evil.example", is answered 400 and no login starts.
+//
+// Starting a login replaces one the browser had under way: the earlier one's callback then fails.
+func (wl *WebLogin) LoginHandler() http.Handler { return http.HandlerFunc(wl.serveLogin) }
+
+// CallbackHandler returns the handler of the redirect URL: mount it at RedirectURL's path, for
+// GET. See [WebLogin] for what it checks.
+func (wl *WebLogin) CallbackHandler() http.Handler { return http.HandlerFunc(wl.serveCallback) }
+
+// errNoOnLogin is the configuration error of a WebLogin without OnLogin.
+var errNoOnLogin = errors.New("twitchoauth: WebLogin.OnLogin is nil: set it to receive the logins")
+
+// check returns what keeps the WebLogin from working, and the redirect URL.
+func (wl *WebLogin) check() (*url.URL, error) {
+	switch {
+	case wl.client == nil:
+		return nil, errors.New("twitchoauth: WebLogin has no Client: create it with NewWebLogin")
+	case len(wl.key) < MinCookieKeyLen:
+		return nil, errors.New("twitchoauth: WebLogin has no cookie key: create it with NewWebLogin")
+	case wl.OnLogin == nil:
+		// A later registry of users may stand in for OnLogin here.
+		return nil, errNoOnLogin
+	}
+	u, err := parseRedirectURL(wl.RedirectURL)
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: WebLogin: %w", err)
+	}
+	return u, nil
+}
+
+// misconfiguration answers 500 for a WebLogin that cannot work, and logs why, once.
+func (wl *WebLogin) misconfiguration(w http.ResponseWriter, r *http.Request, err error) {
+	wl.misconfigured.Do(func() {
+		if wl.client != nil && wl.client.Logger != nil {
+			wl.client.Logger.LogAttrs(r.Context(), slog.LevelError, "twitchoauth: web login is not set up",
+				slog.String("error", err.Error()))
+		}
+	})
+	writeMessage(w, http.StatusInternalServerError, "Login is not set up",
+		"The app's Twitch login is not configured correctly, so it cannot log you in. Its log says why.")
+}
+
+// loginCookie is what the login cookie holds, under its MAC.
+type loginCookie struct {
+	State    string `json:"s"`
+	Nonce    string `json:"n,omitempty"`
+	ReturnTo string `json:"r,omitempty"`
+	Issued   int64  `json:"t"` // Unix seconds
+}
+
+// cookieName returns the login cookie's name: with the __Secure- prefix over https, so that a
+// browser accepts it only with Secure.
+func cookieName(redirect *url.URL) string {
+	if redirect.Scheme == "https" {
+		return "__Secure-" + cookieBaseName
+	}
+	return cookieBaseName
+}
+
+// loginCookieFor returns the login cookie for redirect, with value and maxAge.
+func loginCookieFor(redirect *url.URL, value string, maxAge int) *http.Cookie {
+	return &http.Cookie{
+		Name:     cookieName(redirect),
+		Value:    value,
+		Path:     cmp.Or(redirect.Path, "/"),
+		MaxAge:   maxAge,
+		HttpOnly: true,
+		Secure:   redirect.Scheme == "https",
+		SameSite: http.SameSiteLaxMode,
+	}
+}
+
+// mac returns the cookie's MAC of payload, bound to the app and the redirect URL.
+func (wl *WebLogin) mac(payload string) []byte {
+	m := hmac.New(sha256.New, wl.key)
+	m.Write([]byte(cookieMACLabel + "\x00" + wl.client.ClientID + "\x00" + wl.RedirectURL + "\x00" + payload))
+	return m.Sum(nil)
+}
+
+// seal returns the cookie value of lc: its JSON and its MAC, each base64url.
+func (wl *WebLogin) seal(lc loginCookie) string {
+	b, _ := json.Marshal(lc)
+	payload := base64.RawURLEncoding.EncodeToString(b)
+	return payload + "." + base64.RawURLEncoding.EncodeToString(wl.mac(payload))
+}
+
+// open checks a cookie value's MAC and age and returns what it holds.
+func (wl *WebLogin) open(value string, now time.Time) (loginCookie, error) {
+	var lc loginCookie
+	payload, sig, ok := strings.Cut(value, ".")
+	if !ok || len(value) > maxCookieValue {
+		return lc, fmt.Errorf("%w: the login cookie is malformed", ErrInvalidState)
+	}
+	got, err := base64.RawURLEncoding.DecodeString(sig)
+	if err != nil || !hmac.Equal(got, wl.mac(payload)) {
+		return lc, fmt.Errorf("%w: the login cookie's signature does not match (tampered with, or made with another key)", ErrInvalidState)
+	}
+	b, err := base64.RawURLEncoding.DecodeString(payload)
+	if err != nil || json.Unmarshal(b, &lc) != nil || lc.State == "" {
+		return lc, fmt.Errorf("%w: the login cookie is malformed", ErrInvalidState)
+	}
+	issued := time.Unix(lc.Issued, 0)
+	if now.Sub(issued) > webLoginTTL || issued.Sub(now) > webLoginSkew {
+		return lc, fmt.Errorf("%w: the login expired (it must finish within %v)", ErrInvalidState, webLoginTTL)
+	}
+	return lc, nil
+}
+
+// returnPath checks a return_to value: "" or a path on this site.
+func returnPath(p string) (string, error) {
+	if p == "" {
+		return "", nil
+	}
+	bad := errors.New("return_to must be a path on this site, such as /dashboard")
+	// A browser reads "//host" and "/\host" as another site, and drops tabs and newlines, so
+	// "/\t/host" is "//host" too.
+	if len(p) > maxReturnPath || p[0] != '/' || strings.HasPrefix(p, "//") || strings.ContainsRune(p, '\\') ||
+		strings.ContainsFunc(p, unicode.IsControl) {
+		return "", bad
+	}
+	u, err := url.Parse(p)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
+		return "", bad
+	}
+	return p, nil
+}
+
+func (wl *WebLogin) serveLogin(w http.ResponseWriter, r *http.Request) {
+	redirect, err := wl.check()
+	if err != nil {
+		wl.misconfiguration(w, r, err)
+		return
+	}
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
+		return
+	}
+	ret, err := returnPath(r.URL.Query().Get(ReturnToParam))
+	if err != nil {
+		writeMessage(w, http.StatusBadRequest, "Bad return address", "The link that started this login "+
+			"names a place to return to that is not on this site, so no login was started.")
+		return
+	}
+	lc := loginCookie{State: rand.Text(), ReturnTo: ret, Issued: time.Now().Unix()}
+	if wl.OpenID {
+		lc.Nonce = rand.Text()
+	}
+	http.SetCookie(w, loginCookieFor(redirect, wl.seal(lc), int(webLoginTTL/time.Second)))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	http.Redirect(w, r, wl.authURL(lc.State, lc.Nonce), http.StatusFound)
+}
+
+// authURL returns the URL of Twitch's consent page for one login.
+func (wl *WebLogin) authURL(state, nonce string) string {
+	scopes := wl.Scopes
+	if wl.OpenID && !slices.Contains(scopes, "openid") {
+		scopes = append(slices.Clip(scopes), "openid")
+	}
+	q := url.Values{
+		"client_id":     {wl.client.ClientID},
+		"redirect_uri":  {wl.RedirectURL},
+		"response_type": {"code"},
+		"scope":         {BuildScope(scopes)},
+		"force_verify":  {strconv.FormatBool(wl.ForceVerify)},
+		"state":         {state},
+	}
+	if wl.OpenID {
+		q.Set("nonce", nonce)
+		if len(wl.Claims) > 0 {
+			asked := map[string]any{}
+			for _, c := range wl.Claims {
+				asked[c] = nil
+			}
+			b, _ := json.Marshal(map[string]any{"id_token": asked, "userinfo": asked})
+			q.Set("claims", string(b))
+		}
+	}
+	return wl.client.endpointURL("authorize") + "?" + q.Encode()
+}
+
+func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
+	redirect, err := wl.check()
+	if err != nil {
+		wl.misconfiguration(w, r, err)
+		return
+	}
+	// Every answer clears the cookie: whatever happens now, this login is over.
+	http.SetCookie(w, loginCookieFor(redirect, "", -1))
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Referrer-Policy", "no-referrer") // the URL holds the code
+	if r.Method != http.MethodGet {
+		w.Header().Set("Allow", http.MethodGet)
+		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
+		return
+	}
+	q := r.URL.Query()
+	state, code := q.Get("state"), q.Get("code")
+	lc, err := wl.loginOf(r, redirect, state)
+	if err != nil {
+		wl.fail(w, r, err)
+		return
+	}
+	if e := q.Get("error"); e != "" {
+		secrets := []string{state, code}
+		wl.fail(w, r, &APIError{Endpoint: "authorize", ErrorCode: scrub(e, secrets),
+			Message: scrub(q.Get("error_description"), secrets)})
+		return
+	}
+	if code == "" {
+		wl.fail(w, r, &APIError{Endpoint: "authorize", Message: "the redirect carried neither a code nor an error"})
+		return
+	}
+	// The browser may leave; the code is spent either way, so finish and hand the token over.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), webLoginTimeout)
+	defer cancel()
+	res, err := wl.finish(ctx, code, lc)
+	if err != nil {
+		wl.fail(w, r, err)
+		return
+	}
+	if log := wl.client.Logger; log != nil {
+		log.LogAttrs(r.Context(), slog.LevelDebug, "twitchoauth: web login",
+			slog.String("user_id", res.Validation.UserID), slog.String("login", res.Validation.Login))
+	}
+	wl.OnLogin(w, r, res)
+}
+
+// loginOf returns the login the callback's browser started: its cookie, checked, with state.
+func (wl *WebLogin) loginOf(r *http.Request, redirect *url.URL, state string) (loginCookie, error) {
+	ck, err := r.Cookie(cookieName(redirect))
+	if err != nil {
+		return loginCookie{}, fmt.Errorf("%w: no login cookie (the login was not started in this browser, "+
+			"or it is already over)", ErrInvalidState)
+	}
+	lc, err := wl.open(ck.Value, time.Now())
+	if err != nil {
+		return lc, err
+	}
+	if subtle.ConstantTimeCompare([]byte(state), []byte(lc.State)) != 1 {
+		return lc, fmt.Errorf("%w: the state is not the one this browser's login sent", ErrInvalidState)
+	}
+	return lc, nil
+}
+
+// finish trades the code for a token and checks it: validation, scopes, and with OpenID the
+// id_token. A token it refuses is revoked.
+func (wl *WebLogin) finish(ctx context.Context, code string, lc loginCookie) (*WebLoginResult, error) {
+	c := wl.client
+	tok, err := c.exchangeCode(ctx, code, wl.RedirectURL)
+	if err != nil {
+		return nil, err
+	}
+	refuse := func(err error) (*WebLoginResult, error) {
+		if rerr := c.RevokeToken(ctx, tok.AccessToken); rerr != nil && c.Logger != nil {
+			c.Logger.LogAttrs(ctx, slog.LevelDebug, "twitchoauth: revoke a refused web login's token",
+				slog.String("error", rerr.Error()))
+		}
+		return nil, err
+	}
+	v, err := c.ValidateToken(ctx, tok.AccessToken)
+	switch {
+	case err != nil:
+		return refuse(err)
+	case v.ClientID != c.ClientID || !v.IsUserToken():
+		return refuse(fmt.Errorf("%w: the exchanged token is not a user token of this app", ErrInvalidToken))
+	}
+	if missing := missingScopes(wl.Scopes, v.Scopes); len(missing) > 0 {
+		return refuse(&MissingScopeError{Missing: missing})
+	}
+	res := &WebLoginResult{Token: tok, Validation: v, ReturnTo: lc.ReturnTo}
+	if !wl.OpenID {
+		return res, nil
+	}
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return refuse(fmt.Errorf("%w: the token answer carries no id_token", ErrInvalidIDToken))
+	}
+	if lc.Nonce == "" {
+		return refuse(fmt.Errorf("%w: the login cookie holds no nonce (started without OpenID)", ErrInvalidIDToken))
+	}
+	claims, err := c.VerifyIDToken(ctx, raw, lc.Nonce)
+	if err != nil {
+		return refuse(err)
+	}
+	if claims.Subject != v.UserID {
+		return refuse(fmt.Errorf("%w: it names another user than the access token", ErrInvalidIDToken))
+	}
+	res.Claims = claims
+	return res, nil
+}
+
+// fail answers a failed callback: through OnError, or with a page saying what went wrong.
+func (wl *WebLogin) fail(w http.ResponseWriter, r *http.Request, err error) {
+	if log := wl.client.Logger; log != nil {
+		log.LogAttrs(r.Context(), slog.LevelInfo, "twitchoauth: web login failed", slog.String("error", err.Error()))
+	}
+	if wl.OnError != nil {
+		wl.OnError(w, r, err)
+		return
+	}
+	var ae *APIError
+	switch {
+	case errors.Is(err, ErrInvalidState):
+		writeMessage(w, http.StatusBadRequest, "This login link is not valid",
+			"It does not belong to a login started in this browser in the last 10 minutes, or that login "+
+				"is already over. Start the login again.")
+	case errors.Is(err, ErrAccessDenied):
+		writeMessage(w, http.StatusForbidden, "Login cancelled",
+			"You did not allow the app to use your Twitch account.")
+	case errors.As(err, &ae) && ae.Endpoint == "authorize":
+		writeMessage(w, http.StatusBadRequest, "Twitch refused the login", err.Error())
+	default:
+		writeMessage(w, http.StatusBadGateway, "The login failed",
+			"Twitch's answer could not be used ("+err.Error()+"). Start the login again.")
+	}
+}
