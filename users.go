@@ -1,0 +1,524 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Defaults of [UserTokens].
+const (
+	defaultValidateEvery = time.Hour
+	defaultMaxInFlight   = 8
+	defaultSyncEvery     = time.Minute
+)
+
+// UserTokens keeps the tokens of many users in one service: a bot account and every broadcaster
+// who connected it (twurple: RefreshingAuthProvider). Each user has one [UserTokenSource], made on
+// first use and shared by every caller; tokens live in a [TokenStore] under the user's ID, and
+// [UserTokens.Run] is the one goroutine that validates them all, as Twitch requires hourly. It is
+// safe for concurrent use. Set its fields before calling any method.
+//
+// Users are added with a token ([UserTokens.AddUserForToken]) or an authorization code
+// ([UserTokens.AddUserForCode]), optionally with intents: what the program uses their token for,
+// such as "chat" for the account the bot chats as, or "chatbot:<channel id>". An intent belongs
+// to one user at a time; giving it to a user takes it from the one who had it.
+//
+// A rejected grant (the user disconnected the app or changed their password) ends the user's
+// source for good: its calls fail with an error that Is [ErrInvalidRefreshToken], OnRevoked is
+// called once, and the user is removed from the registry and the store unless KeepRevoked is set.
+// Add the user again after a new login.
+//
+// # Replicas
+//
+// Several replicas of a service can share one store (e.g. Redis, see examples/redisstore):
+//   - A user added on one replica is seen by the others: Run lists the store's keys every
+//     SyncEvery ([UserTokens.Sync] does it at once); a user removed on one replica is dropped by
+//     the others the same way. Intents travel with the token in the store and reach the other
+//     replicas within ValidateEvery.
+//   - A token is refreshed once across replicas: a refresh takes the user's lock in the store,
+//     adopts a fresh token another replica stored, and only otherwise refreshes and saves.
+//   - Validation is spread, not done once per replica: every replica validates a user in the same
+//     slot of the period, derived from the user ID (so slots are spread evenly over the period),
+//     shifted by up to a minute of jitter of its own. The store records when a token was last
+//     validated (StoredToken.ValidatedAt): the first replica to reach the slot takes the user's
+//     lock, validates, and saves the time; the others read it, find the token validated within
+//     half a period, and skip. Each replica reads each user's stored token once per period.
+type UserTokens struct {
+	// ValidateEvery is how often each token is validated. Defaults to an hour (Twitch requires
+	// apps to validate their tokens hourly).
+	ValidateEvery time.Duration
+	// MaxInFlight caps the validations (and the refreshes they lead to) Run sends at once.
+	// Defaults to 8.
+	MaxInFlight int
+	// SyncEvery is how often Run lists the store to find users other replicas added or removed.
+	// Defaults to a minute.
+	SyncEvery time.Duration
+	// OnRefresh, if set, is called with every new token a user's source starts using: one it
+	// refreshed, or one another replica refreshed and stored. The store already holds it: this
+	// is for the program's own use, such as a chat connection's password. It is called
+	// synchronously by the goroutine that refreshed; it must not block for long.
+	OnRefresh func(userID string, tok *oauth2.Token)
+	// OnRevoked, if set, is called once when a user's grant is found gone (a refresh token Twitch
+	// rejected, typically after a validation said 401): the user must log in again. It is called
+	// after the user was removed (unless KeepRevoked), synchronously by the goroutine that found
+	// it; it must not block for long.
+	OnRevoked func(userID string, err error)
+	// KeepRevoked keeps a user whose grant is gone in the registry and the store, with its source
+	// failing until a new token is added. Defaults to false: such a user is removed from both.
+	KeepRevoked bool
+
+	c     *Client
+	store TokenStore
+	seed  uint64 // this replica's jitter
+
+	mu      sync.RWMutex
+	users   map[string]*userEntry
+	intents map[string]string // intent to user ID
+	foreign map[string]bool   // store keys that hold no user of the registry
+	running bool              // Run is running
+	added   []*userEntry      // entries added while Run runs, not yet scheduled
+	wake    chan struct{}     // tells Run that added has entries
+}
+
+// userEntry is one registered user.
+type userEntry struct {
+	id      string
+	src     atomic.Pointer[UserTokenSource]
+	tok     *oauth2.Token // the token until src is made; guarded by UserTokens.mu
+	intents []string      // guarded by UserTokens.mu
+	removed atomic.Bool
+
+	// Owned by Run's scheduler.
+	due      time.Time
+	failures int
+}
+
+// NewUserTokens returns a registry of c's users whose tokens live in store. A nil store means a
+// [FileStore] in the working directory: user 12345's token in user_token.12345.json.
+func NewUserTokens(c *Client, store TokenStore) *UserTokens {
+	if store == nil {
+		store = &FileStore{}
+	}
+	return &UserTokens{
+		c:       c,
+		store:   store,
+		seed:    rand.Uint64(),
+		users:   map[string]*userEntry{},
+		intents: map[string]string{},
+		foreign: map[string]bool{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// AddUserForToken validates tok to learn whose it is, stores it under the user's ID and returns
+// what validation said. A token Twitch rejects is refreshed first when it has a refresh token.
+// Intents are added to those the user has. Adding a user who is already registered hands their
+// source the new token, ending a revoked state. The token must be a user token of this client:
+// otherwise the error Is [ErrInvalidToken].
+func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, intents ...string) (*Validation, error) {
+	if tok == nil || tok.AccessToken == "" {
+		return nil, errors.New("twitchoauth: add user: no access token")
+	}
+	v, err := u.c.ValidateToken(ctx, tok.AccessToken)
+	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
+		next, rerr := u.c.RefreshAccessToken(ctx, tok.RefreshToken)
+		if rerr != nil {
+			return nil, fmt.Errorf("twitchoauth: add user: refresh the invalid token: %w", rerr)
+		}
+		tok = carryScopes(next, tok)
+		v, err = u.c.ValidateToken(ctx, tok.AccessToken)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: validate token: %w", err)
+	}
+	switch {
+	case !v.IsUserToken():
+		return nil, fmt.Errorf("twitchoauth: add user: an app token, not a user token: %w", ErrInvalidToken)
+	case v.ClientID != u.c.ClientID:
+		return nil, fmt.Errorf("twitchoauth: add user: the token belongs to another client: %w", ErrInvalidToken)
+	}
+	now := time.Now()
+	var st *StoredToken
+	err = withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
+		var had []string
+		switch old, err := u.store.Load(ctx, v.UserID); {
+		case err == nil:
+			had = old.Intents
+		case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
+			return err
+		}
+		st = (&StoredToken{Intents: mergeIntents(had, intents)}).withToken(tok).withValidation(v)
+		st.ValidatedAt = now
+		return u.store.Save(ctx, v.UserID, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: store token: %w", err)
+	}
+	e, losers := u.put(st, false)
+	if s := e.src.Load(); s != nil {
+		if err := s.replace(ctx, st.Token()); err != nil {
+			return nil, fmt.Errorf("twitchoauth: add user: %w", err)
+		}
+	}
+	// The users who lost an intent to this one lose it in the store too, so that every replica
+	// (and this one after a restart) agrees who has it.
+	for id, lost := range losers {
+		err := u.update(ctx, id, func(st *StoredToken) bool {
+			n := len(st.Intents)
+			st.Intents = slices.DeleteFunc(st.Intents, func(in string) bool { return slices.Contains(lost, in) })
+			return len(st.Intents) != n
+		})
+		if err != nil {
+			u.log(ctx, slog.LevelWarn, "twitchoauth: store the intents a user lost", slog.String("user_id", id), slog.String("error", err.Error()))
+		}
+	}
+	return v, nil
+}
+
+// AddUserForCode exchanges an authorization code (from the redirect of a login started with
+// [UserAuthenticator.AuthURL] or a web login) for a token, and adds its user as
+// [UserTokens.AddUserForToken] does. redirectURI must be the one the login named.
+func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI string, intents ...string) (*Validation, error) {
+	if code == "" {
+		return nil, errors.New("twitchoauth: add user: no code")
+	}
+	tok, err := u.c.exchangeCode(ctx, code, redirectURI)
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: exchange code: %w", err)
+	}
+	return u.AddUserForToken(ctx, tok, intents...)
+}
+
+// Source returns the user's token source, the same one for every call. Its error Is
+// [ErrTokenNotFound] when the user is not registered (a user another replica added is known after
+// the next [UserTokens.Sync]). It does no I/O and, once the source exists, allocates nothing.
+func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
+	u.mu.RLock()
+	e := u.users[userID]
+	u.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: user %q is not registered", ErrTokenNotFound, userID)
+	}
+	return u.source(e), nil
+}
+
+// SourceForIntent returns the source of the user who has intent, e.g. "chat". Its error Is
+// [ErrTokenNotFound] when no registered user has it.
+func (u *UserTokens) SourceForIntent(intent string) (*UserTokenSource, error) {
+	u.mu.RLock()
+	e := u.users[u.intents[intent]]
+	u.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: no user has intent %q", ErrTokenNotFound, intent)
+	}
+	return u.source(e), nil
+}
+
+// Intents returns the user's intents (nil for a user not registered).
+func (u *UserTokens) Intents(userID string) []string {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if e := u.users[userID]; e != nil {
+		return slices.Clone(e.intents)
+	}
+	return nil
+}
+
+// Users returns the IDs of the registered users, sorted.
+func (u *UserTokens) Users() []string {
+	u.mu.RLock()
+	ids := make([]string, 0, len(u.users))
+	for id := range u.users {
+		ids = append(ids, id)
+	}
+	u.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// Remove forgets the user: it deletes their token from the store and from the registry, and their
+// source fails from then on with an error that Is [ErrTokenNotFound]. With revoke, it first
+// revokes the token at Twitch (refreshing an expired one to do so), so that the grant is gone for
+// good; a grant that is already gone is no error. Removing a user who is not there does nothing.
+// When the store or Twitch fails, the user stays and the error is returned.
+func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) error {
+	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+		if revoke {
+			if err := u.revokeStored(ctx, userID); err != nil {
+				return err
+			}
+		}
+		return u.store.Delete(ctx, userID)
+	})
+	if err != nil {
+		return fmt.Errorf("twitchoauth: remove user: %w", err)
+	}
+	u.mu.RLock()
+	e := u.users[userID]
+	u.mu.RUnlock()
+	if e != nil {
+		u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed: %w", userID, ErrTokenNotFound))
+	}
+	return nil
+}
+
+// revokeStored revokes the token stored for userID, whose lock is held.
+func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
+	st, err := u.store.Load(ctx, userID)
+	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	tok := st.Token()
+	if !fresh(tok) {
+		if st.RefreshToken == "" {
+			return nil
+		}
+		tok, err = u.c.RefreshAccessToken(ctx, st.RefreshToken)
+		if errors.Is(err, ErrInvalidRefreshToken) {
+			return nil // the grant is gone already
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if err := u.c.RevokeToken(ctx, tok.AccessToken); err != nil && !errors.Is(err, ErrInvalidToken) {
+		return err
+	}
+	return nil
+}
+
+// Sync lists the store and registers the users other replicas added, and drops those removed
+// from the store. Run calls it every SyncEvery; call it at start-up to load the users the store
+// holds before Run. Keys that hold no user of the registry (a token stored under another name,
+// such as the storage helper's key "") are left alone.
+func (u *UserTokens) Sync(ctx context.Context) error {
+	keys, err := u.store.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("twitchoauth: list stored users: %w", err)
+	}
+	var errs []error
+	listed := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		listed[key] = true
+		u.mu.RLock()
+		known := key == "" || u.users[key] != nil || u.foreign[key]
+		u.mu.RUnlock()
+		if known {
+			continue
+		}
+		st, err := u.store.Load(ctx, key)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			continue
+		case err != nil && !errors.Is(err, ErrTokenCorrupt):
+			errs = append(errs, err)
+			continue
+		case err != nil || st.UserID != key:
+			u.mu.Lock()
+			u.foreign[key] = true
+			u.mu.Unlock()
+			continue
+		}
+		u.putNew(st)
+	}
+	u.mu.RLock()
+	var gone []*userEntry
+	for id, e := range u.users {
+		if !listed[id] {
+			gone = append(gone, e)
+		}
+	}
+	u.mu.RUnlock()
+	// A user missing from the listing may have been added since it was taken: only one the
+	// store no longer holds is dropped.
+	for _, e := range gone {
+		_, err := u.store.Load(ctx, e.id)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.id, ErrTokenNotFound))
+		case err != nil && !errors.Is(err, ErrTokenCorrupt):
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("twitchoauth: sync stored users: %w", err)
+	}
+	return nil
+}
+
+// source returns e's source, making it on first use.
+func (u *UserTokens) source(e *userEntry) *UserTokenSource {
+	if s := e.src.Load(); s != nil {
+		return s
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if s := e.src.Load(); s != nil {
+		return s
+	}
+	s := NewStoreTokenSource(u.c, u.store, e.id, e.tok)
+	s.onRenewed = func(tok *oauth2.Token) {
+		if f := u.OnRefresh; f != nil {
+			f(e.id, tok)
+		}
+	}
+	s.onRevoked = func(ctx context.Context, err error) { u.revoked(ctx, e, s, err) }
+	e.tok = nil
+	e.src.Store(s)
+	return s
+}
+
+// put registers st's user, or updates the user's intents, and returns the entry and the intents
+// it took from other users (by user ID).
+func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers map[string][]string) {
+	u.mu.Lock()
+	e = u.users[st.UserID]
+	isNew := e == nil
+	if isNew {
+		e = &userEntry{id: st.UserID, tok: st.Token()}
+		u.users[e.id] = e
+		delete(u.foreign, e.id)
+		if u.running {
+			u.added = append(u.added, e)
+		}
+	}
+	if isNew || !onlyNew {
+		losers = u.setIntentsLocked(e, st.Intents)
+	}
+	if !isNew && !onlyNew && e.src.Load() == nil {
+		e.tok = st.Token()
+	}
+	u.mu.Unlock()
+	if isNew {
+		select {
+		case u.wake <- struct{}{}:
+		default:
+		}
+	}
+	return e, losers
+}
+
+// putNew registers st's user unless the user is registered.
+func (u *UserTokens) putNew(st *StoredToken) { u.put(st, true) }
+
+// setIntentsLocked makes intents e's, taking them from other users; u.mu is held. It returns what
+// it took, by user ID.
+func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string][]string {
+	for _, in := range e.intents {
+		if u.intents[in] == e.id && !slices.Contains(intents, in) {
+			delete(u.intents, in)
+		}
+	}
+	var losers map[string][]string
+	for _, in := range intents {
+		prev := u.intents[in]
+		if prev != "" && prev != e.id {
+			if p := u.users[prev]; p != nil {
+				p.intents = slices.DeleteFunc(slices.Clone(p.intents), func(s string) bool { return s == in })
+			}
+			if losers == nil {
+				losers = map[string][]string{}
+			}
+			losers[prev] = append(losers[prev], in)
+		}
+		u.intents[in] = e.id
+	}
+	e.intents = slices.Clone(intents)
+	return losers
+}
+
+// forget removes e from the registry and, with a non-nil err, ends its source with err.
+func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
+	u.mu.Lock()
+	if u.users[e.id] == e {
+		delete(u.users, e.id)
+		for _, in := range e.intents {
+			if u.intents[in] == e.id {
+				delete(u.intents, in)
+			}
+		}
+	}
+	e.removed.Store(true)
+	u.mu.Unlock()
+	if s := e.src.Load(); s != nil && err != nil {
+		s.end(ctx, err)
+	}
+}
+
+// revoked handles a grant found gone: unless KeepRevoked, the user leaves the store (unless a new
+// login stored a fresh token meanwhile) and the registry; then OnRevoked hears of it.
+func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSource, cause error) {
+	if !u.KeepRevoked {
+		// The caller's ctx may end right after its failed call; the removal must still happen.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultLockTTL)
+		defer cancel()
+		dead := s.cur.Load()
+		err := withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
+			st, err := u.store.Load(ctx, e.id)
+			switch {
+			case errors.Is(err, ErrTokenNotFound):
+				return nil
+			case err != nil && !errors.Is(err, ErrTokenCorrupt):
+				return err
+			case err == nil && fresh(st.Token()) && !sameAccess(st.Token(), dead):
+				return nil // a new login stored this one
+			}
+			return u.store.Delete(ctx, e.id)
+		})
+		if err != nil {
+			u.log(ctx, slog.LevelError, "twitchoauth: remove a revoked user from the store", slog.String("user_id", e.id), slog.String("error", err.Error()))
+		}
+		u.forget(ctx, e, nil)
+	}
+	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.id))
+	if f := u.OnRevoked; f != nil {
+		f(e.id, cause)
+	}
+}
+
+// update changes the token stored for userID with fn, under the user's lock; fn reports whether
+// it changed anything. A user with no stored token is left alone.
+func (u *UserTokens) update(ctx context.Context, userID string, fn func(st *StoredToken) bool) error {
+	return withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+		st, err := u.store.Load(ctx, userID)
+		if errors.Is(err, ErrTokenNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(st) {
+			return nil
+		}
+		return u.store.Save(ctx, userID, st)
+	})
+}
+
+// mergeIntents returns had with the intents of add it lacks appended, without duplicates.
+func mergeIntents(had, add []string) []string {
+	var out []string
+	for _, in := range slices.Concat(had, add) {
+		if in != "" && !slices.Contains(out, in) {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+func (u *UserTokens) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	if l := u.c.Logger; l != nil {
+		l.LogAttrs(ctx, level, msg, attrs...)
+	}
+}
