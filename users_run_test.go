@@ -50,6 +50,11 @@ func (ct *countTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, err
 }
 
+// timesUntil returns when tok was validated successfully, up to end.
+func (ct *countTransport) timesUntil(tok string, end time.Time) []time.Time {
+	return slices.DeleteFunc(ct.times(tok), func(at time.Time) bool { return at.After(end) })
+}
+
 // times returns when tok was validated successfully.
 func (ct *countTransport) times(tok string) []time.Time {
 	ct.mu.Lock()
@@ -114,13 +119,14 @@ func TestUserTokensRunSchedule(t *testing.T) {
 		}
 		start := time.Now()
 		stop := run(t, u)
-		time.Sleep(3 * period)
+		time.Sleep(3*period + time.Second) // validations begun before 3 periods end
+		end := start.Add(3 * period)
 		if err := stop(); !errors.Is(err, context.Canceled) {
 			t.Errorf("Run returned %v, want context.Canceled", err)
 		}
 		perSecond := map[int64]int{}
 		for _, id := range users {
-			times := b.tr.times(b.store.stored(id).AccessToken)
+			times := b.tr.timesUntil(b.store.stored(id).AccessToken, end)
 			for _, at := range times {
 				perSecond[at.Unix()]++
 			}
@@ -209,7 +215,7 @@ func TestUserTokensRunRefreshesRejected(t *testing.T) {
 			t.Fatal(err)
 		}
 		stop := run(t, u)
-		time.Sleep(time.Hour)
+		time.Sleep(time.Hour + time.Second) // validations begun in the period end
 		stop()
 		st := b.store.stored("100")
 		if st == nil || st.AccessToken == dead || st.ValidatedAt.IsZero() {
@@ -261,8 +267,9 @@ func TestUserTokensRunRevoked(t *testing.T) {
 					t.Fatal(err)
 				}
 				src, _ := u.Source("100")
+				start := time.Now()
 				stop := run(t, u)
-				time.Sleep(3 * time.Hour)
+				time.Sleep(3*time.Hour + time.Second) // validations begun in 3 periods end
 				stop()
 				if !slices.Equal(calls, []string{"100"}) {
 					t.Errorf("OnRevoked calls %q, want one for user 100", calls)
@@ -276,7 +283,7 @@ func TestUserTokensRunRevoked(t *testing.T) {
 				if n := b.fake.CountGrant("refresh_token"); n != 1 {
 					t.Errorf("%d refresh attempts for a revoked grant in 3 periods, want 1", n)
 				}
-				if n := len(b.tr.times(b.store.stored("200").AccessToken)); n != 3 {
+				if n := len(b.tr.timesUntil(b.store.stored("200").AccessToken, start.Add(3*time.Hour))); n != 3 {
 					t.Errorf("the other user validated %d times, want 3", n)
 				}
 				if out := logs.String(); strings.Contains(out, gone.AccessToken) || strings.Contains(out, gone.RefreshToken) {
