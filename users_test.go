@@ -410,3 +410,112 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.buf.String()
 }
+
+// hookStore is a memStore that runs a func before a Lock or a Keys, to stage what other replicas
+// do in between.
+type hookStore struct {
+	*memStore
+	beforeLock func(key string, n int) // n counts the Locks of key, from 1
+	keys       func(keys []string) []string
+	mu         sync.Mutex
+	locks      map[string]int
+}
+
+func (h *hookStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	h.mu.Lock()
+	if h.locks == nil {
+		h.locks = map[string]int{}
+	}
+	h.locks[key]++
+	n := h.locks[key]
+	h.mu.Unlock()
+	if h.beforeLock != nil {
+		h.beforeLock(key, n)
+	}
+	return h.memStore.Lock(ctx, key, ttl)
+}
+
+func (h *hookStore) Keys(ctx context.Context) ([]string, error) {
+	keys, err := h.memStore.Keys(ctx)
+	if h.keys != nil {
+		keys = h.keys(keys)
+	}
+	return keys, err
+}
+
+// TestUserTokensRevokedKeepsNewLogin: when a replica finds a user's grant gone while another
+// replica has just stored the token of the user's new login, the new token stays in the store.
+func TestUserTokensRevokedKeepsNewLogin(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100"})
+	st := mem.stored("100")
+	st.Expiry = time.Now().Add(-time.Minute)
+	mem.Save(t.Context(), "100", st)
+	fake.ExpireAccessToken(st.AccessToken)
+	fake.RevokeRefreshToken(st.RefreshToken)
+	relogin := newUser(fake, "100", 0)
+	store := &hookStore{memStore: mem, beforeLock: func(key string, n int) {
+		if n == 2 { // after the rejected refresh, before the revoked user is removed
+			fresh := *st
+			fresh.AccessToken, fresh.RefreshToken, fresh.Expiry = relogin.AccessToken, relogin.RefreshToken, time.Now().Add(time.Hour)
+			mem.Save(context.Background(), key, &fresh)
+		}
+	}}
+	u := NewUserTokens(c, store)
+	var revoked atomic.Int32
+	u.OnRevoked = func(string, error) { revoked.Add(1) }
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := u.Source("100")
+	if _, err := src.Token(); !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Fatalf("Token() err = %v", err)
+	}
+	if got := mem.stored("100"); got == nil || got.AccessToken != relogin.AccessToken {
+		t.Fatalf("the new login's token was removed from the store: %+v", got)
+	}
+	if revoked.Load() != 1 {
+		t.Errorf("OnRevoked called %d times", revoked.Load())
+	}
+	// The next Sync finds the user again, with the new token.
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	again, err := u.Source("100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := again.Token(); err != nil || tok.AccessToken != relogin.AccessToken {
+		t.Errorf("after Sync: %v, %v; want the new login's token", tok, err)
+	}
+}
+
+// TestUserTokensSyncStaleListing: a listing that misses a user the store holds (the user was
+// saved while it was taken) does not drop the user.
+func TestUserTokensSyncStaleListing(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100", "200"})
+	store := &hookStore{memStore: mem}
+	u := NewUserTokens(c, store)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	store.keys = func(keys []string) []string {
+		return slices.DeleteFunc(keys, func(k string) bool { return k == "100" })
+	}
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"100", "200"}) {
+		t.Errorf("users after a stale listing: %q", got)
+	}
+	mem.Delete(t.Context(), "100") // now it is gone for real
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"200"}) {
+		t.Errorf("users after the deletion: %q", got)
+	}
+}
