@@ -30,7 +30,8 @@ const (
 // a few at a time, never together. A token Twitch rejects (401) is refreshed, and the new one is
 // validated; a refresh token Twitch rejects makes the grant gone (see OnRevoked). A transient
 // failure (network, 5xx, 429, the store) is retried after a backoff that grows from a 120th of
-// the period to a quarter of it; the user is never dropped for it. Users added or removed while
+// the period to a quarter of it; the user is never dropped for it. A token that has expired is
+// not validated, nor refreshed only to be validated: the next use refreshes it. Users added or removed while
 // it runs are picked up, and the store is listed every SyncEvery for other replicas' users.
 func (u *UserTokens) Run(ctx context.Context) error {
 	u.mu.Lock()
@@ -165,8 +166,11 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		if u.recent(st.ValidatedAt) {
 			return validated
 		}
-		// A token that expired is refreshed (or another replica's adopted) before validation;
-		// tok is then the source's current token, which validate marks if Twitch rejects it.
+		// An expired token has nothing to validate: it is refreshed when next used, not here.
+		if !fresh(src.cur.Load()) && !fresh(st.Token()) && !refreshed {
+			return validated
+		}
+		// tok is the source's current token, which validate marks if Twitch rejects it.
 		tok, err := src.TokenContext(ctx)
 		if err != nil {
 			return u.failed(ctx, e, "refresh", err)

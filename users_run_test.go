@@ -441,3 +441,30 @@ func TestUserTokensSyncReplicas(t *testing.T) {
 		t.Errorf("removed user's source on replica b: err = %v", err)
 	}
 }
+
+// TestUserTokensRunLeavesExpiredAlone: a token that has expired is neither validated nor
+// refreshed by Run (a user the bot no longer calls Helix for costs no requests); its next use
+// refreshes it.
+func TestUserTokensRunLeavesExpiredAlone(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		seedStore(t, b.fake, b.store, []string{"100"})
+		st := b.store.stored("100")
+		st.Expiry = time.Now().Add(-time.Minute)
+		b.store.Save(t.Context(), "100", st)
+		u := NewUserTokens(b.c, b.store)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		stop := run(t, u)
+		time.Sleep(2 * time.Hour)
+		stop()
+		if n := b.fake.CountRequests("validate") + b.fake.CountRequests("token"); n != 0 {
+			t.Errorf("%d requests for an expired token nobody used", n)
+		}
+		src, _ := u.Source("100")
+		if tok, err := src.Token(); err != nil || tok.AccessToken == st.AccessToken {
+			t.Errorf("Token() = %v, %v; want a refreshed token", tok, err)
+		}
+	})
+}
