@@ -271,7 +271,9 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 	return nil
 }
 
-// revokeStored revokes the token stored for userID, whose lock is held.
+// revokeStored revokes the grant of the token stored for userID, whose lock is held. Revoking an
+// access token ends its refresh token too; when the stored access token is dead already (expired,
+// or killed early), the refresh token is traded for a live one to revoke.
 func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
 	st, err := u.store.Load(ctx, userID)
 	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
@@ -280,18 +282,21 @@ func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
 	if err != nil {
 		return err
 	}
-	tok := st.Token()
-	if !fresh(tok) {
-		if st.RefreshToken == "" {
-			return nil
-		}
-		tok, err = u.c.RefreshAccessToken(ctx, st.RefreshToken)
-		if errors.Is(err, ErrInvalidRefreshToken) {
-			return nil // the grant is gone already
-		}
-		if err != nil {
+	if fresh(st.Token()) {
+		err := u.c.RevokeToken(ctx, st.AccessToken)
+		if err == nil || !errors.Is(err, ErrInvalidToken) {
 			return err
 		}
+	}
+	if st.RefreshToken == "" {
+		return nil
+	}
+	tok, err := u.c.RefreshAccessToken(ctx, st.RefreshToken)
+	if errors.Is(err, ErrInvalidRefreshToken) {
+		return nil // the grant is gone already
+	}
+	if err != nil {
+		return err
 	}
 	if err := u.c.RevokeToken(ctx, tok.AccessToken); err != nil && !errors.Is(err, ErrInvalidToken) {
 		return err

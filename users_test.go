@@ -519,3 +519,33 @@ func TestUserTokensSyncStaleListing(t *testing.T) {
 		t.Errorf("users after the deletion: %q", got)
 	}
 }
+
+// TestUserTokensRemoveRevokesDeadAccessToken: Remove with revoke ends the grant even when the
+// stored access token died before its Expiry: Twitch refuses to revoke the dead one, so the refresh
+// token is traded for a live access token, and that one is revoked.
+func TestUserTokensRemoveRevokesDeadAccessToken(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	tok := newUser(fake, "100", 0)
+	if _, err := u.AddUserForToken(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	fake.ExpireAccessToken(tok.AccessToken) // Twitch killed it; the store still says it is good
+	fake.ResetRequests()
+	if err := u.Remove(t.Context(), "100", true); err != nil {
+		t.Fatal(err)
+	}
+	var revoked []string
+	for _, r := range fake.Requests() {
+		if r.Endpoint == "revoke" {
+			revoked = append(revoked, r.Form.Get("token"))
+		}
+	}
+	if len(revoked) == 0 || revoked[len(revoked)-1] == tok.AccessToken {
+		t.Fatalf("revoke requests for %d tokens, the last the dead one: the grant was never revoked", len(revoked))
+	}
+	if _, err := c.ValidateToken(t.Context(), revoked[len(revoked)-1]); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("the token revoked last still validates: err = %v", err)
+	}
+}
