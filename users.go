@@ -83,7 +83,6 @@ type UserTokens struct {
 	mu      sync.RWMutex
 	users   map[string]*userEntry
 	intents map[string]string // intent to user ID
-	foreign map[string]bool   // store keys that hold no user of the registry
 	running bool              // Run is running
 	added   []*userEntry      // entries added while Run runs, not yet scheduled
 	wake    chan struct{}     // tells Run that added has entries
@@ -114,7 +113,6 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 		seed:    rand.Uint64(),
 		users:   map[string]*userEntry{},
 		intents: map[string]string{},
-		foreign: map[string]bool{},
 		wake:    make(chan struct{}, 1),
 	}
 }

@@ -276,11 +276,11 @@ func (u *UserTokens) nextSlot(userID string, now time.Time) time.Time {
 	return time.Unix(0, 0).Add(offset).Add(k * p)
 }
 
-// backoff returns the wait before retry n (from 1): a 120th of the period, doubled each time up to
-// a quarter of it, with up to a fifth more at random.
+// backoff returns the wait before retry n (from 1): a 120th of the period (a second at least),
+// doubled each time up to a quarter of it, with up to a fifth more at random.
 func (u *UserTokens) backoff(n int) time.Duration {
 	p := u.period()
-	d := p / 120
+	d := max(p/120, time.Second)
 	for i := 1; i < n && d < p/4; i++ {
 		d *= 2
 	}

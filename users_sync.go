@@ -22,7 +22,7 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	for _, key := range keys {
 		listed[key] = true
 		u.mu.RLock()
-		known := key == "" || u.users[key] != nil || u.foreign[key]
+		known := key == "" || u.users[key] != nil
 		u.mu.RUnlock()
 		if known {
 			continue
@@ -35,10 +35,7 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 			errs = append(errs, err)
 			continue
 		case err != nil || st.UserID != key:
-			u.mu.Lock()
-			u.foreign[key] = true
-			u.mu.Unlock()
-			continue
+			continue // not a user of the registry (read again each time: few stores hold any)
 		}
 		u.putNew(st)
 	}
@@ -76,7 +73,6 @@ func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers ma
 	if isNew {
 		e = &userEntry{id: st.UserID, tok: st.Token()}
 		u.users[e.id] = e
-		delete(u.foreign, e.id)
 		if u.running {
 			u.added = append(u.added, e)
 		}
