@@ -36,8 +36,8 @@ type tokenCache struct {
 	attempts   atomic.Uint64 // renewals finished so far; written under refreshing
 	lastErr    error         // the last renewal's error, unless its caller's ctx ended; guarded by refreshing
 
-	// revoked, once set, is the error of a refresh Twitch rejected: the grant is gone, and every
-	// call returns it without a request until a new token is set.
+	// revoked, once set, is the error of a refresh Twitch rejected (the grant is gone), or of the
+	// user's removal (see end): every call returns it without a request until a new token is set.
 	revoked atomic.Pointer[error]
 
 	// checking is a one-slot lock held while Twitch is asked whether a token an API refused (401)
