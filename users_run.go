@@ -268,10 +268,7 @@ func (u *UserTokens) nextSlot(userID string, now time.Time) time.Time {
 		offset -= time.Duration(mix64(h^u.seed) % uint64(jitterMax))
 	}
 	// Slots are offset + k*p after the Unix epoch, so that replicas agree on them.
-	since := now.Sub(time.Unix(0, 0).Add(offset)) // may overflow for far dates; clamp below
-	if since < 0 {
-		since = 0
-	}
+	since := max(now.Sub(time.Unix(0, 0).Add(offset)), 0)
 	k := since/p + 1
 	return time.Unix(0, 0).Add(offset).Add(k * p)
 }

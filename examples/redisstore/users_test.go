@@ -137,3 +137,28 @@ func TestUserTokensReplicas(t *testing.T) {
 		t.Errorf("%d validations: some users were not validated in their slot", total)
 	}
 }
+
+// TestKeysPrefixIsLiteral: Keys lists the keys under the Store's own prefix only, even when the
+// prefix holds characters SCAN's pattern gives a meaning to.
+func TestKeysPrefixIsLiteral(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	rdb := newClient(t, srv.Addr)
+	odd := &Store{Client: rdb, Prefix: `x[ab]*?\:`}
+	plain := &Store{Client: rdb, Prefix: "xa:"}
+	if err := odd.Save(t.Context(), "1", &twitchoauth.StoredToken{AccessToken: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := plain.Save(t.Context(), "2", &twitchoauth.StoredToken{AccessToken: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		store *Store
+		want  []string
+	}{{odd, []string{"1"}}, {plain, []string{"2"}}} {
+		keys, err := tc.store.Keys(t.Context())
+		if err != nil || !slices.Equal(keys, tc.want) {
+			t.Errorf("prefix %q: Keys = %q, %v; want %q", tc.store.Prefix, keys, err, tc.want)
+		}
+	}
+}
