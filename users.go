@@ -51,7 +51,8 @@ const (
 //     shifted by up to a minute of jitter of its own. The store records when a token was last
 //     validated (StoredToken.ValidatedAt): the first replica to reach the slot takes the user's
 //     lock, validates, and saves the time; the others read it, find the token validated within
-//     half a period, and skip. Each replica reads each user's stored token once per period.
+//     a tenth of the period, and skip. Each replica reads each user's stored token once per
+//     period.
 type UserTokens struct {
 	// ValidateEvery is how often each token is validated. Defaults to an hour (Twitch requires
 	// apps to validate their tokens hourly).

@@ -251,9 +251,12 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 	return retry
 }
 
-// recent reports whether a validation at t, by any replica, counts for the current period.
+// recent reports whether a validation at t, by any replica, was one of the current slot: every
+// replica's slot for a user lies within a 60th of the period of the others', so a validation
+// within a tenth of the period is another replica's of the same slot (or one on the user's way
+// in). Skipping it delays the user's next validation by a tenth of the period at most.
 func (u *UserTokens) recent(t time.Time) bool {
-	return !t.IsZero() && time.Since(t) < u.period()/2
+	return !t.IsZero() && time.Since(t) < u.period()/10
 }
 
 // nextSlot returns the first of the user's slots after now: every replica's slot of a user lies

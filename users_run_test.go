@@ -468,3 +468,60 @@ func TestUserTokensRunLeavesExpiredAlone(t *testing.T) {
 		}
 	})
 }
+
+// TestUserTokensConcurrentChanges: users added, removed, looked up, refreshed and synced from many
+// goroutines while Run validates every few milliseconds: no race, no deadlock, and in the end the
+// registry and the store agree.
+func TestUserTokensConcurrentChanges(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	u.ValidateEvery = 50 * time.Millisecond
+	u.SyncEvery = 10 * time.Millisecond
+	u.MaxInFlight = 3
+	stop := run(t, u)
+	users := ids(20)
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			for i := range 30 {
+				id := users[(w*7+i)%len(users)]
+				switch i % 5 {
+				case 0, 1:
+					if _, err := u.AddUserForToken(t.Context(), newUser(fake, id, 0), "chatbot:"+id, "chat"); err != nil {
+						t.Error(err)
+					}
+				case 2:
+					if err := u.Remove(t.Context(), id, i%2 == 0); err != nil {
+						t.Error(err)
+					}
+				case 3:
+					if src, err := u.Source(id); err == nil {
+						src.ForceRefresh(t.Context(), nil) // may find the user removed meanwhile
+					}
+				case 4:
+					if err := u.Sync(t.Context()); err != nil {
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := stop(); !errors.Is(err, context.Canceled) {
+		t.Errorf("Run: %v", err)
+	}
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stored, _ := store.Keys(t.Context())
+	slices.Sort(stored)
+	if got := u.Users(); !slices.Equal(got, stored) {
+		t.Errorf("registry has %q, store %q", got, stored)
+	}
+	if src, err := u.SourceForIntent("chat"); err == nil {
+		if _, err := src.Token(); err != nil {
+			t.Errorf("the chat user's token: %v", err)
+		}
+	}
+}
