@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 )
 
 // Sync lists the store and registers the users other replicas added, and drops those removed
@@ -17,28 +18,41 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("twitchoauth: list stored users: %w", err)
 	}
-	var errs []error
 	listed := make(map[string]bool, len(keys))
+	var unknown []string
+	u.mu.RLock()
 	for _, key := range keys {
 		listed[key] = true
-		u.mu.RLock()
-		known := key == "" || u.users[key] != nil
-		u.mu.RUnlock()
-		if known {
-			continue
+		if key != "" && u.users[key] == nil {
+			unknown = append(unknown, key)
 		}
-		st, err := u.store.Load(ctx, key)
-		switch {
-		case errors.Is(err, ErrTokenNotFound):
-			continue
-		case err != nil && !errors.Is(err, ErrTokenCorrupt):
-			errs = append(errs, err)
-			continue
-		case err != nil || st.UserID != key:
-			continue // not a user of the registry (read again each time: few stores hold any)
-		}
-		u.putNew(st)
 	}
+	u.mu.RUnlock()
+	// New users are read MaxInFlight at a time: a replica that starts over 10,000 stored users
+	// does not wait for 10,000 round trips in a row.
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, u.maxInFlight())
+	for _, key := range unknown {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			st, err := u.store.Load(ctx, key)
+			switch {
+			case errors.Is(err, ErrTokenNotFound):
+			case err != nil && !errors.Is(err, ErrTokenCorrupt):
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			case err != nil || st.UserID != key:
+				// Not a user of the registry; read again at each Sync, as few stores hold any.
+			default:
+				u.putNew(st)
+			}
+		})
+	}
+	wg.Wait()
 	u.mu.RLock()
 	var gone []*userEntry
 	for id, e := range u.users {
