@@ -201,6 +201,7 @@ func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI strin
 // Source returns the user's token source, the same one for every call. Its error Is
 // [ErrTokenNotFound] when the user is not registered (a user another replica added is known after
 // the next [UserTokens.Sync]). It does no I/O and, once the source exists, allocates nothing.
+// Run validates the source's token: do not start KeepValidated on it.
 func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
 	u.mu.RLock()
 	e := u.users[userID]
