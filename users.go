@@ -178,7 +178,8 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 			return len(st.Intents) != n
 		})
 		if err != nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: store the intents a user lost", slog.String("user_id", id), slog.String("error", err.Error()))
+			u.log(ctx, slog.LevelWarn, "twitchoauth: store the intents a user lost",
+				slog.String("user_id", id), slog.String("error", err.Error()))
 		}
 	}
 	return v, nil

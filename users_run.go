@@ -31,8 +31,9 @@ const (
 // validated; a refresh token Twitch rejects makes the grant gone (see OnRevoked). A transient
 // failure (network, 5xx, 429, the store) is retried after a backoff that grows from a 120th of
 // the period to a quarter of it; the user is never dropped for it. A token that has expired is
-// not validated, nor refreshed only to be validated: the next use refreshes it. Users added or removed while
-// it runs are picked up, and the store is listed every SyncEvery for other replicas' users.
+// not validated, nor refreshed only to be validated: the next use refreshes it. Users added or
+// removed while it runs are picked up, and the store is listed every SyncEvery for other
+// replicas' users.
 func (u *UserTokens) Run(ctx context.Context) error {
 	u.mu.Lock()
 	if u.running {
@@ -139,7 +140,8 @@ func (u *UserTokens) syncLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if err := u.Sync(ctx); err != nil && ctx.Err() == nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: list the store's users failed; will try again", slog.String("error", err.Error()))
+			u.log(ctx, slog.LevelWarn, "twitchoauth: list the store's users failed; will try again",
+				slog.String("error", err.Error()))
 		}
 		select {
 		case <-ctx.Done():
@@ -207,7 +209,8 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 			return u.failed(ctx, e, "validate", verdict)
 		}
 		// Twitch rejected the token (validate marked it): refresh it, then validate the new one.
-		u.log(ctx, slog.LevelInfo, "twitchoauth: a user's token is no longer valid; refreshing", slog.String("user_id", e.id))
+		u.log(ctx, slog.LevelInfo, "twitchoauth: a user's token is no longer valid; refreshing",
+			slog.String("user_id", e.id))
 		if _, err := src.ForceRefresh(ctx, tok); err != nil {
 			return u.failed(ctx, e, "refresh", err)
 		}
