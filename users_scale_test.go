@@ -130,57 +130,73 @@ func (r *statusRecorder) WriteHeader(status int) {
 	r.ResponseWriter.WriteHeader(status)
 }
 
-// TestUserTokensScaleLoopback: 10,000 users over real loopback connections with the package's
-// default HTTP client, Twitch answering each validation after 50 ms: Run keeps MaxInFlight
-// requests in flight at most, opens no more connections than that (plus 2), and none fails. The
-// period is 80 s so that validations come at 125 a second, near the 160 a second that 8 in
-// flight of 50 ms allow; the test ends after 1,000 of them. It reports the peak heap.
+// TestUserTokensScaleLoopback: 10,000 users over real loopback connections, Twitch answering
+// each validation after 50 ms: Run keeps MaxInFlight requests in flight at most, opens no more
+// connections than that (plus 2), and none fails. Over HTTP/1.1 it uses the package's default
+// client; over HTTP/2 (TLS) all requests share one connection, where 10,000 streams at once made
+// the server force the connection closed. The period is 80 s so that validations come at 125 a
+// second, near the 160 a second that 8 in flight of 50 ms allow; each run ends after 1,000 of
+// them (500 over HTTP/2). It reports the peak heap.
 func TestUserTokensScaleLoopback(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale test: 10,000 users")
 	}
-	fake := faketwitch.New()
-	cs := &countingServer{fake: fake, want: 1000, reached: make(chan struct{})}
-	srv := httptest.NewUnstartedServer(cs)
-	srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
-			cs.conns.Add(1)
-		}
-	}
-	srv.Start()
-	t.Cleanup(srv.Close)
-	c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
-	c.AuthBaseURL = srv.URL + "/oauth2/"
-	log, logs := captureLog()
-	c.Logger = log
+	for _, tc := range []struct {
+		name  string
+		http2 bool
+		want  int64
+	}{{"HTTP/1.1", false, 1000}, {"HTTP/2", true, 500}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := faketwitch.New()
+			cs := &countingServer{fake: fake, want: tc.want, reached: make(chan struct{})}
+			srv := httptest.NewUnstartedServer(cs)
+			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					cs.conns.Add(1)
+				}
+			}
+			c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+			if tc.http2 {
+				srv.EnableHTTP2 = true
+				srv.StartTLS()
+				c.HTTPClient = srv.Client() // trusts the server's certificate; speaks HTTP/2
+			} else {
+				srv.Start()
+			}
+			t.Cleanup(srv.Close)
+			c.AuthBaseURL = srv.URL + "/oauth2/"
+			log, logs := captureLog()
+			c.Logger = log
 
-	store := newMemStore()
-	seedStore(t, fake, store, ids(scaleUsers))
-	fake.Fail("validate", faketwitch.Fault{Pass: true, Delay: 50 * time.Millisecond})
-	u := NewUserTokens(c, store)
-	u.ValidateEvery = 80 * time.Second
-	if err := u.Sync(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	peak := sampleHeap(t)
-	start := time.Now()
-	stop := run(t, u)
-	<-cs.reached
-	stop()
-	took := time.Since(start)
-	t.Logf("%d validations in %v over %d connections, %d in flight at most, %d failures, peak heap %.1f MiB",
-		cs.ok.Load(), took.Round(time.Millisecond), cs.conns.Load(), cs.maxSeen.Load(), cs.failed.Load(), float64(peak())/(1<<20))
-	if m := cs.maxSeen.Load(); m > defaultMaxInFlight {
-		t.Errorf("%d requests in flight at the server, want at most %d", m, defaultMaxInFlight)
-	}
-	if n := cs.conns.Load(); n > defaultMaxInFlight+2 {
-		t.Errorf("%d connections opened, want at most %d", n, defaultMaxInFlight+2)
-	}
-	if n := cs.failed.Load(); n != 0 {
-		t.Errorf("%d failed requests", n)
-	}
-	if out := logs.String(); containsLevel(out, "WARN") || containsLevel(out, "ERROR") {
-		t.Errorf("Run reported failures:\n%s", out)
+			store := newMemStore()
+			seedStore(t, fake, store, ids(scaleUsers))
+			fake.Fail("validate", faketwitch.Fault{Pass: true, Delay: 50 * time.Millisecond})
+			u := NewUserTokens(c, store)
+			u.ValidateEvery = 80 * time.Second
+			if err := u.Sync(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			peak := sampleHeap(t)
+			start := time.Now()
+			stop := run(t, u)
+			<-cs.reached
+			stop()
+			took := time.Since(start)
+			t.Logf("%d validations in %v over %d connections, %d in flight at most, %d failures, peak heap %.1f MiB",
+				cs.ok.Load(), took.Round(time.Millisecond), cs.conns.Load(), cs.maxSeen.Load(), cs.failed.Load(), float64(peak())/(1<<20))
+			if m := cs.maxSeen.Load(); m > defaultMaxInFlight {
+				t.Errorf("%d requests in flight at the server, want at most %d", m, defaultMaxInFlight)
+			}
+			if n := cs.conns.Load(); n > defaultMaxInFlight+2 {
+				t.Errorf("%d connections opened, want at most %d", n, defaultMaxInFlight+2)
+			}
+			if n := cs.failed.Load(); n != 0 {
+				t.Errorf("%d failed requests", n)
+			}
+			if out := logs.String(); containsLevel(out, "WARN") || containsLevel(out, "ERROR") {
+				t.Errorf("Run reported failures:\n%s", out)
+			}
+		})
 	}
 }
 
