@@ -246,6 +246,8 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 			return validated // the source fails without a request until a new token comes
 		}
 		return dropped
+	case e.removed.Load():
+		return dropped // removed meanwhile: nothing to report
 	case ctx.Err() != nil:
 		return retry
 	}
