@@ -147,3 +147,26 @@ var _ = func() {
 		tt.IDTokenWrongAudience, tt.IDTokenWrongIssuer, tt.IDTokenNoNonce, tt.IDTokenWrongNonce, tt.IDTokenWrongSubject,
 		tt.IDTokenAlgNone, tt.IDTokenHS256, tt.IDTokenMissing}
 }
+
+// Many users, and the app token.
+var _ = func() {
+	u := &t.UserTokens{ValidateEvery: time.Duration(0), MaxInFlight: 0,
+		OnRefresh: func(userID string, tok *oauth2.Token) {}, OnRevoked: func(userID string, err error) {}}
+	var _ func(*t.Client, t.TokenStore) *t.UserTokens = t.NewUserTokens
+	var _ func(context.Context, *oauth2.Token, ...string) (*t.Validation, error) = u.AddUserForToken
+	var _ func(context.Context, string, string, ...string) (*t.Validation, error) = u.AddUserForCode
+	var _ func(string) (*t.UserTokenSource, error) = u.Source
+	var _ func(string) (*t.UserTokenSource, error) = u.SourceForIntent
+	var _ func(context.Context, string, bool) error = u.Remove
+	var _ func() []string = u.Users
+	var _ func(context.Context) error = u.Run
+	var store t.TokenStore = &t.FileStore{}
+	var _ func(context.Context, string) error = store.Delete
+	a := &t.AppTokenSource{}
+	var _ func(*t.Client) *t.AppTokenSource = t.NewAppTokenSource
+	var _ func() (*oauth2.Token, error) = a.Token
+	var _ func(context.Context) (*oauth2.Token, error) = a.TokenContext
+	var _ func() *http.Client = a.HTTPClient
+	var _ oauth2.TokenSource = a
+	var _ func(*oauth2.Token) string = t.IRCPassword
+}

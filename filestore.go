@@ -237,3 +237,50 @@ func syncDir(dir string) {
 		d.Close()
 	}
 }
+
+// Delete removes key's token file; a missing one is not an error. The ".lock" file stays: a
+// process may be waiting on it, and a lock on a removed file would not exclude a new one.
+func (s *FileStore) Delete(ctx context.Context, key string) error {
+	path, err := s.file(key)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("twitchoauth: delete token file: %w", err)
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// Keys returns the keys of the token files beside Path ("user_token.<key>.json"), not the key ""
+// of Path itself, nor lock or temporary files. When Path has no extension, a key ending in
+// ".lock" cannot be told from a lock file and is not listed.
+func (s *FileStore) Keys(ctx context.Context) ([]string, error) {
+	path, err := s.file("")
+	if err != nil {
+		return nil, err
+	}
+	ext := filepath.Ext(path)
+	prefix := strings.TrimSuffix(filepath.Base(path), ext) + "."
+	entries, err := os.ReadDir(filepath.Dir(path))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: list token files: %w", err)
+	}
+	var keys []string
+	for _, e := range entries {
+		name := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ext) ||
+			len(name) <= len(prefix)+len(ext) || (ext == "" && strings.HasSuffix(name, ".lock")) {
+			continue
+		}
+		key := name[len(prefix) : len(name)-len(ext)]
+		if f, err := s.file(key); err != nil || filepath.Base(f) != name {
+			continue
+		}
+		keys = append(keys, key)
+	}
+	return keys, nil
+}

@@ -39,6 +39,11 @@ type StoredToken struct {
 	UserID       string    `json:"user_id,omitempty"`
 	Login        string    `json:"login,omitempty"`
 	ClientID     string    `json:"client_id,omitempty"`
+	// ValidatedAt is when Twitch last said the token was valid: replicas of a [UserTokens] read
+	// it to validate each token once per period between them, not once each.
+	ValidatedAt time.Time `json:"validated_at,omitzero"`
+	// Intents are what a [UserTokens] uses the user's token for ("chat", ...), shared by replicas.
+	Intents []string `json:"intents,omitempty"`
 }
 
 // DecodeStoredToken reads a token in the token file's JSON format. Its error Is ErrTokenCorrupt
@@ -113,6 +118,11 @@ type TokenStore interface {
 	// more than once; after the lease has ended it must leave alone a lock another holder has
 	// taken since, and return nil.
 	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error)
+	// Delete removes the token stored under key; a key with no token is not an error.
+	Delete(ctx context.Context, key string) error
+	// Keys returns every key a token is stored under, in no particular order ([UserTokens]
+	// lists them to find the users other replicas added).
+	Keys(ctx context.Context) ([]string, error)
 }
 
 // UserAuthenticationStorageHelper keeps a user token across restarts (pyTwitchAPI's

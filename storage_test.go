@@ -669,6 +669,44 @@ func BenchmarkTokenCachedParallel(b *testing.B) {
 	})
 }
 
+// BenchmarkUserTokensSource looks up a user's source among 10,000 registered users and takes its
+// fresh token, as a bot does before each Helix call: compare with BenchmarkTokenCached. "one user"
+// asks for the same user each time, as BenchmarkTokenCached does; "rotating" cycles through all
+// 10,000, so that each lookup misses the CPU caches.
+func BenchmarkUserTokensSource(b *testing.B) {
+	store := newMemStore()
+	users := ids(10000)
+	for _, id := range users {
+		store.Save(b.Context(), id, &StoredToken{AccessToken: "a" + id, RefreshToken: "r", Expiry: time.Now().Add(time.Hour), UserID: id})
+	}
+	u := NewUserTokens(&Client{}, store)
+	if err := u.Sync(b.Context()); err != nil {
+		b.Fatal(err)
+	}
+	for _, id := range users {
+		u.Source(id) // made on first use
+	}
+	for _, bc := range []struct {
+		name string
+		step int
+	}{{"one user", 0}, {"rotating", 1}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				src, err := u.Source(users[i%len(users)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := src.Token(); err != nil {
+					b.Fatal(err)
+				}
+				i += bc.step
+			}
+		})
+	}
+}
+
 func TestHTTPClientRedirects(t *testing.T) {
 	c, _ := newTestClient(t)
 	src := NewUserTokenSource(c, &oauth2.Token{AccessToken: "tok", Expiry: time.Now().Add(time.Hour)}, nil)

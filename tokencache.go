@@ -36,8 +36,8 @@ type tokenCache struct {
 	attempts   atomic.Uint64 // renewals finished so far; written under refreshing
 	lastErr    error         // the last renewal's error, unless its caller's ctx ended; guarded by refreshing
 
-	// revoked, once set, is the error of a refresh Twitch rejected: the grant is gone, and every
-	// call returns it without a request until a new token is set.
+	// revoked, once set, is the error of a refresh Twitch rejected (the grant is gone), or of the
+	// user's removal (see end): every call returns it without a request until a new token is set.
 	revoked atomic.Pointer[error]
 
 	// checking is a one-slot lock held while Twitch is asked whether a token an API refused (401)
@@ -47,6 +47,12 @@ type tokenCache struct {
 	checked   *oauth2.Token // the token last asked about; guarded by checking
 	checkedOK bool          // whether Twitch said it was valid
 	checkedAt time.Time
+
+	// onRenewed, if set, is called with each token a renewal or adopt put in place, after the
+	// lock is released. onRevoked, if set, is called once each time the grant is found gone
+	// (revoked is set), after the lock is released. Both are set before the cache is shared.
+	onRenewed func(tok *oauth2.Token)
+	onRevoked func(ctx context.Context, err error)
 }
 
 func (tc *tokenCache) init(c *Client, tok *oauth2.Token, renew func(context.Context, *oauth2.Token) (*oauth2.Token, error)) {
@@ -100,17 +106,30 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 	if err := tc.lock(ctx); err != nil {
 		return nil, err
 	}
-	defer tc.unlock()
+	tok, renewed, revoked, err := tc.refreshHeld(ctx, stale, seen)
+	tc.unlock()
+	if renewed && tc.onRenewed != nil {
+		tc.onRenewed(tok)
+	}
+	if revoked && tc.onRevoked != nil {
+		tc.onRevoked(ctx, err)
+	}
+	return tok, err
+}
+
+// refreshHeld is refresh with refreshing held. It reports whether it put a new token in place,
+// and whether it found the grant gone.
+func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64) (tok *oauth2.Token, renewed, revoked bool, err error) {
 	if err := tc.revoked.Load(); err != nil {
-		return nil, *err
+		return nil, false, false, *err
 	}
 	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok != stale) {
-		return tok, nil
+		return tok, false, false, nil
 	}
 	if tc.attempts.Load() != seen && tc.lastErr != nil {
-		return nil, tc.lastErr
+		return nil, false, false, tc.lastErr
 	}
-	tok, err := tc.renew(ctx, stale)
+	tok, err = tc.renew(ctx, stale)
 	tc.lastErr = err
 	if ctx.Err() != nil {
 		tc.lastErr = nil
@@ -118,12 +137,13 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 	if errors.Is(err, ErrInvalidRefreshToken) {
 		err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again and call SetToken: %w", err)
 		tc.revoked.Store(&err)
+		revoked = true
 		if cur := tc.cur.Load(); cur != nil {
 			tc.markRejected(cur) // the grant's access token dies with it
 		}
 	}
 	tc.attempts.Add(1)
-	return tok, err
+	return tok, tok != nil, revoked, err
 }
 
 // lock takes refreshing, or gives up when ctx ends.
@@ -202,4 +222,49 @@ func (tc *tokenCache) markRejected(tok *oauth2.Token) {
 // sameAccess reports whether a and b hold the same access token.
 func sameAccess(a, b *oauth2.Token) bool {
 	return a != nil && b != nil && a.AccessToken == b.AccessToken
+}
+
+// adopt makes tok, which another replica stored, the current token unless the grant is gone here
+// or tok is already current. It waits for a renewal under way; it must not be called holding a
+// store lock (a renewal takes refreshing, then the store's lock).
+func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
+	if err := tc.lock(ctx); err != nil {
+		return err
+	}
+	cur := tc.cur.Load()
+	changed := tc.revoked.Load() == nil && !sameAccess(cur, tok)
+	if changed {
+		tc.cur.Store(tok)
+		tc.lastErr = nil
+	}
+	tc.unlock()
+	if changed && tc.onRenewed != nil {
+		tc.onRenewed(tok)
+	}
+	return nil
+}
+
+// end makes the state terminal with err, without a request, as a revoked grant does, and stops
+// handing out the current token; onRevoked is not called. A token set later ends it.
+func (tc *tokenCache) end(ctx context.Context, err error) error {
+	if lerr := tc.lock(ctx); lerr != nil {
+		return lerr
+	}
+	defer tc.unlock()
+	tc.revoked.Store(&err)
+	if cur := tc.cur.Load(); cur != nil {
+		tc.markRejected(cur)
+	}
+	return nil
+}
+
+// replace makes tok the current token, ending a terminal state, without persisting it (the caller
+// has). It waits for a renewal under way.
+func (tc *tokenCache) replace(ctx context.Context, tok *oauth2.Token) error {
+	if err := tc.lock(ctx); err != nil {
+		return err
+	}
+	tc.set(tok)
+	tc.unlock()
+	return nil
 }

@@ -36,6 +36,7 @@ import (
 	"fmt"
 	randv2 "math/rand/v2"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -334,4 +335,57 @@ func newOwner() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails; see crypto/rand.Read
 	return hex.EncodeToString(b[:])
+}
+
+// Delete removes key's token with one DEL; a key with no token is not an error. A lock held on the
+// key stays until its holder releases it or its lease ends.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	if err := s.Client.Del(ctx, s.tokenKey(key)).Err(); err != nil {
+		return fmt.Errorf("redisstore: delete token: %w", redisError(ctx, err))
+	}
+	return nil
+}
+
+// Keys returns the key of every token under Prefix, found with SCAN (on every master of a Redis
+// Cluster), which never blocks the server the way KEYS does. A key saved or deleted while it runs
+// may or may not be listed.
+func (s *Store) Keys(ctx context.Context) ([]string, error) {
+	pattern := globEscape(s.tokenKey("")) + "*"
+	seen := map[string]bool{}
+	var mu sync.Mutex
+	scan := func(ctx context.Context, c redis.Cmdable) error {
+		iter := c.Scan(ctx, 0, pattern, 1000).Iterator()
+		for iter.Next(ctx) {
+			mu.Lock()
+			seen[strings.TrimPrefix(iter.Val(), s.tokenKey(""))] = true
+			mu.Unlock()
+		}
+		return iter.Err()
+	}
+	var err error
+	if cc, ok := s.Client.(*redis.ClusterClient); ok {
+		err = cc.ForEachMaster(ctx, func(ctx context.Context, c *redis.Client) error { return scan(ctx, c) })
+	} else {
+		err = scan(ctx, s.Client)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redisstore: list tokens: %w", redisError(ctx, err))
+	}
+	keys := make([]string, 0, len(seen))
+	for k := range seen {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// globEscape quotes the characters SCAN's MATCH pattern gives a meaning to.
+func globEscape(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		if strings.ContainsRune(`*?[]\`, r) {
+			b.WriteByte('\\')
+		}
+		b.WriteRune(r)
+	}
+	return b.String()
 }

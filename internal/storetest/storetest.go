@@ -36,6 +36,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("SlowRefreshRenewsLease", func(t *testing.T) { testSlowRefreshRenewsLease(t, open) })
 	t.Run("LateLockReply", func(t *testing.T) { testLateLockReply(t, open) })
 	t.Run("LapsedLeaseFenced", func(t *testing.T) { testLapsedLeaseFenced(t, open) })
+	t.Run("Delete", func(t *testing.T) { testDelete(t, open) })
+	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
 }
 
 // Twitch starts the fake identity server for the test and returns a confidential client of it.
@@ -341,5 +343,110 @@ func testBindThroughStore(t *testing.T, open Open) {
 	tok, err := second.Token()
 	if err != nil || tok.AccessToken != refreshed.AccessToken || logins != 1 {
 		t.Errorf("second helper holds %v, %v after %d logins; want the refreshed token", tok, err, logins)
+	}
+}
+
+// testDelete: a deleted token is gone for every replica, other keys stay, deleting a missing key
+// is no error, and the key can be saved again.
+func testDelete(t *testing.T, open Open) {
+	connect := open(t)
+	a, b := connect(t), connect(t)
+	ctx := t.Context()
+	for _, k := range []string{"1", "2"} {
+		if err := a.Save(ctx, k, &twitchoauth.StoredToken{AccessToken: "acc" + k}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := a.Delete(ctx, "1"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Load(ctx, "1"); !errors.Is(err, twitchoauth.ErrTokenNotFound) {
+		t.Errorf("Load after Delete: err = %v, want ErrTokenNotFound", err)
+	}
+	if st, err := b.Load(ctx, "2"); err != nil || st.AccessToken != "acc2" {
+		t.Errorf("other key after Delete: %+v, %v", st, err)
+	}
+	for _, k := range []string{"1", "never-saved"} {
+		if err := b.Delete(ctx, k); err != nil {
+			t.Errorf("Delete of missing key %q: %v", k, err)
+		}
+	}
+	// A held lock neither blocks Delete nor breaks: the key can be saved again and locked after.
+	unlock, err := a.Lock(ctx, "2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Delete(ctx, "2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Save(ctx, "1", &twitchoauth.StoredToken{AccessToken: "again"}); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := a.Load(ctx, "1"); err != nil || st.AccessToken != "again" {
+		t.Errorf("saved again after Delete: %+v, %v", st, err)
+	}
+	unlock, err = b.Lock(ctx, "2", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+}
+
+// testKeys: Keys lists exactly the keys that hold a token, for every replica: not locks, not
+// deleted keys, and user IDs as they were saved.
+func testKeys(t *testing.T, open Open) {
+	connect := open(t)
+	a, b := connect(t), connect(t)
+	ctx := t.Context()
+	if keys, err := b.Keys(ctx); err != nil || len(keys) != 0 {
+		t.Fatalf("Keys of an empty store = %q, %v", keys, err)
+	}
+	want := map[string]bool{}
+	for i := range 150 { // more than one page of a paged listing
+		k := fmt.Sprint(100000 + i)
+		if err := a.Save(ctx, k, &twitchoauth.StoredToken{AccessToken: "acc", UserID: k}); err != nil {
+			t.Fatal(err)
+		}
+		want[k] = true
+	}
+	for _, k := range []string{"100003", "100004"} {
+		if err := a.Delete(ctx, k); err != nil {
+			t.Fatal(err)
+		}
+		delete(want, k)
+	}
+	unlock, err := a.Lock(ctx, "locked-only", time.Minute) // a lock without a token is no key
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	unlock2, err := a.Lock(ctx, "100000", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock2()
+	keys, err := b.Keys(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, k := range keys {
+		if got[k] {
+			t.Errorf("key %q listed twice", k)
+		}
+		got[k] = true
+	}
+	for k := range want {
+		if !got[k] {
+			t.Errorf("key %q missing from Keys", k)
+		}
+	}
+	for k := range got {
+		if !want[k] {
+			t.Errorf("Keys lists %q, which holds no token", k)
+		}
 	}
 }

@@ -1,0 +1,335 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// Defaults of [UserTokens].
+const (
+	defaultValidateEvery = time.Hour
+	defaultMaxInFlight   = 8
+	defaultSyncEvery     = time.Minute
+)
+
+// UserTokens keeps the tokens of many users in one service: a bot account and every broadcaster
+// who connected it (twurple: RefreshingAuthProvider). Each user has one [UserTokenSource], made on
+// first use and shared by every caller; tokens live in a [TokenStore] under the user's ID, and
+// [UserTokens.Run] is the one goroutine that validates them all, as Twitch requires hourly. It is
+// safe for concurrent use. Set its fields before calling any method.
+//
+// Users are added with a token ([UserTokens.AddUserForToken]) or an authorization code
+// ([UserTokens.AddUserForCode]), optionally with intents: what the program uses their token for,
+// such as "chat" for the account the bot chats as, or "chatbot:<channel id>". An intent belongs
+// to one user at a time; giving it to a user takes it from the one who had it.
+//
+// A rejected grant (the user disconnected the app or changed their password) ends the user's
+// source for good: its calls fail with an error that Is [ErrInvalidRefreshToken], OnRevoked is
+// called once, and the user is removed from the registry and the store unless KeepRevoked is set.
+// Add the user again after a new login (rather than calling SetToken on the old source, which
+// the registry no longer holds).
+//
+// # Replicas
+//
+// Several replicas of a service can share one store (e.g. Redis, see examples/redisstore):
+//   - A user added on one replica is seen by the others: Run lists the store's keys every
+//     SyncEvery ([UserTokens.Sync] does it at once); a user removed on one replica is dropped by
+//     the others the same way. Intents travel with the token in the store and reach the other
+//     replicas within ValidateEvery.
+//   - A token is refreshed once across replicas: a refresh takes the user's lock in the store,
+//     adopts a fresh token another replica stored, and only otherwise refreshes and saves.
+//   - Validation is spread, not done once per replica: every replica validates a user in the same
+//     slot of the period, derived from the user ID (so slots are spread evenly over the period),
+//     shifted by up to a minute of jitter of its own. The store records when a token was last
+//     validated (StoredToken.ValidatedAt): the first replica to reach the slot takes the user's
+//     lock, validates, and saves the time; the others read it, find the token validated within
+//     a tenth of the period, and skip. Each replica reads each user's stored token once per
+//     period.
+type UserTokens struct {
+	// ValidateEvery is how often each token is validated. Defaults to an hour (Twitch requires
+	// apps to validate their tokens hourly).
+	ValidateEvery time.Duration
+	// MaxInFlight caps the validations (and the refreshes they lead to) Run sends at once.
+	// Defaults to 8.
+	MaxInFlight int
+	// SyncEvery is how often Run lists the store to find users other replicas added or removed.
+	// Defaults to a minute.
+	SyncEvery time.Duration
+	// OnRefresh, if set, is called with every new token a user's source starts using: one it
+	// refreshed, or one another replica refreshed and stored. The store already holds it: this
+	// is for the program's own use, such as a chat connection's password. It is called
+	// synchronously by the goroutine that refreshed; it must not block for long.
+	OnRefresh func(userID string, tok *oauth2.Token)
+	// OnRevoked, if set, is called once when a user's grant is found gone (a refresh token Twitch
+	// rejected, typically after a validation said 401): the user must log in again. It is called
+	// after the user was removed (unless KeepRevoked), synchronously by the goroutine that found
+	// it; it must not block for long.
+	OnRevoked func(userID string, err error)
+	// KeepRevoked keeps a user whose grant is gone in the registry and the store, with its source
+	// failing until a new token is added. Defaults to false: such a user is removed from both.
+	KeepRevoked bool
+
+	c     *Client
+	store TokenStore
+	seed  uint64 // this replica's jitter
+
+	mu      sync.RWMutex
+	users   map[string]*userEntry
+	intents map[string]string // intent to user ID
+	running bool              // Run is running
+	added   []*userEntry      // entries added while Run runs, not yet scheduled
+	wake    chan struct{}     // tells Run that added has entries
+}
+
+// userEntry is one registered user.
+type userEntry struct {
+	id      string
+	src     atomic.Pointer[UserTokenSource]
+	tok     *oauth2.Token // the token until src is made; guarded by UserTokens.mu
+	intents []string      // guarded by UserTokens.mu
+	removed atomic.Bool
+
+	// Owned by Run's scheduler.
+	due      time.Time
+	failures int
+}
+
+// NewUserTokens returns a registry of c's users whose tokens live in store. A nil store means a
+// [FileStore] in the working directory: user 12345's token in user_token.12345.json.
+func NewUserTokens(c *Client, store TokenStore) *UserTokens {
+	if store == nil {
+		store = &FileStore{}
+	}
+	return &UserTokens{
+		c:       c,
+		store:   store,
+		seed:    rand.Uint64(),
+		users:   map[string]*userEntry{},
+		intents: map[string]string{},
+		wake:    make(chan struct{}, 1),
+	}
+}
+
+// AddUserForToken validates tok to learn whose it is, stores it under the user's ID and returns
+// what validation said. A token Twitch rejects is refreshed first when it has a refresh token.
+// Intents are added to those the user has. Adding a user who is already registered hands their
+// source the new token, ending a revoked state. The token must be a user token of this client:
+// otherwise the error Is [ErrInvalidToken].
+func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, intents ...string) (*Validation, error) {
+	if tok == nil || tok.AccessToken == "" {
+		return nil, errors.New("twitchoauth: add user: no access token")
+	}
+	v, err := u.c.ValidateToken(ctx, tok.AccessToken)
+	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
+		next, rerr := u.c.RefreshAccessToken(ctx, tok.RefreshToken)
+		if rerr != nil {
+			return nil, fmt.Errorf("twitchoauth: add user: refresh the invalid token: %w", rerr)
+		}
+		tok = carryScopes(next, tok)
+		v, err = u.c.ValidateToken(ctx, tok.AccessToken)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: validate token: %w", err)
+	}
+	switch {
+	case !v.IsUserToken():
+		return nil, fmt.Errorf("twitchoauth: add user: an app token, not a user token: %w", ErrInvalidToken)
+	case v.ClientID != u.c.ClientID:
+		return nil, fmt.Errorf("twitchoauth: add user: the token belongs to another client: %w", ErrInvalidToken)
+	}
+	now := time.Now()
+	var st *StoredToken
+	err = withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
+		var had []string
+		switch old, err := u.store.Load(ctx, v.UserID); {
+		case err == nil:
+			had = old.Intents
+		case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
+			return err
+		}
+		st = (&StoredToken{Intents: mergeIntents(had, intents)}).withToken(tok).withValidation(v)
+		st.ValidatedAt = now
+		return u.store.Save(ctx, v.UserID, st)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: store token: %w", err)
+	}
+	e, losers := u.put(st, false)
+	if s := e.src.Load(); s != nil {
+		if err := s.replace(ctx, st.Token()); err != nil {
+			return nil, fmt.Errorf("twitchoauth: add user: %w", err)
+		}
+	}
+	// The users who lost an intent to this one lose it in the store too, so that every replica
+	// (and this one after a restart) agrees who has it.
+	for id, lost := range losers {
+		err := u.update(ctx, id, func(st *StoredToken) bool {
+			n := len(st.Intents)
+			st.Intents = slices.DeleteFunc(st.Intents, func(in string) bool { return slices.Contains(lost, in) })
+			return len(st.Intents) != n
+		})
+		if err != nil {
+			u.log(ctx, slog.LevelWarn, "twitchoauth: store the intents a user lost",
+				slog.String("user_id", id), slog.String("error", err.Error()))
+		}
+	}
+	return v, nil
+}
+
+// AddUserForCode exchanges an authorization code (from the redirect of a login started with
+// [UserAuthenticator.AuthURL] or a web login) for a token, and adds its user as
+// [UserTokens.AddUserForToken] does. redirectURI must be the one the login named.
+func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI string, intents ...string) (*Validation, error) {
+	if code == "" {
+		return nil, errors.New("twitchoauth: add user: no code")
+	}
+	tok, err := u.c.exchangeCode(ctx, code, redirectURI)
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: exchange code: %w", err)
+	}
+	return u.AddUserForToken(ctx, tok, intents...)
+}
+
+// Source returns the user's token source, the same one for every call. Its error Is
+// [ErrTokenNotFound] when the user is not registered (a user another replica added is known after
+// the next [UserTokens.Sync]). It does no I/O and, once the source exists, allocates nothing.
+// Run validates the source's token: do not start KeepValidated on it.
+func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
+	u.mu.RLock()
+	e := u.users[userID]
+	u.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: user %q is not registered", ErrTokenNotFound, userID)
+	}
+	return u.source(e), nil
+}
+
+// SourceForIntent returns the source of the user who has intent, e.g. "chat". Its error Is
+// [ErrTokenNotFound] when no registered user has it.
+func (u *UserTokens) SourceForIntent(intent string) (*UserTokenSource, error) {
+	u.mu.RLock()
+	e := u.users[u.intents[intent]]
+	u.mu.RUnlock()
+	if e == nil {
+		return nil, fmt.Errorf("%w: no user has intent %q", ErrTokenNotFound, intent)
+	}
+	return u.source(e), nil
+}
+
+// Intents returns the user's intents (nil for a user not registered).
+func (u *UserTokens) Intents(userID string) []string {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if e := u.users[userID]; e != nil {
+		return slices.Clone(e.intents)
+	}
+	return nil
+}
+
+// Users returns the IDs of the registered users, sorted.
+func (u *UserTokens) Users() []string {
+	u.mu.RLock()
+	ids := make([]string, 0, len(u.users))
+	for id := range u.users {
+		ids = append(ids, id)
+	}
+	u.mu.RUnlock()
+	slices.Sort(ids)
+	return ids
+}
+
+// Remove forgets the user: it deletes their token from the store and from the registry, and their
+// source fails from then on with an error that Is [ErrTokenNotFound]. With revoke, it first
+// revokes the token at Twitch (refreshing an expired one to do so), so that the grant is gone for
+// good; a grant that is already gone is no error. Removing a user who is not there does nothing.
+// When the store or Twitch fails, the user stays and the error is returned.
+func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) error {
+	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+		if revoke {
+			if err := u.revokeStored(ctx, userID); err != nil {
+				return err
+			}
+		}
+		return u.store.Delete(ctx, userID)
+	})
+	if err != nil {
+		return fmt.Errorf("twitchoauth: remove user: %w", err)
+	}
+	u.mu.RLock()
+	e := u.users[userID]
+	u.mu.RUnlock()
+	if e != nil {
+		u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed: %w", userID, ErrTokenNotFound))
+	}
+	return nil
+}
+
+// revokeStored revokes the grant of the token stored for userID, whose lock is held. Revoking an
+// access token ends its refresh token too; when the stored access token is dead already (expired,
+// or killed early), the refresh token is traded for a live one to revoke.
+func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
+	st, err := u.store.Load(ctx, userID)
+	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if fresh(st.Token()) {
+		err := u.c.RevokeToken(ctx, st.AccessToken)
+		if err == nil || !errors.Is(err, ErrInvalidToken) {
+			return err
+		}
+	}
+	if st.RefreshToken == "" {
+		return nil
+	}
+	tok, err := u.c.RefreshAccessToken(ctx, st.RefreshToken)
+	if errors.Is(err, ErrInvalidRefreshToken) {
+		return nil // the grant is gone already
+	}
+	if err != nil {
+		return err
+	}
+	if err := u.c.RevokeToken(ctx, tok.AccessToken); err != nil && !errors.Is(err, ErrInvalidToken) {
+		return err
+	}
+	return nil
+}
+
+// source returns e's source, making it on first use.
+func (u *UserTokens) source(e *userEntry) *UserTokenSource {
+	if s := e.src.Load(); s != nil {
+		return s
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if s := e.src.Load(); s != nil {
+		return s
+	}
+	s := NewStoreTokenSource(u.c, u.store, e.id, e.tok)
+	s.onRenewed = func(tok *oauth2.Token) {
+		if f := u.OnRefresh; f != nil {
+			f(e.id, tok)
+		}
+	}
+	s.onRevoked = func(ctx context.Context, err error) { u.revoked(ctx, e, s, err) }
+	e.tok = nil
+	e.src.Store(s)
+	return s
+}
+
+func (u *UserTokens) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
+	if l := u.c.Logger; l != nil {
+		l.LogAttrs(ctx, level, msg, attrs...)
+	}
+}

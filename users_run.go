@@ -1,0 +1,344 @@
+package twitchoauth
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"sync"
+	"time"
+)
+
+// outcome is what one validation of a user came to.
+type outcome int
+
+const (
+	validated outcome = iota // validated here, or by another replica within the period
+	retry                    // a transient failure: try again after a backoff
+	dropped                  // the user is gone: revoked or removed
+)
+
+// Run validates every user's token once per ValidateEvery until ctx is done, and returns ctx's
+// error then (or at once, an error when Run is already running). It is one goroutine with a pool
+// of MaxInFlight workers, all ended before it returns; it starts none per user.
+//
+// Each user has a slot in the period, derived from the user ID and spread evenly over it (see
+// [UserTokens] for how replicas share the work), so that 10,000 users added at once are validated
+// a few at a time, never together. A token Twitch rejects (401) is refreshed, and the new one is
+// validated; a refresh token Twitch rejects makes the grant gone (see OnRevoked). A transient
+// failure (network, 5xx, 429, the store) is retried after a backoff that grows from a 120th of
+// the period to a quarter of it; the user is never dropped for it. A token that has expired is
+// not validated, nor refreshed only to be validated: the next use refreshes it. Users added or
+// removed while it runs are picked up, and the store is listed every SyncEvery for other
+// replicas' users.
+func (u *UserTokens) Run(ctx context.Context) error {
+	u.mu.Lock()
+	if u.running {
+		u.mu.Unlock()
+		return errors.New("twitchoauth: UserTokens.Run is already running")
+	}
+	u.running = true
+	var due dueHeap
+	for _, e := range u.users {
+		due = append(due, e)
+	}
+	u.added = nil
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		u.running, u.added = false, nil
+		u.mu.Unlock()
+	}()
+
+	now := time.Now()
+	for _, e := range due {
+		e.failures = 0
+		e.due = u.nextSlot(e.id, now)
+	}
+	heap.Init(&due)
+
+	workers := u.maxInFlight()
+	work := make(chan *userEntry, workers)
+	type result struct {
+		e   *userEntry
+		out outcome
+	}
+	done := make(chan result, workers) // at most workers results are outstanding: sends never block
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for e := range work {
+				done <- result{e, u.validateUser(ctx, e)}
+			}
+		})
+	}
+	wg.Go(func() { u.syncLoop(ctx) })
+	defer wg.Wait()
+	defer close(work)
+
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	inFlight := 0
+	for {
+		u.mu.Lock()
+		added := u.added
+		u.added = nil
+		u.mu.Unlock()
+		now := time.Now()
+		for _, e := range added {
+			e.failures = 0
+			e.due = u.nextSlot(e.id, now)
+			heap.Push(&due, e)
+		}
+		for inFlight < workers && due.Len() > 0 && !due[0].due.After(now) {
+			e := heap.Pop(&due).(*userEntry)
+			if e.removed.Load() {
+				continue
+			}
+			inFlight++
+			work <- e
+		}
+		var wait <-chan time.Time
+		if inFlight < workers && due.Len() > 0 {
+			timer.Reset(due[0].due.Sub(now))
+			wait = timer.C
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case r := <-done:
+			inFlight--
+			if r.out == dropped || r.e.removed.Load() {
+				continue
+			}
+			now := time.Now()
+			if r.out == retry {
+				r.e.failures++
+				r.e.due = now.Add(u.backoff(r.e.failures))
+			} else {
+				r.e.failures = 0
+				r.e.due = u.nextSlot(r.e.id, now)
+			}
+			heap.Push(&due, r.e)
+		case <-u.wake:
+		case <-wait:
+		}
+		timer.Stop()
+	}
+}
+
+// syncLoop runs Sync now and every SyncEvery until ctx is done.
+func (u *UserTokens) syncLoop(ctx context.Context) {
+	every := u.SyncEvery
+	if every <= 0 {
+		every = defaultSyncEvery
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if err := u.Sync(ctx); err != nil && ctx.Err() == nil {
+			u.log(ctx, slog.LevelWarn, "twitchoauth: list the store's users failed; will try again",
+				slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// validateUser validates e's token unless another replica did within half a period, refreshing
+// it when Twitch rejects it.
+func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
+	src := u.source(e)
+	refreshed := false
+	for range 3 { // a refresh, or another replica's token to adopt, makes another round
+		st, err := u.store.Load(ctx, e.id)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			return u.goneFromStore(ctx, e)
+		case err != nil:
+			return u.failed(ctx, e, "load", err)
+		}
+		u.noteStored(ctx, e, src, st)
+		if u.recent(st.ValidatedAt) {
+			return validated
+		}
+		// An expired token has nothing to validate: it is refreshed when next used, not here.
+		if !fresh(src.cur.Load()) && !fresh(st.Token()) && !refreshed {
+			return validated
+		}
+		// tok is the source's current token, which validate marks if Twitch rejects it.
+		tok, err := src.TokenContext(ctx)
+		if err != nil {
+			return u.failed(ctx, e, "refresh", err)
+		}
+		var verdict error
+		var newer *StoredToken
+		err = withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
+			st, err := u.store.Load(ctx, e.id)
+			switch {
+			case err != nil:
+				return err
+			case u.recent(st.ValidatedAt):
+				return nil
+			case fresh(st.Token()) && st.AccessToken != tok.AccessToken:
+				newer = st // another replica's: adopt it, then validate it
+				return nil
+			}
+			if verdict = src.validate(ctx, tok); verdict != nil || st.AccessToken != tok.AccessToken {
+				return nil
+			}
+			st.ValidatedAt = time.Now()
+			return u.store.Save(ctx, e.id, st)
+		})
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			return u.goneFromStore(ctx, e)
+		case err != nil:
+			return u.failed(ctx, e, "validate", err)
+		case newer != nil:
+			continue // the next round adopts it
+		case verdict == nil:
+			return validated
+		case !errors.Is(verdict, ErrInvalidToken) || refreshed:
+			return u.failed(ctx, e, "validate", verdict)
+		}
+		// Twitch rejected the token (validate marked it): refresh it, then validate the new one.
+		u.log(ctx, slog.LevelInfo, "twitchoauth: a user's token is no longer valid; refreshing",
+			slog.String("user_id", e.id))
+		if _, err := src.ForceRefresh(ctx, tok); err != nil {
+			return u.failed(ctx, e, "refresh", err)
+		}
+		refreshed = true
+	}
+	return retry
+}
+
+// noteStored brings e up to date with what the store holds: the intents, and a fresh token
+// another replica stored.
+func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserTokenSource, st *StoredToken) {
+	u.mu.Lock()
+	if u.users[e.id] == e && !slices.Equal(e.intents, st.Intents) {
+		u.setIntentsLocked(e, st.Intents)
+	}
+	u.mu.Unlock()
+	if stored := st.Token(); fresh(stored) && !sameAccess(stored, src.cur.Load()) {
+		src.adopt(ctx, stored)
+	}
+}
+
+// goneFromStore drops e, whose token another replica deleted.
+func (u *UserTokens) goneFromStore(ctx context.Context, e *userEntry) outcome {
+	u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.id, ErrTokenNotFound))
+	return dropped
+}
+
+// failed sorts a failed validation: the grant gone (OnRevoked was called) or a transient failure.
+func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err error) outcome {
+	switch {
+	case errors.Is(err, ErrInvalidRefreshToken):
+		if u.KeepRevoked {
+			return validated // the source fails without a request until a new token comes
+		}
+		return dropped
+	case e.removed.Load():
+		return dropped // removed meanwhile: nothing to report
+	case ctx.Err() != nil:
+		return retry
+	}
+	u.log(ctx, slog.LevelWarn, "twitchoauth: validation failed; will try again", slog.String("user_id", e.id),
+		slog.String("step", step), slog.String("error", err.Error()))
+	return retry
+}
+
+// recent reports whether a validation at t, by any replica, was one of the current slot: every
+// replica's slot for a user lies within a 60th of the period of the others', so a validation
+// within a tenth of the period is another replica's of the same slot (or one on the user's way
+// in). Skipping it delays the user's next validation by a tenth of the period at most.
+func (u *UserTokens) recent(t time.Time) bool {
+	return !t.IsZero() && time.Since(t) < u.period()/10
+}
+
+// nextSlot returns the first of the user's slots after now: every replica's slot of a user lies
+// at the same offset of the period, derived from the user ID, less this replica's jitter of at
+// most a minute (a 60th of shorter periods).
+func (u *UserTokens) nextSlot(userID string, now time.Time) time.Time {
+	p := u.period()
+	jitterMax := min(time.Minute, p/60)
+	h := mix64(fnv64(userID))
+	offset := time.Duration(h % uint64(p))
+	if jitterMax > 0 {
+		offset -= time.Duration(mix64(h^u.seed) % uint64(jitterMax))
+	}
+	// Slots are offset + k*p after the Unix epoch, so that replicas agree on them.
+	since := max(now.Sub(time.Unix(0, 0).Add(offset)), 0)
+	k := since/p + 1
+	return time.Unix(0, 0).Add(offset).Add(k * p)
+}
+
+// backoff returns the wait before retry n (from 1): a 120th of the period (a second at least),
+// doubled each time up to a quarter of it, with up to a fifth more at random.
+func (u *UserTokens) backoff(n int) time.Duration {
+	p := u.period()
+	d := max(p/120, time.Second)
+	for i := 1; i < n && d < p/4; i++ {
+		d *= 2
+	}
+	d = min(d, p/4)
+	return d + rand.N(d/5+1)
+}
+
+func (u *UserTokens) period() time.Duration {
+	if u.ValidateEvery <= 0 {
+		return defaultValidateEvery
+	}
+	return u.ValidateEvery
+}
+
+func (u *UserTokens) maxInFlight() int {
+	if u.MaxInFlight <= 0 {
+		return defaultMaxInFlight
+	}
+	return u.MaxInFlight
+}
+
+// fnv64 is FNV-1a of s: the same on every replica, unlike the runtime's seeded hashes.
+func fnv64(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// mix64 is splitmix64's finalizer: it spreads the bits of similar IDs (12345, 12346) over the
+// whole range.
+func mix64(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	x ^= x >> 31
+	return x
+}
+
+// dueHeap orders users by when their next validation is due.
+type dueHeap []*userEntry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(*userEntry)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}

@@ -1,0 +1,297 @@
+package twitchoauth
+
+import (
+	"context"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"runtime/metrics"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+)
+
+const scaleUsers = 10000
+
+// TestUserTokensScale: 10,000 users, validated by one Run for two periods of the default hour
+// (a synctest bubble compresses them) with the default MaxInFlight, while Twitch takes 50 ms to
+// answer each validation: every user is validated exactly once per period, at its own slot; the
+// validations are spread evenly over the period; never more than MaxInFlight are in flight; none
+// fails; and Run starts no goroutine per user.
+func TestUserTokensScale(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test: 10,000 users")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		users := ids(scaleUsers)
+		seedStore(t, b.fake, b.store, users)
+		b.fake.Fail("validate", faketwitch.Fault{Pass: true, Delay: 50 * time.Millisecond})
+		u := NewUserTokens(b.c, b.store)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		const period = defaultValidateEvery
+		goroutines := runtime.NumGoroutine()
+		start := time.Now()
+		stop := run(t, u)
+		time.Sleep(period / 2)
+		if n := runtime.NumGoroutine() - goroutines; n > defaultMaxInFlight+3 {
+			t.Errorf("Run keeps %d goroutines for %d users", n, scaleUsers)
+		}
+		time.Sleep(2*period - period/2 + time.Second) // validations begun before 2 periods end
+		stop()
+		end := start.Add(2 * period)
+
+		perMinute := make([]int, 120)
+		for _, id := range users {
+			times := b.tr.timesUntil(b.store.stored(id).AccessToken, end)
+			for _, at := range times {
+				if m := int(at.Sub(start) / time.Minute); m < len(perMinute) {
+					perMinute[m]++
+				}
+			}
+			if len(times) != 2 {
+				t.Errorf("user %s validated %d times in 2 periods, want 2", id, len(times))
+				continue
+			}
+			if times[0].Sub(start) > period {
+				t.Errorf("user %s first validated after %v", id, times[0].Sub(start))
+			}
+			if gap := times[1].Sub(times[0]); gap < period-time.Second || gap > period+time.Second {
+				t.Errorf("user %s: %v between validations, want %v", id, gap, period)
+			}
+		}
+		busiest := 0
+		for _, n := range perMinute {
+			busiest = max(busiest, n)
+		}
+		mean := scaleUsers / 60
+		t.Logf("%d users, 2 periods: busiest minute %d validations (mean %d), %d in flight at most, %d failures",
+			scaleUsers, busiest, mean, b.tr.maxSeen.Load(), b.tr.failures.Load())
+		if busiest > mean*3/2 {
+			t.Errorf("%d validations in one minute, mean %d: not spread evenly", busiest, mean)
+		}
+		if m := b.tr.maxSeen.Load(); m > defaultMaxInFlight {
+			t.Errorf("%d requests in flight, want at most MaxInFlight = %d", m, defaultMaxInFlight)
+		}
+		if n := b.tr.failures.Load(); n != 0 {
+			t.Errorf("%d failed requests", n)
+		}
+	})
+}
+
+// countingServer serves the fake over loopback TCP, counting connections and the requests in
+// flight at the server.
+type countingServer struct {
+	fake     *faketwitch.Server
+	conns    atomic.Int64
+	inFlight atomic.Int64
+	maxSeen  atomic.Int64
+	failed   atomic.Int64
+	ok       atomic.Int64
+	want     int64
+	reached  chan struct{} // closed when ok reaches want
+}
+
+func (s *countingServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	n := s.inFlight.Add(1)
+	defer s.inFlight.Add(-1)
+	for m := s.maxSeen.Load(); n > m && !s.maxSeen.CompareAndSwap(m, n); m = s.maxSeen.Load() {
+	}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	s.fake.ServeHTTP(rec, r)
+	if rec.status != http.StatusOK {
+		if r.Context().Err() == nil {
+			s.failed.Add(1)
+		}
+		return
+	}
+	if s.ok.Add(1) == s.want {
+		close(s.reached)
+	}
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(status int) {
+	r.status = status
+	r.ResponseWriter.WriteHeader(status)
+}
+
+// TestUserTokensScaleLoopback: 10,000 users over real loopback connections, Twitch answering
+// each validation after 50 ms: Run keeps MaxInFlight requests in flight at most, opens no more
+// connections than that (plus 2), and none fails. Over HTTP/1.1 it uses the package's default
+// client; over HTTP/2 (TLS) all requests share one connection, where 10,000 streams at once made
+// the server force the connection closed. The period is 80 s so that validations come at 125 a
+// second, near the 160 a second that 8 in flight of 50 ms allow; each run ends after 1,000 of
+// them (500 over HTTP/2). It reports the peak heap.
+func TestUserTokensScaleLoopback(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test: 10,000 users")
+	}
+	for _, tc := range []struct {
+		name  string
+		http2 bool
+		want  int64
+	}{{"HTTP/1.1", false, 1000}, {"HTTP/2", true, 500}} {
+		t.Run(tc.name, func(t *testing.T) {
+			fake := faketwitch.New()
+			cs := &countingServer{fake: fake, want: tc.want, reached: make(chan struct{})}
+			srv := httptest.NewUnstartedServer(cs)
+			srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+				if st == http.StateNew {
+					cs.conns.Add(1)
+				}
+			}
+			c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
+			if tc.http2 {
+				srv.EnableHTTP2 = true
+				srv.StartTLS()
+				c.HTTPClient = srv.Client() // trusts the server's certificate; speaks HTTP/2
+			} else {
+				srv.Start()
+			}
+			t.Cleanup(srv.Close)
+			c.AuthBaseURL = srv.URL + "/oauth2/"
+			log, logs := captureLog()
+			c.Logger = log
+
+			store := newMemStore()
+			seedStore(t, fake, store, ids(scaleUsers))
+			fake.Fail("validate", faketwitch.Fault{Pass: true, Delay: 50 * time.Millisecond})
+			u := NewUserTokens(c, store)
+			u.ValidateEvery = 80 * time.Second
+			if err := u.Sync(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			peak := sampleHeap(t)
+			start := time.Now()
+			stop := run(t, u)
+			<-cs.reached
+			stop()
+			took := time.Since(start)
+			t.Logf("%d validations in %v over %d connections, %d in flight at most, %d failures, peak heap %.1f MiB",
+				cs.ok.Load(), took.Round(time.Millisecond), cs.conns.Load(), cs.maxSeen.Load(), cs.failed.Load(), float64(peak())/(1<<20))
+			if m := cs.maxSeen.Load(); m > defaultMaxInFlight {
+				t.Errorf("%d requests in flight at the server, want at most %d", m, defaultMaxInFlight)
+			}
+			if n := cs.conns.Load(); n > defaultMaxInFlight+2 {
+				t.Errorf("%d connections opened, want at most %d", n, defaultMaxInFlight+2)
+			}
+			if n := cs.failed.Load(); n != 0 {
+				t.Errorf("%d failed requests", n)
+			}
+			if out := logs.String(); containsLevel(out, "WARN") || containsLevel(out, "ERROR") {
+				t.Errorf("Run reported failures:\n%s", out)
+			}
+		})
+	}
+}
+
+// containsLevel reports whether a text log holds a record of level.
+func containsLevel(out, level string) bool { return strings.Contains(out, "level="+level+" ") }
+
+// sampleHeap samples the heap's size until the test ends, and returns the peak seen so far.
+func sampleHeap(t *testing.T) (peak func() uint64) {
+	var mu sync.Mutex
+	var top uint64
+	sample := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}}
+	read := func() {
+		metrics.Read(sample)
+		mu.Lock()
+		top = max(top, sample[0].Value.Uint64())
+		mu.Unlock()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			read()
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	t.Cleanup(func() { cancel(); <-done })
+	return func() uint64 {
+		read()
+		mu.Lock()
+		defer mu.Unlock()
+		return top
+	}
+}
+
+// liveHeap returns the heap in use after a full collection.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return ms.HeapAlloc
+}
+
+// TestUserTokensMemory: a registered user costs at most 2 KiB besides the token itself, with
+// each user's source made and Run going, and Run holds no goroutine per user.
+func TestUserTokensMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test: 10,000 users")
+	}
+	store := newMemStore()
+	users := ids(scaleUsers)
+	for _, id := range users {
+		store.Save(t.Context(), id, &StoredToken{AccessToken: "access-token-" + id + "-0123456789abcdef", RefreshToken: "refresh-token-" + id + "-0123456789abcdefghijklmnopqrstuvwxyz",
+			Expiry: time.Now().Add(4 * time.Hour), Scopes: []Scope{ScopeChatRead, ScopeChatEdit}, UserID: id, Login: "user" + id, ClientID: "cid",
+			Intents: []string{"chatbot:" + id}})
+	}
+	base := liveHeap()
+	toks := make([]*oauth2.Token, len(users))
+	for i, id := range users {
+		toks[i] = store.stored(id).Token()
+	}
+	perToken := float64(liveHeap()-base) / scaleUsers
+	runtime.KeepAlive(toks)
+	toks = nil
+	base = liveHeap()
+
+	c := NewClient("cid", "secret")
+	c.AuthBaseURL = "http://127.0.0.1:1/oauth2/" // nothing listens: a slot that comes due fails and is retried
+	u := NewUserTokens(c, store)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range users {
+		if _, err := u.Source(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	goroutines := runtime.NumGoroutine()
+	stop := run(t, u)
+	defer stop()
+	perUser := float64(liveHeap()-base)/scaleUsers - perToken
+	extra := runtime.NumGoroutine() - goroutines
+	t.Logf("%d users: %.0f bytes each beyond the token (%.0f bytes), %d goroutines for Run", scaleUsers, perUser, perToken, extra)
+	if perUser > 2048 {
+		t.Errorf("%.0f bytes per user beyond the token, want at most 2048", perUser)
+	}
+	if extra > defaultMaxInFlight+3 {
+		t.Errorf("Run holds %d goroutines for %d users", extra, scaleUsers)
+	}
+	runtime.KeepAlive(u)
+}

@@ -1,0 +1,215 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+)
+
+// Sync lists the store and registers the users other replicas added, and drops those removed
+// from the store. Run calls it every SyncEvery; call it at start-up to load the users the store
+// holds before Run. Keys that hold no user of the registry (a token stored under another name,
+// such as the storage helper's key "") are left alone.
+func (u *UserTokens) Sync(ctx context.Context) error {
+	keys, err := u.store.Keys(ctx)
+	if err != nil {
+		return fmt.Errorf("twitchoauth: list stored users: %w", err)
+	}
+	listed := make(map[string]bool, len(keys))
+	var unknown []string
+	u.mu.RLock()
+	for _, key := range keys {
+		listed[key] = true
+		if key != "" && u.users[key] == nil {
+			unknown = append(unknown, key)
+		}
+	}
+	u.mu.RUnlock()
+	// New users are read MaxInFlight at a time: a replica that starts over 10,000 stored users
+	// does not wait for 10,000 round trips in a row.
+	var mu sync.Mutex
+	var errs []error
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, u.maxInFlight())
+	for _, key := range unknown {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			st, err := u.store.Load(ctx, key)
+			switch {
+			case errors.Is(err, ErrTokenNotFound):
+			case err != nil && !errors.Is(err, ErrTokenCorrupt):
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			case err != nil || st.UserID != key:
+				// Not a user of the registry; read again at each Sync, as few stores hold any.
+			default:
+				u.putNew(st)
+			}
+		})
+	}
+	wg.Wait()
+	u.mu.RLock()
+	var gone []*userEntry
+	for id, e := range u.users {
+		if !listed[id] {
+			gone = append(gone, e)
+		}
+	}
+	u.mu.RUnlock()
+	// A user missing from the listing may have been added since it was taken: only one the
+	// store no longer holds is dropped.
+	for _, e := range gone {
+		_, err := u.store.Load(ctx, e.id)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.id, ErrTokenNotFound))
+		case err != nil && !errors.Is(err, ErrTokenCorrupt):
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("twitchoauth: sync stored users: %w", err)
+	}
+	return nil
+}
+
+// put registers st's user, or updates the user's intents, and returns the entry and the intents
+// it took from other users (by user ID).
+func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers map[string][]string) {
+	u.mu.Lock()
+	e = u.users[st.UserID]
+	isNew := e == nil
+	if isNew {
+		e = &userEntry{id: st.UserID, tok: st.Token()}
+		u.users[e.id] = e
+		if u.running {
+			u.added = append(u.added, e)
+		}
+	}
+	if isNew || !onlyNew {
+		losers = u.setIntentsLocked(e, st.Intents)
+	}
+	if !isNew && !onlyNew && e.src.Load() == nil {
+		e.tok = st.Token()
+	}
+	u.mu.Unlock()
+	if isNew {
+		select {
+		case u.wake <- struct{}{}:
+		default:
+		}
+	}
+	return e, losers
+}
+
+// putNew registers st's user unless the user is registered.
+func (u *UserTokens) putNew(st *StoredToken) { u.put(st, true) }
+
+// setIntentsLocked makes intents e's, taking them from other users; u.mu is held. It returns what
+// it took, by user ID.
+func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string][]string {
+	for _, in := range e.intents {
+		if u.intents[in] == e.id && !slices.Contains(intents, in) {
+			delete(u.intents, in)
+		}
+	}
+	var losers map[string][]string
+	for _, in := range intents {
+		prev := u.intents[in]
+		if prev != "" && prev != e.id {
+			if p := u.users[prev]; p != nil {
+				p.intents = slices.DeleteFunc(slices.Clone(p.intents), func(s string) bool { return s == in })
+			}
+			if losers == nil {
+				losers = map[string][]string{}
+			}
+			losers[prev] = append(losers[prev], in)
+		}
+		u.intents[in] = e.id
+	}
+	e.intents = slices.Clone(intents)
+	return losers
+}
+
+// forget removes e from the registry and, with a non-nil err, ends its source with err.
+func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
+	u.mu.Lock()
+	if u.users[e.id] == e {
+		delete(u.users, e.id)
+		for _, in := range e.intents {
+			if u.intents[in] == e.id {
+				delete(u.intents, in)
+			}
+		}
+	}
+	e.removed.Store(true)
+	u.mu.Unlock()
+	if s := e.src.Load(); s != nil && err != nil {
+		s.end(ctx, err)
+	}
+}
+
+// revoked handles a grant found gone: unless KeepRevoked, the user leaves the store (unless a new
+// login stored a fresh token meanwhile) and the registry; then OnRevoked hears of it.
+func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSource, cause error) {
+	if !u.KeepRevoked {
+		// The caller's ctx may end right after its failed call; the removal must still happen.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultLockTTL)
+		defer cancel()
+		dead := s.cur.Load()
+		err := withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
+			st, err := u.store.Load(ctx, e.id)
+			switch {
+			case errors.Is(err, ErrTokenNotFound):
+				return nil
+			case err != nil && !errors.Is(err, ErrTokenCorrupt):
+				return err
+			case err == nil && fresh(st.Token()) && !sameAccess(st.Token(), dead):
+				return nil // a new login stored this one
+			}
+			return u.store.Delete(ctx, e.id)
+		})
+		if err != nil {
+			u.log(ctx, slog.LevelError, "twitchoauth: remove a revoked user from the store", slog.String("user_id", e.id), slog.String("error", err.Error()))
+		}
+		u.forget(ctx, e, nil)
+	}
+	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.id))
+	if f := u.OnRevoked; f != nil {
+		f(e.id, cause)
+	}
+}
+
+// update changes the token stored for userID with fn, under the user's lock; fn reports whether
+// it changed anything. A user with no stored token is left alone.
+func (u *UserTokens) update(ctx context.Context, userID string, fn func(st *StoredToken) bool) error {
+	return withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+		st, err := u.store.Load(ctx, userID)
+		if errors.Is(err, ErrTokenNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !fn(st) {
+			return nil
+		}
+		return u.store.Save(ctx, userID, st)
+	})
+}
+
+// mergeIntents returns had with the intents of add it lacks appended, without duplicates.
+func mergeIntents(had, add []string) []string {
+	var out []string
+	for _, in := range slices.Concat(had, add) {
+		if in != "" && !slices.Contains(out, in) {
+			out = append(out, in)
+		}
+	}
+	return out
+}

@@ -1,0 +1,551 @@
+package twitchoauth
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+)
+
+// memStore is a TokenStore in memory for the registry's tests: its locks have no lease (nothing in
+// these tests dies holding one). It counts what it is asked.
+type memStore struct {
+	mu     sync.Mutex
+	tokens map[string]StoredToken
+	locks  map[string]chan struct{}
+	saves  atomic.Int64
+}
+
+func newMemStore() *memStore {
+	return &memStore{tokens: map[string]StoredToken{}, locks: map[string]chan struct{}{}}
+}
+
+func (m *memStore) Load(ctx context.Context, key string) (*StoredToken, error) {
+	m.mu.Lock()
+	st, ok := m.tokens[key]
+	m.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("%w: key %q", ErrTokenNotFound, key)
+	}
+	st.Scopes, st.Intents = slices.Clone(st.Scopes), slices.Clone(st.Intents)
+	return &st, nil
+}
+
+func (m *memStore) Save(ctx context.Context, key string, tok *StoredToken) error {
+	st := *tok
+	st.Scopes, st.Intents = slices.Clone(st.Scopes), slices.Clone(st.Intents)
+	m.mu.Lock()
+	m.tokens[key] = st
+	m.mu.Unlock()
+	m.saves.Add(1)
+	return nil
+}
+
+func (m *memStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	m.mu.Lock()
+	ch := m.locks[key]
+	if ch == nil {
+		ch = make(chan struct{}, 1)
+		m.locks[key] = ch
+	}
+	m.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	return sync.OnceValue(func() error { <-ch; return nil }), nil
+}
+
+func (m *memStore) Delete(ctx context.Context, key string) error {
+	m.mu.Lock()
+	delete(m.tokens, key)
+	m.mu.Unlock()
+	return nil
+}
+
+func (m *memStore) Keys(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	keys := make([]string, 0, len(m.tokens))
+	for k := range m.tokens {
+		keys = append(keys, k)
+	}
+	return keys, nil
+}
+
+// stored returns what the store holds for key, or nil.
+func (m *memStore) stored(key string) *StoredToken {
+	st, err := m.Load(context.Background(), key)
+	if err != nil {
+		return nil
+	}
+	return st
+}
+
+// newUser registers a user with the fake and issues them a token of c's app.
+func newUser(fake *faketwitch.Server, id string, ttl time.Duration) *oauth2.Token {
+	fake.AddUser(id, "user"+id, "")
+	access, refresh := fake.IssueToken(faketwitch.ClientID, id, []string{"chat:read", "chat:edit"}, ttl)
+	return &oauth2.Token{AccessToken: access, RefreshToken: refresh}
+}
+
+// seedStore stores users' tokens as a registry would have, without validating them now (as after
+// a restart): their ValidatedAt is zero.
+func seedStore(t testing.TB, fake *faketwitch.Server, store TokenStore, ids []string) {
+	t.Helper()
+	for _, id := range ids {
+		tok := newUser(fake, id, 0)
+		st := &StoredToken{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: time.Now().Add(4 * time.Hour),
+			Scopes: []Scope{ScopeChatRead, ScopeChatEdit}, UserID: id, Login: "user" + id, ClientID: faketwitch.ClientID}
+		if err := store.Save(context.Background(), id, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestUserTokensAddAndSource(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	bot, broadcaster := newUser(fake, "100", 0), newUser(fake, "200", 0)
+	v, err := u.AddUserForToken(t.Context(), bot, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.UserID != "100" || v.Login != "user100" {
+		t.Errorf("Validation = %+v", v)
+	}
+	if _, err := u.AddUserForToken(t.Context(), broadcaster, "chatbot:200"); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"100", "200"}) {
+		t.Errorf("Users() = %q", got)
+	}
+	s1, err := u.Source("100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s2, _ := u.Source("100"); s2 != s1 {
+		t.Error("Source returned two sources for one user")
+	}
+	if s, err := u.SourceForIntent("chat"); err != nil || s != s1 {
+		t.Errorf("SourceForIntent(chat) = %p, %v; want the bot's source %p", s, err, s1)
+	}
+	if s, err := u.SourceForIntent("chatbot:200"); err != nil || s == s1 {
+		t.Errorf("SourceForIntent(chatbot:200) = %p, %v", s, err)
+	}
+	tok, err := s1.Token()
+	if err != nil || tok.AccessToken != bot.AccessToken {
+		t.Errorf("Token() = %v, %v", tok, err)
+	}
+	st := store.stored("100")
+	if st == nil || st.UserID != "100" || st.Login != "user100" || st.ClientID != faketwitch.ClientID ||
+		!slices.Equal(st.Intents, []string{"chat"}) || st.ValidatedAt.IsZero() || st.Expiry.IsZero() {
+		t.Errorf("stored %+v", st)
+	}
+	for _, tc := range []struct {
+		name string
+		get  func() (*UserTokenSource, error)
+	}{
+		{"unknown user", func() (*UserTokenSource, error) { return u.Source("999") }},
+		{"unknown intent", func() (*UserTokenSource, error) { return u.SourceForIntent("moderation") }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := tc.get(); !errors.Is(err, ErrTokenNotFound) {
+				t.Errorf("err = %v, want ErrTokenNotFound", err)
+			}
+		})
+	}
+	// Adding the user again merges intents and hands the same source the new token.
+	again := newUser(fake, "100", 0)
+	if _, err := u.AddUserForToken(t.Context(), again, "whispers"); err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := s1.Token(); tok.AccessToken != again.AccessToken {
+		t.Errorf("after adding again the source holds %q, want the new token", tok.AccessToken)
+	}
+	if got := u.Intents("100"); !slices.Equal(got, []string{"chat", "whispers"}) {
+		t.Errorf("intents %q", got)
+	}
+}
+
+func TestUserTokensAddRejects(t *testing.T) {
+	c, fake := newTestClient(t)
+	u := NewUserTokens(c, newMemStore())
+	appAccess, _ := fake.IssueToken(faketwitch.ClientID, "", nil, 0)
+	otherAccess, _ := fake.IssueToken(faketwitch.PublicClientID, faketwitch.UserID, nil, 0)
+	deadAccess, _ := fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, nil, 0)
+	fake.ExpireAccessToken(deadAccess)
+	for _, tc := range []struct {
+		name string
+		tok  *oauth2.Token
+		want error
+	}{
+		{"nil", nil, nil},
+		{"empty", &oauth2.Token{}, nil},
+		{"app token", &oauth2.Token{AccessToken: appAccess}, ErrInvalidToken},
+		{"another client's", &oauth2.Token{AccessToken: otherAccess}, ErrInvalidToken},
+		{"dead without refresh token", &oauth2.Token{AccessToken: deadAccess}, ErrInvalidToken},
+		{"dead with a rejected refresh token", &oauth2.Token{AccessToken: deadAccess, RefreshToken: "bogus"}, ErrInvalidRefreshToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := u.AddUserForToken(t.Context(), tc.tok)
+			if err == nil || (tc.want != nil && !errors.Is(err, tc.want)) {
+				t.Errorf("err = %v, want %v", err, tc.want)
+			}
+			if tc.tok != nil && tc.tok.AccessToken != "" && strings.Contains(err.Error(), tc.tok.AccessToken) {
+				t.Errorf("error quotes the token: %v", err)
+			}
+		})
+	}
+	if users := u.Users(); len(users) != 0 {
+		t.Errorf("users %q after only rejected tokens", users)
+	}
+}
+
+// TestUserTokensAddDeadTokenRefreshes: a token that died but whose refresh token works is
+// refreshed on the way in, and the new pair is what is stored.
+func TestUserTokensAddDeadTokenRefreshes(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	tok := newUser(fake, "100", 0)
+	fake.ExpireAccessToken(tok.AccessToken)
+	if _, err := u.AddUserForToken(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	if st := store.stored("100"); st == nil || st.AccessToken == tok.AccessToken {
+		t.Errorf("stored %+v, want the refreshed token", st)
+	}
+}
+
+func TestUserTokensAddUserForCode(t *testing.T) {
+	c, fake := newTestClient(t)
+	u := NewUserTokens(c, newMemStore())
+	a := NewUserAuthenticator(c, []Scope{ScopeChatRead})
+	a.URL = faketwitch.RedirectURL
+	// The fake answers the authorize page with a redirect carrying the code.
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fake.BaseURL()+"authorize?"+strings.SplitN(a.AuthURL(), "?", 2)[1], nil)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := u.AddUserForCode(t.Context(), loc.Query().Get("code"), faketwitch.RedirectURL, "chat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.UserID != faketwitch.UserID {
+		t.Errorf("user %q", v.UserID)
+	}
+	if _, err := u.SourceForIntent("chat"); err != nil {
+		t.Error(err)
+	}
+	if _, err := u.AddUserForCode(t.Context(), "", faketwitch.RedirectURL); err == nil {
+		t.Error("empty code accepted")
+	}
+	if _, err := u.AddUserForCode(t.Context(), "sekrit-code", faketwitch.RedirectURL); err == nil || strings.Contains(err.Error(), "sekrit-code") {
+		t.Errorf("bad code: err = %v", err)
+	}
+}
+
+// TestUserTokensIntentMoves: an intent given to a second user is taken from the first, in the
+// store too, so that a registry started later over the same store agrees.
+func TestUserTokensIntentMoves(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0), "chat", "api"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "200", 0), "chat"); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := u.Source("200")
+	if s, err := u.SourceForIntent("chat"); err != nil || s != want {
+		t.Errorf("chat is %p, %v; want user 200's source", s, err)
+	}
+	if got := store.stored("100").Intents; !slices.Equal(got, []string{"api"}) {
+		t.Errorf("user 100's stored intents %q, want [api]", got)
+	}
+	later := NewUserTokens(c, store)
+	if err := later.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	want, _ = later.Source("200")
+	if s, err := later.SourceForIntent("chat"); err != nil || s != want {
+		t.Errorf("after a restart chat is %p, %v; want user 200's", s, err)
+	}
+}
+
+func TestUserTokensRemove(t *testing.T) {
+	for _, revoke := range []bool{false, true} {
+		t.Run(fmt.Sprint("revoke=", revoke), func(t *testing.T) {
+			c, fake := newTestClient(t)
+			store := newMemStore()
+			u := NewUserTokens(c, store)
+			tok := newUser(fake, "100", 0)
+			if _, err := u.AddUserForToken(t.Context(), tok, "chat"); err != nil {
+				t.Fatal(err)
+			}
+			src, _ := u.Source("100")
+			if err := u.Remove(t.Context(), "100", revoke); err != nil {
+				t.Fatal(err)
+			}
+			if store.stored("100") != nil {
+				t.Error("token still stored")
+			}
+			if _, err := u.Source("100"); !errors.Is(err, ErrTokenNotFound) {
+				t.Errorf("Source after Remove: %v", err)
+			}
+			if _, err := u.SourceForIntent("chat"); !errors.Is(err, ErrTokenNotFound) {
+				t.Errorf("SourceForIntent after Remove: %v", err)
+			}
+			if _, err := src.Token(); !errors.Is(err, ErrTokenNotFound) {
+				t.Errorf("the removed user's source: Token() err = %v, want ErrTokenNotFound", err)
+			}
+			_, err := c.ValidateToken(t.Context(), tok.AccessToken)
+			if revoke != errors.Is(err, ErrInvalidToken) {
+				t.Errorf("revoke=%v: the token validates with err = %v", revoke, err)
+			}
+			if err := u.Remove(t.Context(), "100", revoke); err != nil {
+				t.Errorf("removing again: %v", err)
+			}
+		})
+	}
+}
+
+// TestUserTokensRemoveRevokeFailureKeepsUser: when Twitch cannot be reached, Remove with revoke
+// keeps the user (and the grant) and says so.
+func TestUserTokensRemoveRevokeFailureKeepsUser(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0)); err != nil {
+		t.Fatal(err)
+	}
+	fake.Fail("revoke", faketwitch.Fault{Status: http.StatusServiceUnavailable, Count: 1})
+	if err := u.Remove(t.Context(), "100", true); err == nil {
+		t.Fatal("Remove succeeded although the revoke failed")
+	}
+	if store.stored("100") == nil || !slices.Contains(u.Users(), "100") {
+		t.Error("the user was removed although the grant was not revoked")
+	}
+}
+
+// TestUserTokensOnRefresh: a refresh through a user's source calls OnRefresh with the user and the
+// new token, once, and the store holds it.
+func TestUserTokensOnRefresh(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	type refresh struct {
+		user string
+		tok  *oauth2.Token
+	}
+	var mu sync.Mutex
+	var got []refresh
+	u.OnRefresh = func(userID string, tok *oauth2.Token) {
+		mu.Lock()
+		got = append(got, refresh{userID, tok})
+		mu.Unlock()
+	}
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0)); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := u.Source("100")
+	var wg sync.WaitGroup
+	for range 10 {
+		wg.Go(func() {
+			if _, err := src.ForceRefresh(t.Context(), nil); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if len(got) != 1 || got[0].user != "100" || got[0].tok.AccessToken != store.stored("100").AccessToken {
+		t.Errorf("OnRefresh calls %+v; want one for user 100 with the stored token", got)
+	}
+	if n := fake.CountGrant("refresh_token"); n != 1 {
+		t.Errorf("%d refreshes", n)
+	}
+}
+
+// captureLog returns a Logger writing to a buffer, for tests that check what is logged.
+func captureLog() (*slog.Logger, *syncBuffer) {
+	buf := &syncBuffer{}
+	return slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})), buf
+}
+
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// hookStore is a memStore that runs a func before a Lock or a Keys, to stage what other replicas
+// do in between.
+type hookStore struct {
+	*memStore
+	beforeLock func(key string, n int) // n counts the Locks of key, from 1
+	keys       func(keys []string) []string
+	mu         sync.Mutex
+	locks      map[string]int
+}
+
+func (h *hookStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	h.mu.Lock()
+	if h.locks == nil {
+		h.locks = map[string]int{}
+	}
+	h.locks[key]++
+	n := h.locks[key]
+	h.mu.Unlock()
+	if h.beforeLock != nil {
+		h.beforeLock(key, n)
+	}
+	return h.memStore.Lock(ctx, key, ttl)
+}
+
+func (h *hookStore) Keys(ctx context.Context) ([]string, error) {
+	keys, err := h.memStore.Keys(ctx)
+	if h.keys != nil {
+		keys = h.keys(keys)
+	}
+	return keys, err
+}
+
+// TestUserTokensRevokedKeepsNewLogin: when a replica finds a user's grant gone while another
+// replica has just stored the token of the user's new login, the new token stays in the store.
+func TestUserTokensRevokedKeepsNewLogin(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100"})
+	st := mem.stored("100")
+	st.Expiry = time.Now().Add(-time.Minute)
+	mem.Save(t.Context(), "100", st)
+	fake.ExpireAccessToken(st.AccessToken)
+	fake.RevokeRefreshToken(st.RefreshToken)
+	relogin := newUser(fake, "100", 0)
+	store := &hookStore{memStore: mem, beforeLock: func(key string, n int) {
+		if n == 2 { // after the rejected refresh, before the revoked user is removed
+			fresh := *st
+			fresh.AccessToken, fresh.RefreshToken, fresh.Expiry = relogin.AccessToken, relogin.RefreshToken, time.Now().Add(time.Hour)
+			mem.Save(context.Background(), key, &fresh)
+		}
+	}}
+	u := NewUserTokens(c, store)
+	var revoked atomic.Int32
+	u.OnRevoked = func(string, error) { revoked.Add(1) }
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := u.Source("100")
+	if _, err := src.Token(); !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Fatalf("Token() err = %v", err)
+	}
+	if got := mem.stored("100"); got == nil || got.AccessToken != relogin.AccessToken {
+		t.Fatalf("the new login's token was removed from the store: %+v", got)
+	}
+	if revoked.Load() != 1 {
+		t.Errorf("OnRevoked called %d times", revoked.Load())
+	}
+	// The next Sync finds the user again, with the new token.
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	again, err := u.Source("100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if tok, err := again.Token(); err != nil || tok.AccessToken != relogin.AccessToken {
+		t.Errorf("after Sync: %v, %v; want the new login's token", tok, err)
+	}
+}
+
+// TestUserTokensSyncStaleListing: a listing that misses a user the store holds (the user was
+// saved while it was taken) does not drop the user.
+func TestUserTokensSyncStaleListing(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100", "200"})
+	store := &hookStore{memStore: mem}
+	u := NewUserTokens(c, store)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	store.keys = func(keys []string) []string {
+		return slices.DeleteFunc(keys, func(k string) bool { return k == "100" })
+	}
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"100", "200"}) {
+		t.Errorf("users after a stale listing: %q", got)
+	}
+	mem.Delete(t.Context(), "100") // now it is gone for real
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"200"}) {
+		t.Errorf("users after the deletion: %q", got)
+	}
+}
+
+// TestUserTokensRemoveRevokesDeadAccessToken: Remove with revoke ends the grant even when the
+// stored access token died before its Expiry: Twitch refuses to revoke the dead one, so the refresh
+// token is traded for a live access token, and that one is revoked.
+func TestUserTokensRemoveRevokesDeadAccessToken(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	tok := newUser(fake, "100", 0)
+	if _, err := u.AddUserForToken(t.Context(), tok); err != nil {
+		t.Fatal(err)
+	}
+	fake.ExpireAccessToken(tok.AccessToken) // Twitch killed it; the store still says it is good
+	fake.ResetRequests()
+	if err := u.Remove(t.Context(), "100", true); err != nil {
+		t.Fatal(err)
+	}
+	var revoked []string
+	for _, r := range fake.Requests() {
+		if r.Endpoint == "revoke" {
+			revoked = append(revoked, r.Form.Get("token"))
+		}
+	}
+	if len(revoked) == 0 || revoked[len(revoked)-1] == tok.AccessToken {
+		t.Fatalf("revoke requests for %d tokens, the last the dead one: the grant was never revoked", len(revoked))
+	}
+	if _, err := c.ValidateToken(t.Context(), revoked[len(revoked)-1]); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("the token revoked last still validates: err = %v", err)
+	}
+}
