@@ -33,7 +33,7 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/twitchoauth/twitchoauth"
-	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
 func main() {
@@ -100,18 +100,16 @@ func main() {
 // broadcasters are added, the bot chats and acts in each channel with the right token, a token
 // Twitch killed is refreshed, a broadcaster disconnects the bot, another leaves.
 func demo(ctx context.Context, w io.Writer) error {
-	fake := faketwitch.New()
-	base := fake.Start()
+	fake := twitchoauthtest.New()
 	defer fake.Close()
-	c := twitchoauth.NewClient(faketwitch.ClientID, faketwitch.ClientSecret)
-	c.AuthBaseURL = base
+	c := fake.Client()
 	dir, err := os.MkdirTemp("", "multiuser-demo-")
 	if err != nil {
 		return err
 	}
 	defer os.RemoveAll(dir)
 	fmt.Fprintf(w, "No Twitch app configured (TWITCH_CLIENT_ID), so this is an offline demo against a fake Twitch\n"+
-		"at %s. Tokens are kept in %s.\n\n", base, dir)
+		"at %s. Tokens are kept in %s.\n\n", fake.URL, dir)
 
 	users := twitchoauth.NewUserTokens(c, &twitchoauth.FileStore{Path: filepath.Join(dir, "user_token.json")})
 	users.OnRefresh = func(userID string, _ *oauth2.Token) {
@@ -121,17 +119,16 @@ func demo(ctx context.Context, w io.Writer) error {
 		fmt.Fprintf(w, "  OnRevoked: user %s disconnected the bot; removed until they log in again\n", userID)
 	}
 	// Each user logs in once; on the fake, the tokens are simply issued.
-	login := func(id, name string, scopes ...string) *oauth2.Token {
-		fake.AddUser(id, name, "")
-		access, refresh := fake.IssueToken(faketwitch.ClientID, id, scopes, 0)
-		return &oauth2.Token{AccessToken: access, RefreshToken: refresh}
+	login := func(id, name string, scopes ...twitchoauth.Scope) *oauth2.Token {
+		fake.AddUser(id, name)
+		return fake.IssueUserToken(id, scopes...)
 	}
-	if _, err := users.AddUserForToken(ctx, login("1000", "coolbot", "user:bot", "user:read:chat", "user:write:chat"), "chat"); err != nil {
+	if _, err := users.AddUserForToken(ctx, login("1000", "coolbot", twitchoauth.ScopeUserBot, twitchoauth.ScopeUserReadChat, twitchoauth.ScopeUserWriteChat), "chat"); err != nil {
 		return err
 	}
 	channels := []struct{ id, name string }{{"2001", "alice"}, {"2002", "bob"}, {"2003", "carol"}}
 	for _, ch := range channels {
-		if _, err := users.AddUserForToken(ctx, login(ch.id, ch.name, "channel:bot"), "chatbot:"+ch.id); err != nil {
+		if _, err := users.AddUserForToken(ctx, login(ch.id, ch.name, twitchoauth.ScopeChannelBot), "chatbot:"+ch.id); err != nil {
 			return err
 		}
 	}
@@ -178,7 +175,7 @@ func demo(ctx context.Context, w io.Writer) error {
 	fmt.Fprintln(w, "Twitch kills alice's token early; the next validation (or Helix 401) refreshes it:")
 	alice, _ := users.Source("2001")
 	old, _ := alice.TokenContext(ctx)
-	fake.ExpireAccessToken(old.AccessToken)
+	fake.Expire(old.AccessToken)
 	if _, err := alice.ForceRefresh(ctx, old); err != nil {
 		return err
 	}
@@ -186,8 +183,7 @@ func demo(ctx context.Context, w io.Writer) error {
 	fmt.Fprintln(w, "Bob disconnects the bot in his Twitch settings:")
 	bob, _ := users.Source("2002")
 	dead, _ := bob.TokenContext(ctx)
-	fake.ExpireAccessToken(dead.AccessToken)
-	fake.RevokeRefreshToken(dead.RefreshToken)
+	fake.Revoke(dead.AccessToken)
 	if _, err := bob.ForceRefresh(ctx, dead); !errors.Is(err, twitchoauth.ErrInvalidRefreshToken) {
 		return fmt.Errorf("bob's refresh: %v, want ErrInvalidRefreshToken", err)
 	}
