@@ -128,7 +128,7 @@ var _ = func() {
 var _ = func() {
 	wl := &t.WebLogin{Scopes: []t.Scope{}, RedirectURL: "", OpenID: false, Claims: []string{}, ForceVerify: false,
 		OnLogin: func(w http.ResponseWriter, r *http.Request, res *t.WebLoginResult) {},
-		OnError: func(w http.ResponseWriter, r *http.Request, err error) {}}
+		OnError: func(w http.ResponseWriter, r *http.Request, err error) {}, Users: (*t.UserTokens)(nil), Intents: []string{}}
 	var _ func(*t.Client, []t.Scope, string, []byte) *t.WebLogin = t.NewWebLogin
 	var _ func() http.Handler = wl.LoginHandler
 	var _ func() http.Handler = wl.CallbackHandler

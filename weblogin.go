@@ -98,9 +98,16 @@ type WebLogin struct {
 	// ForceVerify makes Twitch show the consent page even when the user already authorized the app.
 	ForceVerify bool
 	// OnLogin is called with the result of each successful login and answers the browser, e.g. by
-	// starting the app's session and redirecting to the result's ReturnTo. It is required: without
-	// it both handlers answer 500 and log why, once, through [Client.Logger].
+	// starting the app's session and redirecting to the result's ReturnTo. Without it, and without
+	// Users, both handlers answer 500 and log why, once, through [Client.Logger].
 	OnLogin func(w http.ResponseWriter, r *http.Request, res *WebLoginResult)
+	// Users, when OnLogin is nil, receives each login's token: it is added with
+	// [UserTokens.AddUserForToken] (and Intents), and the browser is sent to the login's return
+	// path, or shown a page saying it worked. A token the registry cannot take is revoked and
+	// the login fails. With OnLogin set, Users is not used: add the token there yourself.
+	Users *UserTokens
+	// Intents are the intents a login's token is added to Users with.
+	Intents []string
 	// OnError, if set, is called instead of the default error page when a callback fails, with an
 	// error that Is [ErrInvalidState] (the cookie or state), Is [ErrAccessDenied] (the user
 	// declined), is an [*APIError] (another error of the redirect, or of a request to Twitch), Is
@@ -181,7 +188,7 @@ func (wl *WebLogin) LoginHandler() http.Handler { return http.HandlerFunc(wl.ser
 func (wl *WebLogin) CallbackHandler() http.Handler { return http.HandlerFunc(wl.serveCallback) }
 
 // errNoOnLogin is the configuration error of a WebLogin without OnLogin.
-var errNoOnLogin = errors.New("twitchoauth: WebLogin.OnLogin is nil: set it to receive the logins")
+var errNoOnLogin = errors.New("twitchoauth: WebLogin.OnLogin and WebLogin.Users are nil: set one to receive the logins")
 
 // check returns what keeps the WebLogin from working, and the redirect URL.
 func (wl *WebLogin) check() (*url.URL, error) {
@@ -190,8 +197,7 @@ func (wl *WebLogin) check() (*url.URL, error) {
 		return nil, errors.New("twitchoauth: WebLogin has no Client: create it with NewWebLogin")
 	case len(wl.key) < MinCookieKeyLen:
 		return nil, errors.New("twitchoauth: WebLogin has no cookie key: create it with NewWebLogin")
-	case wl.OnLogin == nil:
-		// A later registry of users may stand in for OnLogin here.
+	case wl.OnLogin == nil && wl.Users == nil:
 		return nil, errNoOnLogin
 	}
 	u, err := parseRedirectURL(wl.RedirectURL)
@@ -397,7 +403,29 @@ func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
 		log.LogAttrs(r.Context(), slog.LevelDebug, "twitchoauth: web login",
 			slog.String("user_id", res.Validation.UserID), slog.String("login", res.Validation.Login))
 	}
-	wl.OnLogin(w, r, res)
+	if wl.OnLogin != nil {
+		wl.OnLogin(w, r, res)
+		return
+	}
+	if _, err := wl.Users.AddUserForToken(ctx, res.Token, wl.Intents...); err != nil {
+		wl.revoke(ctx, res.Token)
+		wl.fail(w, r, fmt.Errorf("twitchoauth: add the login to the users: %w", err))
+		return
+	}
+	if res.ReturnTo != "" {
+		http.Redirect(w, r, res.ReturnTo, http.StatusSeeOther)
+		return
+	}
+	writePage(w, http.StatusOK, defaultDocument, false)
+}
+
+// revoke revokes tok, a token the web login got but does not hand over.
+func (wl *WebLogin) revoke(ctx context.Context, tok *oauth2.Token) {
+	c := wl.client
+	if err := c.RevokeToken(ctx, tok.AccessToken); err != nil && c.Logger != nil {
+		c.Logger.LogAttrs(ctx, slog.LevelDebug, "twitchoauth: revoke a refused web login's token",
+			slog.String("error", err.Error()))
+	}
 }
 
 // loginOf returns the login the callback's browser started: its cookie, checked, with state.
@@ -426,10 +454,7 @@ func (wl *WebLogin) finish(ctx context.Context, code string, lc loginCookie) (*W
 		return nil, err
 	}
 	refuse := func(err error) (*WebLoginResult, error) {
-		if rerr := c.RevokeToken(ctx, tok.AccessToken); rerr != nil && c.Logger != nil {
-			c.Logger.LogAttrs(ctx, slog.LevelDebug, "twitchoauth: revoke a refused web login's token",
-				slog.String("error", rerr.Error()))
-		}
+		wl.revoke(ctx, tok)
 		return nil, err
 	}
 	v, err := c.ValidateToken(ctx, tok.AccessToken)

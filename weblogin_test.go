@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -532,7 +533,7 @@ func TestWebLoginNotSetUp(t *testing.T) {
 			}
 		})
 	}
-	if n := strings.Count(logs.String(), "OnLogin is nil"); n != 1 {
+	if n := strings.Count(logs.String(), "OnLogin and WebLogin.Users are nil"); n != 1 {
 		t.Errorf("logged %d times, want once:\n%s", n, logs.String())
 	}
 	if len(fake.Requests()) != 0 {
@@ -638,6 +639,60 @@ func FuzzReturnPath(f *testing.F) {
 		u, err := base.Parse(browser)
 		if err != nil || u.Host != "app.example" || u.Scheme != "https" {
 			t.Errorf("returnPath(%q) = %q, which a browser takes to %v", p, got, u)
+		}
+	})
+}
+
+// failingSaves is a FileStore that cannot save.
+type failingSaves struct{ *FileStore }
+
+func (failingSaves) Save(context.Context, string, *StoredToken) error {
+	return errors.New("disk full")
+}
+
+func (failingSaves) SaveIf(context.Context, string, *StoredToken, *StoredToken) error {
+	return errors.New("disk full")
+}
+
+// TestWebLoginUsers: with no OnLogin, a login's token goes to the UserTokens registry with the
+// WebLogin's intents; a token the registry cannot take is revoked and the login fails.
+func TestWebLoginUsers(t *testing.T) {
+	t.Run("added", func(t *testing.T) {
+		c, fake := newTestClient(t)
+		users := NewUserTokens(c, &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")})
+		app := newWebApp(t, c, fake, func(wl *WebLogin) {
+			wl.OnLogin, wl.Users, wl.Intents = nil, users, []string{"chat"}
+		})
+		status, body := get(t, newJarBrowser(t, true), app.srv.URL+"/auth/twitch")
+		if status != http.StatusOK || !strings.Contains(body, "You are logged in") {
+			t.Fatalf("login ended with %d %q", status, body)
+		}
+		if got := users.Users(); !slices.Equal(got, []string{faketwitch.UserID}) {
+			t.Fatalf("Users() = %v", got)
+		}
+		src, err := users.SourceForIntent("chat")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tok, err := src.Token(); err != nil || tok.AccessToken == "" {
+			t.Errorf("the registry's token: %v, %v", tok, err)
+		}
+	})
+	t.Run("store fails", func(t *testing.T) {
+		c, fake := newTestClient(t)
+		users := NewUserTokens(c, failingSaves{&FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}})
+		app := newWebApp(t, c, fake, func(wl *WebLogin) { wl.OnLogin, wl.Users = nil, users })
+		if status, _ := get(t, newJarBrowser(t, true), app.srv.URL+"/auth/twitch"); status != http.StatusTeapot {
+			t.Fatalf("login ended with %d, want OnError's 418", status)
+		}
+		if err := <-app.errs; err == nil || !strings.Contains(err.Error(), "disk full") {
+			t.Errorf("OnError got %v", err)
+		}
+		if n := fake.CountRequests("revoke"); n != 1 {
+			t.Errorf("%d revokes of the token the registry could not take, want 1", n)
+		}
+		if got := users.Users(); len(got) != 0 {
+			t.Errorf("Users() = %v, want none", got)
 		}
 	})
 }
