@@ -371,10 +371,14 @@ func TestUserTokensOnRefresh(t *testing.T) {
 		t.Fatal(err)
 	}
 	src, _ := u.Source("100")
+	stale, err := src.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
 	var wg sync.WaitGroup
-	for range 10 {
+	for range 10 { // ten callers that found the same token wanting
 		wg.Go(func() {
-			if _, err := src.ForceRefresh(t.Context(), nil); err != nil {
+			if _, err := src.ForceRefresh(t.Context(), stale); err != nil {
 				t.Error(err)
 			}
 		})
