@@ -155,6 +155,9 @@ func (u *UserTokens) syncLoop(ctx context.Context) {
 // it when Twitch rejects it.
 func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	src := u.source(e)
+	if err := src.revoked.Load(); err != nil {
+		return u.failed(ctx, e, "refresh", *err) // the grant is gone: finish the user's removal
+	}
 	refreshed := false
 	for range 3 { // a refresh, or another replica's token to adopt, makes another round
 		st, err := u.store.Load(ctx, e.id)
@@ -193,8 +196,13 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 			if verdict = src.validate(ctx, tok); verdict != nil || st.AccessToken != tok.AccessToken {
 				return nil
 			}
-			st.ValidatedAt = time.Now()
-			return u.store.Save(ctx, e.id, st)
+			// Fenced: a replica whose lease lapsed must not put back a pair another has replaced.
+			next := *st
+			next.ValidatedAt = time.Now()
+			if err := saveIf(ctx, u.store, e.id, st, &next); !errors.Is(err, ErrTokenChanged) {
+				return err
+			}
+			return nil
 		})
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
@@ -244,6 +252,15 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 	case errors.Is(err, ErrInvalidRefreshToken):
 		if u.KeepRevoked {
 			return validated // the source fails without a request until a new token comes
+		}
+		// The call that found the grant gone may have given up before removing the user.
+		switch relogin, rerr := u.removeRevoked(ctx, e, u.source(e)); {
+		case relogin:
+			return retry
+		case rerr != nil:
+			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; will try again",
+				slog.String("user_id", e.id), slog.String("error", rerr.Error()))
+			return retry
 		}
 		return dropped
 	case e.removed.Load():

@@ -154,35 +154,61 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	}
 }
 
-// revoked handles a grant found gone: unless KeepRevoked, the user leaves the store (unless a new
-// login stored a fresh token meanwhile) and the registry; then OnRevoked hears of it.
+// revoked handles a grant found gone, in the goroutine of the call that found it: unless
+// KeepRevoked, the user leaves the store and the registry (see removeRevoked); then OnRevoked
+// hears of it. The store work runs under the caller's ctx, so a caller that gives up is not held
+// by it: what it leaves undone, Run's next pass over the user finishes.
 func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSource, cause error) {
 	if !u.KeepRevoked {
-		// The caller's ctx may end right after its failed call; the removal must still happen.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), DefaultLockTTL)
-		defer cancel()
-		dead := s.cur.Load()
-		err := withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
-			st, err := u.store.Load(ctx, e.id)
-			switch {
-			case errors.Is(err, ErrTokenNotFound):
-				return nil
-			case err != nil && !errors.Is(err, ErrTokenCorrupt):
-				return err
-			case err == nil && fresh(st.Token()) && !sameAccess(st.Token(), dead):
-				return nil // a new login stored this one
-			}
-			return u.store.Delete(ctx, e.id)
-		})
-		if err != nil {
-			u.log(ctx, slog.LevelError, "twitchoauth: remove a revoked user from the store", slog.String("user_id", e.id), slog.String("error", err.Error()))
+		relogin, err := u.removeRevoked(ctx, e, s)
+		if relogin {
+			return // a new login's token was stored meanwhile: the source took it up
 		}
-		u.forget(ctx, e, nil)
+		if err != nil {
+			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; Run will try again",
+				slog.String("user_id", e.id), slog.String("error", err.Error()))
+		}
 	}
 	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.id))
 	if f := u.OnRevoked; f != nil {
 		f(e.id, cause)
 	}
+}
+
+// removeRevoked deletes the stored token of e, whose source s found its grant gone, and forgets
+// e, unless a new login stored a fresh token meanwhile: then s takes that token up, and relogin
+// is true. A new login handed to this registry while it runs (AddUserForToken) keeps e.
+func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry, s *UserTokenSource) (relogin bool, err error) {
+	dead := s.cur.Load()
+	var newer *StoredToken
+	err = withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
+		st, err := u.store.Load(ctx, e.id)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			return nil
+		case err != nil && !errors.Is(err, ErrTokenCorrupt):
+			return err
+		case err == nil && fresh(st.Token()) && !sameAccess(st.Token(), dead):
+			newer = st
+			return nil
+		}
+		return u.store.Delete(ctx, e.id)
+	})
+	if err != nil {
+		return false, err
+	}
+	if newer != nil {
+		return true, s.replace(ctx, newer.Token())
+	}
+	// Forgotten only while the source is still revoked: a new token set since keeps the user.
+	if err := s.lock(ctx); err != nil {
+		return false, err
+	}
+	defer s.unlock()
+	if s.revoked.Load() != nil {
+		u.forget(ctx, e, nil)
+	}
+	return false, nil
 }
 
 // update changes the token stored for userID with fn, under the user's lock; fn reports whether
@@ -196,10 +222,12 @@ func (u *UserTokens) update(ctx context.Context, userID string, fn func(st *Stor
 		if err != nil {
 			return err
 		}
-		if !fn(st) {
+		next := *st
+		next.Intents = slices.Clone(st.Intents)
+		if !fn(&next) {
 			return nil
 		}
-		return u.store.Save(ctx, userID, st)
+		return saveIf(ctx, u.store, userID, st, &next)
 	})
 }
 

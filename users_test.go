@@ -479,19 +479,69 @@ func TestUserTokensRevokedKeepsNewLogin(t *testing.T) {
 	if got := mem.stored("100"); got == nil || got.AccessToken != relogin.AccessToken {
 		t.Fatalf("the new login's token was removed from the store: %+v", got)
 	}
-	if revoked.Load() != 1 {
-		t.Errorf("OnRevoked called %d times", revoked.Load())
-	}
-	// The next Sync finds the user again, with the new token.
-	if err := u.Sync(t.Context()); err != nil {
-		t.Fatal(err)
+	// The user logged in again: nothing to report, and the registry keeps them, with the new token.
+	if revoked.Load() != 0 {
+		t.Errorf("OnRevoked called %d times for a user who logged in again", revoked.Load())
 	}
 	again, err := u.Source("100")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("the user who logged in again left the registry: %v", err)
 	}
 	if tok, err := again.Token(); err != nil || tok.AccessToken != relogin.AccessToken {
-		t.Errorf("after Sync: %v, %v; want the new login's token", tok, err)
+		t.Errorf("Token() = %v, %v; want the new login's token", tok, err)
+	}
+}
+
+// TestUserTokensRevokedDoesNotHoldCaller: the call that finds a grant gone returns when its ctx
+// ends, even while another holds the user's store lock; Run's next pass removes the user.
+func TestUserTokensRevokedDoesNotHoldCaller(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100"})
+	st := mem.stored("100")
+	st.Expiry = time.Now().Add(-time.Minute)
+	mem.Save(t.Context(), "100", st)
+	fake.RevokeRefreshToken(st.RefreshToken)
+	// The refresh takes the lock first (1); before the revoked user's removal takes it (2), another
+	// holder takes it and keeps it.
+	held := make(chan func() error, 1)
+	store := &hookStore{memStore: mem, beforeLock: func(key string, n int) {
+		if n == 2 {
+			unlock, err := mem.Lock(context.Background(), key, time.Minute)
+			if err != nil {
+				t.Error(err)
+			}
+			held <- unlock
+		}
+	}}
+	u := NewUserTokens(c, store)
+	var revoked atomic.Int32
+	u.OnRevoked = func(string, error) { revoked.Add(1) }
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	src, _ := u.Source("100")
+	ctx, cancel := context.WithCancel(t.Context())
+	errc := make(chan error, 1)
+	go func() { _, err := src.TokenContext(ctx); errc <- err }()
+	unlock := <-held
+	cancel()
+	if err := <-errc; !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Fatalf("TokenContext = %v, want ErrInvalidRefreshToken", err)
+	}
+	if revoked.Load() != 1 {
+		t.Errorf("OnRevoked called %d times, want 1", revoked.Load())
+	}
+	if mem.stored("100") == nil {
+		t.Fatal("the store lost the token while another held its lock")
+	}
+	unlock()
+	e := u.users["100"]
+	if e == nil {
+		t.Fatal("the user left the registry before their token left the store")
+	}
+	if got := u.validateUser(t.Context(), e); got != dropped || mem.stored("100") != nil {
+		t.Errorf("Run's pass: outcome %v, stored %+v; want the user dropped and their token deleted", got, mem.stored("100"))
 	}
 }
 
@@ -551,5 +601,53 @@ func TestUserTokensRemoveRevokesDeadAccessToken(t *testing.T) {
 	}
 	if _, err := c.ValidateToken(t.Context(), revoked[len(revoked)-1]); !errors.Is(err, ErrInvalidToken) {
 		t.Errorf("the token revoked last still validates: err = %v", err)
+	}
+}
+
+// TestUserTokensValidatedAtFenced: a validation whose lease lapsed (another replica stored a new
+// pair meanwhile) does not put the pair it read back with its "validated at".
+func TestUserTokensValidatedAtFenced(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100"})
+	u := NewUserTokens(c, mem)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	newer := *mem.stored("100")
+	newer.AccessToken, newer.RefreshToken = "other-replicas-access", "other-replicas-refresh"
+	fake.Fail("validate", faketwitch.Fault{Pass: true, Delay: 50 * time.Millisecond, Count: 1})
+	done := make(chan outcome, 1)
+	go func() { done <- u.validateUser(t.Context(), u.users["100"]) }()
+	for fake.CountRequests("validate") == 0 {
+		time.Sleep(time.Millisecond) // until the validation is in flight
+	}
+	mem.Save(t.Context(), "100", &newer) // another replica, whose lease this one's outlived
+	<-done
+	if got := mem.stored("100"); got.AccessToken != newer.AccessToken || got.RefreshToken != newer.RefreshToken {
+		t.Errorf("store holds %q/%q; want the other replica's pair, not the one put back", got.AccessToken, got.RefreshToken)
+	}
+}
+
+// TestAdoptNeverBackwards: a token read from the store before the source refreshed is not put
+// back in place of the newer one.
+func TestAdoptNeverBackwards(t *testing.T) {
+	c, _ := newTestClient(t)
+	newer := &oauth2.Token{AccessToken: "p2", RefreshToken: "r2", Expiry: time.Now().Add(4 * time.Hour)}
+	older := &oauth2.Token{AccessToken: "p1", RefreshToken: "r1", Expiry: time.Now().Add(3 * time.Hour)}
+	src := NewUserTokenSource(c, newer, nil)
+	var renewed atomic.Int32
+	src.onRenewed = func(*oauth2.Token) { renewed.Add(1) }
+	if err := src.adopt(t.Context(), older); err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := src.Token(); tok != newer || renewed.Load() != 0 {
+		t.Errorf("Token() = %q after adopting an older token (%d renewals); want the newer one kept", tok.AccessToken, renewed.Load())
+	}
+	if err := src.adopt(t.Context(), &oauth2.Token{AccessToken: "p3", Expiry: time.Now().Add(5 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
+	if tok, _ := src.Token(); tok.AccessToken != "p3" || renewed.Load() != 1 {
+		t.Errorf("Token() = %q; want the newer stored token adopted", tok.AccessToken)
 	}
 }
