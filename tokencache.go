@@ -232,7 +232,9 @@ func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
 		return err
 	}
 	cur := tc.cur.Load()
-	changed := tc.revoked.Load() == nil && !sameAccess(cur, tok)
+	// Never backwards: a token read from the store before this source refreshed is older than
+	// the one it holds.
+	changed := tc.revoked.Load() == nil && !sameAccess(cur, tok) && (!fresh(cur) || tok.Expiry.After(cur.Expiry))
 	if changed {
 		tc.cur.Store(tok)
 		tc.lastErr = nil
