@@ -78,7 +78,11 @@ var DefaultClaims = []string{"preferred_username", "email", "email_verified", "p
 // The cookie makes a login usable once as far as the browser is concerned: the callback clears
 // it. Being stateless, the server cannot tell a replay of a callback by a browser that still holds
 // the cookie (the answer that cleared it was lost, or the cookie was copied) within its 10 minutes;
-// Twitch's codes are single use, so such a replay fails at the code exchange.
+// Twitch's codes are single use, so such a replay fails at the code exchange. The cookie is sent
+// only to the callback's path, so it cannot take the __Host- prefix, which requires the path "/":
+// a host that can set cookies for the app's parent domain (a sibling subdomain under another's
+// control) could plant a login of its own in a visitor's browser and have them signed in as
+// someone else. Serve the app where no untrusted host shares its parent domain.
 //
 // Set the fields before serving and do not change them while the handlers run. The handlers are
 // safe for concurrent use.

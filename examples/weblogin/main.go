@@ -30,6 +30,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"os"
 	"os/signal"
 	"regexp"
@@ -181,6 +182,11 @@ func fetch(ctx context.Context, browser *http.Client, u string) (string, error) 
 	}
 	resp, err := browser.Do(req)
 	if err != nil {
+		// Not the *url.Error itself: the URL it names may be the callback's, with the code and state.
+		var uerr *url.Error
+		if errors.As(err, &uerr) {
+			err = fmt.Errorf("%s %s: %w", uerr.Op, req.URL.Path, uerr.Err)
+		}
 		return "", err
 	}
 	defer resp.Body.Close()
