@@ -27,6 +27,10 @@ const (
 	// keysMaxAge is how long a fetched key set is trusted before it is fetched again, so that a
 	// key Twitch withdraws stops verifying within that time.
 	keysMaxAge = time.Hour
+	// keysMissFloor is how long after a fetch for a token whose kid the cached keys lack no other
+	// such token makes another: a flood of tokens naming made-up kids costs Twitch one request a
+	// minute, and a key Twitch rotated in is found at once unless such a fetch has just happened.
+	keysMissFloor = time.Minute
 	// maxKeyCaches bounds the key sets kept, one per key set URL.
 	maxKeyCaches = 16
 	// minRSABits is the smallest RSA key a key set may hold.
@@ -140,7 +144,8 @@ type keyCache struct {
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 	fetched time.Time
-	gen     uint64 // counts the fetches that succeeded
+	gen     uint64    // counts the fetches that succeeded
+	missed  time.Time // when a token's unknown kid last made a fetch
 }
 
 var keyCaches struct {
@@ -178,8 +183,10 @@ func (kc *keyCache) current() ([]jose.JSONWebKey, uint64, bool) {
 }
 
 // refresh fetches the key set with c, unless a fetch has succeeded since the one numbered gen:
-// then it returns that fetch's keys.
-func (kc *keyCache) refresh(ctx context.Context, c *Client, gen uint64) ([]jose.JSONWebKey, error) {
+// then it returns that fetch's keys. miss says the cached keys are recent but lack the token's
+// key: then it fetches only if no miss did within keysMissFloor, and otherwise returns the
+// cached keys.
+func (kc *keyCache) refresh(ctx context.Context, c *Client, gen uint64, miss bool) ([]jose.JSONWebKey, error) {
 	select {
 	case kc.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -187,10 +194,13 @@ func (kc *keyCache) refresh(ctx context.Context, c *Client, gen uint64) ([]jose.
 	}
 	defer func() { <-kc.sem }()
 	kc.mu.Lock()
-	if kc.gen != gen {
+	if kc.gen != gen || (miss && !kc.missed.IsZero() && time.Since(kc.missed) < keysMissFloor) {
 		keys := kc.keys
 		kc.mu.Unlock()
 		return keys, nil
+	}
+	if miss {
+		kc.missed = time.Now()
 	}
 	kc.mu.Unlock()
 	body, err := c.do(ctx, request{endpoint: "keys", method: http.MethodGet})
@@ -252,7 +262,8 @@ type clientKeys struct {
 
 // VerifySignature returns the payload of jwt if a key of the key set signed it with RS256. The
 // cached keys are tried first; when none of them is the token's (its kid is unknown, or it names
-// none and none verifies), or they are older than keysMaxAge, the key set is fetched again, once.
+// none and none verifies), or they are older than keysMaxAge, the key set is fetched again, once;
+// for an unknown kid, at most once per keysMissFloor.
 func (k *clientKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, error) {
 	jws, err := jose.ParseSigned(jwt, []jose.SignatureAlgorithm{jose.RS256})
 	if err != nil {
@@ -272,7 +283,7 @@ func (k *clientKeys) VerifySignature(ctx context.Context, jwt string) ([]byte, e
 			return nil, errors.New("signature does not match the key it names")
 		}
 	}
-	keys, err = k.cache.refresh(ctx, k.c, gen)
+	keys, err = k.cache.refresh(ctx, k.c, gen, fresh)
 	if err != nil {
 		k.fetchErr = err
 		return nil, err
