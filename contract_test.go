@@ -162,6 +162,7 @@ var _ = func() {
 	var _ func(context.Context) error = u.Run
 	var store t.TokenStore = &t.FileStore{}
 	var _ func(context.Context, string) error = store.Delete
+	var _ t.KeyLister = &t.FileStore{}
 	a := &t.AppTokenSource{}
 	var _ func(*t.Client) *t.AppTokenSource = t.NewAppTokenSource
 	var _ func() (*oauth2.Token, error) = a.Token

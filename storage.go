@@ -103,7 +103,8 @@ func (st StoredToken) withValidation(v *Validation) *StoredToken {
 // A store shared by replicas should also implement the optional interfaces this package looks
 // for: [LeaseLocker], so that a lease is renewed while a slow refresh is in flight instead of
 // running out under it, and [ConditionalSaver], so that a replica whose lease ended anyway never
-// overwrites a newer pair with an older one.
+// overwrites a newer pair with an older one; and [KeyLister], so that replicas see each other's
+// users.
 type TokenStore interface {
 	// Load returns the token stored under key: an error that Is ErrTokenNotFound when there is
 	// none, and one that Is ErrTokenCorrupt when what is there is not a token.
@@ -120,8 +121,13 @@ type TokenStore interface {
 	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error)
 	// Delete removes the token stored under key; a key with no token is not an error.
 	Delete(ctx context.Context, key string) error
-	// Keys returns every key a token is stored under, in no particular order ([UserTokens]
-	// lists them to find the users other replicas added).
+}
+
+// KeyLister is a [TokenStore] that can list its keys. [UserTokens] lists them to find the users
+// other replicas added and to drop those they removed; over a store without it, a registry knows
+// the users added to it and no others. [FileStore] and examples/redisstore implement it.
+type KeyLister interface {
+	// Keys returns every key a token is stored under, in no particular order.
 	Keys(ctx context.Context) ([]string, error)
 }
 

@@ -12,9 +12,14 @@ import (
 // Sync lists the store and registers the users other replicas added, and drops those removed
 // from the store. Run calls it every SyncEvery; call it at start-up to load the users the store
 // holds before Run. Keys that hold no user of the registry (a token stored under another name,
-// such as the storage helper's key "") are left alone.
+// such as the storage helper's key "") are left alone. Over a store that cannot list its keys
+// (not a [KeyLister]), it does nothing.
 func (u *UserTokens) Sync(ctx context.Context) error {
-	keys, err := u.store.Keys(ctx)
+	kl, ok := u.store.(KeyLister)
+	if !ok {
+		return nil
+	}
+	keys, err := kl.Keys(ctx)
 	if err != nil {
 		return fmt.Errorf("twitchoauth: list stored users: %w", err)
 	}

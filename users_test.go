@@ -651,3 +651,27 @@ func TestAdoptNeverBackwards(t *testing.T) {
 		t.Errorf("Token() = %q; want the newer stored token adopted", tok.AccessToken)
 	}
 }
+
+// TestUserTokensStoreWithoutKeys: over a store that cannot list its keys, the registry keeps the
+// users added to it, and Sync does nothing.
+func TestUserTokensStoreWithoutKeys(t *testing.T) {
+	c, fake := newTestClient(t)
+	type noKeys struct{ TokenStore } // only TokenStore's methods: not a KeyLister
+	u := NewUserTokens(c, noKeys{newMemStore()})
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"100"}) {
+		t.Errorf("Users() = %v after Sync, want [100]", got)
+	}
+	src, err := u.Source("100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Token(); err != nil {
+		t.Error(err)
+	}
+}

@@ -103,8 +103,9 @@ return 1`)
 // Redis Cluster too. A Store is safe for concurrent use; replicas each make their own.
 //
 // Store also implements [twitchoauth.LeaseLocker] (a lease that can be renewed while a slow
-// refresh is in flight) and [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
-// out cannot make over a newer pair).
+// refresh is in flight), [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
+// out cannot make over a newer pair) and [twitchoauth.KeyLister] (so that replicas' registries
+// see each other's users).
 type Store struct {
 	// Client is the Redis connection: a *redis.Client, *redis.ClusterClient or
 	// *redis.Ring. Store does not close it.
@@ -113,6 +114,12 @@ type Store struct {
 	// DefaultPrefix (also when empty).
 	Prefix string
 }
+
+var (
+	_ twitchoauth.LeaseLocker      = (*Store)(nil)
+	_ twitchoauth.ConditionalSaver = (*Store)(nil)
+	_ twitchoauth.KeyLister        = (*Store)(nil)
+)
 
 // New returns a Store on client with the default prefix.
 func New(client redis.UniversalClient) *Store {

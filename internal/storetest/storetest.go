@@ -399,7 +399,11 @@ func testDelete(t *testing.T, open Open) {
 // deleted keys, and user IDs as they were saved.
 func testKeys(t *testing.T, open Open) {
 	connect := open(t)
-	a, b := connect(t), connect(t)
+	a := connect(t)
+	b, ok := connect(t).(twitchoauth.KeyLister)
+	if !ok {
+		t.Skip("the store does not list its keys (twitchoauth.KeyLister): replicas do not see each other's users")
+	}
 	ctx := t.Context()
 	if keys, err := b.Keys(ctx); err != nil || len(keys) != 0 {
 		t.Fatalf("Keys of an empty store = %q, %v", keys, err)
