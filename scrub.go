@@ -77,7 +77,7 @@ func redact(s string, secrets []string) string {
 	}
 	var spans []span
 	for _, sec := range secrets {
-		if want := foldSecret(sec); len(want) >= minSecretLen {
+		if want, ok := foldSecret(sec, s, cut); ok && len(want) >= minSecretLen {
 			spans = find(s, want, cut, spans)
 		}
 	}
@@ -123,15 +123,23 @@ func fold(r rune) rune {
 	return r
 }
 
-// foldSecret returns what find looks for: the secret's visible characters, folded.
-func foldSecret(secret string) []rune {
-	var want []rune
+// foldSecret returns what find looks for in s: the secret's visible characters, folded, as far
+// as they can matter. Each character read takes at least one byte of s, so a secret of more than
+// len(s) characters cannot be read whole in s, and ok is false; unless s was cut, when a partial
+// reading counts: then want is the secret's first len(s)+1 characters, whose partial readings are
+// the secret's. So want, and find's work, are bounded by len(s), however long the secret.
+func foldSecret(secret, s string, cut bool) (want []rune, ok bool) {
+	limit := len(s) + 1
+	want = make([]rune, 0, min(len(secret), limit))
 	for _, r := range secret {
+		if len(want) == limit {
+			break
+		}
 		if !invisible(r) {
 			want = append(want, fold(r))
 		}
 	}
-	return want
+	return want, cut || len(want) <= len(s)
 }
 
 // span is where a secret was found: s[start:end].
