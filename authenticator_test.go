@@ -918,7 +918,8 @@ func TestMockAuthenticate(t *testing.T) {
 }
 
 // FuzzCallbackQuery feeds the redirect handler arbitrary queries: it must turn away every request
-// without the state, honour at most one that has it, and never echo the state or unescaped input.
+// without the state or longer than Twitch's, honour at most one that has it, and never echo the
+// state or unescaped input.
 func FuzzCallbackQuery(f *testing.F) {
 	const state = "0b7e4c4e-8a3f-4f7e-9a55-2f3c1d9e6b10"
 	for _, q := range []string{
@@ -933,6 +934,8 @@ func FuzzCallbackQuery(f *testing.F) {
 		"code=%zz&state=" + state,
 		"code=good;state=" + state,
 		"",
+		"code=" + strings.Repeat("c", maxCallbackParam+1) + "&state=" + state,
+		"error=server_error&error_description=" + strings.Repeat("d", maxCallbackQuery) + "&state=" + state,
 	} {
 		f.Add(q)
 	}
@@ -953,7 +956,8 @@ func FuzzCallbackQuery(f *testing.F) {
 		req.URL.RawQuery = rawQuery
 		q := req.URL.Query()
 		stateOK := q.Get("state") == state
-		worthy := stateOK && (q.Get("error") != "" || q.Get("code") != "")
+		fits := len(rawQuery) <= maxCallbackQuery && len(q.Get("code")) <= maxCallbackParam
+		worthy := stateOK && fits && (q.Get("error") != "" || q.Get("code") != "")
 		for i := range 2 {
 			rec := httptest.NewRecorder()
 			h.ServeHTTP(rec, req)

@@ -30,6 +30,12 @@ const (
 	// portAttempts is how many free ports listen tries, with Port 0, to find one that is free on
 	// every loopback address.
 	portAttempts = 5
+	// maxCallbackParam caps the code and the state of a redirect. Twitch's codes are 30
+	// characters, and the states are a UUID or a 26-character random text.
+	maxCallbackParam = 512
+	// maxCallbackQuery caps a redirect's query, which Twitch fills with the code, the state and the
+	// scopes granted: 2.2 KB when they are all of them.
+	maxCallbackQuery = 8 << 10
 )
 
 // localServer is the redirect server of one Authenticate: one http.Server on a listener per address.
@@ -363,7 +369,12 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
 		return
 	}
-	q := r.URL.Query()
+	q, ok := callbackQuery(r)
+	if !ok {
+		writeMessage(w, http.StatusBadRequest, "This login link is not valid",
+			"It is longer than Twitch's answers are, so it did not come from Twitch. Start the login again from the app.")
+		return
+	}
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), h.state) != 1 {
 		writeMessage(w, http.StatusBadRequest, "This login link is not valid",
 			"It does not belong to the login the app is waiting for: it is stale, or it came from "+
@@ -403,6 +414,20 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	writePage(w, http.StatusOK, h.document, false)
 	h.result <- callbackResult{tok: tok}
+}
+
+// callbackQuery returns the query of a redirect, or false when it, its code or its state is
+// longer than Twitch's can be: that one is forged, and is refused before it costs more than it
+// has already (the redirect's text is scrubbed of the code, and the code is sent to Twitch).
+func callbackQuery(r *http.Request) (url.Values, bool) {
+	if len(r.URL.RawQuery) > maxCallbackQuery {
+		return nil, false
+	}
+	q := r.URL.Query()
+	if len(q.Get("code")) > maxCallbackParam || len(q.Get("state")) > maxCallbackParam {
+		return nil, false
+	}
+	return q, true
 }
 
 // messagePage is the page of every answer but the success one; both %s are HTML-escaped.
