@@ -68,7 +68,8 @@ var DefaultClaims = []string{"preferred_username", "email", "email_verified", "p
 //     10 minutes. No state is kept on the server, so replicas behind a load balancer need only
 //     share the cookie key.
 //  2. Twitch sends the browser back to RedirectURL, where [WebLogin.CallbackHandler] checks the
-//     cookie (signature, age, state in constant time) and clears it, whatever comes next; trades
+//     cookie (signature, age, state in constant time) and clears it, whatever comes next; refuses
+//     a redirect longer than Twitch's (a code or state over 512 bytes, a query over 8 KiB); trades
 //     the code for a token (form body), validates it, and with OpenID verifies the id_token (see
 //     [Client.VerifyIDToken]) and its nonce; then hands the result to OnLogin.
 //
@@ -378,7 +379,11 @@ func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
 		return
 	}
-	q := r.URL.Query()
+	q, ok := callbackQuery(r)
+	if !ok {
+		wl.fail(w, r, &APIError{Endpoint: "authorize", Message: "the redirect is longer than Twitch's are, so it did not come from Twitch"})
+		return
+	}
 	state, code := q.Get("state"), q.Get("code")
 	lc, err := wl.loginOf(r, redirect, state)
 	if err != nil {
