@@ -35,6 +35,9 @@ const (
 	maxKeyCaches = 16
 	// minRSABits is the smallest RSA key a key set may hold.
 	minRSABits = 2048
+	// maxIDTokenLen caps the id_tokens VerifyIDToken parses: Twitch's are about 1 KB, and a
+	// forged one of any length would be decoded, parsed and scrubbed whole.
+	maxIDTokenLen = 16 << 10
 )
 
 // IDTokenClaims is what a verified OIDC id_token says
@@ -67,7 +70,8 @@ func (c *Client) issuer() string {
 // through HTTPClient, kept for an hour and fetched again once when the token names a key it
 // lacks), and checks that iss is the issuer (https://id.twitch.tv/oauth2, or AuthBaseURL without
 // its trailing "/" when that is set), that aud holds ClientID, that exp has not passed, that iat
-// is not in the future, and that the nonce is nonce, compared in constant time.
+// is not in the future, and that the nonce is nonce, compared in constant time. A token over
+// 16 KiB (Twitch's are about 1 KB) is refused unread.
 //
 // A nonce of "" skips the nonce check: do that only for a token the program got straight from
 // Twitch's token endpoint, since without a nonce a token copied from another login is accepted
@@ -82,6 +86,9 @@ func (c *Client) VerifyIDToken(ctx context.Context, rawIDToken, nonce string) (*
 	}
 	if rawIDToken == "" {
 		return nil, fmt.Errorf("%w: empty", ErrInvalidIDToken)
+	}
+	if len(rawIDToken) > maxIDTokenLen {
+		return nil, fmt.Errorf("%w: %d bytes, longer than Twitch's (%d at most)", ErrInvalidIDToken, len(rawIDToken), maxIDTokenLen)
 	}
 	secrets := []string{rawIDToken}
 	ks := &clientKeys{c: c, cache: keyCacheFor(c.endpointURL("keys"))}
