@@ -66,6 +66,10 @@ func TestAppTokenSourceFailures(t *testing.T) {
 	if _, err := src.Token(); err == nil {
 		t.Fatal("no error for a 502")
 	}
+	if _, err := src.Token(); err == nil || fake.CountGrant("client_credentials") != 1 {
+		t.Errorf("within the backoff: err = %v after %d fetches; want the 502 again, without a fetch", err, fake.CountGrant("client_credentials"))
+	}
+	endBackoff(&src.tokenCache)
 	if tok, err := src.Token(); err != nil || tok == nil {
 		t.Errorf("after the outage: %v, %v", tok, err)
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/twitchoauth/twitchoauth/internal/wire"
 )
@@ -35,7 +37,39 @@ var (
 	// ErrStopped: [UserAuthenticator.Authenticate] was ended by [UserAuthenticator.Stop] before it
 	// had a token (a token already got for the code is returned instead: the code is spent).
 	ErrStopped = errors.New("twitchoauth: authentication stopped")
+	// ErrRefreshInDoubt: a public client's refresh token may have been spent at Twitch without its
+	// new pair ever being stored (an answer lost on the way, a holder that died or was cut off
+	// after sending it), so it is not sent again; the user must log in again unless the pair
+	// turns up in the store. Errors that match it are [*RefreshInDoubtError]s and also match
+	// ErrInvalidRefreshToken.
+	ErrRefreshInDoubt = errors.New("twitchoauth: the refresh token may have been spent")
 )
+
+// RefreshInDoubtError is the error of a public client's refresh that the package refuses to send:
+// Twitch may already have taken the refresh token (it works once), and sending it again would be
+// refused at best, and may end the user's whole authorization (twitchdev/issues#903). The stored
+// token is kept as it is: when the holder that spent it stores the new pair after all, every
+// source takes that up. errors.Is(err, ErrInvalidRefreshToken) and errors.Is(err,
+// ErrRefreshInDoubt) both hold. See [UserTokenSource] for what is done for each kind of client.
+type RefreshInDoubtError struct {
+	// Reason says why the refresh token may be spent.
+	Reason string
+	// Sent is when the refresh token was sent (or marked as about to be), if known.
+	Sent time.Time
+}
+
+func (e *RefreshInDoubtError) Error() string {
+	msg := "twitchoauth: the refresh token may have been spent without its new pair being stored (" + e.Reason + ")"
+	if !e.Sent.IsZero() {
+		msg += ", sent at " + e.Sent.UTC().Format(time.RFC3339)
+	}
+	return msg + "; it is not sent again: the user must log in again"
+}
+
+// Is reports whether target is [ErrRefreshInDoubt] or [ErrInvalidRefreshToken].
+func (e *RefreshInDoubtError) Is(target error) bool {
+	return target == ErrRefreshInDoubt || target == ErrInvalidRefreshToken
+}
 
 // APIError is any non-success answer of Twitch's identity server (pyTwitchAPI TwitchAPIException),
 // including a success status whose body lacks what it must carry. Its text never holds a token, code
@@ -52,6 +86,10 @@ type APIError struct {
 	// ErrorCode is Twitch's "error" field (e.g. "Bad Request"), or the redirect's error (e.g.
 	// "access_denied").
 	ErrorCode string
+	// RetryAfter is how long Twitch asked the caller to wait before trying again (a 429 or 503's
+	// Retry-After, in seconds or as a date, or Ratelimit-Reset, a Unix time); 0 when it said
+	// nothing. A source that got it sends no refresh before it has passed.
+	RetryAfter time.Duration
 
 	cause error // what cut an answer short, if anything
 }
@@ -182,4 +220,35 @@ func isTransient(ctx context.Context, err error) bool {
 		return ae.StatusCode >= 500 || ae.StatusCode == http.StatusTooManyRequests || (ae.StatusCode != 0 && ae.cause != nil)
 	}
 	return true
+}
+
+// maxRetryAfter caps a server's Retry-After: a wait of days is a broken header, not advice.
+const maxRetryAfter = time.Hour
+
+// retryAfter reads how long an answer asks the caller to wait: Retry-After (delay-seconds or an
+// HTTP date) or else Ratelimit-Reset (a Unix time in seconds, as Twitch sends it), relative to now.
+// It returns 0 when neither says anything usable.
+func retryAfter(h http.Header, now time.Time) time.Duration {
+	var d time.Duration
+	if v := strings.TrimSpace(h.Get("Retry-After")); v != "" {
+		if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+			d = time.Duration(min(max(secs, 0), int64(maxRetryAfter/time.Second))) * time.Second
+		} else if t, err := http.ParseTime(v); err == nil {
+			d = t.Sub(now)
+		}
+	} else if v := strings.TrimSpace(h.Get("Ratelimit-Reset")); v != "" {
+		if unix, err := strconv.ParseInt(v, 10, 64); err == nil {
+			d = time.Unix(unix, 0).Sub(now)
+		}
+	}
+	return min(max(d, 0), maxRetryAfter)
+}
+
+// retryAfterOf returns the RetryAfter of the *APIError in err's chain, or 0.
+func retryAfterOf(err error) time.Duration {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae.RetryAfter
+	}
+	return 0
 }

@@ -119,7 +119,7 @@ func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) erro
 }
 
 // SaveIf writes next under key as Save does, but only if the token file still holds prev's access
-// and refresh tokens; otherwise it writes nothing and returns an error that Is [ErrTokenChanged].
+// and refresh tokens and spending mark; otherwise it writes nothing and returns an error that Is [ErrTokenChanged].
 // The check and the write are one step for every writer of the file, in any process.
 func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
 	path, err := s.file(key)
@@ -145,7 +145,7 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 	if err != nil {
 		return err
 	}
-	if !samePair(cur, prev) {
+	if !sameStored(cur, prev) {
 		return fmt.Errorf("%w: %s holds another pair", ErrTokenChanged, path)
 	}
 	return writeFileAtomic(path, data)

@@ -61,7 +61,8 @@ func newOptionClient(clientID, clientSecret string, opts []Option) *Client {
 // it may differ, and a public client's is single-use. When the answer carries no refresh token, the
 // returned token keeps refreshToken (RFC 6749 section 6). A public client (no secret) refreshes without
 // sending one. A rejected refresh token gives an error that Is [ErrInvalidRefreshToken]; a 401 or 403
-// one that Is [ErrUnauthorized].
+// one that Is [ErrUnauthorized]. It sends the request once: a refresh token whose answer was lost
+// may have been spent, so whether to send it again is the caller's call (see [UserTokenSource]).
 func (c *Client) RefreshAccessToken(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	form := url.Values{
 		"grant_type":    {"refresh_token"},
@@ -71,9 +72,14 @@ func (c *Client) RefreshAccessToken(ctx context.Context, refreshToken string) (*
 	if c.ClientSecret != "" {
 		form.Set("client_secret", c.ClientSecret)
 	}
-	tok, err := c.postToken(ctx, form, refreshToken)
+	body, err := c.do(ctx, request{endpoint: "token", method: http.MethodPost, form: form,
+		secrets: []string{refreshToken}, spends: true})
 	if err != nil {
 		return nil, err
+	}
+	tok, err := decodeToken("token", body)
+	if err != nil {
+		return nil, &lostAnswer{err} // Twitch took the refresh token; its answer is unusable
 	}
 	// An answer without a refresh token leaves the one sent in force (RFC 6749 section 6, as
 	// golang.org/x/oauth2 reads it): dropping it would force a login while it still works.

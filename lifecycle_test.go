@@ -186,6 +186,7 @@ func TestRejectedTokenNeverHandedOut(t *testing.T) {
 		t.Fatalf("Token() = %v, %v; want the outage's error, not the rejected token", tok, err)
 	}
 	fake.ClearFaults()
+	endBackoff(&src.tokenCache)
 	if tok, err := src.Token(); err != nil || tok.AccessToken == access {
 		t.Errorf("after the outage: Token() = %v, %v; want a refreshed token", tok, err)
 	}
@@ -300,3 +301,6 @@ func TestTokenAnswerChecks(t *testing.T) {
 		})
 	}
 }
+
+// endBackoff ends the wait a transient failure imposed on tc's renewals, as if it had passed.
+func endBackoff(tc *tokenCache) { tc.floor.Store(nil) }

@@ -37,9 +37,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -144,6 +146,52 @@ type request struct {
 	query    url.Values // only for twitch-cli's mock, which reads nothing else
 	auth     string     // the Authorization header
 	secrets  []string
+	// spends is set for a request that spends a single-use credential (a refresh token): its
+	// sending is traced, so that a failure after it was sent whole is told apart (errAnswerLost).
+	spends bool
+}
+
+// errAnswerLost: a request was sent whole and its answer never came, or came cut short: the
+// server may have acted on it (spent the refresh token it carried).
+var errAnswerLost = errors.New("twitchoauth: the request was sent but its answer was lost")
+
+// lostAnswer wraps the error of a request that may have been acted on; it Is errAnswerLost.
+type lostAnswer struct{ err error }
+
+func (e *lostAnswer) Error() string   { return e.err.Error() + " (after the request was sent)" }
+func (e *lostAnswer) Unwrap() error   { return e.err }
+func (e *lostAnswer) Is(t error) bool { return t == errAnswerLost }
+
+// sendTrace records how far a request got: whether a connection was had and the request written
+// whole on it.
+type sendTrace struct {
+	gotConn, wrote atomic.Bool
+}
+
+func (st *sendTrace) trace(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GotConn: func(httptrace.GotConnInfo) { st.gotConn.Store(true) },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				st.wrote.Store(true)
+			}
+		},
+	})
+}
+
+// maySent reports whether a request that failed with err may have reached the server whole. A
+// transport that reports its progress (net/http's) says so; for one that does not, only a failure
+// to dial or resolve shows that nothing left.
+func (st *sendTrace) maySent(err error) bool {
+	switch {
+	case st.wrote.Load():
+		return true
+	case st.gotConn.Load():
+		return false // a connection, and no whole request written on it
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	return !(errors.As(err, &op) && op.Op == "dial") && !errors.As(err, &dns)
 }
 
 // do sends r and returns the answer's status and body when it is a 2xx; otherwise an error from
@@ -173,10 +221,19 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 		req.Header.Set("Authorization", r.auth)
 	}
 	req.Header.Set("Accept", "application/json")
+	var sent *sendTrace
+	if r.spends {
+		sent = new(sendTrace)
+		req = req.WithContext(sent.trace(ctx))
+	}
 	start := time.Now()
 	resp, err := c.identityClient().Do(req)
 	if err != nil {
-		return nil, transportError(ctx, r.endpoint, err, secrets...)
+		err = transportError(ctx, r.endpoint, err, secrets...)
+		if sent != nil && sent.maySent(err) {
+			err = &lostAnswer{err}
+		}
+		return nil, err
 	}
 	defer resp.Body.Close()
 	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
@@ -186,9 +243,17 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 			slog.Duration("duration", time.Since(start)))
 	}
 	if readErr != nil && ctx.Err() != nil {
-		return nil, transportError(ctx, r.endpoint, readErr, secrets...)
+		err = transportError(ctx, r.endpoint, readErr, secrets...)
+	} else if data, err = checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets); err != nil {
+		if ae, ok := err.(*APIError); ok {
+			ae.RetryAfter = retryAfter(resp.Header, time.Now())
+		}
 	}
-	return checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets)
+	// A success cut short: the server acted on the request, and its answer is lost.
+	if err != nil && r.spends && readErr != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		err = &lostAnswer{err}
+	}
+	return data, err
 }
 
 // postToken posts form to the token endpoint and decodes the token it answers. Secrets are the

@@ -44,6 +44,12 @@ type StoredToken struct {
 	ValidatedAt time.Time `json:"validated_at,omitzero"`
 	// Intents are what a [UserTokens] uses the user's token for ("chat", ...), shared by replicas.
 	Intents []string `json:"intents,omitempty"`
+	// RefreshIssuedAt is when the refresh token was issued (a public client's lapses after 30
+	// days unused); zero when unknown.
+	RefreshIssuedAt time.Time `json:"refresh_issued_at,omitzero"`
+	// Spending, when set, is the write-ahead mark of a refresh: a holder is sending (or has sent)
+	// this refresh token to Twitch, and has not stored the new pair yet. See [SpendMark].
+	Spending *SpendMark `json:"spending,omitempty"`
 }
 
 // DecodeStoredToken reads a token in the token file's JSON format. Its error Is ErrTokenCorrupt
@@ -74,12 +80,17 @@ func (st *StoredToken) Token() *oauth2.Token {
 	return withScopes(tok, st.Scopes)
 }
 
-// withToken returns a copy of st holding tok's pair, expiry and (when it names them) scopes.
+// withToken returns a copy of st holding tok's pair, expiry and (when it names them) scopes, and
+// no spending mark; a refresh token other than st's is recorded as issued now.
 func (st StoredToken) withToken(tok *oauth2.Token) *StoredToken {
+	if tok.RefreshToken != st.RefreshToken {
+		st.RefreshIssuedAt = time.Now().Round(0)
+	}
 	st.AccessToken, st.RefreshToken, st.Expiry = tok.AccessToken, tok.RefreshToken, tok.Expiry
 	if scopes := TokenScopes(tok); scopes != nil {
 		st.Scopes = scopes
 	}
+	st.Spending = nil
 	return &st
 }
 
@@ -205,10 +216,14 @@ func (r *loginReason) Unwrap() error { return r.err }
 // token at once refresh it once; it is released while AuthGenerator runs.
 func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenSource, error) {
 	store := h.store()
+	src := NewStoreTokenSource(h.c, store, h.StoreKey, nil)
+	if h.LockTTL > 0 {
+		src.lockTTL = h.LockTTL
+	}
 	var st *StoredToken
 	err := withStoreLock(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context) error {
 		var err error
-		st, err = h.check(ctx, store)
+		st, err = h.check(ctx, store, src)
 		return err
 	})
 	var reason *loginReason
@@ -220,14 +235,14 @@ func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenS
 	case err != nil:
 		return nil, err
 	}
-	src := NewStoreTokenSource(h.c, store, h.StoreKey, st.Token())
-	src.lockTTL = h.LockTTL
+	src.cur.Store(st.Token())
 	return src, nil
 }
 
-// check reads, validates and (if it must) refreshes the stored token. It returns a *loginReason
-// when only a new login can help.
-func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore) (*StoredToken, error) {
+// check reads, validates and (if it must) refreshes the stored token, as src (which keeps a
+// refreshed pair the store did not take). It returns a *loginReason when only a new login can
+// help.
+func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore, src *UserTokenSource) (*StoredToken, error) {
 	st, err := store.Load(ctx, h.StoreKey)
 	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
 		return nil, &loginReason{err}
@@ -241,19 +256,17 @@ func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store Token
 		if st.RefreshToken == "" {
 			return nil, &loginReason{fmt.Errorf("stored token is invalid and has no refresh token: %w", err)}
 		}
-		tok, rerr := h.c.RefreshAccessToken(ctx, st.RefreshToken)
+		// Stored before anything else can fail: Twitch may have killed the old pair. Stored only
+		// in place of st, though: a pair another replica stored meanwhile is adopted instead. A
+		// pair the store does not take stays pending in src, which stores it later.
+		next, rerr := src.renewStored(ctx, st, st.Token())
 		if errors.Is(rerr, ErrInvalidRefreshToken) {
 			return nil, &loginReason{rerr}
 		}
 		if rerr != nil {
 			return nil, rerr
 		}
-		// Stored before anything else can fail: Twitch may have killed the old pair. Stored only
-		// in place of st, though: a pair another replica stored meanwhile is adopted instead.
-		if st, err = saveRefreshed(ctx, store, h.StoreKey, st, st.withToken(tok)); err != nil {
-			return nil, fmt.Errorf("twitchoauth: save refreshed token: %w", err)
-		}
-		refreshed = true
+		st, refreshed = next, true
 		v, err = h.c.ValidateToken(ctx, st.AccessToken)
 	}
 	if err != nil {
@@ -272,6 +285,8 @@ func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store Token
 			if l := h.c.Logger; l != nil {
 				l.LogAttrs(ctx, slog.LevelInfo, "twitchoauth: stored token changed meanwhile; left as it is")
 			}
+		case err != nil && src.Pending():
+			// The refreshed pair itself is not stored yet: src keeps it and stores it later.
 		case err != nil:
 			return nil, fmt.Errorf("twitchoauth: save token: %w", err)
 		}

@@ -489,6 +489,7 @@ func TestTokenSourceRefreshFailures(t *testing.T) {
 		if !errors.As(err, &ae) || ae.StatusCode != 503 || errors.Is(err, ErrInvalidRefreshToken) {
 			t.Fatalf("err = %v, want the 503", err)
 		}
+		endBackoff(&src.tokenCache)
 		if tok, err := src.Token(); err != nil || tok.AccessToken == "old" {
 			t.Errorf("after the outage: Token() = %v, %v", tok, err)
 		}

@@ -46,12 +46,14 @@ type Lease interface {
 
 // ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the
 // token the caller read: a fence, so that a replica whose lease ended while it refreshed (a
-// stalled process, a lock lost in a failover) never overwrites a newer pair with an older one.
+// stalled process, a lock lost in a failover) never overwrites a newer pair with an older one,
+// and two holders never both mark one refresh token as theirs to spend (see [SpendMark]).
 type ConditionalSaver interface {
 	// SaveIf stores next under key as Save does, but only if the token stored there still holds
-	// prev's access and refresh tokens, checked and replaced in one step. Otherwise, also when
-	// nothing (or no readable token) is stored under key, it stores nothing and returns an
-	// error that Is ErrTokenChanged.
+	// prev's access and refresh tokens and prev's spending mark (the same Spending.Refresh and
+	// Spending.Holder, or no mark when prev has none), checked and replaced in one step.
+	// Otherwise, also when nothing (or no readable token) is stored under key, it stores nothing
+	// and returns an error that Is ErrTokenChanged.
 	SaveIf(ctx context.Context, key string, prev, next *StoredToken) error
 }
 
@@ -273,7 +275,7 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
 	case err != nil:
 		return err
-	case !samePair(cur, prev):
+	case !sameStored(cur, prev):
 		return fmt.Errorf("%w: the store holds another pair", ErrTokenChanged)
 	}
 	return store.Save(ctx, key, next)

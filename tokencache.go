@@ -48,6 +48,21 @@ type tokenCache struct {
 	checkedOK bool          // whether Twitch said it was valid
 	checkedAt time.Time
 
+	// pending is a renewed token not yet persisted (see spend.go), and flush persists it,
+	// holding refreshing; now makes it try whatever the backoff says. Both are nil for a cache
+	// that persists nothing.
+	pending atomic.Pointer[pendingSave]
+	flush   func(ctx context.Context, now bool) error
+
+	// floor, once a renewal failed for a reason that may pass (an outage, a 429), holds its
+	// error until the backoff (or the wait Twitch asked for) has passed: calls meanwhile get it
+	// without a request. failures counts the failures in a row; guarded by refreshing.
+	floor    atomic.Pointer[floorState]
+	failures int
+	// recheckAt (Unix nanoseconds) is when a grant in doubt (ErrRefreshInDoubt) may be looked
+	// at again: the new pair may have been stored since.
+	recheckAt atomic.Int64
+
 	// onRenewed, if set, is called with each token a renewal or adopt put in place, after the
 	// lock is released. onRevoked, if set, is called once each time the grant is found gone
 	// (revoked is set), after the lock is released. Both are set before the cache is shared.
@@ -73,9 +88,19 @@ func fresh(tok *oauth2.Token) bool {
 		(tok.Expiry.IsZero() || time.Now().Round(0).Add(expiryMargin).Before(tok.Expiry))
 }
 
-// token returns the cached token while it is fresh, and renews it otherwise.
+// floorState is the error every call gets without a request until a time.
+type floorState struct {
+	until time.Time
+	err   error
+}
+
+// token returns the cached token while it is fresh, and renews it otherwise. With a renewed token
+// not yet persisted, it tries to persist it (now and then; see flushSoon).
 func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
 	if tok := tc.cur.Load(); fresh(tok) {
+		if tc.pending.Load() != nil {
+			tc.flushSoon(ctx)
+		}
 		return tok, nil
 	}
 	return tc.refresh(ctx, nil)
@@ -99,14 +124,20 @@ func (tc *tokenCache) forceRefresh(ctx context.Context, stale *oauth2.Token) (*o
 // failed because its own caller's ctx ended. A refresh token Twitch rejects makes the state
 // terminal (see revoked).
 func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
+	recheck := false
 	if err := tc.revoked.Load(); err != nil {
-		return nil, *err
+		if recheck = tc.mayRecheck(*err); !recheck {
+			return nil, *err
+		}
+	}
+	if f := tc.floor.Load(); f != nil && time.Now().Before(f.until) {
+		return nil, f.err
 	}
 	seen := tc.attempts.Load()
 	if err := tc.lock(ctx); err != nil {
 		return nil, err
 	}
-	tok, renewed, revoked, err := tc.refreshHeld(ctx, stale, seen)
+	tok, renewed, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
 	tc.unlock()
 	if renewed && tc.onRenewed != nil {
 		tc.onRenewed(tok)
@@ -119,31 +150,60 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 
 // refreshHeld is refresh with refreshing held. It reports whether it put a new token in place,
 // and whether it found the grant gone.
-func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64) (tok *oauth2.Token, renewed, revoked bool, err error) {
-	if err := tc.revoked.Load(); err != nil {
-		return nil, false, false, *err
+func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64, recheck bool) (tok *oauth2.Token, renewed, revoked bool, err error) {
+	wasRevoked := tc.revoked.Load()
+	if wasRevoked != nil && !recheck {
+		return nil, false, false, *wasRevoked
 	}
-	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok != stale) {
+	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok != stale) && wasRevoked == nil {
 		return tok, false, false, nil
 	}
 	if tc.attempts.Load() != seen && tc.lastErr != nil {
 		return nil, false, false, tc.lastErr
+	}
+	if f := tc.floor.Load(); f != nil && time.Now().Before(f.until) {
+		return nil, false, false, f.err
 	}
 	tok, err = tc.renew(ctx, stale)
 	tc.lastErr = err
 	if ctx.Err() != nil {
 		tc.lastErr = nil
 	}
-	if errors.Is(err, ErrInvalidRefreshToken) {
-		err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again and call SetToken: %w", err)
+	switch {
+	case err == nil:
+		tc.failures = 0
+		tc.floor.Store(nil)
+		if wasRevoked != nil && tok != nil {
+			tc.revoked.Store(nil) // the pair in doubt turned up
+		}
+	case wasRevoked != nil:
+		err = *wasRevoked // still in doubt: the same error, reported once
+		tok = nil
+	case errors.Is(err, ErrInvalidRefreshToken):
+		if !errors.Is(err, ErrRefreshInDoubt) {
+			err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again: %w", err)
+		}
 		tc.revoked.Store(&err)
 		revoked = true
 		if cur := tc.cur.Load(); cur != nil {
 			tc.markRejected(cur) // the grant's access token dies with it
 		}
+	case isTransient(ctx, err):
+		tc.failures++
+		tc.floor.Store(&floorState{until: time.Now().Add(backoff(tc.failures, retryAfterOf(err))), err: err})
 	}
 	tc.attempts.Add(1)
 	return tok, tok != nil, revoked, err
+}
+
+// mayRecheck reports whether a grant in doubt, with error err, is due to be looked at again, and
+// if so makes the next look wait doubtRecheck.
+func (tc *tokenCache) mayRecheck(err error) bool {
+	if !errors.Is(err, ErrRefreshInDoubt) {
+		return false
+	}
+	at, now := tc.recheckAt.Load(), time.Now().UnixNano()
+	return now >= at && tc.recheckAt.CompareAndSwap(at, time.Now().Add(doubtRecheck).UnixNano())
 }
 
 // lock takes refreshing, or gives up when ctx ends.
@@ -158,11 +218,13 @@ func (tc *tokenCache) lock(ctx context.Context) error {
 
 func (tc *tokenCache) unlock() { <-tc.refreshing }
 
-// set makes tok the current token and ends a terminal state; refreshing is held.
+// set makes tok the current token and ends a terminal state and a backoff; refreshing is held.
 func (tc *tokenCache) set(tok *oauth2.Token) {
 	tc.cur.Store(tok)
 	tc.lastErr = nil
 	tc.revoked.Store(nil)
+	tc.floor.Store(nil)
+	tc.failures = 0
 }
 
 // validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
@@ -233,11 +295,12 @@ func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
 	}
 	cur := tc.cur.Load()
 	// Never backwards: a token read from the store before this source refreshed is older than
-	// the one it holds.
-	changed := tc.revoked.Load() == nil && !sameAccess(cur, tok) && (!fresh(cur) || tok.Expiry.After(cur.Expiry))
+	// the one it holds. A grant in doubt ends with a pair of another refresh token.
+	revoked := tc.revoked.Load()
+	doubtEnds := revoked != nil && errors.Is(*revoked, ErrRefreshInDoubt) && cur != nil && tok.RefreshToken != cur.RefreshToken
+	changed := (revoked == nil || doubtEnds) && !sameAccess(cur, tok) && (!fresh(cur) || tok.Expiry.After(cur.Expiry))
 	if changed {
-		tc.cur.Store(tok)
-		tc.lastErr = nil
+		tc.set(tok)
 	}
 	tc.unlock()
 	if changed && tc.onRenewed != nil {

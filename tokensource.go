@@ -26,6 +26,9 @@ type UserTokenSource struct {
 	store   TokenStore
 	key     string
 	lockTTL time.Duration
+
+	serial uint64 // the source's number in its process, in the marks it writes (see spend.go)
+	doubt  string // the hash of a refresh token whose answer was lost; guarded by refreshing
 }
 
 // NewUserTokenSource returns a source that starts from tok and refreshes it with its refresh token
@@ -34,8 +37,9 @@ type UserTokenSource struct {
 // new pair there (the refresh token may have changed, and a public client's old one is dead). If
 // onRefresh fails, the new token is still used, and that call returns the error.
 func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Token) error) *UserTokenSource {
-	s := &UserTokenSource{onRefresh: onRefresh}
+	s := &UserTokenSource{onRefresh: onRefresh, serial: sourceSerial.Add(1)}
 	s.init(c, tok, s.refreshLocked)
+	s.flush = s.flushLocked
 	return s
 }
 
@@ -117,33 +121,20 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 		err = fmt.Errorf("twitchoauth: persist new token: %w", err)
 	}
 	s.set(tok)
+	s.pending.Store(nil) // superseded by tok
+	s.doubt = ""
 	return err
 }
 
-// refreshLocked does the refresh; s.refreshing is held.
+// refreshLocked does the refresh; s.refreshing is held. A pair a refresh got earlier and could
+// not persist is persisted first: until it is, nothing is refreshed.
 func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
-	if s.store == nil {
-		cur := s.cur.Load()
-		if cur == nil || cur.RefreshToken == "" {
-			return nil, fmt.Errorf("twitchoauth: refresh token: %w", ErrInvalidRefreshToken)
-		}
-		tok, err := s.c.RefreshAccessToken(ctx, cur.RefreshToken)
-		if err != nil {
-			return nil, err
-		}
-		tok = carryScopes(tok, cur)
-		var perr error
-		if s.onRefresh != nil {
-			if err := s.onRefresh(tok); err != nil {
-				perr = fmt.Errorf("twitchoauth: persist refreshed token: %w", err)
-			}
-		}
-		// Published only after onRefresh: the fast path of Token does not take s.refreshing. Even
-		// when persisting failed, the new pair is kept: Twitch may have killed the old one.
-		s.cur.Store(tok)
-		return tok, perr
+	if err := s.flushLocked(ctx, false); err != nil {
+		return nil, err
 	}
-
+	if s.store == nil {
+		return s.refreshUnstored(ctx)
+	}
 	var out *oauth2.Token
 	err := withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL, func(ctx context.Context) error {
 		st, err := s.store.Load(ctx, s.key)
@@ -155,33 +146,76 @@ func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token
 		if bad == nil {
 			bad = s.cur.Load()
 		}
-		// Another replica refreshed while this one waited (or nothing was held yet): adopt it.
-		if stored := st.Token(); fresh(stored) && (bad == nil || stored.AccessToken != bad.AccessToken) {
-			out = stored
-			return nil
+		st, err = s.renewStored(ctx, st, bad)
+		if st != nil {
+			out = st.Token()
 		}
-		if st.RefreshToken == "" {
-			return fmt.Errorf("twitchoauth: stored token has no refresh token: %w", ErrInvalidRefreshToken)
-		}
-		tok, err := s.c.RefreshAccessToken(ctx, st.RefreshToken)
-		if err != nil {
-			return err
-		}
-		// Stored only in place of st: when another replica stored a pair meanwhile (this one's
-		// lease ended under it), that one is adopted if fresh, and never overwritten.
-		use, err := saveRefreshed(ctx, s.store, s.key, st, st.withToken(tok))
-		out = use.Token()
-		if err != nil {
-			// Twitch has the new pair and may have killed the old refresh token: keep using
-			// it in memory, and say that it was not stored.
-			return fmt.Errorf("twitchoauth: save refreshed token: %w", err)
-		}
-		return nil
+		return err
 	})
 	if out != nil {
 		s.cur.Store(out)
 	}
 	return out, err
+}
+
+// renewStored returns the stored token to use in place of bad (nil: nothing is held), under the
+// key's lock: st, what the store holds, when it is fresh and not bad (another replica refreshed
+// it); otherwise the pair a refresh of st gives (see spend).
+func (s *UserTokenSource) renewStored(ctx context.Context, st *StoredToken, bad *oauth2.Token) (*StoredToken, error) {
+	for range 4 {
+		if stored := st.Token(); fresh(stored) && (bad == nil || stored.AccessToken != bad.AccessToken) {
+			return st, nil
+		}
+		if st.RefreshToken == "" {
+			return nil, fmt.Errorf("twitchoauth: stored token has no refresh token: %w", ErrInvalidRefreshToken)
+		}
+		next, reread, err := s.spend(ctx, st)
+		if reread == nil {
+			return next, err
+		}
+		st = reread
+	}
+	return nil, errors.New("twitchoauth: refresh: the stored token kept changing under the lock")
+}
+
+// refreshUnstored refreshes the token of a source without a store, handing the new pair to
+// onRefresh; refreshing is held.
+func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, error) {
+	cur := s.cur.Load()
+	if cur == nil || cur.RefreshToken == "" {
+		return nil, fmt.Errorf("twitchoauth: refresh token: %w", ErrInvalidRefreshToken)
+	}
+	public := s.c.ClientSecret == ""
+	if public && s.doubt == refreshHash(cur.RefreshToken) {
+		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost"}
+	}
+	var tok *oauth2.Token
+	var err error
+	if public {
+		tok, err = s.sendRefresh(ctx, cur.RefreshToken)
+	} else {
+		tok, err = s.c.RefreshAccessToken(ctx, cur.RefreshToken)
+	}
+	if errors.Is(err, errAnswerLost) && public {
+		s.doubt = refreshHash(cur.RefreshToken)
+		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: time.Now()}
+	}
+	if err != nil {
+		return nil, err
+	}
+	tok = carryScopes(tok, cur)
+	var perr error
+	if s.onRefresh != nil {
+		if err := s.onRefresh(tok); err != nil {
+			perr = fmt.Errorf("twitchoauth: persist refreshed token: %w", err)
+			s.keepPending(&pendingSave{tok: tok})
+		}
+	}
+	// Published only after onRefresh: the fast path of Token does not take s.refreshing. Even
+	// when persisting failed, the new pair is kept (and handed to onRefresh again later): Twitch
+	// may have killed the old one.
+	s.cur.Store(tok)
+	return tok, perr
 }
 
 // carryScopes gives a refreshed token the scopes of the one it replaces when its answer named none.

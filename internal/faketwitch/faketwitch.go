@@ -95,6 +95,8 @@ type Server struct {
 	codes     map[string]*authCode
 	access    map[string]*accessToken
 	refresh   map[string]*grant
+	spent     map[string]uint64  // public clients' used refresh tokens, to their grant id
+	reused    int                // spent refresh tokens sent again
 	devices   map[string]*device // by device code
 	userCodes map[string]string  // user code to device code
 	slowDown  int
@@ -127,7 +129,12 @@ type grant struct {
 	// id names the authorization a token descends from: issue gives a grant without one a new id,
 	// and a refresh keeps it, so that RevokeGrant reaches every token of one login.
 	id uint64
+	// refreshIssued is when the refresh token this grant is kept under was issued.
+	refreshIssued time.Time
 }
+
+// PublicRefreshTTL is how long a public client's refresh token works unused, as on Twitch.
+const PublicRefreshTTL = 30 * 24 * time.Hour
 
 type accessToken struct {
 	grant
@@ -179,6 +186,11 @@ type Fault struct {
 	Truncate bool
 	// Pass answers normally after Delay, instead of with Status and Body: a slow server.
 	Pass bool
+	// Lose does what the request asks (a refresh spends its refresh token), then drops the
+	// connection without answering: an answer lost on the way back.
+	Lose bool
+	// Header holds headers to send with the fault's answer, such as Retry-After.
+	Header map[string]string
 	// Count is the number of requests the fault applies to; zero means
 	// every request until ClearFaults.
 	Count int
@@ -221,6 +233,7 @@ func New() *Server {
 		codes:           map[string]*authCode{},
 		access:          map[string]*accessToken{},
 		refresh:         map[string]*grant{},
+		spent:           map[string]uint64{},
 		devices:         map[string]*device{},
 		userCodes:       map[string]string{},
 		issued:          map[string]uint64{},
@@ -436,6 +449,15 @@ func (s *Server) CountGrant(grantType string) int {
 	return n
 }
 
+// ReusedRefreshTokens returns how many times a public client's spent refresh token was sent
+// again. Each such request ended the whole grant it came from, as Twitch may do
+// (twitchdev/issues#903).
+func (s *Server) ReusedRefreshTokens() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reused
+}
+
 // ResetRequests forgets the recorded requests.
 func (s *Server) ResetRequests() {
 	s.mu.Lock()
@@ -466,7 +488,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f, stop, faulted := s.takeFault(endpoint)
 	s.mu.Unlock()
 	if faulted {
-		if !f.Pass {
+		if !f.Pass && !f.Lose {
 			serveFault(w, r, f, stop)
 			return
 		}
@@ -478,7 +500,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeReply(w, errorReply(http.StatusBadRequest, "invalid request body", true))
 		return
 	}
-	writeReply(w, s.route(endpoint, r))
+	rep := s.route(endpoint, r)
+	if faulted && f.Lose {
+		panic(http.ErrAbortHandler) // the server closes the connection without a word
+	}
+	writeReply(w, rep)
 }
 
 // takeFault pops the next fault of endpoint. s.mu must be held.
@@ -529,6 +555,9 @@ func serveFault(w http.ResponseWriter, r *http.Request, f Fault, stop <-chan str
 		}
 	}
 	w.Header().Set("Content-Type", ct)
+	for k, v := range f.Header {
+		w.Header().Set(k, v)
+	}
 	if f.Truncate {
 		w.Header().Set("Content-Length", strconv.Itoa(len(f.Body)+100))
 	}
@@ -569,6 +598,7 @@ func (s *Server) issue(g grant, ttl time.Duration, withRefresh bool) (access, re
 		refresh = randString(lowerAlnum, 50)
 		t.refresh = refresh
 		g := g
+		g.refreshIssued = now
 		s.refresh[refresh] = &g
 		s.issued[refresh] = g.id
 	}

@@ -254,8 +254,14 @@ func TestRefresh(t *testing.T) {
 				}
 			}
 			form.Set("refresh_token", m["refresh_token"].(string))
-			if status, m := postToken(t, s, form); status != 200 {
-				t.Errorf("new refresh token: %d %v", status, m)
+			status, m3 := postToken(t, s, form)
+			switch {
+			case tt.oldStillValid && status != 200:
+				t.Errorf("new refresh token: %d %v", status, m3)
+			case !tt.oldStillValid && (status != 400 || s.ReusedRefreshTokens() != 1):
+				// The spent refresh token sent again ended the whole grant, the new pair with it.
+				t.Errorf("new refresh token after the old one was sent again: %d %v, %d reuses; want 400, 1",
+					status, m3, s.ReusedRefreshTokens())
 			}
 		})
 	}

@@ -45,13 +45,18 @@ func (s *Server) RevokeGrant(token string) bool {
 	if !ok {
 		return false
 	}
+	s.revokeGrantLocked(id)
+	return true
+}
+
+// revokeGrantLocked ends grant id; s.mu is held.
+func (s *Server) revokeGrantLocked(id uint64) {
 	for _, t := range s.access {
 		if t.id == id {
 			t.dead = true
 		}
 	}
 	maps.DeleteFunc(s.refresh, func(_ string, g *grant) bool { return g.id == id })
-	return true
 }
 
 // ExpireAccessTokens makes every access token issued so far invalid, as if their lifetime had

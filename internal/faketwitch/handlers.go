@@ -275,11 +275,21 @@ func (s *Server) refreshToken(p url.Values) reply {
 	}
 	rt := p.Get("refresh_token")
 	g := s.refresh[rt]
+	if id, ok := s.spent[rt]; ok && g == nil {
+		// A public client's refresh token sent again: Twitch may end the whole grant.
+		s.reused++
+		s.revokeGrantLocked(id)
+		return badRequest("Invalid refresh token")
+	}
 	if g == nil || g.clientID != c.id {
 		return badRequest("Invalid refresh token")
 	}
 	if c.secret == "" {
 		delete(s.refresh, rt) // public clients' refresh tokens are single use
+		if !s.now().Before(g.refreshIssued.Add(PublicRefreshTTL)) {
+			return badRequest("Invalid refresh token") // unused for 30 days: lapsed
+		}
+		s.spent[rt] = g.id
 	}
 	return s.userToken(*g)
 }
