@@ -42,6 +42,9 @@ const (
 	maxReturnPath = 1024
 	// maxCookieValue bounds the cookie value read back.
 	maxCookieValue = 4096
+	// maxCookieLen bounds the login cookie set: name, value and attributes. Browsers keep a cookie
+	// of 4096 bytes (RFC 6265, section 6.1) and may drop a longer one.
+	maxCookieLen = 4096
 	// cookieBaseName is the login cookie's name; over https it gets the __Secure- prefix.
 	cookieBaseName = "twitchoauth_login"
 	// cookieMACLabel separates this MAC from any other made with the same key.
@@ -183,7 +186,8 @@ func parseRedirectURL(s string) (*url.URL, error) {
 // Twitch" link points, for GET. It sets the login cookie and redirects (302) to Twitch's consent
 // page. An optional return_to query parameter names where the browser should go afterwards; it
 // must be a path on this site ("/dashboard?tab=bot"): anything else, such as
-// "https://evil.example" or "//evil.example", is answered 400 and no login starts.
+// "https://evil.example" or "//evil.example", is answered 400 and no login starts, as is a path
+// over 1024 bytes or one that would make the login cookie longer than the 4096 bytes browsers keep.
 //
 // Starting a login replaces one the browser had under way: the earlier one's callback then fails.
 func (wl *WebLogin) LoginHandler() http.Handler { return http.HandlerFunc(wl.serveLogin) }
@@ -330,7 +334,15 @@ func (wl *WebLogin) serveLogin(w http.ResponseWriter, r *http.Request) {
 	if wl.OpenID {
 		lc.Nonce = rand.Text()
 	}
-	http.SetCookie(w, loginCookieFor(redirect, wl.seal(lc), int(webLoginTTL/time.Second)))
+	// The return path rides in the cookie, JSON-escaped ("<" is 6 bytes) and base64-encoded: one
+	// a browser would drop would make the login one that cannot finish.
+	ck := loginCookieFor(redirect, wl.seal(lc), int(webLoginTTL/time.Second))
+	if len(ck.String()) > maxCookieLen {
+		writeMessage(w, http.StatusBadRequest, "Return address too long", "The link that started this login "+
+			"names a place to return to that is too long to keep while you log in, so no login was started.")
+		return
+	}
+	http.SetCookie(w, ck)
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Referrer-Policy", "no-referrer")
 	http.Redirect(w, r, wl.authURL(lc.State, lc.Nonce), http.StatusFound)

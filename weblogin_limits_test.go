@@ -2,6 +2,7 @@ package twitchoauth
 
 import (
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -74,4 +75,50 @@ func TestWebLoginCallbackLimits(t *testing.T) {
 		}
 		<-app.logins
 	})
+}
+
+// TestWebLoginReturnToCookieLimit: a return_to within maxReturnPath bytes that JSON escapes to a
+// login cookie longer than browsers keep is answered 400 and starts no login, which could never
+// finish; a long plain path fits, and the login carries it back.
+func TestWebLoginReturnToCookieLimit(t *testing.T) {
+	c, fake := newTestClient(t)
+	app := newWebApp(t, c, fake, func(wl *WebLogin) { wl.OpenID = true })
+	for _, bad := range []string{
+		"/" + strings.Repeat("<", maxReturnPath-1),
+		"/?" + strings.Repeat("&", maxReturnPath-2),
+	} {
+		b := newJarBrowser(t, false)
+		resp, err := b.Get(app.srv.URL + "/auth/twitch?" + url.Values{ReturnToParam: {bad}}.Encode())
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest || resp.Header.Get("Location") != "" || len(resp.Cookies()) != 0 ||
+			!strings.Contains(string(body), "too long") {
+			t.Errorf("return_to %.8q… (%d bytes): %d, Set-Cookie of %d bytes, Location %.30q…, page %.60q…", bad, len(bad),
+				resp.StatusCode, len(resp.Header.Get("Set-Cookie")), resp.Header.Get("Location"), body)
+		}
+	}
+
+	good := "/" + strings.Repeat("dashboard/", (maxReturnPath-1)/10) + "?tab=bot"
+	good = good[:maxReturnPath]
+	b := newJarBrowser(t, true)
+	noFollow := *b
+	noFollow.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noFollow.Get(app.srv.URL + "/auth/twitch?" + url.Values{ReturnToParam: {good}}.Encode())
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	t.Logf("return_to of %d plain bytes: Set-Cookie of %d bytes", len(good), len(resp.Header.Get("Set-Cookie")))
+	if n := len(resp.Header.Get("Set-Cookie")); resp.StatusCode != http.StatusFound || n == 0 || n > 4096 {
+		t.Fatalf("return_to of %d bytes: %d, Set-Cookie of %d bytes", len(good), resp.StatusCode, n)
+	}
+	if status, _ := get(t, b, resp.Header.Get("Location")); status != http.StatusOK {
+		t.Fatalf("return_to of %d bytes: the login ended with %d", len(good), status)
+	}
+	if res := <-app.logins; res.ReturnTo != good {
+		t.Errorf("ReturnTo = %.20q… (%d bytes), want the %d bytes given", res.ReturnTo, len(res.ReturnTo), len(good))
+	}
 }
