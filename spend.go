@@ -200,6 +200,9 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 		p.retryAt.Store(time.Now().Add(backoff(p.tries, 0)).UnixNano())
 		return p.err
 	}
+	if f := s.floor.Load(); f != nil && p.err != nil && f.err == p.err {
+		s.floor.Store(nil) // the backoff was this pair's: it is stored now
+	}
 	s.pending.CompareAndSwap(p, nil)
 	return nil
 }

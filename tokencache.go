@@ -184,6 +184,7 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 			err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again: %w", err)
 		}
 		tc.revoked.Store(&err)
+		tc.recheckAt.Store(time.Now().Add(doubtRecheck).UnixNano())
 		revoked = true
 		if cur := tc.cur.Load(); cur != nil {
 			tc.markRejected(cur) // the grant's access token dies with it

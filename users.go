@@ -87,7 +87,8 @@ type UserTokens struct {
 	intents map[string]string // intent to user ID
 	running bool              // Run is running
 	added   []*userEntry      // entries added while Run runs, not yet scheduled
-	wake    chan struct{}     // tells Run that added has entries
+	gone    []*userEntry      // entries forgotten while Run runs, not yet taken off its schedule
+	wake    chan struct{}     // tells Run that added or gone has entries
 }
 
 // userEntry is one registered user.
@@ -101,6 +102,8 @@ type userEntry struct {
 	// Owned by Run's scheduler.
 	due      time.Time
 	failures int
+	index    int           // in Run's schedule (a heap), or -1
+	wait     time.Duration // how long Twitch asked to wait after the last failure; set by the worker
 }
 
 // NewUserTokens returns a registry of c's users whose tokens live in store. A nil store means a
@@ -248,12 +251,31 @@ func (u *UserTokens) Users() []string {
 }
 
 // Remove forgets the user: it deletes their token from the store and from the registry, and their
-// source fails from then on with an error that Is [ErrTokenNotFound]. With revoke, it first
-// revokes the token at Twitch (refreshing an expired one to do so), so that the grant is gone for
-// good; a grant that is already gone is no error. Removing a user who is not there does nothing.
-// When the store or Twitch fails, the user stays and the error is returned.
+// source fails from then on with an error that Is [ErrTokenNotFound]; the registry lets go of it at
+// once. With revoke, it first revokes the token at Twitch (refreshing an expired one to do so), so
+// that the grant is gone for good; a grant that is already gone is no error. Removing a user who
+// is not there does nothing. It acts only on a user the registry knows or whose stored token
+// names that user ID: a token stored under userID for another user (or none, such as the storage
+// helper's file) is left alone, with an error, and so is an empty userID. When the store or Twitch
+// fails, the user stays and the error is returned.
 func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) error {
+	if userID == "" {
+		return errors.New("twitchoauth: remove user: no user ID")
+	}
+	u.mu.RLock()
+	known := u.users[userID] != nil
+	u.mu.RUnlock()
 	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+		if !known {
+			switch st, err := u.store.Load(ctx, userID); {
+			case errors.Is(err, ErrTokenNotFound):
+				return nil
+			case err != nil && !errors.Is(err, ErrTokenCorrupt):
+				return err
+			case err != nil || st.UserID != userID:
+				return fmt.Errorf("%w: the token stored under %q is not that user's, and the registry does not know the user", ErrTokenNotFound, userID)
+			}
+		}
 		if revoke {
 			if err := u.revokeStored(ctx, userID); err != nil {
 				return err

@@ -45,18 +45,22 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	for _, e := range u.users {
 		due = append(due, e)
 	}
-	u.added = nil
+	u.added, u.gone = nil, nil
 	u.mu.Unlock()
 	defer func() {
 		u.mu.Lock()
-		u.running, u.added = false, nil
+		u.running, u.added, u.gone = false, nil, nil
 		u.mu.Unlock()
+		for _, e := range due {
+			e.index = -1
+		}
 	}()
 
 	now := time.Now()
-	for _, e := range due {
+	for i, e := range due {
 		e.failures = 0
 		e.due = u.nextSlot(e.id, now)
+		e.index = i
 	}
 	heap.Init(&due)
 
@@ -84,9 +88,14 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	inFlight := 0
 	for {
 		u.mu.Lock()
-		added := u.added
-		u.added = nil
+		added, gone := u.added, u.gone
+		u.added, u.gone = nil, nil
 		u.mu.Unlock()
+		for _, e := range gone {
+			if e.index >= 0 {
+				heap.Remove(&due, e.index) // let go of it now, not at its slot
+			}
+		}
 		now := time.Now()
 		for _, e := range added {
 			e.failures = 0
@@ -118,6 +127,9 @@ func (u *UserTokens) Run(ctx context.Context) error {
 			if r.out == retry {
 				r.e.failures++
 				r.e.due = now.Add(u.backoff(r.e.failures))
+				// Never sooner than Twitch asked (Retry-After), nor than the source's own
+				// floor after a failed refresh.
+				r.e.due = latest(r.e.due, now.Add(r.e.wait), r.e.floor())
 			} else {
 				r.e.failures = 0
 				r.e.due = u.nextSlot(r.e.id, now)
@@ -154,12 +166,17 @@ func (u *UserTokens) syncLoop(ctx context.Context) {
 // validateUser validates e's token unless another replica did within half a period, refreshing
 // it when Twitch rejects it.
 func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
+	e.wait = 0
 	src := u.source(e)
-	if err := src.revoked.Load(); err != nil {
+	// A refreshed pair the store did not take is stored before anything else.
+	if err := src.FlushPending(ctx); err != nil {
+		return u.failed(ctx, e, "store", err)
+	}
+	if err := src.revoked.Load(); err != nil && !errors.Is(*err, ErrRefreshInDoubt) {
 		return u.failed(ctx, e, "refresh", *err) // the grant is gone: finish the user's removal
 	}
 	refreshed := false
-	for range 3 { // a refresh, or another replica's token to adopt, makes another round
+	for range 4 { // a refresh, or another replica's token to adopt, makes another round
 		st, err := u.store.Load(ctx, e.id)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
@@ -168,8 +185,21 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 			return u.failed(ctx, e, "load", err)
 		}
 		u.noteStored(ctx, e, src, st)
+		if src.revoked.Load() != nil {
+			return retry // in doubt still: look again for the pair after a backoff
+		}
 		if u.recent(st.ValidatedAt) {
 			return validated
+		}
+		// A public client's refresh token lapses after 30 days unused: renewed well before.
+		if u.lapsing(st) && !refreshed {
+			u.log(ctx, slog.LevelInfo, "twitchoauth: renewing a refresh token before it lapses unused",
+				slog.String("user_id", e.id))
+			if _, err := src.ForceRefresh(ctx, src.cur.Load()); err != nil {
+				return u.failed(ctx, e, "refresh", err)
+			}
+			refreshed = true
+			continue
 		}
 		// An expired token has nothing to validate: it is refreshed when next used, not here.
 		if !fresh(src.cur.Load()) && !fresh(st.Token()) && !refreshed {
@@ -248,7 +278,10 @@ func (u *UserTokens) goneFromStore(ctx context.Context, e *userEntry) outcome {
 
 // failed sorts a failed validation: the grant gone (OnRevoked was called) or a transient failure.
 func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err error) outcome {
+	e.wait = retryAfterOf(err)
 	switch {
+	case errors.Is(err, ErrRefreshInDoubt):
+		return retry // kept, store and all (OnRevoked was told): its new pair may yet be stored
 	case errors.Is(err, ErrInvalidRefreshToken):
 		if u.KeepRevoked {
 			return validated // the source fails without a request until a new token comes
@@ -345,17 +378,76 @@ func mix64(x uint64) uint64 {
 	return x
 }
 
-// dueHeap orders users by when their next validation is due.
+// latest returns the latest of times.
+func latest(times ...time.Time) time.Time {
+	var t time.Time
+	for _, u := range times {
+		if u.After(t) {
+			t = u
+		}
+	}
+	return t
+}
+
+// floor returns when e's source will send a refresh again after a transient failure (zero: now).
+func (e *userEntry) floor() time.Time {
+	if s := e.src.Load(); s != nil {
+		if f := s.floor.Load(); f != nil {
+			return f.until
+		}
+	}
+	return time.Time{}
+}
+
+// refreshRenewAfter is the age at which Run renews a public client's refresh token, which Twitch
+// lets lapse after 30 days unused: with a week and more to spare for outages.
+const refreshRenewAfter = 20 * 24 * time.Hour
+
+// publicRefreshLifetime is how long a public client's refresh token works unused.
+const publicRefreshLifetime = 30 * 24 * time.Hour
+
+// lapsing reports whether st's refresh token is a public client's that is due to be renewed
+// before it lapses: older than refreshRenewAfter, or of an unknown age.
+func (u *UserTokens) lapsing(st *StoredToken) bool {
+	return u.c.ClientSecret == "" && st.RefreshToken != "" &&
+		(st.RefreshIssuedAt.IsZero() || time.Since(st.RefreshIssuedAt) > refreshRenewAfter)
+}
+
+// RefreshTokenExpiry returns when the user's stored refresh token lapses if it is not used: 30 days
+// after it was issued for a public client (zero when that is not known), and zero for a
+// confidential client, whose refresh tokens do not lapse. Past it the user must log in again. Run
+// renews a public client's refresh token 20 days after it was issued, so while Run runs (and
+// Twitch and the store are reachable) that time keeps moving ahead.
+func (u *UserTokens) RefreshTokenExpiry(ctx context.Context, userID string) (time.Time, error) {
+	st, err := u.store.Load(ctx, userID)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("twitchoauth: refresh token expiry: %w", err)
+	}
+	if u.c.ClientSecret != "" || st.RefreshIssuedAt.IsZero() {
+		return time.Time{}, nil
+	}
+	return st.RefreshIssuedAt.Add(publicRefreshLifetime), nil
+}
+
+// dueHeap orders users by when their next validation is due; each entry knows its index.
 type dueHeap []*userEntry
 
 func (h dueHeap) Len() int           { return len(h) }
 func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(*userEntry)) }
+func (h dueHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *dueHeap) Push(x any) {
+	e := x.(*userEntry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
 func (h *dueHeap) Pop() any {
 	old := *h
 	e := old[len(old)-1]
 	old[len(old)-1] = nil
+	e.index = -1
 	*h = old[:len(old)-1]
 	return e
 }

@@ -90,7 +90,7 @@ func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers ma
 	e = u.users[st.UserID]
 	isNew := e == nil
 	if isNew {
-		e = &userEntry{id: st.UserID, tok: st.Token()}
+		e = &userEntry{id: st.UserID, tok: st.Token(), index: -1}
 		u.users[e.id] = e
 		if u.running {
 			u.added = append(u.added, e)
@@ -104,10 +104,7 @@ func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers ma
 	}
 	u.mu.Unlock()
 	if isNew {
-		select {
-		case u.wake <- struct{}{}:
-		default:
-		}
+		u.poke()
 	}
 	return e, losers
 }
@@ -152,10 +149,21 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 			}
 		}
 	}
-	e.removed.Store(true)
+	if !e.removed.Swap(true) && u.running {
+		u.gone = append(u.gone, e) // Run takes it off its schedule, so nothing holds it
+	}
 	u.mu.Unlock()
+	u.poke()
 	if s := e.src.Load(); s != nil && err != nil {
 		s.end(ctx, err)
+	}
+}
+
+// poke tells Run that added or gone has entries.
+func (u *UserTokens) poke() {
+	select {
+	case u.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -164,7 +172,8 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 // hears of it. The store work runs under the caller's ctx, so a caller that gives up is not held
 // by it: what it leaves undone, Run's next pass over the user finishes.
 func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSource, cause error) {
-	if !u.KeepRevoked {
+	if !u.KeepRevoked && !errors.Is(cause, ErrRefreshInDoubt) {
+		// A grant in doubt is kept, store and all: its new pair may yet be stored.
 		relogin, err := u.removeRevoked(ctx, e, s)
 		if relogin {
 			return // a new login's token was stored meanwhile: the source took it up

@@ -1,0 +1,361 @@
+package twitchoauth
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+)
+
+// This file tests that a refreshed pair is never lost and a public client's refresh token never
+// sent twice, whatever fails: the store after Twitch answered, the answer itself, or the holder.
+
+// flakyStore is a FileStore whose saves of a refreshed pair (a token without a spending mark,
+// saved in place of a marked one) fail while failing is above zero, as a store that goes away
+// after the refresh was sent would.
+type flakyStore struct {
+	*FileStore
+	failing atomic.Int32
+	failed  atomic.Int32
+}
+
+func (f *flakyStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	if prev.Spending != nil && next.Spending == nil && next.RefreshToken != prev.RefreshToken && f.failing.Load() > 0 {
+		f.failing.Add(-1)
+		f.failed.Add(1)
+		return errors.New("store unreachable")
+	}
+	return f.FileStore.SaveIf(ctx, key, prev, next)
+}
+
+// seedStored stores, under key of store, a token of c's app for the fake's user that Twitch has
+// expired, and returns it.
+func seedStored(t *testing.T, store TokenStore, fake *faketwitch.Server, c *Client, key string) *StoredToken {
+	t.Helper()
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+	fake.ExpireAccessToken(access)
+	st := &StoredToken{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute),
+		UserID: faketwitch.UserID, ClientID: c.ClientID, RefreshIssuedAt: time.Now()}
+	if err := store.Save(t.Context(), key, st); err != nil {
+		t.Fatal(err)
+	}
+	return st
+}
+
+// replica returns a source of key in store with a short lock ttl, so that it waits for another
+// holder's mark for a second at most.
+func replica(c *Client, store TokenStore, key string) *UserTokenSource {
+	s := NewStoreTokenSource(c, store, key, nil)
+	s.lockTTL = 2 * time.Second
+	return s
+}
+
+// wantNoReuse checks that Twitch saw refreshes refresh requests and no refresh token twice.
+func wantNoReuse(t *testing.T, fake *faketwitch.Server, refreshes int) {
+	t.Helper()
+	if n := fake.ReusedRefreshTokens(); n != 0 {
+		t.Errorf("%d spent refresh tokens were sent again", n)
+	}
+	if n := fake.CountGrant("refresh_token"); n != refreshes {
+		t.Errorf("%d refresh requests reached Twitch, want %d", n, refreshes)
+	}
+}
+
+// TestRefreshedPairKeptWhenSaveFails: the store fails the save after Twitch answered a public
+// client's refresh. The source keeps the new pair and uses it, another replica does not send the
+// spent refresh token (it finds the mark), and the pair is stored when the store takes it: at the
+// next Token once its backoff passed, or through FlushPending.
+func TestRefreshedPairKeptWhenSaveFails(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	old := seedStored(t, store, fake, c, "u")
+	store.failing.Store(1)
+
+	a := replica(c, store, "u")
+	tok, err := a.Token()
+	if err != nil || tok.AccessToken == old.AccessToken {
+		t.Fatalf("Token() = %v, %v; want the refreshed token, kept though the store failed", tok, err)
+	}
+	if store.failed.Load() != 1 || !a.Pending() {
+		t.Fatalf("failed saves %d, pending %v; want the save to have failed once and the pair pending", store.failed.Load(), a.Pending())
+	}
+
+	// Another replica (or this one restarted) must not spend the old refresh token again.
+	b := replica(c, store.FileStore, "u")
+	_, err = b.Token()
+	if !errors.Is(err, ErrRefreshInDoubt) || !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Errorf("the other replica: err = %v, want a RefreshInDoubtError", err)
+	}
+	wantNoReuse(t, fake, 1)
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.AccessToken != old.AccessToken || st.Spending == nil {
+		t.Errorf("store holds %+v, %v; want the old pair kept, marked as being spent", st, err)
+	}
+
+	// The next Token after the backoff stores it.
+	a.pending.Load().retryAt.Store(0)
+	if got, err := a.Token(); err != nil || got != tok {
+		t.Fatalf("Token() = %v, %v", got, err)
+	}
+	if a.Pending() {
+		t.Fatal("still pending after a Token call with the store back")
+	}
+	st, err := store.Load(t.Context(), "u")
+	if err != nil || st.AccessToken != tok.AccessToken || st.RefreshToken != tok.RefreshToken || st.Spending != nil {
+		t.Fatalf("store holds %+v, %v; want the refreshed pair, unmarked", st, err)
+	}
+	// The replica in doubt takes it up at its next look, with no request.
+	b.recheckAt.Store(0)
+	if got, err := b.Token(); err != nil || got.AccessToken != tok.AccessToken {
+		t.Errorf("the other replica after the pair was stored: %v, %v", got, err)
+	}
+	// And the new refresh token is the one spent next.
+	fake.ExpireAccessToken(tok.AccessToken)
+	if got, err := a.ForceRefresh(t.Context(), tok); err != nil || got.AccessToken == tok.AccessToken {
+		t.Errorf("next refresh: %v, %v", got, err)
+	}
+	wantNoReuse(t, fake, 2)
+}
+
+// TestPendingPairBlocksRefresh: while a pair is pending, the source refreshes nothing: the store
+// holds the refresh token it replaced, which is spent. FlushPending stores it.
+func TestPendingPairBlocksRefresh(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	seedStored(t, store, fake, c, "u")
+	store.failing.Store(3)
+	a := replica(c, store, "u")
+	tok, err := a.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Twitch kills the new access token early; the store is still away.
+	fake.ExpireAccessToken(tok.AccessToken)
+	if _, err := a.ForceRefresh(t.Context(), tok); err == nil {
+		t.Error("ForceRefresh with a pending pair and the store away: want the store's error")
+	}
+	wantNoReuse(t, fake, 1)
+	store.failing.Store(0)
+	if err := a.FlushPending(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := a.ForceRefresh(t.Context(), tok); err != nil || got.AccessToken == tok.AccessToken {
+		t.Errorf("after the pair was stored: %v, %v", got, err)
+	}
+	wantNoReuse(t, fake, 2)
+}
+
+// TestMarkHolderStoresMeanwhile: a replica that finds another's mark waits for that holder's
+// pair, and takes it up when it comes, with no request of its own.
+func TestMarkHolderStoresMeanwhile(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	seedStored(t, store, fake, c, "u")
+	store.failing.Store(1)
+	a := replica(c, store, "u")
+	tok, err := a.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := replica(c, &loadHook{TokenStore: store.FileStore, hook: func() {
+		a.FlushPending(context.Background()) // the holder stores its pair while b waits
+	}}, "u")
+	got, err := b.Token()
+	if err != nil || got.AccessToken != tok.AccessToken {
+		t.Errorf("the waiting replica: %v, %v; want the holder's %q", got, err, tok.AccessToken)
+	}
+	wantNoReuse(t, fake, 1)
+}
+
+// loadHook runs hook once, at its third Load (the first inside awaitMark's polling).
+type loadHook struct {
+	TokenStore
+	n    atomic.Int32
+	hook func()
+}
+
+func (l *loadHook) Load(ctx context.Context, key string) (*StoredToken, error) {
+	if l.n.Add(1) == 2 {
+		l.hook()
+	}
+	return l.TokenStore.Load(ctx, key)
+}
+
+// TestLostRefreshAnswer: Twitch takes the refresh token and the answer is lost on the way back. A
+// public client's refresh token is then never sent again, by this source or another; a
+// confidential client's is sent again at the next refresh.
+func TestLostRefreshAnswer(t *testing.T) {
+	for _, public := range []bool{true, false} {
+		name := map[bool]string{true: "public", false: "confidential"}[public]
+		t.Run(name, func(t *testing.T) {
+			c, fake := newTestClient(t)
+			if public {
+				c = publicClient(fake)
+			}
+			store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+			old := seedStored(t, store, fake, c, "u")
+			fake.Fail("token", faketwitch.Fault{Lose: true, Count: 1})
+			a := replica(c, store, "u")
+			_, err := a.Token()
+			if errors.Is(err, ErrRefreshInDoubt) != public || err == nil {
+				t.Fatalf("err = %v; want an error, in doubt only for a public client", err)
+			}
+			if !public {
+				endBackoff(&a.tokenCache)
+				tok, err := a.Token()
+				if err != nil || tok.AccessToken == old.AccessToken {
+					t.Errorf("the next refresh: %v, %v; want the refresh token sent again", tok, err)
+				}
+				if n := fake.CountGrant("refresh_token"); n != 2 {
+					t.Errorf("%d refreshes, want 2", n)
+				}
+				return
+			}
+			if _, err := a.Token(); !errors.Is(err, ErrRefreshInDoubt) {
+				t.Errorf("the next call: %v, want the doubt again", err)
+			}
+			if _, err := replica(c, store, "u").Token(); !errors.Is(err, ErrRefreshInDoubt) {
+				t.Errorf("another replica: %v, want the doubt", err)
+			}
+			wantNoReuse(t, fake, 1)
+			if st, err := store.Load(t.Context(), "u"); err != nil || st.RefreshToken != old.RefreshToken || st.Spending == nil {
+				t.Errorf("store holds %+v, %v; want the record kept, marked", st, err)
+			}
+		})
+	}
+}
+
+// TestRefreshTimedOutInDoubt: a public client's refresh whose answer did not come in time may have
+// been spent: it is not sent again.
+func TestRefreshTimedOutInDoubt(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	c.HTTPClient = &http.Client{Timeout: 200 * time.Millisecond}
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	seedStored(t, store, fake, c, "u")
+	fake.Fail("token", faketwitch.Fault{Hang: true, Count: 1})
+	a := replica(c, store, "u")
+	if _, err := a.Token(); !errors.Is(err, ErrRefreshInDoubt) {
+		t.Fatalf("err = %v, want the doubt", err)
+	}
+	if _, err := a.Token(); !errors.Is(err, ErrRefreshInDoubt) {
+		t.Fatalf("err = %v, want the doubt", err)
+	}
+	if n := fake.CountGrant("refresh_token"); n != 1 {
+		t.Errorf("%d refresh requests, want 1", n)
+	}
+}
+
+// TestRefreshNeverSentIsRetried: a refresh whose request never left (the dial was refused) spent
+// nothing: the mark is taken back and the next refresh sends the same refresh token.
+func TestRefreshNeverSentIsRetried(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closed := "http://" + l.Addr().String() + "/oauth2/"
+	l.Close()
+	c.AuthBaseURL = closed
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	old := seedStored(t, store, fake, c, "u")
+	a := replica(c, store, "u")
+	_, err = a.Token()
+	if err == nil || errors.Is(err, ErrRefreshInDoubt) || errors.Is(err, ErrInvalidRefreshToken) {
+		t.Fatalf("err = %v; want a transient error, not a doubt", err)
+	}
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.Spending != nil || st.RefreshToken != old.RefreshToken {
+		t.Fatalf("store holds %+v, %v; want the old pair, unmarked", st, err)
+	}
+	c.AuthBaseURL = fake.BaseURL()
+	endBackoff(&a.tokenCache)
+	if tok, err := a.Token(); err != nil || tok.AccessToken == old.AccessToken {
+		t.Errorf("after the network came back: %v, %v", tok, err)
+	}
+	wantNoReuse(t, fake, 1)
+}
+
+// TestRefreshBackoff: a refresh answered 429 with Retry-After, or 500, is not sent again by a
+// storm of callers before the wait (or the backoff) has passed: one request, and every caller
+// gets its error.
+func TestRefreshBackoff(t *testing.T) {
+	tests := []struct {
+		name  string
+		fault faketwitch.Fault
+		after time.Duration
+	}{
+		{"429 Retry-After", faketwitch.Fault{Status: http.StatusTooManyRequests, Body: `{"status":429,"message":"Too Many Requests"}`,
+			Header: map[string]string{"Retry-After": "30"}}, 30 * time.Second},
+		{"500", faketwitch.Fault{Status: http.StatusInternalServerError}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c, fake := newTestClient(t)
+			store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+			seedStored(t, store, fake, c, "u")
+			fake.Fail("token", tt.fault)
+			src := replica(c, store, "u")
+			var wg sync.WaitGroup
+			var bad atomic.Int32
+			for range 8 {
+				wg.Go(func() {
+					for range 450 {
+						_, err := src.Token()
+						var ae *APIError
+						if !errors.As(err, &ae) || ae.RetryAfter != tt.after {
+							bad.Add(1)
+						}
+					}
+				})
+			}
+			wg.Wait()
+			if n := fake.CountGrant("refresh_token"); n != 1 {
+				t.Errorf("3600 Token calls sent %d refresh requests, want 1", n)
+			}
+			if n := bad.Load(); n != 0 {
+				t.Errorf("%d calls got another error than the answer's, with RetryAfter %v", n, tt.after)
+			}
+			if f := src.floor.Load(); f == nil || time.Until(f.until) < tt.after-time.Second {
+				t.Errorf("floor %+v, want at least %v ahead", f, tt.after)
+			}
+		})
+	}
+}
+
+// TestRetryAfterHeader: Retry-After in seconds or as a date, and Ratelimit-Reset, become
+// APIError.RetryAfter; nonsense becomes 0, and a wait of days is capped.
+func TestRetryAfterHeader(t *testing.T) {
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	tests := []struct {
+		h    map[string]string
+		want time.Duration
+	}{
+		{map[string]string{"Retry-After": "30"}, 30 * time.Second},
+		{map[string]string{"Retry-After": now.Add(time.Minute).Format(http.TimeFormat)}, time.Minute},
+		{map[string]string{"Ratelimit-Reset": "1796126460"}, time.Minute}, // now + 60 s
+		{map[string]string{"Retry-After": "-5"}, 0},
+		{map[string]string{"Retry-After": "soon"}, 0},
+		{map[string]string{"Retry-After": "999999999"}, maxRetryAfter},
+		{map[string]string{"Ratelimit-Reset": "1"}, 0},
+		{nil, 0},
+	}
+	for _, tt := range tests {
+		h := http.Header{}
+		for k, v := range tt.h {
+			h.Set(k, v)
+		}
+		if got := retryAfter(h, now); got != tt.want {
+			t.Errorf("retryAfter(%v) = %v, want %v", tt.h, got, tt.want)
+		}
+	}
+}
