@@ -31,7 +31,8 @@ const (
 	// every loopback address.
 	portAttempts = 5
 	// maxCallbackParam caps the code and the state of a redirect. Twitch's codes are 30
-	// characters, and the states are a UUID or a 26-character random text.
+	// characters, and our states are a UUID or a 26-character random text (a caller's own
+	// UserAuthenticator.State may be longer, and is allowed for).
 	maxCallbackParam = 512
 	// maxCallbackQuery caps a redirect's query, which Twitch fills with the code, the state and the
 	// scopes granted: 2.2 KB when they are all of them.
@@ -369,7 +370,7 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
 		return
 	}
-	q, ok := callbackQuery(r)
+	q, ok := callbackQuery(r, len(h.state))
 	if !ok {
 		writeMessage(w, http.StatusBadRequest, "This login link is not valid",
 			"It is longer than Twitch's answers are, so it did not come from Twitch. Start the login again from the app.")
@@ -419,12 +420,15 @@ func (h *callbackHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // callbackQuery returns the query of a redirect, or false when it, its code or its state is
 // longer than Twitch's can be: that one is forged, and is refused before it costs more than it
 // has already (the redirect's text is scrubbed of the code, and the code is sent to Twitch).
-func callbackQuery(r *http.Request) (url.Values, bool) {
-	if len(r.URL.RawQuery) > maxCallbackQuery {
+// stateLen is the length of the state the flow sent: a caller's own, longer than
+// maxCallbackParam, raises the caps by what it takes, percent-encoded.
+func callbackQuery(r *http.Request, stateLen int) (url.Values, bool) {
+	maxState := max(maxCallbackParam, stateLen)
+	if len(r.URL.RawQuery) > maxCallbackQuery+3*(maxState-maxCallbackParam) {
 		return nil, false
 	}
 	q := r.URL.Query()
-	if len(q.Get("code")) > maxCallbackParam || len(q.Get("state")) > maxCallbackParam {
+	if len(q.Get("code")) > maxCallbackParam || len(q.Get("state")) > maxState {
 		return nil, false
 	}
 	return q, true

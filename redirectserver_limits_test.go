@@ -84,6 +84,16 @@ func TestCallbackLimits(t *testing.T) {
 	if res := <-h.result; res.err != nil || res.tok.AccessToken != "tok" {
 		t.Errorf("the real redirect gave %v, %v", res.tok, res.err)
 	}
+
+	long := strings.Repeat("é", 1000) // a caller's own UserAuthenticator.State, 6 KB percent-encoded
+	h = newTestCallbackHandler(long)
+	q.Set("state", long)
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/?"+q.Encode(), nil))
+	if rec.Code != http.StatusOK {
+		t.Fatalf("the real redirect of a flow with a state of %d bytes (a query of %d) answered %d",
+			len(long), len(q.Encode()), rec.Code)
+	}
 }
 
 // TestAuthenticateOversizeCallback: through the redirect server, callbacks with the flow's state

@@ -391,7 +391,7 @@ func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
 		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
 		return
 	}
-	q, ok := callbackQuery(r)
+	q, ok := callbackQuery(r, 0) // the states are rand.Text's, under maxCallbackParam
 	if !ok {
 		wl.fail(w, r, &APIError{Endpoint: "authorize", Message: "the redirect is longer than Twitch's are, so it did not come from Twitch"})
 		return
