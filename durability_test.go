@@ -1,10 +1,14 @@
 package twitchoauth
 
 import (
+	"bufio"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -358,4 +362,75 @@ func TestRetryAfterHeader(t *testing.T) {
 			t.Errorf("retryAfter(%v) = %v, want %v", tt.h, got, tt.want)
 		}
 	}
+}
+
+// TestKillAfterRefreshBeforeSave: a process killed (SIGKILL) after Twitch answered a public
+// client's refresh and before it stored the new pair. The next process must not send the spent
+// refresh token: the mark tells it, and it fails with the doubt, the stored record kept.
+func TestKillAfterRefreshBeforeSave(t *testing.T) {
+	if path := os.Getenv("TWITCHOAUTH_KILL_CHILD"); path != "" {
+		killChild(t, path, os.Getenv("TWITCHOAUTH_KILL_BASE"))
+		return
+	}
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	old := seedStored(t, store, fake, c, "u")
+
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKillAfterRefreshBeforeSave$", "-test.count=1")
+	cmd.Env = append(os.Environ(), "TWITCHOAUTH_KILL_CHILD="+store.Path, "TWITCHOAUTH_KILL_BASE="+fake.BaseURL())
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	saving := false
+	for sc := bufio.NewScanner(out); sc.Scan(); {
+		if sc.Text() == "SAVING" {
+			saving = true
+			break
+		}
+	}
+	cmd.Process.Kill() // SIGKILL: no deferred function, no unlock
+	cmd.Wait()
+	if !saving {
+		t.Fatal("the child never got to save the refreshed pair")
+	}
+	if n := fake.CountGrant("refresh_token"); n != 1 {
+		t.Fatalf("%d refreshes before the kill, want 1", n)
+	}
+
+	_, err = replica(c, store, "u").Token()
+	if !errors.Is(err, ErrRefreshInDoubt) || !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Errorf("the next process: err = %v, want the doubt", err)
+	}
+	wantNoReuse(t, fake, 1)
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.RefreshToken != old.RefreshToken || st.Spending == nil {
+		t.Errorf("stored record %+v, %v; want it kept, with the dead process's mark", st, err)
+	}
+}
+
+// blockingSave is a FileStore that, asked to store a refreshed pair in place of a marked one,
+// says SAVING on standard output and never returns: the process is killed there.
+type blockingSave struct{ *FileStore }
+
+func (b blockingSave) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	if prev.Spending != nil && next.Spending == nil && next.RefreshToken != prev.RefreshToken {
+		fmt.Println("SAVING")
+		select {}
+	}
+	return b.FileStore.SaveIf(ctx, key, prev, next)
+}
+
+func killChild(t *testing.T, path, base string) {
+	c := NewClient(faketwitch.PublicClientID, "")
+	c.AuthBaseURL = base
+	src := NewStoreTokenSource(c, blockingSave{&FileStore{Path: path}}, "u", nil)
+	_, err := src.Token()
+	t.Fatalf("Token() returned (%v); the parent should have killed this process", err)
 }

@@ -74,14 +74,15 @@ func markWait(ttl time.Duration) time.Duration {
 	return min(maxMarkWait, ttl/2)
 }
 
-// refreshHash is the hex SHA-256 of a refresh token: what a mark names it by.
-func refreshHash(rt string) string {
+// RefreshTokenHash is what a [SpendMark] names refresh token rt by: its SHA-256, in hex.
+func RefreshTokenHash(rt string) string {
 	sum := sha256.Sum256([]byte(rt))
 	return hex.EncodeToString(sum[:])
 }
 
+
 // marks reports whether m is a mark on refresh token rt.
-func (m *SpendMark) marks(rt string) bool { return m != nil && m.Refresh == refreshHash(rt) }
+func (m *SpendMark) marks(rt string) bool { return m != nil && m.Refresh == RefreshTokenHash(rt) }
 
 // sameMark reports whether a and b are the same mark, or both none.
 func sameMark(a, b *SpendMark) bool {
@@ -221,7 +222,7 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 		}
 		return s.saveSpent(ctx, st, st.withToken(carryScopes(tok, st.Token()))), nil, nil
 	}
-	hash := refreshHash(st.RefreshToken)
+	hash := RefreshTokenHash(st.RefreshToken)
 	if m := st.Spending; m != nil && m.Refresh == hash {
 		switch {
 		case m.Holder != s.holder():

@@ -186,7 +186,7 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 		return nil, fmt.Errorf("twitchoauth: refresh token: %w", ErrInvalidRefreshToken)
 	}
 	public := s.c.ClientSecret == ""
-	if public && s.doubt == refreshHash(cur.RefreshToken) {
+	if public && s.doubt == RefreshTokenHash(cur.RefreshToken) {
 		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost"}
 	}
 	var tok *oauth2.Token
@@ -197,7 +197,7 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 		tok, err = s.c.RefreshAccessToken(ctx, cur.RefreshToken)
 	}
 	if errors.Is(err, errAnswerLost) && public {
-		s.doubt = refreshHash(cur.RefreshToken)
+		s.doubt = RefreshTokenHash(cur.RefreshToken)
 		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: time.Now()}
 	}
 	if err != nil {

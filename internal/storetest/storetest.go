@@ -38,6 +38,9 @@ func Run(t *testing.T, open Open) {
 	t.Run("LapsedLeaseFenced", func(t *testing.T) { testLapsedLeaseFenced(t, open) })
 	t.Run("Delete", func(t *testing.T) { testDelete(t, open) })
 	t.Run("Keys", func(t *testing.T) { testKeys(t, open) })
+	t.Run("SpendMark", func(t *testing.T) { testSpendMark(t, open) })
+	t.Run("MarkedByAnother", func(t *testing.T) { testMarkedByAnother(t, open) })
+	t.Run("PendingPair", func(t *testing.T) { testPendingPair(t, open) })
 }
 
 // Twitch starts the fake identity server for the test and returns a confidential client of it.
