@@ -77,7 +77,8 @@ else
 end`)
 
 // saveIfScript replaces a token only while it holds the access and refresh tokens of ARGV[1] and
-// ARGV[2], in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[3], 0
+// ARGV[2] and the spending mark of ARGV[3] and ARGV[4] (its refresh hash and holder; "" and "" for
+// none), in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[5], 0
 // when the token changed or is missing or unreadable.
 var saveIfScript = redis.NewScript(`local cur = redis.call("get", KEYS[1])
 if not cur then
@@ -87,14 +88,20 @@ local ok, t = pcall(cjson.decode, cur)
 if not ok or type(t) ~= "table" then
 	return 0
 end
-local refresh = t["refresh"]
-if type(refresh) ~= "string" then
-	refresh = ""
+local function str(v)
+	if type(v) == "string" then
+		return v
+	end
+	return ""
 end
-if t["token"] ~= ARGV[1] or refresh ~= ARGV[2] then
+local mark, hash, holder = t["spending"], "", ""
+if type(mark) == "table" then
+	hash, holder = str(mark["refresh_sha256"]), str(mark["holder"])
+end
+if t["token"] ~= ARGV[1] or str(t["refresh"]) ~= ARGV[2] or hash ~= ARGV[3] or holder ~= ARGV[4] then
 	return 0
 end
-redis.call("set", KEYS[1], ARGV[3])
+redis.call("set", KEYS[1], ARGV[5])
 return 1`)
 
 // Store is a [twitchoauth.TokenStore] in Redis. The token of key k is the string value at
@@ -306,8 +313,8 @@ func (l *lease) Renew(ctx context.Context) error {
 func (l *lease) Unlock() error { return l.unlock() }
 
 // SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
-// and refresh tokens: a Lua script reads the value, compares the two (cjson decodes it) and sets
-// the new one, in one step. When they differ, or nothing readable is stored, it stores nothing
+// and refresh tokens and its spending mark: a Lua script reads the value, compares them (cjson
+// decodes it) and sets the new one, in one step. When they differ, or nothing readable is stored, it stores nothing
 // and the error Is [twitchoauth.ErrTokenChanged]. Any other error is Redis's.
 func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
 	if prev == nil || next == nil {
@@ -318,7 +325,11 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
 	rkey := s.tokenKey(key)
-	n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, data).Int()
+	var hash, holder string
+	if m := prev.Spending; m != nil {
+		hash, holder = m.Refresh, m.Holder
+	}
+	n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, hash, holder, data).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}
