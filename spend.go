@@ -80,7 +80,6 @@ func RefreshTokenHash(rt string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-
 // marks reports whether m is a mark on refresh token rt.
 func (m *SpendMark) marks(rt string) bool { return m != nil && m.Refresh == RefreshTokenHash(rt) }
 
