@@ -17,6 +17,36 @@ import (
 // while the others wait for the result.
 //
 // Tokens it returns are shared; do not modify them.
+//
+// # Refresh tokens are never lost nor sent twice
+//
+// A refreshed pair is persisted before anyone sees it. When the store (or onRefresh) does not
+// take it, the source keeps it, uses it, and persists it before anything else: at the next
+// refresh, from Token at most every few seconds (with a backoff), at [UserTokens.Run]'s pass over
+// the user, and through [UserTokenSource.FlushPending]. Until it is stored, the source refreshes
+// nothing, and never sends the refresh token it replaced.
+//
+// What else is done depends on the kind of client:
+//   - A public client (no ClientSecret: the device flow) gets a new refresh token at every refresh,
+//     and each works once; sending a spent one again is refused, and Twitch may end the user's
+//     whole authorization for it. So before a source sends a stored refresh token it marks it in
+//     the store as being spent ([SpendMark], one more fenced write per refresh). A source that finds
+//     another holder's mark waits for that holder's pair (half the lock ttl, 45 s at most) and
+//     takes it up when it comes; if none comes (the holder died, or lost the store), it fails with
+//     a [*RefreshInDoubtError], which Is [ErrInvalidRefreshToken], without sending anything, and the
+//     stored token is kept so that the pair is taken up if it is stored later. A refresh whose
+//     answer was lost (the request was sent whole, then the connection dropped or timed out) may
+//     have been spent: its refresh token is not sent again, and the source fails the same way. Once
+//     sent, a public client's refresh is seen to its answer (30 s at most) even when the caller's
+//     context ends: the answer may be the only copy of the user's new pair.
+//   - A confidential client's refresh token works more than once: it is not marked, a refresh
+//     ends with the caller's context, and one whose answer was lost is sent again at the next
+//     refresh, which Twitch answers with a working pair.
+//
+// For both, a request that never left (the dial was refused) spent nothing and is sent again at
+// the next refresh; and a failure that may pass (a 5xx, a 429, the network, the store) is answered
+// to every caller without a request until a backoff has passed: a second, doubling up to a
+// minute, and never less than Twitch's Retry-After ([APIError.RetryAfter]).
 type UserTokenSource struct {
 	tokenCache
 	onRefresh func(*oauth2.Token) error
@@ -62,7 +92,8 @@ func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.To
 // A refresh that Twitch rejects means the grant is gone (the user disconnected the app or changed
 // their password): that call and every later one return an error that Is [ErrInvalidRefreshToken]
 // at once, without a request, until [UserTokenSource.SetToken] hands the source a token from a new
-// login. After a transient failure the source stays usable, and the next call tries again.
+// login. After a transient failure the source stays usable, and the first call after the backoff
+// tries again (see the type's doc).
 func (s *UserTokenSource) Token() (*oauth2.Token, error) {
 	return s.token(context.Background())
 }

@@ -72,7 +72,10 @@ type UserTokens struct {
 	// OnRevoked, if set, is called once when a user's grant is found gone (a refresh token Twitch
 	// rejected, typically after a validation said 401): the user must log in again. It is called
 	// after the user was removed (unless KeepRevoked), synchronously by the goroutine that found
-	// it; it must not block for long.
+	// it; it must not block for long. It is also called, with an error that Is
+	// [ErrRefreshInDoubt], when a public client's refresh token may have been spent without its
+	// new pair being stored (see [UserTokenSource]): that user is kept, store and all, and takes
+	// the pair up if it is stored later; otherwise a new login is needed.
 	OnRevoked func(userID string, err error)
 	// KeepRevoked keeps a user whose grant is gone in the registry and the store, with its source
 	// failing until a new token is added. Defaults to false: such a user is removed from both.

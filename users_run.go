@@ -31,9 +31,13 @@ const (
 // validated; a refresh token Twitch rejects makes the grant gone (see OnRevoked). A transient
 // failure (network, 5xx, 429, the store) is retried after a backoff that grows from a 120th of
 // the period to a quarter of it; the user is never dropped for it. A token that has expired is
-// not validated, nor refreshed only to be validated: the next use refreshes it. Users added or
-// removed while it runs are picked up, and the store is listed every SyncEvery for other
-// replicas' users.
+// not validated, nor refreshed only to be validated: the next use refreshes it. A public client's
+// refresh token, which Twitch lets lapse after 30 days unused, is renewed at the user's first
+// slot 20 days after it was issued (see [UserTokens.RefreshTokenExpiry]), so a user the bot has
+// not needed for weeks is not lost. A retry comes no sooner than Twitch's Retry-After. A pair a
+// source could not store is stored first. Users added or removed while it runs are picked up (a
+// removed user is let go of at once), and the store is listed every SyncEvery for other replicas'
+// users.
 func (u *UserTokens) Run(ctx context.Context) error {
 	u.mu.Lock()
 	if u.running {
