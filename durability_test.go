@@ -434,3 +434,27 @@ func killChild(t *testing.T, path, base string) {
 	_, err := src.Token()
 	t.Fatalf("Token() returned (%v); the parent should have killed this process", err)
 }
+
+// TestPublicRefreshOutlivesCallerContext: a public client's refresh, once sent, is seen through
+// though the caller's context ends: its answer is stored, not thrown away into a doubt.
+func TestPublicRefreshOutlivesCallerContext(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	old := seedStored(t, store, fake, c, "u")
+	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 300 * time.Millisecond, Count: 1})
+	ctx, cancel := context.WithTimeout(t.Context(), 50*time.Millisecond)
+	defer cancel()
+	src := replica(c, store, "u")
+	if _, err := src.TokenContext(ctx); err != nil && errors.Is(err, ErrRefreshInDoubt) {
+		t.Fatalf("TokenContext = %v; the refresh was thrown away", err)
+	}
+	st, err := store.Load(t.Context(), "u")
+	if err != nil || st.RefreshToken == old.RefreshToken || st.Spending != nil {
+		t.Fatalf("store holds %+v, %v; want the refreshed pair", st, err)
+	}
+	if tok, err := src.Token(); err != nil || tok.AccessToken != st.AccessToken {
+		t.Errorf("Token() = %v, %v; want the stored pair", tok, err)
+	}
+	wantNoReuse(t, fake, 1)
+}
