@@ -33,7 +33,7 @@ type redisServer struct {
 
 // startRedis starts a redis-server for the test on a free loopback port and stops it when the test
 // ends. It skips the test when redis-server is not installed.
-func startRedis(t *testing.T) *redisServer {
+func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
@@ -52,7 +52,7 @@ func startRedis(t *testing.T) *redisServer {
 }
 
 // startRedisOn starts a redis-server on port and waits until it answers PING.
-func startRedisOn(t *testing.T, bin string, port int) (*redisServer, error) {
+func startRedisOn(t testing.TB, bin string, port int) (*redisServer, error) {
 	t.Helper()
 	s := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
 	s.cmd = exec.CommandContext(t.Context(), bin,
@@ -98,7 +98,7 @@ func (s *redisServer) Stop() {
 }
 
 // freePort returns a loopback port that nothing listened on a moment ago.
-func freePort(t *testing.T) int {
+func freePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -109,7 +109,7 @@ func freePort(t *testing.T) int {
 }
 
 // newClient returns a client of its own (a replica's connection pool), closed when the test ends.
-func newClient(t *testing.T, addr string) *redis.Client {
+func newClient(t testing.TB, addr string) *redis.Client {
 	t.Helper()
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	t.Cleanup(func() { rdb.Close() })

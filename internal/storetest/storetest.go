@@ -44,7 +44,7 @@ func Run(t *testing.T, open Open) {
 }
 
 // Twitch starts the fake identity server for the test and returns a confidential client of it.
-func Twitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
+func Twitch(t testing.TB) (*twitchoauth.Client, *faketwitch.Server) {
 	t.Helper()
 	fake := faketwitch.New()
 	base := fake.Start()
@@ -56,7 +56,7 @@ func Twitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
 
 // PublicTwitch starts the fake identity server for the test and returns a public client of it
 // (no secret): its refresh tokens are single-use, so a refresh token sent twice is refused.
-func PublicTwitch(t *testing.T) (*twitchoauth.Client, *faketwitch.Server) {
+func PublicTwitch(t testing.TB) (*twitchoauth.Client, *faketwitch.Server) {
 	t.Helper()
 	c, fake := Twitch(t)
 	c.ClientID, c.ClientSecret = faketwitch.PublicClientID, ""
