@@ -23,6 +23,7 @@ type AppTokenSource struct {
 func NewAppTokenSource(c *Client) *AppTokenSource {
 	s := &AppTokenSource{}
 	s.init(c, nil, s.fetch)
+	s.app = true
 	return s
 }
 

@@ -39,6 +39,12 @@ type bearerTransport struct {
 
 func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
+	orig := req
+	req, err := checkTokenKind(req, t.src.app)
+	if err != nil {
+		closeBody(orig)
+		return nil, err
+	}
 	tok, err := t.src.token(ctx)
 	if err != nil {
 		closeBody(req)

@@ -23,7 +23,8 @@ const recheckAfter = time.Minute
 // a lock; one renewal at a time, whose result (or failure) the callers that waited for it share;
 // the terminal state of a revoked grant; and Twitch's verdicts on tokens an API refused.
 type tokenCache struct {
-	c *Client
+	c   *Client
+	app bool // it holds an app token, not a user's
 	// renew gets a new token in place of stale (nil: the current one, found wanting). It is
 	// called holding refreshing, and publishes what it got in cur itself.
 	renew func(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)

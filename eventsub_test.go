@@ -1,0 +1,88 @@
+package twitchoauth
+
+import (
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+)
+
+// TestEventSubTokenKind: an EventSub subscription whose transport takes the other kind of token
+// than the client holds is refused before anything is sent, with a TokenKindError; the right
+// combinations reach Helix with their whole body, replayable or not.
+func TestEventSubTokenKind(t *testing.T) {
+	c, fake := newTestClient(t)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	var mu sync.Mutex
+	var got []string
+	helix := newHelixServer(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		mu.Lock()
+		got = append(got, string(body))
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	user := NewUserTokenSource(c, &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(time.Hour)}, nil)
+	app := NewAppTokenSource(c)
+	sub := func(method string) string {
+		return `{"type":"channel.follow","version":"2","condition":{},"transport":{"method":"` + method + `","session_id":"s"}}`
+	}
+	tests := []struct {
+		name     string
+		hc       *http.Client
+		method   string
+		replay   bool // the body can be read again (a strings.Reader)
+		wantKind string
+	}{
+		{"user websocket", user.HTTPClient(), "websocket", true, ""},
+		{"user websocket, body read once", user.HTTPClient(), "websocket", false, ""},
+		{"user webhook", user.HTTPClient(), "webhook", true, "app"},
+		{"user conduit, body read once", user.HTTPClient(), "conduit", false, "app"},
+		{"app websocket", app.HTTPClient(), "websocket", true, "user"},
+		{"app websocket, body read once", app.HTTPClient(), "WebSocket", false, "user"},
+		{"app webhook", app.HTTPClient(), "webhook", true, ""},
+		{"app conduit", app.HTTPClient(), "conduit", false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			var body io.Reader = strings.NewReader(sub(tt.method))
+			if !tt.replay {
+				body = io.MultiReader(body) // no GetBody
+			}
+			req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, helix+"/helix/eventsub/subscriptions", body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := tt.hc.Do(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tt.wantKind == "" {
+				if err != nil || resp.StatusCode != http.StatusAccepted || len(got) != 1 || got[0] != sub(tt.method) {
+					t.Errorf("err %v, Helix got %q; want the whole body sent", err, got)
+				}
+				return
+			}
+			var ke *TokenKindError
+			if !errors.Is(err, ErrWrongTokenKind) || !errors.As(err, &ke) || ke.Need != tt.wantKind {
+				t.Errorf("err = %v; want a TokenKindError needing %s", err, tt.wantKind)
+			}
+			if len(got) != 0 {
+				t.Errorf("Helix got %q; want nothing sent", got)
+			}
+		})
+	}
+}
