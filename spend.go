@@ -120,6 +120,14 @@ type pendingSave struct {
 	err        error        // the last try's error; guarded by refreshing
 }
 
+// holds reports whether p is the pair of tok.
+func (p *pendingSave) holds(tok *oauth2.Token) bool {
+	if p.tok != nil {
+		return p.tok == tok
+	}
+	return p.next != nil && p.next.AccessToken == tok.AccessToken
+}
+
 // keepPending records p, to be stored at the next chance.
 func (tc *tokenCache) keepPending(p *pendingSave) {
 	p.retryAt.Store(time.Now().Add(time.Second).UnixNano())
@@ -204,6 +212,11 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 		s.floor.Store(nil) // the backoff was this pair's: it is stored now
 	}
 	s.pending.CompareAndSwap(p, nil)
+	// The pair is stored now: the listeners hear of it, if it is still the one held.
+	refreshed := p.tok != nil || p.next.RefreshToken != p.prev.RefreshToken // not a mark taken back
+	if cur := s.cur.Load(); err == nil && refreshed && cur != nil && p.holds(cur) {
+		s.noteChange(cur)
+	}
 	return nil
 }
 

@@ -64,10 +64,11 @@ type tokenCache struct {
 	// at again: the new pair may have been stored since.
 	recheckAt atomic.Int64
 
-	// onRenewed, if set, is called with each token a renewal or adopt put in place, after the
-	// lock is released. onRevoked, if set, is called once each time the grant is found gone
-	// (revoked is set), after the lock is released. Both are set before the cache is shared.
-	onRenewed func(tok *oauth2.Token)
+	// notify, once someone listens, hands each change of the token to the listeners (see
+	// notify.go): changes are noted holding refreshing, and handed out as it is released.
+	notify atomic.Pointer[notifier]
+	// onRevoked, if set, is called once each time the grant is found gone (revoked is set),
+	// after the lock is released. It is set before the cache is shared.
 	onRevoked func(ctx context.Context, err error)
 }
 
@@ -138,11 +139,8 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 	if err := tc.lock(ctx); err != nil {
 		return nil, err
 	}
-	tok, renewed, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
+	tok, _, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
 	tc.unlock()
-	if renewed && tc.onRenewed != nil {
-		tc.onRenewed(tok)
-	}
 	if revoked && tc.onRevoked != nil {
 		tc.onRevoked(ctx, err)
 	}
@@ -174,6 +172,9 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	case err == nil:
 		tc.failures = 0
 		tc.floor.Store(nil)
+		if p := tc.pending.Load(); tok != nil && (p == nil || !p.holds(tok)) {
+			tc.noteChange(tok) // a pending one is noted once it is stored
+		}
 		if wasRevoked != nil && tok != nil {
 			tc.revoked.Store(nil) // the pair in doubt turned up
 		}
@@ -218,7 +219,11 @@ func (tc *tokenCache) lock(ctx context.Context) error {
 	}
 }
 
-func (tc *tokenCache) unlock() { <-tc.refreshing }
+// unlock releases refreshing, and hands out the changes noted under it.
+func (tc *tokenCache) unlock() {
+	<-tc.refreshing
+	tc.deliver()
+}
 
 // set makes tok the current token and ends a terminal state and a backoff; refreshing is held.
 func (tc *tokenCache) set(tok *oauth2.Token) {
@@ -303,11 +308,9 @@ func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
 	changed := (revoked == nil || doubtEnds) && !sameAccess(cur, tok) && (!fresh(cur) || tok.Expiry.After(cur.Expiry))
 	if changed {
 		tc.set(tok)
+		tc.noteChange(tok)
 	}
 	tc.unlock()
-	if changed && tc.onRenewed != nil {
-		tc.onRenewed(tok)
-	}
 	return nil
 }
 
@@ -332,6 +335,7 @@ func (tc *tokenCache) replace(ctx context.Context, tok *oauth2.Token) error {
 		return err
 	}
 	tc.set(tok)
+	tc.noteChange(tok)
 	tc.unlock()
 	return nil
 }

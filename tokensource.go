@@ -150,6 +150,8 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 	}
 	if err != nil {
 		err = fmt.Errorf("twitchoauth: persist new token: %w", err)
+	} else {
+		s.noteChange(tok)
 	}
 	s.set(tok)
 	s.pending.Store(nil) // superseded by tok
@@ -242,6 +244,7 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 			s.keepPending(&pendingSave{tok: tok})
 		}
 	}
+
 	// Published only after onRefresh: the fast path of Token does not take s.refreshing. Even
 	// when persisting failed, the new pair is kept (and handed to onRefresh again later): Twitch
 	// may have killed the old one.

@@ -64,10 +64,14 @@ type UserTokens struct {
 	// SyncEvery is how often Run lists the store to find users other replicas added or removed.
 	// Defaults to a minute.
 	SyncEvery time.Duration
-	// OnRefresh, if set, is called with every new token a user's source starts using: one it
-	// refreshed, or one another replica refreshed and stored. The store already holds it: this
-	// is for the program's own use, such as a chat connection's password. It is called
-	// synchronously by the goroutine that refreshed; it must not block for long.
+	// OnRefresh, if set, is called with every new token of a user, once the store holds it: the
+	// first one, when AddUserForToken or AddUserForCode adds the user; one a refresh got; one
+	// another replica refreshed and stored, which this one took up; and one handed over for a
+	// user already registered. It is for the program's own use, such as a chat connection's
+	// password (see also [UserTokenSource.Subscribe]). Calls for one user come in the order of
+	// the changes, one at a time, never with a token Twitch refused; a panic is logged. It is
+	// called by the goroutine that made or found the change, after the source's lock is
+	// released: it must not block for long.
 	OnRefresh func(userID string, tok *oauth2.Token)
 	// OnRevoked, if set, is called once when a user's grant is found gone (a refresh token Twitch
 	// rejected, typically after a validation said 401): the user must log in again. It is called
@@ -171,9 +175,12 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 	}
 	e, losers := u.put(st, false)
 	if s := e.src.Load(); s != nil {
+		// The source hands the token to OnRefresh and its subscribers.
 		if err := s.replace(ctx, st.Token()); err != nil {
 			return nil, fmt.Errorf("twitchoauth: add user: %w", err)
 		}
+	} else if f := u.OnRefresh; f != nil {
+		f(v.UserID, st.Token())
 	}
 	// The users who lost an intent to this one lose it in the store too, so that every replica
 	// (and this one after a restart) agrees who has it.
@@ -342,10 +349,8 @@ func (u *UserTokens) source(e *userEntry) *UserTokenSource {
 		return s
 	}
 	s := NewStoreTokenSource(u.c, u.store, e.id, e.tok)
-	s.onRenewed = func(tok *oauth2.Token) {
-		if f := u.OnRefresh; f != nil {
-			f(e.id, tok)
-		}
+	if f := u.OnRefresh; f != nil {
+		s.listen().inOrder = func(tok *oauth2.Token) { f(e.id, tok) }
 	}
 	s.onRevoked = func(ctx context.Context, err error) { u.revoked(ctx, e, s, err) }
 	e.tok = nil

@@ -637,7 +637,7 @@ func TestAdoptNeverBackwards(t *testing.T) {
 	older := &oauth2.Token{AccessToken: "p1", RefreshToken: "r1", Expiry: time.Now().Add(3 * time.Hour)}
 	src := NewUserTokenSource(c, newer, nil)
 	var renewed atomic.Int32
-	src.onRenewed = func(*oauth2.Token) { renewed.Add(1) }
+	src.listen().inOrder = func(*oauth2.Token) { renewed.Add(1) }
 	if err := src.adopt(t.Context(), older); err != nil {
 		t.Fatal(err)
 	}

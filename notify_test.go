@@ -1,0 +1,265 @@
+package twitchoauth
+
+import (
+	"context"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+)
+
+// recorder collects what a subscriber was called with.
+type recorder struct {
+	ch chan *oauth2.Token
+}
+
+func newRecorder() *recorder { return &recorder{ch: make(chan *oauth2.Token, 64)} }
+
+func (r *recorder) fn(tok *oauth2.Token) { r.ch <- tok }
+
+// next returns the next token the subscriber got, failing the test when none comes in time.
+func (r *recorder) next(t *testing.T) *oauth2.Token {
+	t.Helper()
+	select {
+	case tok := <-r.ch:
+		return tok
+	case <-time.After(10 * time.Second):
+		t.Fatal("no notification")
+		return nil
+	}
+}
+
+// none checks that the subscriber got nothing more once every delivery under way has ended.
+func (r *recorder) none(t *testing.T, src *UserTokenSource) {
+	t.Helper()
+	src.deliver()
+	select {
+	case tok := <-r.ch:
+		t.Errorf("an unexpected notification: %q", tok.AccessToken)
+	case <-time.After(50 * time.Millisecond):
+	}
+}
+
+// TestSubscribeEveryChange: a subscriber hears of each kind of change once, in order: a refresh,
+// a token handed over with SetToken, and a token another replica refreshed and stored that this
+// source took up.
+func TestSubscribeEveryChange(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	seedStored(t, store, fake, c, "u")
+	a := NewStoreTokenSource(c, store, "u", nil)
+	rec := newRecorder()
+	stop := a.Subscribe(rec.fn)
+	defer stop()
+
+	refreshed, err := a.Token()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.next(t); got != refreshed {
+		t.Errorf("after a refresh: %q, want %q", got.AccessToken, refreshed.AccessToken)
+	}
+
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	handed := &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(time.Hour)}
+	if err := a.SetTokenContext(t.Context(), handed); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.next(t); got != handed {
+		t.Errorf("after SetToken: %q, want %q", got.AccessToken, handed.AccessToken)
+	}
+
+	b := NewStoreTokenSource(c, store, "u", handed)
+	byB, err := b.ForceRefresh(t.Context(), handed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake.ExpireAccessToken(handed.AccessToken)
+	if got, err := a.ForceRefresh(t.Context(), handed); err != nil || got.AccessToken != byB.AccessToken {
+		t.Fatalf("a took up %v, %v; want the other replica's %q", got, err, byB.AccessToken)
+	}
+	if got := rec.next(t); got.AccessToken != byB.AccessToken {
+		t.Errorf("after the other replica's refresh: %q, want %q", got.AccessToken, byB.AccessToken)
+	}
+	rec.none(t, a)
+	if n := fake.CountGrant("refresh_token"); n != 2 {
+		t.Errorf("%d refreshes, want 2", n)
+	}
+}
+
+// TestSubscribePendingPair: a refreshed pair the store did not take is announced once it is
+// stored, not before.
+func TestSubscribePendingPair(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	seedStored(t, store, fake, c, "u")
+	store.failing.Store(1)
+	src := replica(c, store, "u")
+	rec := newRecorder()
+	defer src.Subscribe(rec.fn)()
+	tok, err := src.Token()
+	if err != nil || !src.Pending() {
+		t.Fatalf("Token() = %v, %v, pending %v", tok, err, src.Pending())
+	}
+	rec.none(t, src)
+	if err := src.FlushPending(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.next(t); got != tok {
+		t.Errorf("after the pair was stored: %q, want %q", got.AccessToken, tok.AccessToken)
+	}
+	rec.none(t, src)
+}
+
+// TestSubscribeSlowAndPanicking: a subscriber that blocks holds no Token caller and no other
+// subscriber; one that panics gets the next change all the same; after stop, no more calls, and
+// the subscription's goroutine has ended.
+func TestSubscribeSlowAndPanicking(t *testing.T) {
+	c, fake := newTestClient(t)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	src := NewUserTokenSource(c, expiredToken(access, refresh), nil)
+	if _, err := src.Token(); err != nil { // the connection to Twitch, and its goroutines, are up
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+
+	release := make(chan struct{})
+	var once sync.Once
+	defer once.Do(func() { close(release) })
+	blocked := make(chan struct{}, 8)
+	stopSlow := src.Subscribe(func(*oauth2.Token) {
+		blocked <- struct{}{}
+		<-release
+	})
+	panics := newRecorder()
+	stopPanicky := src.Subscribe(func(tok *oauth2.Token) {
+		panics.fn(tok)
+		panic("listener bug")
+	})
+	good := newRecorder()
+	stopGood := src.Subscribe(good.fn)
+
+	for i := range 3 {
+		done := make(chan error, 1)
+		go func() {
+			_, err := src.ForceRefresh(context.Background(), nil)
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("refresh %d held by a blocked subscriber", i)
+		}
+		if tok, err := src.Token(); err != nil || tok == nil {
+			t.Fatalf("Token() = %v, %v", tok, err)
+		}
+		cur := src.cur.Load()
+		if got := good.next(t); got != cur {
+			t.Errorf("change %d: good subscriber got %q, want %q", i, got.AccessToken, cur.AccessToken)
+		}
+		if got := panics.next(t); got != cur {
+			t.Errorf("change %d: panicking subscriber got %q, want %q", i, got.AccessToken, cur.AccessToken)
+		}
+	}
+	<-blocked // the slow one is still in its first call
+
+	stopGood()
+	stopPanicky()
+	stopSlow()
+	stopGood() // again: nothing
+	if _, err := src.ForceRefresh(t.Context(), nil); err != nil {
+		t.Fatal(err)
+	}
+	good.none(t, src)
+	once.Do(func() { close(release) })
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d goroutines, %d before the subscriptions", runtime.NumGoroutine(), before)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSubscribeNeverRejected: a token Twitch refused before its change was handed out is never
+// handed out.
+func TestSubscribeNeverRejected(t *testing.T) {
+	c, _ := newTestClient(t)
+	src := NewUserTokenSource(c, nil, nil)
+	rec := newRecorder()
+	defer src.Subscribe(rec.fn)()
+	tok := &oauth2.Token{AccessToken: "tok", Expiry: time.Now().Add(time.Hour)}
+	if err := src.lock(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	src.set(tok)
+	src.noteChange(tok)
+	src.markRejected(tok) // validation said 401 before the change was handed out
+	src.unlock()
+	rec.none(t, src)
+}
+
+// TestUserTokensOnRefreshEveryChange: OnRefresh hears of a user's first token, of a refresh, and
+// of a token handed over for a registered user, each once, in order.
+func TestUserTokensOnRefreshEveryChange(t *testing.T) {
+	c, fake := newTestClient(t)
+	u := NewUserTokens(c, newMemStore())
+	var mu sync.Mutex
+	var heard []string
+	u.OnRefresh = func(id string, tok *oauth2.Token) {
+		mu.Lock()
+		heard = append(heard, tok.AccessToken)
+		mu.Unlock()
+	}
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+	if _, err := u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access, RefreshToken: refresh}); err != nil {
+		t.Fatal(err)
+	}
+	src, err := u.Source(faketwitch.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refreshed, err := src.ForceRefresh(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	access2, refresh2 := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+	if _, err := u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access2, RefreshToken: refresh2}); err != nil {
+		t.Fatal(err)
+	}
+	src.deliver()
+	mu.Lock()
+	defer mu.Unlock()
+	want := []string{access, refreshed.AccessToken, access2}
+	if len(heard) != len(want) {
+		t.Fatalf("OnRefresh heard %q, want %q", heard, want)
+	}
+	for i := range want {
+		if heard[i] != want[i] {
+			t.Errorf("OnRefresh heard %q, want %q", heard, want)
+		}
+	}
+}
+
+// BenchmarkTokenCachedSubscribed is BenchmarkTokenCached with two subscribers: a cached token
+// costs the same with listeners as without.
+func BenchmarkTokenCachedSubscribed(b *testing.B) {
+	src := NewUserTokenSource(&Client{}, &oauth2.Token{AccessToken: "a", Expiry: time.Now().Add(time.Hour)}, nil)
+	defer src.Subscribe(func(*oauth2.Token) {})()
+	defer src.Subscribe(func(*oauth2.Token) {})()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := src.Token(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
