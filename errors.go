@@ -21,6 +21,11 @@ var (
 	// ErrUnauthorized: the token endpoint answered 401 or 403, e.g. a wrong client secret.
 	// pyTwitchAPI: UnauthorizedException.
 	ErrUnauthorized = errors.New("twitchoauth: unauthorized")
+	// ErrUnknownClient: Twitch does not know the client ID (400 "invalid client" from the token
+	// or device endpoint, 404 "client does not exist" from revoke): check the app's client ID in
+	// the Twitch developer console. "invalid client" also answers a public client (no secret)
+	// that tried a flow only a confidential one may use, such as exchanging a code.
+	ErrUnknownClient = errors.New("twitchoauth: unknown client ID")
 	// ErrInvalidToken: the access token is invalid, expired or revoked, not a user token, or another
 	// client's. pyTwitchAPI: InvalidTokenException.
 	ErrInvalidToken = errors.New("twitchoauth: invalid token")
@@ -120,7 +125,7 @@ func (e *APIError) Error() string {
 func (e *APIError) Unwrap() error { return e.cause }
 
 // Is reports whether the answer means target: [ErrInvalidRefreshToken], [ErrUnauthorized],
-// [ErrInvalidToken], [ErrAccessDenied] or [ErrDeviceCodeExpired].
+// [ErrUnknownClient], [ErrInvalidToken], [ErrAccessDenied] or [ErrDeviceCodeExpired].
 func (e *APIError) Is(target error) bool {
 	msg := strings.ToLower(strings.TrimSpace(e.Message))
 	switch target {
@@ -128,6 +133,9 @@ func (e *APIError) Is(target error) bool {
 		return e.Endpoint == "token" && e.StatusCode == http.StatusBadRequest && msg == "invalid refresh token"
 	case ErrUnauthorized:
 		return e.Endpoint == "token" && (e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden)
+	case ErrUnknownClient:
+		return (e.StatusCode == http.StatusBadRequest && msg == "invalid client") ||
+			(e.StatusCode == http.StatusNotFound && msg == "client does not exist")
 	case ErrInvalidToken:
 		switch e.Endpoint {
 		case "validate", "userinfo":

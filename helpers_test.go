@@ -392,3 +392,22 @@ func newHelixServer(t *testing.T, h http.HandlerFunc) string {
 	t.Cleanup(srv.Close)
 	return srv.URL
 }
+
+// TestUnknownClient: every endpoint that names the app tells a client ID Twitch does not know with
+// ErrUnknownClient, not with raw text.
+func TestUnknownClient(t *testing.T) {
+	c, fake := newTestClient(t)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	bad := &Client{ClientID: "no-such-client", ClientSecret: c.ClientSecret, AuthBaseURL: c.AuthBaseURL}
+	calls := map[string]func(ctx context.Context) error{
+		"refresh": func(ctx context.Context) error { _, err := bad.RefreshAccessToken(ctx, refresh); return err },
+		"revoke":  func(ctx context.Context) error { return bad.RevokeToken(ctx, access) },
+		"device":  func(ctx context.Context) error { _, _, err := NewCodeFlow(bad, nil).GetCode(ctx); return err },
+		"app":     func(ctx context.Context) error { _, err := bad.AppAccessToken(ctx); return err },
+	}
+	for name, call := range calls {
+		if err := call(t.Context()); !errors.Is(err, ErrUnknownClient) || errors.Is(err, ErrInvalidToken) {
+			t.Errorf("%s: err = %v, want ErrUnknownClient", name, err)
+		}
+	}
+}

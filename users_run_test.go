@@ -306,7 +306,13 @@ func TestUserTokensRevokedOnce(t *testing.T) {
 	fake.RevokeRefreshToken(st.RefreshToken)
 	u := NewUserTokens(c, store)
 	var calls atomic.Int32
-	u.OnRevoked = func(string, error) { calls.Add(1) }
+	u.OnRevoked = func(_ string, err error) {
+		calls.Add(1)
+		// What it says to do agrees with UserTokens' doc: add the user again, not SetToken.
+		if msg := err.Error(); !strings.Contains(msg, "AddUserForToken") || strings.Contains(msg, "SetToken") {
+			t.Errorf("OnRevoked's error says %q; want it to say to add the user again", msg)
+		}
+	}
 	if err := u.Sync(t.Context()); err != nil {
 		t.Fatal(err)
 	}

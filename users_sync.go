@@ -185,7 +185,7 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSour
 	}
 	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.id))
 	if f := u.OnRevoked; f != nil {
-		f(e.id, cause)
+		f(e.id, fmt.Errorf("twitchoauth: user %q: after a new login, add them again (AddUserForToken or AddUserForCode): %w", e.id, cause))
 	}
 }
 
