@@ -107,7 +107,8 @@ type WebLogin struct {
 	ForceVerify bool
 	// OnLogin is called with the result of each successful login and answers the browser, e.g. by
 	// starting the app's session and redirecting to the result's ReturnTo. Without it, and without
-	// Users, both handlers answer 500 and log why, once, through [Client.Logger].
+	// Users, both handlers answer 500 and log why, once, through [Client.Logger] (or
+	// [slog.Default] when the Client has none).
 	OnLogin func(w http.ResponseWriter, r *http.Request, res *WebLoginResult)
 	// Users, when OnLogin is nil, receives each login's token: it is added with
 	// [UserTokens.AddUserForToken] (and Intents), and the browser is sent to the login's return
@@ -216,13 +217,15 @@ func (wl *WebLogin) check() (*url.URL, error) {
 	return u, nil
 }
 
-// misconfiguration answers 500 for a WebLogin that cannot work, and logs why, once.
+// misconfiguration answers 500 for a WebLogin that cannot work, and logs why, once: through the
+// Client's Logger, or [slog.Default] when it has none, since the page says the log tells.
 func (wl *WebLogin) misconfiguration(w http.ResponseWriter, r *http.Request, err error) {
 	wl.misconfigured.Do(func() {
+		l := slog.Default()
 		if wl.client != nil && wl.client.Logger != nil {
-			wl.client.Logger.LogAttrs(r.Context(), slog.LevelError, "twitchoauth: web login is not set up",
-				slog.String("error", err.Error()))
+			l = wl.client.Logger
 		}
+		l.LogAttrs(r.Context(), slog.LevelError, "twitchoauth: web login is not set up", slog.String("error", err.Error()))
 	})
 	writeMessage(w, http.StatusInternalServerError, "Login is not set up",
 		"The app's Twitch login is not configured correctly, so it cannot log you in. Its log says why.")

@@ -696,3 +696,22 @@ func TestWebLoginUsers(t *testing.T) {
 		}
 	})
 }
+
+// TestWebLoginNotSetUpNoLogger: with no Logger on the Client, the page that says "its log says
+// why" is still true: the reason goes to slog's default logger.
+func TestWebLoginNotSetUpNoLogger(t *testing.T) {
+	c, _ := newTestClient(t)
+	var logs bytes.Buffer
+	prev := slog.Default()
+	slog.SetDefault(slog.New(slog.NewTextHandler(&logs, nil)))
+	defer slog.SetDefault(prev)
+	wl := NewWebLogin(c, nil, "http://localhost/cb", testCookieKey)
+	rec := httptest.NewRecorder()
+	wl.LoginHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/login", nil))
+	if rec.Code != http.StatusInternalServerError || !strings.Contains(rec.Body.String(), "log says why") {
+		t.Errorf("answer %d %q", rec.Code, rec.Body.String())
+	}
+	if !strings.Contains(logs.String(), "OnLogin and WebLogin.Users are nil") {
+		t.Errorf("default log holds %q; want the reason", logs.String())
+	}
+}
