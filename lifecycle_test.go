@@ -304,3 +304,35 @@ func TestTokenAnswerChecks(t *testing.T) {
 
 // endBackoff ends the wait a transient failure imposed on tc's renewals, as if it had passed.
 func endBackoff(tc *tokenCache) { tc.floor.Store(nil) }
+
+// TestValidate: Validate says whose the token is; a token Twitch killed early is refreshed and the
+// new one validated; a gone grant is ErrInvalidRefreshToken; an outage leaves the source as it was.
+func TestValidate(t *testing.T) {
+	c, fake := newTestClient(t)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+	src := NewUserTokenSource(c, &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(time.Hour)}, nil)
+	v, err := src.Validate(t.Context())
+	if err != nil || v.UserID != faketwitch.UserID || v.Login != faketwitch.UserLogin || fake.CountGrant("refresh_token") != 0 {
+		t.Fatalf("Validate = %+v, %v after %d refreshes", v, err, fake.CountGrant("refresh_token"))
+	}
+
+	fake.ExpireAccessToken(access)
+	v, err = src.Validate(t.Context())
+	tok, _ := src.Token()
+	if err != nil || v.UserID != faketwitch.UserID || tok.AccessToken == access || fake.CountGrant("refresh_token") != 1 {
+		t.Fatalf("after Twitch killed the token: %+v, %v, holding %q", v, err, tok.AccessToken)
+	}
+
+	fake.Fail("validate", faketwitch.Fault{Status: http.StatusServiceUnavailable, Count: 1})
+	if _, err := src.Validate(t.Context()); err == nil || errors.Is(err, ErrInvalidRefreshToken) {
+		t.Errorf("outage: err = %v, want the 503", err)
+	}
+	if got, err := src.Token(); err != nil || got != tok {
+		t.Errorf("after the outage: %v, %v; want the token kept", got, err)
+	}
+
+	fake.RevokeGrant(tok.AccessToken)
+	if _, err := src.Validate(t.Context()); !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Errorf("grant gone: err = %v, want ErrInvalidRefreshToken", err)
+	}
+}

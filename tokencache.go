@@ -236,19 +236,19 @@ func (tc *tokenCache) set(tok *oauth2.Token) {
 
 // validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
 // marked so that it is never handed out again, and the error Is [ErrInvalidToken].
-func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) error {
+func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
 	select {
 	case tc.checking <- struct{}{}:
 	case <-ctx.Done():
-		return ctx.Err()
+		return nil, ctx.Err()
 	}
 	defer func() { <-tc.checking }()
 	return tc.validateLocked(ctx, tok)
 }
 
 // validateLocked is validate with checking held.
-func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) error {
-	_, err := tc.c.ValidateToken(ctx, tok.AccessToken)
+func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
+	v, err := tc.c.ValidateToken(ctx, tok.AccessToken)
 	switch {
 	case err == nil:
 		tc.checked, tc.checkedOK, tc.checkedAt = tok, true, time.Now()
@@ -256,7 +256,7 @@ func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) err
 		tc.checked, tc.checkedOK, tc.checkedAt = tok, false, time.Now()
 		tc.markRejected(tok)
 	}
-	return err
+	return v, err
 }
 
 // rejected reports whether Twitch says tok, which an API refused with 401, is invalid. It asks at
@@ -276,7 +276,8 @@ func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
 	if cur := tc.cur.Load(); cur != tok && !sameAccess(cur, tok) {
 		return true // already replaced: the caller retries with the new token
 	}
-	return errors.Is(tc.validateLocked(ctx, tok), ErrInvalidToken)
+	_, err := tc.validateLocked(ctx, tok)
+	return errors.Is(err, ErrInvalidToken)
 }
 
 // markRejected makes sure tok, which Twitch said is invalid, is never handed out again: while it

@@ -275,13 +275,36 @@ func (s *UserTokenSource) HTTPClient() *http.Client {
 	return s.helixClient()
 }
 
+// Validate validates the token once, as Twitch requires at start-up and hourly, applying the
+// rules [UserTokenSource.KeepValidated] applies: it takes the current token (refreshing an expired
+// one), asks Twitch whether it is valid, and when Twitch says it died (whatever its Expiry), never
+// hands it out again, refreshes it and validates the new one. It returns what Twitch said of the
+// token in force: whose it is (Login, UserID), its scopes, and how long it lives. An error that Is
+// [ErrInvalidRefreshToken] means the grant is gone and the user must log in again; any other error
+// (an outage) leaves the source usable.
+func (s *UserTokenSource) Validate(ctx context.Context) (*Validation, error) {
+	tok, err := s.TokenContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.validate(ctx, tok)
+	if !errors.Is(err, ErrInvalidToken) {
+		return v, err
+	}
+	s.log(ctx, slog.LevelInfo, "twitchoauth: token no longer valid; refreshing")
+	if tok, err = s.ForceRefresh(ctx, tok); err != nil {
+		return nil, err
+	}
+	return s.validate(ctx, tok)
+}
+
 // KeepValidated validates the token every interval (Twitch requires apps to validate at start-up
-// and hourly: pass [time.Hour]) until ctx is done, and returns ctx's error then. When validation
-// says the token died (whatever its Expiry, and also for a token without one), the token is never
-// handed out again and is refreshed. It reports through the Client's Logger and returns early only
-// when the grant is gone: the refresh token was rejected, and every Token call now fails with an
-// error that Is [ErrInvalidRefreshToken] until [UserTokenSource.SetToken]; it returns that error.
-// An interval <= 0 means an hour.
+// and hourly: pass [time.Hour]) with [UserTokenSource.Validate] until ctx is done, and returns
+// ctx's error then. When validation says the token died (whatever its Expiry, and also for a
+// token without one), the token is never handed out again and is refreshed. It reports through the
+// Client's Logger and returns early only when the grant is gone: the refresh token was rejected,
+// and every Token call now fails with an error that Is [ErrInvalidRefreshToken] until
+// [UserTokenSource.SetToken]; it returns that error. An interval <= 0 means an hour.
 // Run it in a goroutine of your own:
 //
 //	go src.KeepValidated(ctx, time.Hour)
@@ -297,14 +320,7 @@ func (s *UserTokenSource) KeepValidated(ctx context.Context, interval time.Durat
 			return ctx.Err()
 		case <-t.C:
 		}
-		tok, err := s.TokenContext(ctx)
-		if err == nil {
-			err = s.validate(ctx, tok)
-			if errors.Is(err, ErrInvalidToken) {
-				s.log(ctx, slog.LevelInfo, "twitchoauth: token no longer valid; refreshing")
-				_, err = s.ForceRefresh(ctx, tok)
-			}
-		}
+		_, err := s.Validate(ctx)
 		switch {
 		case err == nil:
 			s.log(ctx, slog.LevelDebug, "twitchoauth: token validated")
