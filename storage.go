@@ -148,8 +148,8 @@ type KeyLister interface {
 type UserAuthenticationStorageHelper struct {
 	// StoragePath is the token file. Defaults to DefaultStoragePath.
 	StoragePath string
-	// AuthGenerator logs the user in when the stored token cannot be used. Defaults to a
-	// [UserAuthenticator] with ForceVerify, which opens the browser.
+	// AuthGenerator logs the user in when the stored token cannot be used. Defaults to nil: a
+	// [UserAuthenticator] with the helper's ForceVerify and OpenBrowser, which opens the browser.
 	AuthGenerator func(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error)
 	// Store keeps the token instead of the file at StoragePath, e.g. a store that replicas share.
 	// Defaults to nil: a [FileStore] at StoragePath.
@@ -159,6 +159,15 @@ type UserAuthenticationStorageHelper struct {
 	StoreKey string
 	// LockTTL is how long the store's lock may be held. Defaults to DefaultLockTTL.
 	LockTTL time.Duration
+	// ForceVerify makes the default AuthGenerator's login show Twitch's consent page even when
+	// the user already authorized the app. NewUserAuthenticationStorageHelper sets it.
+	ForceVerify bool
+	// OpenBrowser opens the login page for the default AuthGenerator, as
+	// [UserAuthenticator.OpenBrowser] does. Defaults to nil: the system browser.
+	OpenBrowser func(url string) error
+	// Port is the port of the default AuthGenerator's redirect server, whose redirect URL
+	// http://localhost:Port must be registered with Twitch. Defaults to 0: DefaultPort.
+	Port int
 
 	c      *Client
 	scopes []Scope
@@ -168,18 +177,24 @@ type UserAuthenticationStorageHelper struct {
 // DefaultStoragePath.
 func NewUserAuthenticationStorageHelper(c *Client, scopes []Scope) *UserAuthenticationStorageHelper {
 	return &UserAuthenticationStorageHelper{
-		StoragePath:   DefaultStoragePath,
-		AuthGenerator: defaultAuthGenerator,
-		c:             c,
-		scopes:        scopes,
+		StoragePath: DefaultStoragePath,
+		ForceVerify: true,
+		c:           c,
+		scopes:      scopes,
 	}
 }
 
-// defaultAuthGenerator logs the user in through the browser, making Twitch ask again even when
-// the user approved the app before.
-func defaultAuthGenerator(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error) {
+// defaultAuthGenerator logs the user in through the browser as h's ForceVerify and OpenBrowser
+// say.
+func (h *UserAuthenticationStorageHelper) defaultAuthGenerator(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error) {
 	a := NewUserAuthenticator(c, scopes)
-	a.ForceVerify = true
+	a.ForceVerify = h.ForceVerify
+	if h.OpenBrowser != nil {
+		a.OpenBrowser = h.OpenBrowser
+	}
+	if h.Port != 0 {
+		a.Port, a.URL = h.Port, "" // http://localhost:Port
+	}
 	return a.Authenticate(ctx)
 }
 
@@ -215,65 +230,74 @@ func (r *loginReason) Unwrap() error { return r.err }
 // The store's lock is held across read, refresh and write, so that processes binding the same
 // token at once refresh it once; it is released while AuthGenerator runs.
 func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenSource, error) {
+	src, _, err := h.BindValidation(ctx)
+	return src, err
+}
+
+// BindValidation is [UserAuthenticationStorageHelper.Bind], and what Twitch's validation said of
+// the token it returns: whose it is (Login, UserID), its scopes, and how long it lives. No request
+// is made for it beyond Bind's own.
+func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*UserTokenSource, *Validation, error) {
 	store := h.store()
 	src := NewStoreTokenSource(h.c, store, h.StoreKey, nil)
 	if h.LockTTL > 0 {
 		src.lockTTL = h.LockTTL
 	}
 	var st *StoredToken
+	var v *Validation
 	err := withStoreLock(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context) error {
 		var err error
-		st, err = h.check(ctx, store, src)
+		st, v, err = h.check(ctx, store, src)
 		return err
 	})
 	var reason *loginReason
 	switch {
 	case errors.As(err, &reason):
-		if st, err = h.login(ctx, store, reason); err != nil {
-			return nil, err
+		if st, v, err = h.login(ctx, store, reason); err != nil {
+			return nil, nil, err
 		}
 	case err != nil:
-		return nil, err
+		return nil, nil, err
 	}
 	src.cur.Store(st.Token())
-	return src, nil
+	return src, v, nil
 }
 
 // check reads, validates and (if it must) refreshes the stored token, as src (which keeps a
 // refreshed pair the store did not take). It returns a *loginReason when only a new login can
 // help.
-func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore, src *UserTokenSource) (*StoredToken, error) {
+func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore, src *UserTokenSource) (*StoredToken, *Validation, error) {
 	st, err := store.Load(ctx, h.StoreKey)
 	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
-		return nil, &loginReason{err}
+		return nil, nil, &loginReason{err}
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	v, err := h.c.ValidateToken(ctx, st.AccessToken)
 	refreshed := false
 	if errors.Is(err, ErrInvalidToken) {
 		if st.RefreshToken == "" {
-			return nil, &loginReason{fmt.Errorf("stored token is invalid and has no refresh token: %w", err)}
+			return nil, nil, &loginReason{fmt.Errorf("stored token is invalid and has no refresh token: %w", err)}
 		}
 		// Stored before anything else can fail: Twitch may have killed the old pair. Stored only
 		// in place of st, though: a pair another replica stored meanwhile is adopted instead. A
 		// pair the store does not take stays pending in src, which stores it later.
 		next, rerr := src.renewStored(ctx, st, st.Token())
 		if errors.Is(rerr, ErrInvalidRefreshToken) {
-			return nil, &loginReason{rerr}
+			return nil, nil, &loginReason{rerr}
 		}
 		if rerr != nil {
-			return nil, rerr
+			return nil, nil, rerr
 		}
 		st, refreshed = next, true
 		v, err = h.c.ValidateToken(ctx, st.AccessToken)
 	}
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := h.accept(v); err != nil {
-		return nil, &loginReason{err}
+		return nil, nil, &loginReason{err}
 	}
 	known := st.withValidation(v)
 	// Record what validation taught (a pyTwitchAPI file holds only the pair), once; but never
@@ -288,10 +312,10 @@ func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store Token
 		case err != nil && src.Pending():
 			// The refreshed pair itself is not stored yet: src keeps it and stores it later.
 		case err != nil:
-			return nil, fmt.Errorf("twitchoauth: save token: %w", err)
+			return nil, nil, fmt.Errorf("twitchoauth: save token: %w", err)
 		}
 	}
-	return known, nil
+	return known, v, nil
 }
 
 // sameIdentity reports whether a and b say the same of whose token it is and what it grants.
@@ -314,31 +338,31 @@ func (h *UserAuthenticationStorageHelper) accept(v *Validation) error {
 }
 
 // login runs AuthGenerator, validates what it returns and stores it.
-func (h *UserAuthenticationStorageHelper) login(ctx context.Context, store TokenStore, reason *loginReason) (*StoredToken, error) {
+func (h *UserAuthenticationStorageHelper) login(ctx context.Context, store TokenStore, reason *loginReason) (*StoredToken, *Validation, error) {
 	if l := h.c.Logger; l != nil {
 		l.LogAttrs(ctx, slog.LevelInfo, "twitchoauth: logging the user in", slog.String("reason", reason.Error()))
 	}
 	gen := h.AuthGenerator
 	if gen == nil {
-		gen = defaultAuthGenerator
+		gen = h.defaultAuthGenerator
 	}
 	tok, err := gen(ctx, h.c, h.scopes)
 	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: log in (%v): %w", reason, err)
+		return nil, nil, fmt.Errorf("twitchoauth: log in (%v): %w", reason, err)
 	}
 	v, err := h.c.ValidateToken(ctx, tok.AccessToken)
 	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: validate new token: %w", err)
+		return nil, nil, fmt.Errorf("twitchoauth: validate new token: %w", err)
 	}
 	if err := h.accept(v); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	st := (&StoredToken{}).withToken(tok).withValidation(v)
 	err = withStoreLock(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context) error {
 		return store.Save(ctx, h.StoreKey, st)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: save new token: %w", err)
+		return nil, nil, fmt.Errorf("twitchoauth: save new token: %w", err)
 	}
-	return st, nil
+	return st, v, nil
 }

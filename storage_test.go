@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -844,4 +845,72 @@ func TestBindTightensTokenFileMode(t *testing.T) {
 	}
 	e.stored(t) // checks the mode
 	e.wantLogins(t, 0)
+}
+
+// TestBindValidation: BindValidation says whose the bound token is without another request, for
+// a stored token, a refreshed one and a new login.
+func TestBindValidation(t *testing.T) {
+	for _, tc := range []string{"stored", "refreshed", "login"} {
+		t.Run(tc, func(t *testing.T) {
+			e := newBindEnv(t)
+			if tc != "login" {
+				access, refresh := e.fake.IssueToken(e.c.ClientID, faketwitch.UserID, scopesToStrings(botScopes), 0)
+				if tc == "refreshed" {
+					e.fake.ExpireAccessToken(access)
+				}
+				e.write(t, access, refresh)
+			}
+			e.fake.ResetRequests()
+			src, v, err := e.h.BindValidation(t.Context())
+			if err != nil {
+				t.Fatal(err)
+			}
+			tok, _ := src.Token()
+			if v.UserID != faketwitch.UserID || v.Login != faketwitch.UserLogin || v.ClientID != e.c.ClientID || tok == nil {
+				t.Errorf("validation %+v", v)
+			}
+			want := map[string]int{"stored": 1, "refreshed": 2, "login": 1}[tc]
+			if n := e.fake.CountRequests("validate"); n != want {
+				t.Errorf("%d validations, want %d: the caller needs none of its own", n, want)
+			}
+		})
+	}
+}
+
+// TestBindDefaultLoginSettings: the default login takes the helper's ForceVerify and OpenBrowser,
+// without an AuthGenerator of the caller's.
+func TestBindDefaultLoginSettings(t *testing.T) {
+	e := newBindEnv(t)
+	e.h.AuthGenerator = nil
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.h.Port = l.Addr().(*net.TCPAddr).Port // free a moment ago: not the default, which others may use
+	l.Close()
+	for _, force := range []bool{true, false} {
+		e.h.ForceVerify = force
+		opened := make(chan string, 1)
+		e.h.OpenBrowser = func(u string) error {
+			opened <- u
+			return errors.New("no browser here")
+		}
+		ctx, cancel := context.WithCancel(t.Context())
+		errc := make(chan error, 1)
+		go func() {
+			_, err := e.h.Bind(ctx)
+			errc <- err
+		}()
+		var u string
+		select {
+		case u = <-opened:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the helper's OpenBrowser was not used")
+		}
+		cancel()
+		<-errc
+		if got := strings.Contains(u, "force_verify=true"); got != force || !strings.Contains(u, fmt.Sprintf("localhost%%3A%d", e.h.Port)) {
+			t.Errorf("ForceVerify %v, port %d: login URL %q", force, e.h.Port, u)
+		}
+	}
 }
