@@ -5,6 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/twitchoauth/twitchoauth"
@@ -26,12 +28,8 @@ type config struct {
 	json         bool
 }
 
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
-	cfg := &config{}
-	fs := flag.NewFlagSet("twitchtoken", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `twitchtoken gets a Twitch user access token.
+// helpHeader opens -h's help, above the flags.
+const helpHeader = `twitchtoken gets a Twitch user access token.
 
 With no client ID it runs an offline demo on a built-in fake of Twitch. With one, it logs you in
 through the browser (or the device flow with -device) and prints the token.
@@ -39,23 +37,63 @@ through the browser (or the device flow with -device) and prints the token.
 Register an app at https://dev.twitch.tv/console/apps with the redirect URL http://localhost:17563.
 
 Flags:
-`)
-		fs.PrintDefaults()
-	}
+`
+
+// expects says, for each flag that takes a value, what the value should be: the end of the
+// one-line error when it is missing.
+var expects = map[string]string{
+	"client-id":     "your app's client ID",
+	"client-secret": "your app's client secret",
+	"auth-base-url": "an http or https URL",
+	"scopes":        "scopes such as chat:read,chat:edit",
+	"port":          "a port number (0-65535; 0 picks a free one)",
+	"store":         "a file path",
+	"validate":      "an access token",
+	"refresh":       "a refresh token",
+	"revoke":        "an access token",
+}
+
+// newFlagSet defines the flags on cfg. The flag set prints nothing: parseFlags prints the help on
+// -h, and a one-line error otherwise, so that the error does not scroll away above the help.
+func newFlagSet(cfg *config, getenv func(string) string) (fs *flag.FlagSet, scopes *string) {
+	fs = flag.NewFlagSet("twitchtoken", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	fs.StringVar(&cfg.clientID, "client-id", getenv("TWITCH_CLIENT_ID"), "your app's client ID (default $TWITCH_CLIENT_ID); none runs the offline demo")
 	fs.StringVar(&cfg.clientSecret, "client-secret", getenv("TWITCH_CLIENT_SECRET"), "your app's client secret (default $TWITCH_CLIENT_SECRET); none for a public client")
 	fs.StringVar(&cfg.authBaseURL, "auth-base-url", twitchoauth.DefaultAuthBaseURL, "Twitch's identity server, or a compatible one such as twitch-cli's mock")
-	scopes := fs.String("scopes", "", "scopes to ask for, comma- or space-separated, e.g. chat:read,chat:edit")
+	scopes = fs.String("scopes", "", "scopes to ask for, comma- or space-separated, e.g. chat:read,chat:edit")
 	fs.BoolVar(&cfg.device, "device", false, "use the device flow: enter a code on any device instead of opening a browser here")
 	fs.BoolVar(&cfg.noBrowser, "no-browser", false, "print the login URL instead of opening the browser")
-	fs.IntVar(&cfg.port, "port", twitchoauth.DefaultPort, "port of the local redirect server; register http://localhost:PORT as a redirect URL")
+	cfg.port = twitchoauth.DefaultPort
+	fs.Var((*portValue)(&cfg.port), "port", "`port` of the local redirect server, 0 for any free one; register http://localhost:PORT as a redirect URL")
 	fs.StringVar(&cfg.store, "store", "", "keep the token in this file: reuse and refresh it, log in only when it must")
 	fs.StringVar(&cfg.validate, "validate", "", "validate this access token and print what it grants")
 	fs.StringVar(&cfg.refresh, "refresh", "", "trade this refresh token for a new token (needs -client-id)")
 	fs.StringVar(&cfg.revoke, "revoke", "", "revoke this access token (needs -client-id)")
 	fs.BoolVar(&cfg.json, "json", false, "print the token as JSON, for scripts")
+	return fs, scopes
+}
+
+// printHelp prints -h's help: what the command does, then every flag.
+func printHelp(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprint(w, helpHeader)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+	fs.SetOutput(io.Discard)
+}
+
+// parseFlags reads the flags and the environment. On -h it prints the help to stderr and returns
+// [flag.ErrHelp]; any other error is one line that names the flag and what it expects.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
+	cfg := &config{}
+	fs, scopes := newFlagSet(cfg, getenv)
 	if err := fs.Parse(args); err != nil {
-		return nil, err
+		if errors.Is(err, flag.ErrHelp) {
+			printHelp(stderr, fs)
+			return nil, err
+		}
+		return nil, flagError(fs, err)
 	}
 	if fs.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
@@ -77,10 +115,71 @@ Flags:
 		return nil, errors.New("-refresh and -revoke need your app's client ID: pass -client-id or set TWITCH_CLIENT_ID")
 	case cfg.device && cfg.noBrowser:
 		return nil, errors.New("-device never opens a browser: drop -no-browser")
-	case cfg.port < 0 || cfg.port > 65535:
-		return nil, fmt.Errorf("-port %d is not a port number (0 to 65535; 0 picks a free one)", cfg.port)
 	}
 	return cfg, nil
+}
+
+// The flag package's errors, which carry no type, for flagError to reword.
+var (
+	needsValueRE = regexp.MustCompile(`^flag needs an argument: -(\S+)$`)
+	badValueRE   = regexp.MustCompile(`^invalid value ".*" for flag -([^\s:]+): (.*)$`)
+	badBoolRE    = regexp.MustCompile(`^invalid boolean value (".*") for -([^\s:]+): `)
+	unknownRE    = regexp.MustCompile(`^flag provided but not defined: -(\S+)$`)
+)
+
+// flagError rewords an error of fs.Parse as one line that names the flag and what it expects:
+// "-port: \"abc\" is not a port number (…)" rather than "invalid value … : parse error".
+func flagError(fs *flag.FlagSet, err error) error {
+	msg := err.Error()
+	if m := needsValueRE.FindStringSubmatch(msg); m != nil {
+		if want, ok := expects[m[1]]; ok {
+			return fmt.Errorf("-%s needs a value: %s", m[1], want)
+		}
+	}
+	if m := badValueRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("-%s: %s", m[1], m[2]) // the value's own Set says what is wrong, e.g. portValue's
+	}
+	if m := badBoolRE.FindStringSubmatch(msg); m != nil {
+		return fmt.Errorf("-%s: %s is not true or false (or give -%[1]s alone)", m[2], m[1])
+	}
+	if m := unknownRE.FindStringSubmatch(msg); m != nil {
+		name := strings.SplitN(m[1], "=", 2)[0]
+		if near := closestFlag(fs, name); near != "" {
+			return fmt.Errorf("-%s is not a flag (did you mean -%s?)", name, near)
+		}
+		return fmt.Errorf("-%s is not a flag", name)
+	}
+	return err
+}
+
+// closestFlag returns the name of fs's flag nearest to name, if one is near enough to be a typo.
+func closestFlag(fs *flag.FlagSet, name string) string {
+	best, bestDist := "", 3
+	fs.VisitAll(func(f *flag.Flag) {
+		if d := editDistance(name, f.Name); d < bestDist {
+			best, bestDist = f.Name, d
+		}
+	})
+	return best
+}
+
+// portValue is -port's value: a number from 0 to 65535.
+type portValue int
+
+func (p *portValue) String() string {
+	if p == nil {
+		return "0"
+	}
+	return strconv.Itoa(int(*p))
+}
+
+func (p *portValue) Set(s string) error {
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 65535 {
+		return fmt.Errorf("%q is not a port number (0-65535; 0 picks a free one)", s)
+	}
+	*p = portValue(n)
+	return nil
 }
 
 // parseScopes reads a comma- or space-separated list and checks every scope against Twitch's.

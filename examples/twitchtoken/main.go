@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 0
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "twitchtoken: %v\nRun 'twitchtoken -h' for the flags.\n", err)
+		fmt.Fprintf(stderr, "twitchtoken: %v\nRun 'twitchtoken -h' for help.\n", err)
 		return 2
 	}
 	o := &out{cfg: cfg, stdout: stdout, stderr: stderr}

@@ -78,9 +78,9 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-device", "-no-browser"}, "-device never opens a browser"},
 		{[]string{"-refresh", "r"}, "-refresh and -revoke need your app's client ID"},
 		{[]string{"-client-id", "x", "-validate", "a", "-revoke", "b"}, "one of -validate, -refresh and -revoke"},
-		{[]string{"-port", "70000"}, "-port 70000 is not a port number"},
+		{[]string{"-port", "70000"}, `-port: "70000" is not a port number (0-65535; 0 picks a free one)`},
 		{[]string{"extra"}, `unexpected argument "extra"`},
-		{[]string{"-bogus"}, "flag provided but not defined: -bogus"},
+		{[]string{"-bogus"}, "-bogus is not a flag"},
 	}
 	for _, tt := range tests {
 		code, _, stderr := runCmd(t, t.Context(), tt.args...)
