@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/twitchoauth/twitchoauth"
 )
@@ -26,6 +27,8 @@ type config struct {
 	refresh      string
 	revoke       string
 	json         bool
+
+	set map[string]bool // the flags given, by name
 }
 
 // helpHeader opens -h's help, above the flags.
@@ -35,6 +38,15 @@ With no client ID it runs an offline demo on a built-in fake of Twitch. With one
 through the browser (or the device flow with -device) and prints the token.
 
 Register an app at https://dev.twitch.tv/console/apps with the redirect URL http://localhost:17563.
+
+A token or secret given as an argument is seen by every user of this machine (ps) and kept in your
+shell's history. Safer: give - to read it from standard input (its first line), or env:NAME to read
+it from the variable NAME:
+
+  pass show twitch/token | twitchtoken -validate -
+  twitchtoken -client-id ID -revoke env:TWITCH_TOKEN
+
+With no -client-secret, the secret is read from $TWITCH_CLIENT_SECRET.
 
 Flags:
 `
@@ -60,7 +72,8 @@ func newFlagSet(cfg *config, getenv func(string) string) (fs *flag.FlagSet, scop
 	fs.SetOutput(io.Discard)
 	fs.Usage = func() {}
 	fs.StringVar(&cfg.clientID, "client-id", getenv("TWITCH_CLIENT_ID"), "your app's client ID (default $TWITCH_CLIENT_ID); none runs the offline demo")
-	fs.StringVar(&cfg.clientSecret, "client-secret", getenv("TWITCH_CLIENT_SECRET"), "your app's client secret (default $TWITCH_CLIENT_SECRET); none for a public client")
+	// No default from the environment here: PrintDefaults would show it in -h. parseFlags reads it.
+	fs.StringVar(&cfg.clientSecret, "client-secret", "", "your app's client `secret`, or - or env:NAME (see above; default $TWITCH_CLIENT_SECRET); none for a public client")
 	fs.StringVar(&cfg.authBaseURL, "auth-base-url", twitchoauth.DefaultAuthBaseURL, "Twitch's identity server, or a compatible one such as twitch-cli's mock")
 	scopes = fs.String("scopes", "", "scopes to ask for, comma- or space-separated, e.g. chat:read,chat:edit")
 	fs.BoolVar(&cfg.device, "device", false, "use the device flow: enter a code on any device instead of opening a browser here")
@@ -68,9 +81,9 @@ func newFlagSet(cfg *config, getenv func(string) string) (fs *flag.FlagSet, scop
 	cfg.port = twitchoauth.DefaultPort
 	fs.Var((*portValue)(&cfg.port), "port", "`port` of the local redirect server, 0 for any free one; register http://localhost:PORT as a redirect URL")
 	fs.StringVar(&cfg.store, "store", "", "keep the token in this file: reuse and refresh it, log in only when it must")
-	fs.StringVar(&cfg.validate, "validate", "", "validate this access token and print what it grants")
-	fs.StringVar(&cfg.refresh, "refresh", "", "trade this refresh token for a new token (needs -client-id)")
-	fs.StringVar(&cfg.revoke, "revoke", "", "revoke this access token (needs -client-id)")
+	fs.StringVar(&cfg.validate, "validate", "", "validate this access `token` (or - or env:NAME, see above) and print what it grants")
+	fs.StringVar(&cfg.refresh, "refresh", "", "trade this refresh `token` (or - or env:NAME, see above) for a new token (needs -client-id)")
+	fs.StringVar(&cfg.revoke, "revoke", "", "revoke this access `token` (or - or env:NAME, see above; needs -client-id)")
 	fs.BoolVar(&cfg.json, "json", false, "print the token as JSON, for scripts")
 	return fs, scopes
 }
@@ -95,8 +108,19 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		}
 		return nil, flagError(fs, err)
 	}
+	cfg.set = map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { cfg.set[f.Name] = true })
+	if !cfg.set["client-secret"] {
+		cfg.clientSecret = getenv("TWITCH_CLIENT_SECRET")
+	}
+	if err := swallowedFlag(fs); err != nil {
+		return nil, err
+	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		// Never the argument itself: it is often a token whose flag went missing.
+		pos := len(args) - fs.NArg() + 1
+		return nil, fmt.Errorf("unexpected argument #%d (%d characters, not shown: it may be a secret); "+
+			"every flag and its value go before it", pos, utf8.RuneCountInString(fs.Arg(0)))
 	}
 	var err error
 	if cfg.scopes, err = parseScopes(*scopes); err != nil {
@@ -117,6 +141,27 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 		return nil, errors.New("-device never opens a browser: drop -no-browser")
 	}
 	return cfg, nil
+}
+
+// swallowedFlag reports a flag whose value is another flag, as in "-auth-base-url $URL -revoke
+// TOKEN" with URL unset: -auth-base-url takes "-revoke" as its value, and TOKEN is left over. It
+// names the two flags, never what follows "=" (which may be a secret).
+func swallowedFlag(fs *flag.FlagSet) error {
+	var err error
+	fs.Visit(func(f *flag.Flag) {
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); err != nil || (ok && b.IsBoolFlag()) {
+			return
+		}
+		v := f.Value.String()
+		if !strings.HasPrefix(v, "-") {
+			return
+		}
+		name, _, _ := strings.Cut(strings.TrimLeft(v, "-"), "=")
+		if name != "" && fs.Lookup(name) != nil {
+			err = fmt.Errorf("-%s was given the flag -%s as its value: was its value left out (an unset shell variable?)", f.Name, name)
+		}
+	})
+	return err
 }
 
 // The flag package's errors, which carry no type, for flagError to reword.

@@ -228,8 +228,9 @@ func countdown(ctx context.Context, w io.Writer, f *twitchoauth.CodeFlow) {
 	}
 }
 
-func isTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
+// isTerminal reports whether v, a reader or a writer, is a terminal.
+func isTerminal(v any) bool {
+	f, ok := v.(*os.File)
 	if !ok {
 		return false
 	}

@@ -13,7 +13,7 @@
 //	go run ./examples/twitchtoken -scopes chat:read,chat:edit          # browser login
 //	go run ./examples/twitchtoken -device -scopes chat:read             # device flow
 //	go run ./examples/twitchtoken -store token.json -scopes chat:read   # keep it in a file, refresh it
-//	go run ./examples/twitchtoken -validate TOKEN
+//	go run ./examples/twitchtoken -validate - < token.txt            # token on stdin, not in ps
 //
 // Run it with -h for every flag.
 package main
@@ -33,18 +33,27 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Getenv, os.Stdin, os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
 }
 
 // run is the whole command: it returns the exit code (0 done, 1 failed, 2 bad usage, 130 cancelled).
-func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) int {
+// stdin is read only for a secret flag given as "-".
+func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) int {
 	cfg, err := parseFlags(args, getenv, stderr)
 	if errors.Is(err, flag.ErrHelp) {
 		return 0
 	}
 	if err != nil {
+		fmt.Fprintf(stderr, "twitchtoken: %v\nRun 'twitchtoken -h' for help.\n", err)
+		return 2
+	}
+	if err := resolveSecrets(ctx, cfg, getenv, stdin, stderr); err != nil {
+		if ctx.Err() != nil {
+			fmt.Fprintln(stderr, "twitchtoken: cancelled")
+			return 130
+		}
 		fmt.Fprintf(stderr, "twitchtoken: %v\nRun 'twitchtoken -h' for help.\n", err)
 		return 2
 	}

@@ -26,7 +26,7 @@ func noEnv(string) string { return "" }
 func runCmd(t *testing.T, ctx context.Context, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	code := run(ctx, args, noEnv, &stdout, &stderr)
+	code := run(ctx, args, noEnv, strings.NewReader(""), &stdout, &stderr)
 	return code, stdout.String(), stderr.String()
 }
 
@@ -79,7 +79,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"-refresh", "r"}, "-refresh and -revoke need your app's client ID"},
 		{[]string{"-client-id", "x", "-validate", "a", "-revoke", "b"}, "one of -validate, -refresh and -revoke"},
 		{[]string{"-port", "70000"}, `-port: "70000" is not a port number (0-65535; 0 picks a free one)`},
-		{[]string{"extra"}, `unexpected argument "extra"`},
+		{[]string{"extra"}, "unexpected argument #1 (5 characters, not shown: it may be a secret)"},
 		{[]string{"-bogus"}, "-bogus is not a flag"},
 	}
 	for _, tt := range tests {
@@ -194,7 +194,7 @@ func TestDeviceFlag(t *testing.T) {
 		}
 	})
 	var stdout bytes.Buffer
-	code := run(t.Context(), args, noEnv, &stdout, stderr)
+	code := run(t.Context(), args, noEnv, strings.NewReader(""), &stdout, stderr)
 	stderr.Close()
 	if code != 0 || !strings.Contains(stdout.String(), "Logged in as fakeuser") {
 		t.Errorf("exit %d\n%s", code, stdout.String())
@@ -209,7 +209,7 @@ func TestDeviceFlag(t *testing.T) {
 			once.Do(cancel)
 		}
 	})
-	code = run(ctx, args, noEnv, io.Discard, stderr)
+	code = run(ctx, args, noEnv, strings.NewReader(""), io.Discard, stderr)
 	stderr.Close()
 	if code != 130 || !strings.Contains(errOut.String(), "twitchtoken: cancelled") {
 		t.Errorf("cancelled: exit %d\n%s", code, errOut.String())
