@@ -68,10 +68,7 @@ func (l *fileLease) end() {
 		return
 	}
 	l.ended = true
-	l.err = unlockFile(l.f)
-	if cerr := l.f.Close(); l.err == nil {
-		l.err = cerr
-	}
+	l.err = releaseLockFile(l.f)
 }
 
 // Renew extends the lease to its ttl from now. Once the lease has run out, the lock may be
@@ -114,10 +111,32 @@ func lockForWrite(ctx context.Context, path string) (release func(), err error) 
 	if err != nil {
 		return nil, err
 	}
-	return func() {
-		unlockFile(f)
-		f.Close()
-	}, nil
+	return func() { releaseLockFile(f) }, nil
+}
+
+// releaseLockFile lets go of the lock file f: it removes it first, while it still holds it, so
+// that no lock file is left behind for a token at rest (where the system allows: see
+// lockFilesRemoved). A waiter that had opened it finds, once it holds it, that it is no longer the
+// file at its path, and starts again (see acquireLockFile).
+func releaseLockFile(f *os.File) error {
+	if lockFilesRemoved && isCurrent(f) {
+		os.Remove(f.Name())
+	}
+	err := unlockFile(f)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// isCurrent reports whether f is still the file at its path.
+func isCurrent(f *os.File) bool {
+	fi, err := f.Stat()
+	if err != nil {
+		return false
+	}
+	at, err := os.Lstat(f.Name())
+	return err == nil && os.SameFile(fi, at)
 }
 
 // acquireLockFile opens the lock file at path and locks it, polling with jittered backoff (2 ms
@@ -134,8 +153,14 @@ func acquireLockFile(ctx context.Context, path string) (*os.File, error) {
 			f.Close()
 			return nil, fmt.Errorf("twitchoauth: lock %s: %w", path, err)
 		}
-		if ok {
+		if ok && (!lockFilesRemoved || isCurrent(f)) {
 			return f, nil
+		}
+		if ok {
+			// Its holder removed it as it let go, and the lock now lives in a new file at path.
+			unlockFile(f)
+			f.Close()
+			continue
 		}
 		f.Close()
 		t := time.NewTimer(wait + rand.N(wait))

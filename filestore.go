@@ -16,18 +16,28 @@ import (
 // FileStore keeps each token in a JSON file of its own, in the format of [StoredToken] (which
 // pyTwitchAPI reads too), written atomically with mode 0600. The token of key "" is the file at
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",
-// user_token.12345.json key "12345"). Locks are advisory file locks on a ".lock" file beside each
-// token file, so they hold across processes; the operating system releases a dead process's lock.
+// user_token.12345.json key "12345"): [NewFileStore] keeps them in a directory of their own. Locks
+// are advisory file locks on a ".lock" file beside each token file, so they hold across
+// processes; the operating system releases a dead process's lock.
 //
-// Beside the token file are also the lock that writers hold while they write it (a hidden
-// ".write.lock" file), and for a moment the temporary file of each write; the next write removes
-// the temporary file of one that a crash cut short, which holds a token. A token file others can
-// read is made private (mode 0600) when it is loaded, wherever the system allows it.
+// Beside the token file are also, while they are held, the lock that writers hold while they write
+// it (a hidden ".write.lock" file) and the key's lock, and for a moment the temporary file of each
+// write; the next write removes the temporary file of one that a crash cut short, which holds a
+// token. Lock files are removed by their holders as they let go (except on Windows), so a token at
+// rest is one file. A token file others can read is made private (mode 0600) when it is loaded,
+// wherever the system allows it.
 //
 // FileStore implements [LeaseLocker] and [ConditionalSaver].
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string
+}
+
+// NewFileStore returns a FileStore that keeps its tokens in dir: user 12345's token in
+// dir/user_token.12345.json, and key ""'s (the storage helper's) in dir/user_token.json. The
+// directory is created (mode 0700) at the first write.
+func NewFileStore(dir string) *FileStore {
+	return &FileStore{Path: filepath.Join(dir, DefaultStoragePath)}
 }
 
 // maxTokenFileSize caps what Load reads: a token file is a few hundred bytes.
@@ -238,8 +248,9 @@ func syncDir(dir string) {
 	}
 }
 
-// Delete removes key's token file; a missing one is not an error. The ".lock" file stays: a
-// process may be waiting on it, and a lock on a removed file would not exclude a new one.
+// Delete removes key's token file; a missing one is not an error. Its lock files are removed by
+// their holders as they let go (where the system allows it: not on Windows), so a removed user
+// leaves nothing behind.
 func (s *FileStore) Delete(ctx context.Context, key string) error {
 	path, err := s.file(key)
 	if err != nil {

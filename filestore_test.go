@@ -10,7 +10,9 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twitchoauth/twitchoauth"
 	"github.com/twitchoauth/twitchoauth/internal/storetest"
@@ -171,5 +173,80 @@ func TestFileStoreSaveIfUnreadable(t *testing.T) {
 				t.Errorf("SaveIf changed the file: %s", got)
 			}
 		})
+	}
+}
+
+// TestFileStoreNoLeftovers: a FileStore over a directory keeps one file per token at rest, and
+// nothing once the token is deleted: the lock files go with their holders.
+func TestFileStoreNoLeftovers(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "tokens")
+	store := twitchoauth.NewFileStore(dir)
+	ctx := t.Context()
+	st := &twitchoauth.StoredToken{AccessToken: "a", RefreshToken: "r", UserID: "1"}
+	if err := store.Save(ctx, "1", st); err != nil {
+		t.Fatal(err)
+	}
+	unlock, err := store.Lock(ctx, "1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.SaveIf(ctx, "1", st, &twitchoauth.StoredToken{AccessToken: "b", RefreshToken: "r2", UserID: "1"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := unlock(); err != nil {
+		t.Fatal(err)
+	}
+	names := func() []string {
+		entries, _ := os.ReadDir(dir)
+		var out []string
+		for _, e := range entries {
+			out = append(out, e.Name())
+		}
+		return out
+	}
+	if got := names(); len(got) != 1 || got[0] != "user_token.1.json" {
+		t.Errorf("at rest the directory holds %q, want the token file alone", got)
+	}
+	unlock, err = store.Lock(ctx, "1", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := store.Delete(ctx, "1"); err != nil {
+		t.Fatal(err)
+	}
+	unlock()
+	if got := names(); len(got) != 0 {
+		t.Errorf("after Delete the directory holds %q, want nothing", got)
+	}
+}
+
+// TestFileStoreLockChurn: with lock files removed as their holders let go, the lock still
+// excludes: many holders (each its own file descriptor, as processes have) taking and releasing
+// one key's lock never overlap.
+func TestFileStoreLockChurn(t *testing.T) {
+	dir := t.TempDir()
+	var inside, overlaps atomic.Int32
+	var wg sync.WaitGroup
+	for range 16 {
+		store := twitchoauth.NewFileStore(dir)
+		wg.Go(func() {
+			for range 500 {
+				unlock, err := store.Lock(t.Context(), "k", time.Minute)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if inside.Add(1) > 1 {
+					overlaps.Add(1)
+				}
+				runtime.Gosched()
+				inside.Add(-1)
+				unlock()
+			}
+		})
+	}
+	wg.Wait()
+	if n := overlaps.Load(); n != 0 {
+		t.Errorf("%d times two holders held the lock at once", n)
 	}
 }

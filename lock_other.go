@@ -43,3 +43,6 @@ func unlockFile(f *os.File) error {
 	delete(held, f.Name())
 	return nil
 }
+
+// lockFilesRemoved: lock files stay, as a held file cannot be removed here.
+const lockFilesRemoved = false

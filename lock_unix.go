@@ -30,3 +30,8 @@ func tryLockFile(f *os.File) (ok bool, err error) {
 func unlockFile(f *os.File) error {
 	return syscall.Flock(int(f.Fd()), syscall.LOCK_UN)
 }
+
+// lockFilesRemoved: a lock file is removed by its holder when it lets go (see releaseLockFile), so
+// that a token at rest is one file. Safe where a held file can be unlinked and a waiter can tell
+// that the file it locked is no longer the one at the path.
+const lockFilesRemoved = true

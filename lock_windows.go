@@ -37,3 +37,6 @@ func tryLockFile(f *os.File) (ok bool, err error) {
 func unlockFile(f *os.File) error {
 	return windows.UnlockFileEx(windows.Handle(f.Fd()), 0, 1, 0, new(windows.Overlapped))
 }
+
+// lockFilesRemoved: lock files stay, as a held file cannot be removed here.
+const lockFilesRemoved = false
