@@ -5,6 +5,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	iofs "io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -140,7 +144,58 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	case cfg.device && cfg.noBrowser:
 		return nil, errors.New("-device never opens a browser: drop -no-browser")
 	}
+	// Checked now, not when first used: a bad URL would fail only after the login page was
+	// asked for, and a store that cannot be written only after the login.
+	if err := checkBaseURL(cfg.authBaseURL); err != nil {
+		return nil, err
+	}
+	if cfg.store != "" {
+		if err := checkStorePath(cfg.store); err != nil {
+			return nil, err
+		}
+	}
 	return cfg, nil
+}
+
+// checkBaseURL checks that -auth-base-url is an http or https URL with a host.
+func checkBaseURL(s string) error {
+	u, err := url.Parse(s)
+	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != "" {
+		return nil
+	}
+	if err == nil && u.User != nil {
+		s = u.Redacted() // no password
+	}
+	return fmt.Errorf("-auth-base-url: %q is not an http or https URL (Twitch's is %s)", s, twitchoauth.DefaultAuthBaseURL)
+}
+
+// checkStorePath checks that -store names a file that can be written: its directory exists and
+// takes a new file (the store writes a temporary file beside path, and a lock file, then renames).
+func checkStorePath(path string) error {
+	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
+		return fmt.Errorf("-store %s is a directory: name a file in it, such as %s", path, filepath.Join(path, "token.json"))
+	}
+	dir := filepath.Dir(path)
+	fi, err := os.Stat(dir)
+	switch {
+	case errors.Is(err, iofs.ErrNotExist):
+		return fmt.Errorf("-store %s: the directory %s does not exist; create it first", path, dir)
+	case err != nil:
+		return fmt.Errorf("-store %s: %w", path, err)
+	case !fi.IsDir():
+		return fmt.Errorf("-store %s: %s is not a directory", path, dir)
+	}
+	f, err := os.CreateTemp(dir, ".twitchtoken-check-*")
+	if err != nil {
+		var pe *iofs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is a temporary name of no interest
+		}
+		return fmt.Errorf("-store %s: cannot write in %s: %w", path, dir, err)
+	}
+	f.Close()
+	os.Remove(f.Name())
+	return nil
 }
 
 // swallowedFlag reports a flag whose value is another flag, as in "-auth-base-url $URL -revoke

@@ -1,8 +1,14 @@
 package main
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
 // TestFlagErrorIsOneLine checks that a bad flag gets one line naming the flag and what it expects,
@@ -42,6 +48,68 @@ func TestHelp(t *testing.T) {
 			if !strings.Contains(stderr, want) {
 				t.Errorf("%s: help lacks %q:\n%s", arg, want, stderr)
 			}
+		}
+	}
+}
+
+// TestBadURLAndStoreCheckedFirst checks that a bad -auth-base-url or -store is one line and exit 2
+// before anything starts, rather than a login that fails on its first request or cannot be saved.
+func TestBadURLAndStoreCheckedFirst(t *testing.T) {
+	fake := twitchoauthtest.NewServer(t)
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	if err := os.WriteFile(file, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	login := []string{"-client-id", twitchoauthtest.ClientID, "-no-browser", "-port", "0"}
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"not a url", []string{"-auth-base-url", "not a url"}, `-auth-base-url: "not a url" is not an http or https URL (Twitch's is https://id.twitch.tv/oauth2/)`},
+		{"no scheme", []string{"-auth-base-url", "id.twitch.tv/oauth2"}, `-auth-base-url: "id.twitch.tv/oauth2" is not an http or https URL`},
+		{"ftp", []string{"-auth-base-url", "ftp://id.twitch.tv/"}, `-auth-base-url: "ftp://id.twitch.tv/" is not an http or https URL`},
+		{"no host", []string{"-auth-base-url", "http:///oauth2"}, `-auth-base-url: "http:///oauth2" is not an http or https URL`},
+		{"password hidden", []string{"-auth-base-url", "ftp://me:hunter2@example.com/"}, `"ftp://me:xxxxx@example.com/" is not an http or https URL`},
+		{"missing dir", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(dir, "missing", "tok.json")},
+			"the directory " + filepath.Join(dir, "missing") + " does not exist; create it first"},
+		{"dir is a file", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(file, "tok.json")}, file + " is not a directory"},
+		{"store is a dir", []string{"-auth-base-url", fake.URL, "-store", dir}, "-store " + dir + " is a directory: name a file in it"},
+	}
+	if os.Geteuid() != 0 { // root writes anywhere
+		ro := filepath.Join(dir, "ro")
+		if err := os.Mkdir(ro, 0o500); err != nil {
+			t.Fatal(err)
+		}
+		tests = append(tests, struct {
+			name string
+			args []string
+			want string
+		}{"read-only dir", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(ro, "tok.json")}, "cannot write in " + ro + ": permission denied"})
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// Without the checks, the login would wait for a browser: give up soon.
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+			defer cancel()
+			code, stdout, stderr := runCmd(t, ctx, append(login, tt.args...)...)
+			if code != 2 || !strings.HasPrefix(stderr, "twitchtoken: ") || !strings.Contains(stderr, tt.want) || strings.Count(stderr, "\n") != 2 {
+				t.Errorf("exit %d, stderr:\n%s\nwant exit 2 and one line with %q", code, stderr, tt.want)
+			}
+			if strings.Contains(stdout+stderr, "hunter2") {
+				t.Errorf("the output shows the URL's password")
+			}
+		})
+	}
+	// A writable directory passes, and the check leaves nothing in it.
+	if err := checkStorePath(filepath.Join(dir, "tok.json")); err != nil {
+		t.Errorf("checkStorePath(writable dir) = %v", err)
+	}
+	entries, _ := os.ReadDir(dir)
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".twitchtoken-check") {
+			t.Errorf("the write check left %s behind", e.Name())
 		}
 	}
 }

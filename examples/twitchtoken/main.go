@@ -10,10 +10,10 @@
 // With an app registered in the Twitch developer console (redirect URL http://localhost:17563):
 //
 //	export TWITCH_CLIENT_ID=... TWITCH_CLIENT_SECRET=...
-//	go run ./examples/twitchtoken -scopes chat:read,chat:edit          # browser login
+//	go run ./examples/twitchtoken -scopes chat:read,chat:edit           # browser login
 //	go run ./examples/twitchtoken -device -scopes chat:read             # device flow
 //	go run ./examples/twitchtoken -store token.json -scopes chat:read   # keep it in a file, refresh it
-//	go run ./examples/twitchtoken -validate - < token.txt            # token on stdin, not in ps
+//	go run ./examples/twitchtoken -validate - < token.txt               # token on stdin, not in ps
 //
 // Run it with -h for every flag.
 package main
