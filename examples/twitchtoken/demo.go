@@ -25,13 +25,16 @@ func demo(ctx context.Context, o *out) error {
 	defer fake.Close()
 	base := fake.URL
 
+	if ignored := demoIgnores(o.cfg); ignored != "" {
+		fmt.Fprintf(o.stderr, "twitchtoken: the offline demo ignores %s: they need a Twitch app (-client-id or TWITCH_CLIENT_ID)\n", ignored)
+	}
 	o.short = true
 	w := o.stdout
 	if o.cfg.json {
 		w = o.stderr // the steps; stdout gets only the JSON
 	}
 	scopes := o.cfg.scopes
-	if scopes == nil {
+	if !o.cfg.set["scopes"] { // -scopes "" asks for none
 		scopes = []twitchoauth.Scope{twitchoauth.ScopeChatRead, twitchoauth.ScopeChatEdit}
 	}
 	c := fake.Client()
@@ -82,6 +85,20 @@ func demo(ctx context.Context, o *out) error {
 		return o.printToken(tok, v)
 	}
 	return nil
+}
+
+// demoIgnores names the flags given that the demo does not use, as "-a, -b and -c", or "".
+func demoIgnores(cfg *config) string {
+	var names []string
+	for _, name := range []string{"auth-base-url", "client-secret", "no-browser", "port", "store"} {
+		if cfg.set[name] {
+			names = append(names, "-"+name)
+		}
+	}
+	if len(names) <= 1 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
 // demoBrowser runs the UserAuthenticator as a real login would, with a simulated browser that
