@@ -172,11 +172,10 @@ func (o *out) newToken(ctx context.Context, c *twitchoauth.Client, scopes []twit
 			return nil
 		}))
 	} else {
-		open := a.OpenBrowser // the system browser
 		a.OpenBrowser = func(u string) error {
 			fmt.Fprintln(o.stderr, "Opening Twitch's login page in your browser; waiting for you to authorize (Ctrl+C to cancel)…")
 			fmt.Fprintf(o.stderr, "If no browser opens, open this URL:\n\n  %s\n\n", u)
-			if err := open(u); err != nil {
+			if err := openQuietly(u); err != nil {
 				fmt.Fprintf(o.stderr, "Could not open a browser (%v): open the URL above.\n", err)
 			}
 			return nil // the URL is on screen either way
