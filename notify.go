@@ -117,10 +117,16 @@ type subscription struct {
 	q    []*oauth2.Token
 	wake chan struct{} // one slot: q has changes
 	done chan struct{} // closed by stop
+	last *oauth2.Token // the last token queued; guarded by mu
 }
 
 func (s *subscription) push(tok *oauth2.Token) {
 	s.mu.Lock()
+	if tok == s.last {
+		s.mu.Unlock()
+		return // the token it was first handed, noted as a change just before
+	}
+	s.last = tok
 	if len(s.q) == maxQueued {
 		s.q = slices.Delete(s.q, 0, 1)
 	}
@@ -159,12 +165,13 @@ func (s *subscription) run() {
 	}
 }
 
-// Subscribe calls fn after every change of the token the source holds: a refresh, a token handed
-// over by [UserTokenSource.SetToken] (or a registry's AddUserForToken), and a token another
-// replica refreshed and stored, which this source took up. Calls come in the order of the
-// changes, one at a time, each once the store (or onRefresh) has the pair, and never with a token
-// Twitch has refused. Use it to keep a long-lived connection's credentials current: an IRC
-// client's password, an EventSub WebSocket's subscriptions.
+// Subscribe calls fn with the token the source holds now, when it holds one it would hand out,
+// and then after every change of it: a refresh, a token handed over by [UserTokenSource.SetToken]
+// (or a registry's AddUserForToken), and a token another replica refreshed and stored, which this
+// source took up. Calls come in the order of the changes, one at a time, each once the store (or
+// onRefresh) has the pair, and never with a token Twitch has refused. Use it to keep a long-lived
+// connection's credentials current, with nothing to read first: an IRC client's password, an
+// EventSub WebSocket's subscriptions.
 //
 // fn runs in a goroutine of the subscription's own, which Subscribe starts and stop ends: a slow
 // fn holds no Token caller, and a panic in fn is logged and the next change delivered. A
@@ -176,6 +183,10 @@ func (s *UserTokenSource) Subscribe(fn func(*oauth2.Token)) (stop func()) {
 	sub := &subscription{tc: &s.tokenCache, fn: fn, wake: make(chan struct{}, 1), done: make(chan struct{})}
 	n.mu.Lock()
 	n.subs = append(slices.Clip(n.subs), sub)
+	// Under n.mu, so that a change noted from now on is queued after it.
+	if tok := s.cur.Load(); fresh(tok) {
+		sub.push(tok)
+	}
 	n.mu.Unlock()
 	go sub.run()
 	return sync.OnceFunc(func() {

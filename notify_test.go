@@ -144,6 +144,11 @@ func TestSubscribeSlowAndPanicking(t *testing.T) {
 	})
 	good := newRecorder()
 	stopGood := src.Subscribe(good.fn)
+	// Each is handed the token held now first.
+	if first := src.cur.Load(); good.next(t) != first || panics.next(t) != first {
+		t.Error("a new subscriber was not handed the token held")
+	}
+	<-blocked
 
 	for i := range 3 {
 		done := make(chan error, 1)
@@ -170,7 +175,7 @@ func TestSubscribeSlowAndPanicking(t *testing.T) {
 			t.Errorf("change %d: panicking subscriber got %q, want %q", i, got.AccessToken, cur.AccessToken)
 		}
 	}
-	<-blocked // the slow one is still in its first call
+	// The slow one is still in its first call.
 
 	stopGood()
 	stopPanicky()
@@ -262,4 +267,27 @@ func BenchmarkTokenCachedSubscribed(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// TestSubscribeHandsCurrentToken: a subscriber is handed the token held at once, then each
+// change, and never the same token twice. ForceRefresh takes any copy of the stale token.
+func TestSubscribeHandsCurrentToken(t *testing.T) {
+	c, fake := newTestClient(t)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	held := &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(time.Hour)}
+	src := NewUserTokenSource(c, held, nil)
+	rec := newRecorder()
+	defer src.Subscribe(rec.fn)()
+	if got := rec.next(t); got != held {
+		t.Errorf("first call: %q, want the token held", got.AccessToken)
+	}
+	stale := *held // the caller's own copy, as one that went through a store would be
+	next, err := src.ForceRefresh(t.Context(), &stale)
+	if err != nil || next.AccessToken == access {
+		t.Fatalf("ForceRefresh(a copy of the held token) = %v, %v; want a refresh", next, err)
+	}
+	if got := rec.next(t); got != next {
+		t.Errorf("after the refresh: %q, want %q", got.AccessToken, next.AccessToken)
+	}
+	rec.none(t, src)
 }

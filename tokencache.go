@@ -154,7 +154,7 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	if wasRevoked != nil && !recheck {
 		return nil, false, false, *wasRevoked
 	}
-	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok != stale) && wasRevoked == nil {
+	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok.AccessToken != stale.AccessToken) && wasRevoked == nil {
 		return tok, false, false, nil
 	}
 	if tc.attempts.Load() != seen && tc.lastErr != nil {

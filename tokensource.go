@@ -104,8 +104,8 @@ func (s *UserTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, erro
 }
 
 // ForceRefresh refreshes the token now, unless another caller already replaced stale, the token
-// the caller found wanting (nil: the current one). Use it when Twitch rejected a token that has
-// not reached its Expiry.
+// the caller found wanting (nil: the current one; a token is the same as stale when it holds the
+// same access token). Use it when Twitch rejected a token that has not reached its Expiry.
 func (s *UserTokenSource) ForceRefresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
 	return s.forceRefresh(ctx, stale)
 }

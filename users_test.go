@@ -384,8 +384,9 @@ func TestUserTokensOnRefresh(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if len(got) != 1 || got[0].user != "100" || got[0].tok.AccessToken != store.stored("100").AccessToken {
-		t.Errorf("OnRefresh calls %+v; want one for user 100 with the stored token", got)
+	// One for the user's first token, one for the refresh.
+	if len(got) != 2 || got[1].user != "100" || got[1].tok.AccessToken != store.stored("100").AccessToken || got[0].tok.AccessToken != stale.AccessToken {
+		t.Errorf("OnRefresh calls %+v; want the first token, then one for the stored refreshed token", got)
 	}
 	if n := fake.CountGrant("refresh_token"); n != 1 {
 		t.Errorf("%d refreshes", n)
