@@ -64,21 +64,13 @@ func main() {
 	// Run validates the token hourly; one Twitch ended early is refreshed, and the bot hears of it.
 	go users.Run(ctx)
 
-	// The IRC NICK is the bot account's login: ask Twitch whose token it is.
+	// The IRC NICK is the bot account's login: Validate says whose the token is (and refreshes one
+	// Twitch ended early, while the bot was off).
 	src, err := users.SourceForIntent("chat")
 	if err != nil {
 		log.Fatal(err)
 	}
-	tok, err := src.TokenContext(ctx)
-	if err != nil {
-		log.Fatal(err)
-	}
-	v, err := c.ValidateToken(ctx, tok.AccessToken)
-	if errors.Is(err, twitchoauth.ErrInvalidToken) { // Twitch ended it early, while the bot was off
-		if tok, err = src.ForceRefresh(ctx, tok); err == nil {
-			v, err = c.ValidateToken(ctx, tok.AccessToken)
-		}
-	}
+	v, err := src.Validate(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -125,25 +117,23 @@ func runBot(ctx context.Context, u *twitchoauth.UserTokens, b bot) error {
 		}
 	}
 
-	// Every new token becomes the password of the next connect. Subscribe hears only changes, so
-	// subscribe first and then read the current token, holding mu across the read: no refresh
-	// slips in between, and an older token never overwrites a newer one. (go-twitch-irc reads the
-	// password on reconnect without a lock: see README.md.)
-	var mu sync.Mutex
+	// Subscribe hands the client the token held now, then every new one: each becomes the
+	// password of the next connect. (go-twitch-irc reads the password on reconnect without a
+	// lock: see README.md.)
+	if _, err := src.TokenContext(ctx); err != nil { // a fresh token to start with
+		return err
+	}
+	first := make(chan struct{})
+	var once sync.Once
 	unsubscribe := src.Subscribe(func(tok *oauth2.Token) {
-		mu.Lock()
-		defer mu.Unlock()
 		setPassword(tok)
+		once.Do(func() { close(first) })
 	})
 	defer unsubscribe()
-	mu.Lock()
-	tok, err := src.TokenContext(ctx)
-	if err == nil {
-		setPassword(tok)
-	}
-	mu.Unlock()
-	if err != nil {
-		return err
+	select {
+	case <-first:
+	case <-ctx.Done():
+		return nil
 	}
 
 	client.OnSelfJoinMessage(func(twitch.UserJoinMessage) {
