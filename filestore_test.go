@@ -15,13 +15,13 @@ import (
 	"time"
 
 	"github.com/twitchoauth/twitchoauth"
-	"github.com/twitchoauth/twitchoauth/internal/storetest"
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
 // TestFileStoreSuite runs the suite every TokenStore passes; each replica is its own FileStore on
 // the same path, as separate processes would be.
 func TestFileStoreSuite(t *testing.T) {
-	storetest.Run(t, func(t *testing.T) func(t *testing.T) twitchoauth.TokenStore {
+	twitchoauthtest.TestTokenStore(t, func(t *testing.T) func(t *testing.T) twitchoauth.TokenStore {
 		path := filepath.Join(t.TempDir(), "user_token.json")
 		return func(*testing.T) twitchoauth.TokenStore { return &twitchoauth.FileStore{Path: path} }
 	})

@@ -107,7 +107,7 @@ func (st StoredToken) withValidation(v *Validation) *StoredToken {
 // process reads, refreshes and writes its token, so that replicas sharing a login never refresh
 // it twice. [FileStore] is the default; implement it on a shared store (Redis, a database) for
 // programs that run as several replicas, and run the package's store test suite against it
-// (internal/storetest, as examples/redisstore does). Implementations must be safe for concurrent
+// (twitchoauthtest.TestTokenStore, as the file and Redis stores do). Implementations must be safe for concurrent
 // use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken], so that every
 // store holds the token file's format.
 //

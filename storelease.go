@@ -10,7 +10,7 @@ import (
 
 // A [TokenStore] may do more than its three methods: the optional interfaces below, which this
 // package finds by type assertion, make replicas sharing a login safer. [FileStore] implements
-// both; run the package's store test suite (internal/storetest) against a store that does.
+// both; run the store test suite (twitchoauthtest.TestTokenStore) against a store that does.
 
 var (
 	// ErrTokenChanged: [ConditionalSaver.SaveIf] stored nothing, because the store no longer

@@ -15,21 +15,40 @@ import (
 )
 
 // newBrowser returns the HTTP client OpenBrowser plays the browser with: it never uses a proxy,
-// and follows redirects only on this machine.
-func newBrowser(base string) *http.Client {
+// and follows redirects only on this machine. With mem, requests to base's host are served in
+// this process.
+func newBrowser(base string, mem http.RoundTripper) *http.Client {
+	var rt http.RoundTripper = &http.Transport{Proxy: nil}
+	if mem != nil {
+		u, _ := url.Parse(base)
+		rt = &routeTransport{host: u.Host, mem: mem, net: rt}
+	}
 	return &http.Client{
-		Transport: &http.Transport{Proxy: nil},
+		Transport: rt,
 		Timeout:   time.Minute,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
 				return errors.New("stopped after 10 redirects")
 			}
-			if !isLoopback(req.URL) {
+			if !isLoopback(req.URL) && req.URL.Host != hostOf(base) {
 				return errors.New("not following a redirect off this machine")
 			}
 			return nil
 		},
 	}
+}
+
+// routeTransport sends requests to host through mem, and the others through net.
+type routeTransport struct {
+	host     string
+	mem, net http.RoundTripper
+}
+
+func (r *routeTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	if req.URL.Host == r.host {
+		return r.mem.RoundTrip(req)
+	}
+	return r.net.RoundTrip(req)
 }
 
 // isLoopback reports whether u is an http URL on this machine.
@@ -102,4 +121,13 @@ func (s *Server) AddRedirectURL(u string) {
 	urls := append([]string{twitchoauth.DefaultRedirectURL}, s.redirects...)
 	s.fake.AddClient(ClientID, ClientSecret, urls...)
 	s.fake.AddClient(PublicClientID, "", urls...)
+}
+
+// hostOf returns the host of URL u, or "".
+func hostOf(u string) string {
+	p, err := url.Parse(u)
+	if err != nil {
+		return ""
+	}
+	return p.Host
 }

@@ -58,7 +58,31 @@ func (s *Server) Hang(endpoint string, n int) {
 	s.fake.Fail(endpoint, faketwitch.Fault{Hang: true, Count: max(n, 0)})
 }
 
-// ClearFaults removes every fault queued by [Server.Fail], [Server.Delay] and [Server.Hang].
+// RateLimit makes the next n requests to endpoint answer 429 Too Many Requests with a
+// Retry-After header of wait (whole seconds), as Twitch does when a client sends too much. n <= 0
+// answers every request so until [Server.ClearFaults].
+func (s *Server) RateLimit(endpoint string, wait time.Duration, n int) {
+	checkEndpoint("RateLimit", endpoint)
+	body, _ := json.Marshal(map[string]any{"error": "Too Many Requests", "status": 429, "message": "Too Many Requests"})
+	s.fake.Fail(endpoint, faketwitch.Fault{Status: http.StatusTooManyRequests, Body: string(body), Count: max(n, 0),
+		Header: map[string]string{"Retry-After": fmt.Sprint(int64(wait.Seconds()))}})
+}
+
+// Lose makes the next n requests to endpoint do what they ask, then lose the answer: the
+// connection is closed before it is sent, as when the network drops on the way back. A refresh
+// so lost has spent its refresh token. n <= 0 loses every answer until [Server.ClearFaults].
+func (s *Server) Lose(endpoint string, n int) {
+	checkEndpoint("Lose", endpoint)
+	s.fake.Fail(endpoint, faketwitch.Fault{Lose: true, Count: max(n, 0)})
+}
+
+// ReusedRefreshTokens returns how many times a public client's refresh token was sent again after
+// it was spent. Twitch refuses it, and may end the user's whole authorization for it; so does the
+// Server. A program that never loses a refresh token, nor sends one twice, keeps it at 0.
+func (s *Server) ReusedRefreshTokens() int { return s.fake.ReusedRefreshTokens() }
+
+// ClearFaults removes every fault queued by [Server.Fail], [Server.Delay], [Server.Hang],
+// [Server.RateLimit] and [Server.Lose].
 func (s *Server) ClearFaults() { s.fake.ClearFaults() }
 
 // Request is a request the Server received, as the code under test sent it, secrets included.

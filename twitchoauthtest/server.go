@@ -13,8 +13,9 @@
 // for, under the issuer URL without its trailing "/"; keys serves the key set, and
 // .well-known/openid-configuration a discovery document.
 //
-// A test starts a [Server], points the code under test at it with [Server.Client], and plays the
-// user and Twitch with the Server's methods:
+// A test starts a [Server] ([NewServer] on loopback, or [NewInMemory] without a socket, for a
+// [testing/synctest] bubble whose clock both sides read), points the code under test at it with
+// [Server.Client], and plays the user and Twitch with the Server's methods:
 //
 //	func TestGreeting(t *testing.T) {
 //		srv := twitchoauthtest.NewServer(t)
@@ -88,8 +89,9 @@ type Server struct {
 	URL string
 
 	fake    *faketwitch.Server
-	browser *http.Client // see OpenBrowser
-	skew    atomic.Int64 // how far Advance has moved the server's clock, in nanoseconds
+	mem     *memTransport // the in-process transport of a Server from NewInMemory; nil otherwise
+	browser *http.Client  // see OpenBrowser
+	skew    atomic.Int64  // how far Advance has moved the server's clock, in nanoseconds
 
 	mu        sync.Mutex
 	users     map[string]bool // the users the server knows
@@ -106,12 +108,18 @@ func NewServer(t testing.TB) *Server {
 
 // New starts a Server. Call [Server.Close] when done; in a test, [NewServer] does that for you.
 func New() *Server {
+	s := newServer()
+	s.URL = s.fake.Start()
+	s.browser = newBrowser(s.URL, nil)
+	return s
+}
+
+// newServer returns a Server that is not serving yet.
+func newServer() *Server {
 	s := &Server{fake: faketwitch.New(), users: map[string]bool{UserID: true}}
 	s.fake.AccessTokenTTL = tokenLifetime
 	s.fake.DeviceInterval = deviceInterval
 	s.fake.Now = s.now
-	s.URL = s.fake.Start()
-	s.browser = newBrowser(s.URL)
 	return s
 }
 
@@ -126,17 +134,23 @@ func (s *Server) Close() {
 // [ClientSecret]) with AuthBaseURL set to the Server's URL. Each call returns a new Client, so a
 // test may set its Logger or HTTPClient.
 func (s *Server) Client() *twitchoauth.Client {
-	c := twitchoauth.NewClient(ClientID, ClientSecret)
+	return s.client(ClientID, ClientSecret)
+}
+
+// client returns a Client of the app with this ID and secret, reaching the Server.
+func (s *Server) client(id, secret string) *twitchoauth.Client {
+	c := twitchoauth.NewClient(id, secret)
 	c.AuthBaseURL = s.URL
+	if s.mem != nil {
+		c.HTTPClient = &http.Client{Transport: s.mem}
+	}
 	return c
 }
 
 // PublicClient returns a new [twitchoauth.Client] of the Server's public app ([PublicClientID], no
 // secret), as a program without a secret uses for the device flow. Its refresh tokens work once.
 func (s *Server) PublicClient() *twitchoauth.Client {
-	c := twitchoauth.NewClient(PublicClientID, "")
-	c.AuthBaseURL = s.URL
-	return c
+	return s.client(PublicClientID, "")
 }
 
 // now is the server's clock: the wall clock, moved forward by Advance.
@@ -238,10 +252,14 @@ func (s *Server) Revoke(token string) {
 	}
 }
 
-// Advance moves the server's clock forward by d: authorization codes (10 minutes), device codes
-// (30 minutes) and access tokens (4 hours) that would expire within d have expired, and /validate
-// counts down from the new time. The code under test keeps reading the real clock. A negative d
-// panics.
+// Advance moves the server's clock forward by d, and only the server's: authorization codes (10
+// minutes), device codes (30 minutes), access tokens (4 hours) and a public client's refresh
+// tokens (30 days unused) that would expire within d have expired, and /validate counts down from
+// the new time. The code under test keeps reading the real clock, so a token it holds still looks
+// fresh to it: its next /validate says 401, and it must find out the way it would find a token
+// Twitch ended early. To move the clock both sides read, so that the code sees its token expire
+// and refreshes it, use a Server from [NewInMemory] inside a [testing/synctest] bubble and sleep.
+// A negative d panics.
 func (s *Server) Advance(d time.Duration) {
 	if d < 0 {
 		panic(fmt.Sprintf("twitchoauthtest: Advance(%v): the clock only moves forward", d))

@@ -21,6 +21,7 @@ import (
 	"github.com/twitchoauth/twitchoauth"
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
 	"github.com/twitchoauth/twitchoauth/internal/storetest"
+	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
 // redisServer is a redis-server process of one test, on a loopback port, without persistence.
@@ -119,7 +120,7 @@ func newClient(t testing.TB, addr string) *redis.Client {
 func TestSuite(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	storetest.Run(t, func(t *testing.T) func(t *testing.T) twitchoauth.TokenStore {
+	twitchoauthtest.TestTokenStore(t, func(t *testing.T) func(t *testing.T) twitchoauth.TokenStore {
 		prefix := "test:" + t.Name() + ":" // each subtest sees only its own data
 		return func(t *testing.T) twitchoauth.TokenStore {
 			return &Store{Client: newClient(t, srv.Addr), Prefix: prefix}
