@@ -106,10 +106,10 @@ func (st StoredToken) withValidation(v *Validation) *StoredToken {
 // TokenStore keeps users' tokens under keys (usually the user ID) and locks a key while one
 // process reads, refreshes and writes its token, so that replicas sharing a login never refresh
 // it twice. [FileStore] is the default; implement it on a shared store (Redis, a database) for
-// programs that run as several replicas, and run the package's store test suite against it
-// (twitchoauthtest.TestTokenStore, as the file and Redis stores do). Implementations must be safe for concurrent
-// use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken], so that every
-// store holds the token file's format.
+// programs that run as several replicas, and run the store test suite against it
+// (twitchoauthtest.TestTokenStore, as the file and Redis stores do). Implementations must be safe
+// for concurrent use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken],
+// so that every store holds the token file's format.
 //
 // A store shared by replicas should also implement the optional interfaces this package looks
 // for: [LeaseLocker], so that a lease is renewed while a slow refresh is in flight instead of
