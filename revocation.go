@@ -1,0 +1,488 @@
+package twitchoauth
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// What an EventSub webhook (or a conduit's webhook shard) sends: the headers of each message, its
+// types, and the subscription types of a user's authorization of the app.
+const (
+	eventSubIDHeader        = "Twitch-Eventsub-Message-Id"
+	eventSubTimestampHeader = "Twitch-Eventsub-Message-Timestamp"
+	eventSubSignatureHeader = "Twitch-Eventsub-Message-Signature"
+	eventSubTypeHeader      = "Twitch-Eventsub-Message-Type"
+	eventSubSubTypeHeader   = "Twitch-Eventsub-Subscription-Type"
+
+	eventSubNotification = "notification"
+	eventSubVerification = "webhook_callback_verification"
+	eventSubRevocation   = "revocation"
+
+	subAuthorizationRevoke = "user.authorization.revoke"
+	subAuthorizationGrant  = "user.authorization.grant"
+
+	// eventSubSignaturePrefix starts the signature header; the HMAC's hex follows.
+	eventSubSignaturePrefix = "sha256="
+	// minEventSubSecret and maxEventSubSecret bound a subscription's secret, as Twitch does.
+	minEventSubSecret, maxEventSubSecret = 10, 100
+	// maxEventSubBody caps a message's body.
+	maxEventSubBody = 1 << 20
+	// eventSubMaxAge is how old a message may be (Twitch's advice against replays); its ID is
+	// remembered as long.
+	eventSubMaxAge = 10 * time.Minute
+	// eventSubSkew is how far in the future a message's timestamp may lie (clocks differ).
+	eventSubSkew = time.Minute
+	// maxEventSubID bounds a message ID (Twitch's are UUIDs, 36 bytes).
+	maxEventSubID = 128
+	// maxSeenMessages caps how many message IDs are remembered: about 10 MB.
+	maxSeenMessages = 50_000
+	// seenSweepEvery is how often the IDs past their age are let go.
+	seenSweepEvery = time.Minute
+	// revocationTimeout bounds the store work for one revocation; it goes on if Twitch hangs up,
+	// so that what is started is finished.
+	revocationTimeout = time.Minute
+)
+
+// RevocationHandler returns the handler of an EventSub webhook callback (or of a conduit's webhook
+// shard) subscribed, with an app token, to user.authorization.revoke, which Twitch sends when a
+// user disconnects the app; the app must then forget them (Twitch cites GDPR and CCPA). It
+// follows https://dev.twitch.tv/docs/eventsub/handling-webhook-events/; the subscription type is
+// at https://dev.twitch.tv/docs/eventsub/eventsub-subscription-types/#userauthorizationrevoke.
+// secret is the subscription's secret, 10 to 100 ASCII characters as Twitch requires; the handler
+// keeps a copy. It panics, as [NewWebLogin] does, when the secret is not such a string or the
+// registry was not made by [NewUserTokens]: a handler that could verify nothing must not start.
+//
+// A message must be a POST whose Twitch-Eventsub-Message-Signature is "sha256=" and the hex
+// HMAC-SHA256, keyed with secret, of its Twitch-Eventsub-Message-Id, its
+// Twitch-Eventsub-Message-Timestamp and its body, compared in constant time. It is refused, and
+// nothing changes, when a header is missing or garbled or the body is not the JSON of its type
+// (400), the body is over 1 MiB (413), the signature does not match (403), or the timestamp is 10
+// minutes old or more, or more than a minute ahead (403). Each refusal is logged through the
+// Client's Logger, without the secret, the signature or the body.
+//
+// What a verified message does depends on its Twitch-Eventsub-Message-Type:
+//   - webhook_callback_verification is answered 200 with the challenge as text/plain, which
+//     enables the subscription.
+//   - revocation (Twitch ended the subscription, e.g. notification_failures_exceeded) is logged
+//     and answered 204.
+//   - notification of user.authorization.revoke for this app's client ID removes the user as
+//     [UserTokens.Remove] does, but without a request to Twitch (which revoked the grant): from
+//     the registry and, under the user's lock, from the store, also when only the store holds
+//     the user (another replica added them). Their source fails from then on with an error that
+//     Is [ErrInvalidRefreshToken], OnRevoked hears of it with that error, and the answer, 204,
+//     comes once that is done. When the store fails, the answer is 500 and Twitch sends the
+//     message again. With KeepRevoked, the user stays, in the registry and the store, and their
+//     source fails in the same way. A token validated after the message was sent is a new
+//     login's: it is kept.
+//   - any other notification (user.authorization.grant, another client's revocation) and any
+//     other message type is answered 204 and changes nothing.
+//
+// Twitch sends a message again when it is unsure it was received. A notification whose message
+// ID was handled in the last 10 minutes is answered 204 and not handled again, as Twitch asks, so
+// that neither a retry nor a replay of a captured message removes a user who has logged in again
+// since; one that arrives while the first is being handled waits for it. The IDs are remembered
+// by this handler only, at most 50,000 of them: past that (a flood Twitch itself signed),
+// notifications are answered 503 until the oldest are 10 minutes old.
+//
+// Mount it at the callback's path on an https server (Twitch calls port 443). It is safe for
+// concurrent use.
+func (u *UserTokens) RevocationHandler(secret []byte) http.Handler {
+	if u == nil || u.c == nil || u.c.ClientID == "" {
+		panic("twitchoauth: RevocationHandler: the registry has no Client with a client ID: create it with NewUserTokens")
+	}
+	if len(secret) < minEventSubSecret || len(secret) > maxEventSubSecret || !printableASCII(secret) {
+		panic(fmt.Sprintf("twitchoauth: RevocationHandler: the secret is %d bytes; it must be the %d to %d ASCII characters "+
+			"the subscription was created with", len(secret), minEventSubSecret, maxEventSubSecret))
+	}
+	return &revocationHandler{
+		u:      u,
+		secret: slices.Clone(secret),
+		now:    time.Now,
+		seen:   seenMessages{ids: map[string]*seenMessage{}, max: maxSeenMessages},
+	}
+}
+
+// printableASCII reports whether b is printable ASCII, as Twitch requires of a secret.
+func printableASCII(b []byte) bool {
+	for _, c := range b {
+		if c < 0x20 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// revocationHandler is the handler RevocationHandler returns.
+type revocationHandler struct {
+	u      *UserTokens
+	secret []byte
+	now    func() time.Time
+	seen   seenMessages
+}
+
+// eventSubMessage is the body of an EventSub webhook message: a challenge's, a revocation's or a
+// notification's.
+type eventSubMessage struct {
+	Challenge    string `json:"challenge"`
+	Subscription struct {
+		ID      string `json:"id"`
+		Type    string `json:"type"`
+		Version string `json:"version"`
+		Status  string `json:"status"`
+	} `json:"subscription"`
+	Event json.RawMessage `json:"event"`
+}
+
+// authorizationEvent is the event of user.authorization.revoke (and .grant); the login and name
+// may be null.
+type authorizationEvent struct {
+	ClientID string `json:"client_id"`
+	UserID   string `json:"user_id"`
+}
+
+// eventSubHeaders are a message's headers, checked to be there once each.
+type eventSubHeaders struct {
+	id, timestamp, msgType, subType string
+	sent                            time.Time
+	signature                       []byte
+}
+
+func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		h.refuse(w, r, http.StatusMethodNotAllowed, "not a POST", "")
+		return
+	}
+	hd, problem := readEventSubHeaders(r.Header)
+	if problem != "" {
+		h.refuse(w, r, http.StatusBadRequest, problem, "")
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventSubBody))
+	if err != nil {
+		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
+			h.refuse(w, r, http.StatusRequestEntityTooLarge, "the body is over 1 MiB", "")
+		} else {
+			h.refuse(w, r, http.StatusBadRequest, "the body could not be read", "")
+		}
+		return
+	}
+	if !hmac.Equal(hd.signature, h.sign(hd, body)) {
+		h.refuse(w, r, http.StatusForbidden, "the signature does not match (forged, or signed with another secret)", "")
+		return
+	}
+	// From here on the message is Twitch's: its ID may be logged.
+	now := h.now()
+	expires := hd.sent.Add(eventSubMaxAge)
+	switch {
+	case !now.Before(expires):
+		h.refuse(w, r, http.StatusForbidden, "the message is 10 minutes old or more (a replay?)", hd.id)
+		return
+	case hd.sent.Sub(now) > eventSubSkew:
+		h.refuse(w, r, http.StatusForbidden, "the message's timestamp is in the future", hd.id)
+		return
+	}
+	var msg eventSubMessage
+	if json.Unmarshal(body, &msg) != nil {
+		h.refuse(w, r, http.StatusBadRequest, "the body is not an EventSub message's JSON", hd.id)
+		return
+	}
+	// The type headers are not signed: what is acted on is the body's subscription type (which
+	// the header must name) and event; a message type changed in a replay changes nothing.
+	if msg.Subscription.Type != hd.subType {
+		h.refuse(w, r, http.StatusBadRequest, "the subscription type header is not the body's", hd.id)
+		return
+	}
+	attrs := []slog.Attr{slog.String("message_id", hd.id), slog.String("subscription_type", hd.subType)}
+	switch hd.msgType {
+	case eventSubVerification:
+		if msg.Challenge == "" {
+			h.refuse(w, r, http.StatusBadRequest, "the verification carries no challenge", hd.id)
+			return
+		}
+		h.u.log(ctx, slog.LevelInfo, "twitchoauth: EventSub subscription verified",
+			append(attrs, slog.String("subscription_id", msg.Subscription.ID))...)
+		w.Header().Set("Content-Type", "text/plain")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.WriteHeader(http.StatusOK)
+		io.WriteString(w, msg.Challenge)
+		return
+	case eventSubRevocation:
+		h.u.log(ctx, slog.LevelWarn, "twitchoauth: Twitch ended an EventSub subscription; create it again to hear of revoked users",
+			append(attrs, slog.String("subscription_id", msg.Subscription.ID), slog.String("status", msg.Subscription.Status))...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	case eventSubNotification:
+	default:
+		h.u.log(ctx, slog.LevelInfo, "twitchoauth: ignored an EventSub message of an unknown type", attrs...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	switch msg.Subscription.Type {
+	case subAuthorizationRevoke:
+	case subAuthorizationGrant:
+		// A user authorized the app: they are added when their login reaches the registry.
+		h.u.log(ctx, slog.LevelDebug, "twitchoauth: a user authorized the app", attrs...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	default:
+		h.u.log(ctx, slog.LevelInfo, "twitchoauth: ignored an EventSub notification the revocation handler does not handle", attrs...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	var ev authorizationEvent
+	if json.Unmarshal(msg.Event, &ev) != nil || ev.ClientID == "" || ev.UserID == "" {
+		h.refuse(w, r, http.StatusBadRequest, "the notification's event lacks a client ID or user ID", hd.id)
+		return
+	}
+	if ev.ClientID != h.u.c.ClientID {
+		h.u.log(ctx, slog.LevelInfo, "twitchoauth: ignored the revocation of another client's authorization",
+			append(attrs, slog.String("client_id", ev.ClientID))...)
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	h.revoke(w, r, hd, ev.UserID, now, expires)
+}
+
+// revoke handles a verified user.authorization.revoke notification of this app for userID, once
+// per message ID.
+func (h *revocationHandler) revoke(w http.ResponseWriter, r *http.Request, hd eventSubHeaders, userID string, now, expires time.Time) {
+	m, err := h.seen.claim(r.Context(), hd.id, now, expires)
+	switch {
+	case errors.Is(err, errTooManyMessages):
+		h.u.log(r.Context(), slog.LevelWarn, "twitchoauth: too many EventSub messages to remember; Twitch will send this one again",
+			slog.String("message_id", hd.id))
+		http.Error(w, "too many messages", http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, "gave up waiting", http.StatusServiceUnavailable) // Twitch hung up
+		return
+	case m == nil:
+		h.u.log(r.Context(), slog.LevelDebug, "twitchoauth: an EventSub message handled already",
+			slog.String("message_id", hd.id), slog.String("user_id", userID))
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), revocationTimeout)
+	defer cancel()
+	err = h.u.dropRevoked(ctx, userID, hd.sent)
+	h.seen.finish(hd.id, m, err == nil)
+	if err != nil {
+		h.u.log(ctx, slog.LevelError, "twitchoauth: remove a user who revoked the app's authorization; Twitch will send it again",
+			slog.String("message_id", hd.id), slog.String("user_id", userID), slog.String("error", err.Error()))
+		http.Error(w, "the user could not be removed", http.StatusInternalServerError)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// dropRevoked forgets userID, whose authorization of the app Twitch said at sent is gone: it
+// deletes the user's stored token (unless KeepRevoked), under the user's lock, without a request
+// to Twitch, and ends the user's source; then OnRevoked hears of it. It acts, as Remove does, on a
+// user the registry knows or whose stored token names them, and leaves alone a token validated
+// after sent, which a new login stored since.
+func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.Time) error {
+	var (
+		e      *userEntry
+		stored bool // the store held the user's token
+		newer  bool // the stored token outlived the revocation
+	)
+	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+		u.mu.RLock()
+		e = u.users[userID]
+		u.mu.RUnlock()
+		st, err := u.store.Load(ctx, userID)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			return nil
+		case err != nil && !errors.Is(err, ErrTokenCorrupt):
+			return err
+		case e == nil && (err != nil || st.UserID != userID):
+			return nil // not the user's token: left alone, as Remove does
+		case err == nil && st.ValidatedAt.After(sent):
+			newer = true
+			return nil
+		}
+		stored = true
+		if u.KeepRevoked {
+			return nil
+		}
+		return u.store.Delete(ctx, userID)
+	})
+	if err != nil {
+		return fmt.Errorf("twitchoauth: remove a revoked user: %w", err)
+	}
+	if newer {
+		u.log(ctx, slog.LevelInfo, "twitchoauth: kept a user whose revocation came after a new login",
+			slog.String("user_id", userID))
+		return nil
+	}
+	if e == nil && !stored {
+		u.log(ctx, slog.LevelDebug, "twitchoauth: a user the registry does not hold revoked the app's authorization",
+			slog.String("user_id", userID))
+		return nil
+	}
+	cause := fmt.Errorf("twitchoauth: user %q revoked the app's authorization (EventSub %s); they must log in again: %w",
+		userID, subAuthorizationRevoke, ErrInvalidRefreshToken)
+	if e != nil {
+		if u.KeepRevoked {
+			if err := u.source(e).end(ctx, cause); err != nil {
+				return fmt.Errorf("twitchoauth: end a revoked user's source: %w", err)
+			}
+		} else {
+			u.forget(ctx, e, cause)
+		}
+	}
+	u.log(ctx, slog.LevelWarn, "twitchoauth: a user revoked the app's authorization; they must log in again",
+		slog.String("user_id", userID))
+	if f := u.OnRevoked; f != nil {
+		f(userID, cause)
+	}
+	return nil
+}
+
+// readEventSubHeaders reads a message's headers; problem says what is wrong with them.
+func readEventSubHeaders(h http.Header) (hd eventSubHeaders, problem string) {
+	one := func(name string) string {
+		if v := h.Values(name); len(v) == 1 {
+			return v[0]
+		}
+		return ""
+	}
+	var sig string
+	for _, f := range []struct {
+		name string
+		to   *string
+	}{
+		{eventSubIDHeader, &hd.id},
+		{eventSubTimestampHeader, &hd.timestamp},
+		{eventSubSignatureHeader, &sig},
+		{eventSubTypeHeader, &hd.msgType},
+		{eventSubSubTypeHeader, &hd.subType},
+	} {
+		if *f.to = one(f.name); *f.to == "" {
+			return hd, "header " + f.name + " is missing or repeated"
+		}
+	}
+	if len(hd.id) > maxEventSubID || strings.ContainsFunc(hd.id, func(r rune) bool { return r <= ' ' || r >= 0x7f }) {
+		return hd, "header " + eventSubIDHeader + " is not a message ID"
+	}
+	t, err := time.Parse(time.RFC3339Nano, hd.timestamp)
+	if err != nil {
+		return hd, "header " + eventSubTimestampHeader + " is not an RFC 3339 time"
+	}
+	hd.sent = t
+	hexSig, ok := strings.CutPrefix(sig, eventSubSignaturePrefix)
+	if hd.signature, err = hex.DecodeString(hexSig); !ok || err != nil || len(hd.signature) != sha256.Size {
+		return hd, "header " + eventSubSignatureHeader + " is not sha256= and 64 hex digits"
+	}
+	return hd, ""
+}
+
+// sign returns the HMAC-SHA256 of a message: its ID, timestamp and body, as sent.
+func (h *revocationHandler) sign(hd eventSubHeaders, body []byte) []byte {
+	m := hmac.New(sha256.New, h.secret)
+	m.Write([]byte(hd.id))
+	m.Write([]byte(hd.timestamp))
+	m.Write(body)
+	return m.Sum(nil)
+}
+
+// refuse answers a message that is not acted on with status and logs why. id is the message's ID
+// once its signature is checked; before, what the message says is not repeated.
+func (h *revocationHandler) refuse(w http.ResponseWriter, r *http.Request, status int, why, id string) {
+	attrs := []slog.Attr{slog.Int("status", status), slog.String("reason", why), slog.String("remote_addr", r.RemoteAddr)}
+	if id != "" {
+		attrs = append(attrs, slog.String("message_id", id))
+	}
+	h.u.log(r.Context(), slog.LevelWarn, "twitchoauth: refused an EventSub message", attrs...)
+	http.Error(w, http.StatusText(status)+": "+why, status)
+}
+
+// errTooManyMessages: seenMessages holds as many IDs as it may.
+var errTooManyMessages = errors.New("twitchoauth: too many EventSub messages to remember")
+
+// seenMessages remembers the IDs of the messages handled, until they are too old to be accepted
+// again, so that each is handled once. It holds at most max IDs.
+type seenMessages struct {
+	mu        sync.Mutex
+	ids       map[string]*seenMessage
+	max       int
+	nextSweep time.Time
+}
+
+// seenMessage is a message being handled, or handled.
+type seenMessage struct {
+	expires time.Time     // when the message becomes too old to be accepted
+	done    chan struct{} // closed once it was handled, or failed
+	handled bool          // guarded by seenMessages.mu
+}
+
+// claim returns a new seenMessage for id, which the caller must finish, or nil when a message of
+// that ID was handled already. When one is being handled, it waits for it: if that one fails,
+// the caller gets to handle the message. now is the time the message's age was checked at, so
+// that an ID is remembered for as long as the message is accepted.
+func (s *seenMessages) claim(ctx context.Context, id string, now, expires time.Time) (*seenMessage, error) {
+	for {
+		s.mu.Lock()
+		if !now.Before(s.nextSweep) || len(s.ids) >= s.max {
+			s.sweep(now)
+		}
+		m := s.ids[id]
+		if m == nil {
+			if len(s.ids) >= s.max {
+				s.mu.Unlock()
+				return nil, errTooManyMessages
+			}
+			m = &seenMessage{expires: expires, done: make(chan struct{})}
+			s.ids[id] = m
+			s.mu.Unlock()
+			return m, nil
+		}
+		handled, done := m.handled, m.done
+		s.mu.Unlock()
+		if handled {
+			return nil, nil
+		}
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// finish records the end of m's handling: a message not handled is forgotten, so that Twitch's
+// next try of it is handled.
+func (s *seenMessages) finish(id string, m *seenMessage, handled bool) {
+	s.mu.Lock()
+	m.handled = handled
+	if !handled && s.ids[id] == m {
+		delete(s.ids, id)
+	}
+	s.mu.Unlock()
+	close(m.done)
+}
+
+// sweep lets go of the IDs of handled messages too old to be accepted again; s.mu is held.
+func (s *seenMessages) sweep(now time.Time) {
+	for id, m := range s.ids {
+		if m.handled && !now.Before(m.expires) {
+			delete(s.ids, id)
+		}
+	}
+	s.nextSweep = now.Add(seenSweepEvery)
+}
