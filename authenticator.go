@@ -4,12 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/google/uuid"
 	"github.com/pkg/browser"
@@ -139,87 +136,6 @@ func WithAuthURLCallback(fn func(ctx context.Context, authURL string) error) Aut
 	return func(o *authenticateOptions) { o.authCallback = fn }
 }
 
-// AuthURL returns the URL of Twitch's consent page for this login (pyTwitchAPI return_auth_url).
-// When URL is "" it names http://localhost:<Port>; with Port 0 the port is known only once
-// Authenticate has bound one, so take the URL from [WithAuthURLCallback] instead.
-//
-// Its state is the one the next [UserAuthenticator.Authenticate] that listens for the redirect
-// accepts, or the one under way accepts (see State), so the URL may be handed out before
-// Authenticate is called. It is safe to call from any goroutine, also while Authenticate runs.
-func (a *UserAuthenticator) AuthURL() string {
-	return a.authURL(a.redirectURL(a.Port), a.urlState())
-}
-
-// ownState reports whether State is the caller's own, to be used as is.
-func (a *UserAuthenticator) ownState() bool {
-	return a.State != "" && a.State != a.defaultState
-}
-
-// urlState returns the state AuthURL names.
-func (a *UserAuthenticator) urlState() string {
-	if a.ownState() {
-		return a.State
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return a.nextStateLocked()
-}
-
-// nextStateLocked returns nextState, drawing it if there is none. a.mu must be held.
-func (a *UserAuthenticator) nextStateLocked() string {
-	if a.nextState == "" {
-		a.nextState = uuid.NewString()
-	}
-	return a.nextState
-}
-
-// takeState returns the state of an Authenticate that listens for the redirect, and the func to
-// call when it returns. A state left to a is the one AuthURL names, replaced by a fresh one when
-// that Authenticate returns; an Authenticate that starts while another uses it gets a state of
-// its own.
-func (a *UserAuthenticator) takeState() (state string, release func()) {
-	if a.ownState() {
-		return a.State, func() {}
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.nextTaken {
-		return uuid.NewString(), func() {}
-	}
-	a.nextTaken = true
-	return a.nextStateLocked(), func() {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		a.nextState, a.nextTaken = "", false
-	}
-}
-
-func (a *UserAuthenticator) authURL(redirectURI, state string) string {
-	c := a.client
-	if c == nil {
-		c = &Client{}
-	}
-	q := url.Values{
-		"client_id":     {c.ClientID},
-		"redirect_uri":  {redirectURI},
-		"response_type": {"code"},
-		"scope":         {BuildScope(a.Scopes)},
-		"force_verify":  {strconv.FormatBool(a.ForceVerify)},
-	}
-	if state != "" {
-		q.Set("state", state)
-	}
-	return c.endpointURL("authorize") + "?" + q.Encode()
-}
-
-// redirectURL returns URL, or the URL derived from port when URL is "".
-func (a *UserAuthenticator) redirectURL(port int) string {
-	if a.URL != "" {
-		return a.URL
-	}
-	return "http://localhost:" + strconv.Itoa(port)
-}
-
 var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: create it with NewUserAuthenticator")
 
 // Authenticate logs the user in through the browser and returns their token (see [UserAuthenticator]
@@ -330,65 +246,6 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 			return nil, ctx.Err()
 		}
 	}
-}
-
-// openerGrace is how long Authenticate, about to return, waits for a browser opener that has not
-// returned yet.
-const openerGrace = 100 * time.Millisecond
-
-// awaitOpener waits briefly for the browser opener's result. An opener still running by then (on
-// some systems pkg/browser waits for a browser it started to exit) is left to end on its own: it
-// must not hold up the end of a login.
-func awaitOpener(opened <-chan error) {
-	if opened == nil {
-		return
-	}
-	t := time.NewTimer(openerGrace)
-	defer t.Stop()
-	select {
-	case <-opened:
-	case <-t.C:
-	}
-}
-
-// deliverURL gets authURL to the person logging in: to the callback, the log, or the browser. The
-// browser is opened concurrently with the wait for the redirect, since an opener may block for as
-// long as the browser runs; its result arrives on opened.
-func (a *UserAuthenticator) deliverURL(ctx context.Context, c *Client, o *authenticateOptions, authURL string) (opened <-chan error, err error) {
-	switch {
-	case o.authCallback != nil:
-		if err := o.authCallback(ctx, authURL); err != nil {
-			return nil, fmt.Errorf("twitchoauth: auth URL callback: %w", err)
-		}
-		return nil, nil
-	case o.noBrowser:
-		return nil, logURL(ctx, c, authURL, nil)
-	}
-	open := a.OpenBrowser
-	if open == nil {
-		open = browser.OpenURL
-	}
-	ch := make(chan error, 1) // buffered: the opener never blocks on it
-	go func() { ch <- open(authURL) }()
-	return ch, nil
-}
-
-// logURL logs authURL at Info for a person to open, when the browser could not be opened
-// (browserErr) or was not to be. With no Logger the URL has nowhere to go, which is an error.
-func logURL(ctx context.Context, c *Client, authURL string, browserErr error) error {
-	if c.Logger == nil {
-		if browserErr != nil {
-			return fmt.Errorf("twitchoauth: open browser: %w (and Client.Logger is nil, so the login URL has nowhere to go: set it or use WithAuthURLCallback)", browserErr)
-		}
-		return errors.New("twitchoauth: WithoutBrowser needs WithAuthURLCallback or Client.Logger: the login URL has nowhere to go")
-	}
-	// The one place a state goes into a log: the URL is what the person must open.
-	attrs := []slog.Attr{slog.String("url", authURL)}
-	if browserErr != nil {
-		attrs = append(attrs, slog.String("error", "cannot open a browser: "+browserErr.Error()))
-	}
-	c.Logger.LogAttrs(ctx, slog.LevelInfo, "twitchoauth: open this URL to log in", attrs...)
-	return nil
 }
 
 // endErr returns the error that ends a flow whose ctx may be done: ErrStopped after Stop, ctx's

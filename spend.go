@@ -3,7 +3,6 @@ package twitchoauth
 import (
 	"context"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -34,20 +33,6 @@ import (
 //     ends with the caller's context as any request does, and it is sent again at the next refresh.
 //     A request that never left (the dial was refused) is sent again for either kind.
 
-// SpendMark is the write-ahead mark of a refresh, kept in the stored token while a holder spends
-// its refresh token: from just before the token is sent until the new pair is stored in its place.
-// A stored token with a mark on its refresh token that stays there means a holder sent it and died
-// or lost the store before storing what Twitch answered.
-type SpendMark struct {
-	// Refresh is the hex SHA-256 of the refresh token being spent (never the token itself).
-	Refresh string `json:"refresh_sha256"`
-	// At is when the holder marked it, just before sending it, by the holder's clock.
-	At time.Time `json:"at"`
-	// Holder names the source that spends it: a random ID of its process, and the source's
-	// number in it.
-	Holder string `json:"holder"`
-}
-
 // Timings of the write-ahead mark and the pending pair.
 const (
 	// refreshTimeout bounds a refresh request. Once sent, a refresh is seen to its end however
@@ -73,27 +58,6 @@ func markWait(ttl time.Duration) time.Duration {
 	}
 	return min(maxMarkWait, ttl/2)
 }
-
-// RefreshTokenHash is what a [SpendMark] names refresh token rt by: its SHA-256, in hex.
-func RefreshTokenHash(rt string) string {
-	sum := sha256.Sum256([]byte(rt))
-	return hex.EncodeToString(sum[:])
-}
-
-// marks reports whether m is a mark on refresh token rt.
-func (m *SpendMark) marks(rt string) bool { return m != nil && m.Refresh == RefreshTokenHash(rt) }
-
-// sameMark reports whether a and b are the same mark, or both none.
-func sameMark(a, b *SpendMark) bool {
-	if a == nil || b == nil {
-		return a == b
-	}
-	return a.Refresh == b.Refresh && a.Holder == b.Holder
-}
-
-// sameStored reports whether a and b hold the same pair and the same mark: what a fenced save
-// compares.
-func sameStored(a, b *StoredToken) bool { return samePair(a, b) && sameMark(a.Spending, b.Spending) }
 
 // processID names this process in the marks of its sources.
 var processID = sync.OnceValue(func() string {

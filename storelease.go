@@ -8,59 +8,8 @@ import (
 	"time"
 )
 
-// A [TokenStore] may do more than its three methods: the optional interfaces below, which this
-// package finds by type assertion, make replicas sharing a login safer. [FileStore] implements
-// both; run the store test suite (twitchoauthtest.TestTokenStore) against a store that does.
-
-var (
-	// ErrTokenChanged: [ConditionalSaver.SaveIf] stored nothing, because the store no longer
-	// holds the pair the caller read (another replica stored a newer one, or it is gone).
-	ErrTokenChanged = errors.New("twitchoauth: stored token changed since it was read")
-	// ErrLeaseLost: the lease of a store's lock ended, or would have ended, before the work
-	// under it did; another holder may have the lock. Work still in flight is stopped.
-	ErrLeaseLost = errors.New("twitchoauth: lost the lease of the stored token's lock")
-)
-
-// LeaseLocker is a [TokenStore] whose locks can be renewed while they are held. The work under a
-// lock (a validation, a refresh and a save) may outlast the lease when Twitch answers slowly:
-// with a LeaseLocker, this package renews the lease every third of its ttl while the work goes
-// on, and stops the work only when a renewal fails. Without it, the work is stopped before the
-// lease ends.
-type LeaseLocker interface {
-	// LockLease takes key's lock as [TokenStore.Lock] does, and returns the lease.
-	LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error)
-}
-
-// Lease is a lock held through [LeaseLocker.LockLease].
-type Lease interface {
-	// Renew extends the lease to the ttl it was taken with, counted from no earlier than the
-	// call. When the lease has already ended (the lock may be another's since), it returns an
-	// error that Is ErrLeaseLost and extends nothing. Any other error (the store cannot be
-	// reached) leaves the lease as it was, and Renew may be called again.
-	Renew(ctx context.Context) error
-	// Unlock ends the lease as the unlock function of [TokenStore.Lock] does: it may be called
-	// after ctx is done and more than once, and after the lease has ended it leaves alone a lock
-	// another holder has taken since, and returns nil.
-	Unlock() error
-}
-
-// ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the
-// token the caller read: a fence, so that a replica whose lease ended while it refreshed (a
-// stalled process, a lock lost in a failover) never overwrites a newer pair with an older one,
-// and two holders never both mark one refresh token as theirs to spend (see [SpendMark]).
-type ConditionalSaver interface {
-	// SaveIf stores next under key as Save does, but only if the token stored there still holds
-	// prev's access and refresh tokens and prev's spending mark (the same Spending.Refresh and
-	// Spending.Holder, or no mark when prev has none), checked and replaced in one step.
-	// Otherwise, also when nothing (or no readable token) is stored under key, it stores nothing
-	// and returns an error that Is ErrTokenChanged.
-	SaveIf(ctx context.Context, key string, prev, next *StoredToken) error
-}
-
-// samePair reports whether a and b hold the same access and refresh tokens.
-func samePair(a, b *StoredToken) bool {
-	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
-}
+// The work under a store's lock: a lease taken, renewed while the work runs and counted from
+// before it was asked for, and saves fenced against a holder whose lease ran out.
 
 // withStoreLock runs fn holding key's lock, with a context that ends before the lock's lease does,
 // so fn never works on under a lock another holder may have taken over. The lease is counted from

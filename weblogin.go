@@ -1,13 +1,7 @@
 package twitchoauth
 
 import (
-	"cmp"
-	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,10 +10,8 @@ import (
 	"net/url"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-	"unicode"
 
 	"golang.org/x/oauth2"
 )
@@ -231,91 +223,6 @@ func (wl *WebLogin) misconfiguration(w http.ResponseWriter, r *http.Request, err
 		"The app's Twitch login is not configured correctly, so it cannot log you in. Its log says why.")
 }
 
-// loginCookie is what the login cookie holds, under its MAC.
-type loginCookie struct {
-	State    string `json:"s"`
-	Nonce    string `json:"n,omitempty"`
-	ReturnTo string `json:"r,omitempty"`
-	Issued   int64  `json:"t"` // Unix seconds
-}
-
-// cookieName returns the login cookie's name: with the __Secure- prefix over https, so that a
-// browser accepts it only with Secure.
-func cookieName(redirect *url.URL) string {
-	if redirect.Scheme == "https" {
-		return "__Secure-" + cookieBaseName
-	}
-	return cookieBaseName
-}
-
-// loginCookieFor returns the login cookie for redirect, with value and maxAge.
-func loginCookieFor(redirect *url.URL, value string, maxAge int) *http.Cookie {
-	return &http.Cookie{
-		Name:     cookieName(redirect),
-		Value:    value,
-		Path:     cmp.Or(redirect.Path, "/"),
-		MaxAge:   maxAge,
-		HttpOnly: true,
-		Secure:   redirect.Scheme == "https",
-		SameSite: http.SameSiteLaxMode,
-	}
-}
-
-// mac returns the cookie's MAC of payload, bound to the app and the redirect URL.
-func (wl *WebLogin) mac(payload string) []byte {
-	m := hmac.New(sha256.New, wl.key)
-	m.Write([]byte(cookieMACLabel + "\x00" + wl.client.ClientID + "\x00" + wl.RedirectURL + "\x00" + payload))
-	return m.Sum(nil)
-}
-
-// seal returns the cookie value of lc: its JSON and its MAC, each base64url.
-func (wl *WebLogin) seal(lc loginCookie) string {
-	b, _ := json.Marshal(lc)
-	payload := base64.RawURLEncoding.EncodeToString(b)
-	return payload + "." + base64.RawURLEncoding.EncodeToString(wl.mac(payload))
-}
-
-// open checks a cookie value's MAC and age and returns what it holds.
-func (wl *WebLogin) open(value string, now time.Time) (loginCookie, error) {
-	var lc loginCookie
-	payload, sig, ok := strings.Cut(value, ".")
-	if !ok || len(value) > maxCookieValue {
-		return lc, fmt.Errorf("%w: the login cookie is malformed", ErrInvalidState)
-	}
-	got, err := base64.RawURLEncoding.DecodeString(sig)
-	if err != nil || !hmac.Equal(got, wl.mac(payload)) {
-		return lc, fmt.Errorf("%w: the login cookie's signature does not match (tampered with, or made with another key)", ErrInvalidState)
-	}
-	b, err := base64.RawURLEncoding.DecodeString(payload)
-	if err != nil || json.Unmarshal(b, &lc) != nil || lc.State == "" {
-		return lc, fmt.Errorf("%w: the login cookie is malformed", ErrInvalidState)
-	}
-	issued := time.Unix(lc.Issued, 0)
-	if now.Sub(issued) > webLoginTTL || issued.Sub(now) > webLoginSkew {
-		return lc, fmt.Errorf("%w: the login expired (it must finish within %v)", ErrInvalidState, webLoginTTL)
-	}
-	return lc, nil
-}
-
-// returnPath checks a return_to value: "" or a path on this site.
-func returnPath(p string) (string, error) {
-	if p == "" {
-		return "", nil
-	}
-	bad := errors.New("return_to must be a path on this site, such as /dashboard")
-	// A browser reads "//host" and "/\host" as another site, and drops tabs and newlines, so
-	// "/\t/host" is "//host" too.
-	if len(p) > maxReturnPath || p[0] != '/' || strings.HasPrefix(p, "//") || strings.ContainsRune(p, '\\') ||
-		strings.ContainsFunc(p, unicode.IsControl) {
-		return "", bad
-	}
-	u, err := url.Parse(p)
-	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil || u.Opaque != "" {
-		return "", bad
-	}
-	return p, nil
-}
-
 func (wl *WebLogin) serveLogin(w http.ResponseWriter, r *http.Request) {
 	redirect, err := wl.check()
 	if err != nil {
@@ -377,164 +284,4 @@ func (wl *WebLogin) authURL(state, nonce string) string {
 		}
 	}
 	return wl.client.endpointURL("authorize") + "?" + q.Encode()
-}
-
-func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
-	redirect, err := wl.check()
-	if err != nil {
-		wl.misconfiguration(w, r, err)
-		return
-	}
-	// Every answer clears the cookie: whatever happens now, this login is over.
-	http.SetCookie(w, loginCookieFor(redirect, "", -1))
-	w.Header().Set("Cache-Control", "no-store")
-	w.Header().Set("Referrer-Policy", "no-referrer") // the URL holds the code
-	if r.Method != http.MethodGet {
-		w.Header().Set("Allow", http.MethodGet)
-		writeMessage(w, http.StatusMethodNotAllowed, "Method not allowed", "This address takes GET only.")
-		return
-	}
-	q, ok := callbackQuery(r, 0) // the states are rand.Text's, under maxCallbackParam
-	if !ok {
-		wl.fail(w, r, &APIError{Endpoint: "authorize", Message: "the redirect is longer than Twitch's are, so it did not come from Twitch"})
-		return
-	}
-	state, code := q.Get("state"), q.Get("code")
-	lc, err := wl.loginOf(r, redirect, state)
-	if err != nil {
-		wl.fail(w, r, err)
-		return
-	}
-	if e := q.Get("error"); e != "" {
-		secrets := []string{state, code}
-		wl.fail(w, r, &APIError{Endpoint: "authorize", ErrorCode: scrub(e, secrets),
-			Message: scrub(q.Get("error_description"), secrets)})
-		return
-	}
-	if code == "" {
-		wl.fail(w, r, &APIError{Endpoint: "authorize", Message: "the redirect carried neither a code nor an error"})
-		return
-	}
-	// The browser may leave; the code is spent either way, so finish and hand the token over.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), webLoginTimeout)
-	defer cancel()
-	res, err := wl.finish(ctx, code, lc)
-	if err != nil {
-		wl.fail(w, r, err)
-		return
-	}
-	if log := wl.client.Logger; log != nil {
-		log.LogAttrs(r.Context(), slog.LevelDebug, "twitchoauth: web login",
-			slog.String("user_id", res.Validation.UserID), slog.String("login", res.Validation.Login))
-	}
-	if wl.OnLogin != nil {
-		wl.OnLogin(w, r, res)
-		return
-	}
-	if _, err := wl.Users.AddUserForToken(ctx, res.Token, wl.Intents...); err != nil {
-		wl.revoke(ctx, res.Token)
-		wl.fail(w, r, fmt.Errorf("twitchoauth: add the login to the users: %w", err))
-		return
-	}
-	if res.ReturnTo != "" {
-		http.Redirect(w, r, res.ReturnTo, http.StatusSeeOther)
-		return
-	}
-	writePage(w, http.StatusOK, defaultDocument, false)
-}
-
-// revoke revokes tok, a token the web login got but does not hand over.
-func (wl *WebLogin) revoke(ctx context.Context, tok *oauth2.Token) {
-	c := wl.client
-	if err := c.RevokeToken(ctx, tok.AccessToken); err != nil && c.Logger != nil {
-		c.Logger.LogAttrs(ctx, slog.LevelDebug, "twitchoauth: revoke a refused web login's token",
-			slog.String("error", err.Error()))
-	}
-}
-
-// loginOf returns the login the callback's browser started: its cookie, checked, with state.
-func (wl *WebLogin) loginOf(r *http.Request, redirect *url.URL, state string) (loginCookie, error) {
-	ck, err := r.Cookie(cookieName(redirect))
-	if err != nil {
-		return loginCookie{}, fmt.Errorf("%w: no login cookie (the login was not started in this browser, "+
-			"or it is already over)", ErrInvalidState)
-	}
-	lc, err := wl.open(ck.Value, time.Now())
-	if err != nil {
-		return lc, err
-	}
-	if subtle.ConstantTimeCompare([]byte(state), []byte(lc.State)) != 1 {
-		return lc, fmt.Errorf("%w: the state is not the one this browser's login sent", ErrInvalidState)
-	}
-	return lc, nil
-}
-
-// finish trades the code for a token and checks it: validation, scopes, and with OpenID the
-// id_token. A token it refuses is revoked.
-func (wl *WebLogin) finish(ctx context.Context, code string, lc loginCookie) (*WebLoginResult, error) {
-	c := wl.client
-	tok, err := c.exchangeCode(ctx, code, wl.RedirectURL)
-	if err != nil {
-		return nil, err
-	}
-	refuse := func(err error) (*WebLoginResult, error) {
-		wl.revoke(ctx, tok)
-		return nil, err
-	}
-	v, err := c.ValidateToken(ctx, tok.AccessToken)
-	switch {
-	case err != nil:
-		return refuse(err)
-	case v.ClientID != c.ClientID || !v.IsUserToken():
-		return refuse(fmt.Errorf("%w: the exchanged token is not a user token of this app", ErrInvalidToken))
-	}
-	if missing := missingScopes(wl.Scopes, v.Scopes); len(missing) > 0 {
-		return refuse(&MissingScopeError{Missing: missing})
-	}
-	res := &WebLoginResult{Token: tok, Validation: v, ReturnTo: lc.ReturnTo}
-	if !wl.OpenID {
-		return res, nil
-	}
-	raw, _ := tok.Extra("id_token").(string)
-	if raw == "" {
-		return refuse(fmt.Errorf("%w: the token answer carries no id_token", ErrInvalidIDToken))
-	}
-	if lc.Nonce == "" {
-		return refuse(fmt.Errorf("%w: the login cookie holds no nonce (started without OpenID)", ErrInvalidIDToken))
-	}
-	claims, err := c.VerifyIDToken(ctx, raw, lc.Nonce)
-	if err != nil {
-		return refuse(err)
-	}
-	if claims.Subject != v.UserID {
-		return refuse(fmt.Errorf("%w: it names another user than the access token", ErrInvalidIDToken))
-	}
-	res.Claims = claims
-	return res, nil
-}
-
-// fail answers a failed callback: through OnError, or with a page saying what went wrong.
-func (wl *WebLogin) fail(w http.ResponseWriter, r *http.Request, err error) {
-	if log := wl.client.Logger; log != nil {
-		log.LogAttrs(r.Context(), slog.LevelInfo, "twitchoauth: web login failed", slog.String("error", err.Error()))
-	}
-	if wl.OnError != nil {
-		wl.OnError(w, r, err)
-		return
-	}
-	var ae *APIError
-	switch {
-	case errors.Is(err, ErrInvalidState):
-		writeMessage(w, http.StatusBadRequest, "This login link is not valid",
-			"It does not belong to a login started in this browser in the last 10 minutes, or that login "+
-				"is already over. Start the login again.")
-	case errors.Is(err, ErrAccessDenied):
-		writeMessage(w, http.StatusForbidden, "Login cancelled",
-			"You did not allow the app to use your Twitch account.")
-	case errors.As(err, &ae) && ae.Endpoint == "authorize":
-		writeMessage(w, http.StatusBadRequest, "Twitch refused the login", err.Error())
-	default:
-		writeMessage(w, http.StatusBadGateway, "The login failed",
-			"Twitch's answer could not be used ("+err.Error()+"). Start the login again.")
-	}
 }

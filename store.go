@@ -1,0 +1,233 @@
+package twitchoauth
+
+// The words every store and source shares: what a store keeps (StoredToken), what a store is
+// (TokenStore and its optional interfaces), and the write-ahead mark of a refresh (SpendMark).
+// Below the stores and the sources that build on them; it reaches up to neither.
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"golang.org/x/oauth2"
+)
+
+// DefaultLockTTL is how long a [TokenStore] lock lives unless released: longer than a validate,
+// refresh and validate at the default HTTP timeouts, short enough that a crashed holder does not
+// block the others for long.
+const DefaultLockTTL = 2 * time.Minute
+
+var (
+	// ErrTokenNotFound: the store holds no token under the key.
+	ErrTokenNotFound = errors.New("twitchoauth: no stored token")
+	// ErrTokenCorrupt: what the store holds under the key is not a token (unreadable JSON, or no
+	// access token in it).
+	ErrTokenCorrupt = errors.New("twitchoauth: stored token is unreadable")
+)
+
+// StoredToken is what a [TokenStore] keeps for one user. Its JSON form is the token file: the keys
+// "token" and "refresh" are pyTwitchAPI's, so each library reads the other's file; the others are
+// what this package knows besides.
+type StoredToken struct {
+	AccessToken  string    `json:"token"`
+	RefreshToken string    `json:"refresh"`
+	Expiry       time.Time `json:"expiry,omitzero"`
+	Scopes       []Scope   `json:"scopes,omitempty"`
+	UserID       string    `json:"user_id,omitempty"`
+	Login        string    `json:"login,omitempty"`
+	ClientID     string    `json:"client_id,omitempty"`
+	// ValidatedAt is when Twitch last said the token was valid: replicas of a [UserTokens] read
+	// it to validate each token once per period between them, not once each.
+	ValidatedAt time.Time `json:"validated_at,omitzero"`
+	// Intents are what a [UserTokens] uses the user's token for ("chat", ...), shared by replicas.
+	Intents []string `json:"intents,omitempty"`
+	// RefreshIssuedAt is when the refresh token was issued (a public client's lapses after 30
+	// days unused); zero when unknown.
+	RefreshIssuedAt time.Time `json:"refresh_issued_at,omitzero"`
+	// Spending, when set, is the write-ahead mark of a refresh: a holder is sending (or has sent)
+	// this refresh token to Twitch, and has not stored the new pair yet. See [SpendMark].
+	Spending *SpendMark `json:"spending,omitempty"`
+}
+
+// DecodeStoredToken reads a token in the token file's JSON format. Its error Is ErrTokenCorrupt
+// and never repeats the data, which holds secrets.
+func DecodeStoredToken(data []byte) (*StoredToken, error) {
+	var st StoredToken
+	if err := json.Unmarshal(data, &st); err != nil {
+		var syn *json.SyntaxError
+		var typ *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &syn):
+			return nil, fmt.Errorf("%w: not valid JSON (at byte %d)", ErrTokenCorrupt, syn.Offset)
+		case errors.As(err, &typ):
+			return nil, fmt.Errorf("%w: %q is not a %s", ErrTokenCorrupt, typ.Field, typ.Type)
+		default:
+			return nil, fmt.Errorf("%w: a value has the wrong form", ErrTokenCorrupt)
+		}
+	}
+	if st.AccessToken == "" {
+		return nil, fmt.Errorf("%w: it holds no \"token\"", ErrTokenCorrupt)
+	}
+	return &st, nil
+}
+
+// Token returns the stored token as an *oauth2.Token whose scopes [TokenScopes] reads.
+func (st *StoredToken) Token() *oauth2.Token {
+	tok := &oauth2.Token{AccessToken: st.AccessToken, RefreshToken: st.RefreshToken, TokenType: "bearer", Expiry: st.Expiry}
+	return withScopes(tok, st.Scopes)
+}
+
+// withToken returns a copy of st holding tok's pair, expiry and (when it names them) scopes, and
+// no spending mark; a refresh token other than st's is recorded as issued now.
+func (st StoredToken) withToken(tok *oauth2.Token) *StoredToken {
+	if tok.RefreshToken != st.RefreshToken {
+		st.RefreshIssuedAt = time.Now().Round(0)
+	}
+	st.AccessToken, st.RefreshToken, st.Expiry = tok.AccessToken, tok.RefreshToken, tok.Expiry
+	if scopes := TokenScopes(tok); scopes != nil {
+		st.Scopes = scopes
+	}
+	st.Spending = nil
+	return &st
+}
+
+// withValidation returns a copy of st completed with what Twitch's validation said.
+func (st StoredToken) withValidation(v *Validation) *StoredToken {
+	st.Scopes, st.UserID, st.Login, st.ClientID = v.Scopes, v.UserID, v.Login, v.ClientID
+	if v.ExpiresIn != 0 { // negative: already expired
+		st.Expiry = time.Now().Add(v.ExpiresIn)
+	}
+	return &st
+}
+
+// TokenStore keeps users' tokens under keys (usually the user ID) and locks a key while one
+// process reads, refreshes and writes its token, so that replicas sharing a login never refresh
+// it twice. [FileStore] is the default; implement it on a shared store (Redis, a database) for
+// programs that run as several replicas, and run the store test suite against it
+// (twitchoauthtest.TestTokenStore, as the file and Redis stores do). Implementations must be safe
+// for concurrent use. Encode tokens with [json.Marshal] and decode them with [DecodeStoredToken],
+// so that every store holds the token file's format.
+//
+// A store shared by replicas should also implement the optional interfaces this package looks
+// for: [LeaseLocker], so that a lease is renewed while a slow refresh is in flight instead of
+// running out under it, and [ConditionalSaver], so that a replica whose lease ended anyway never
+// overwrites a newer pair with an older one; and [KeyLister], so that replicas see each other's
+// users.
+type TokenStore interface {
+	// Load returns the token stored under key: an error that Is ErrTokenNotFound when there is
+	// none, and one that Is ErrTokenCorrupt when what is there is not a token.
+	Load(ctx context.Context, key string) (*StoredToken, error)
+	// Save stores tok under key, replacing what was there in one step: a reader sees the old
+	// token or the new one, never a mix.
+	Save(ctx context.Context, key string, tok *StoredToken) error
+	// Lock takes key's lock, waiting until it is free or ctx is done (then it returns an error
+	// that Is ctx's error). Locks of different keys are independent. The lock is a lease: it
+	// ends after ttl unless unlock ends it first, so a holder that died blocks the others for
+	// ttl at most; a ttl <= 0 means DefaultLockTTL. Unlock may be called after ctx is done and
+	// more than once; after the lease has ended it must leave alone a lock another holder has
+	// taken since, and return nil.
+	Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error)
+	// Delete removes the token stored under key; a key with no token is not an error.
+	Delete(ctx context.Context, key string) error
+}
+
+// KeyLister is a [TokenStore] that can list its keys. [UserTokens] lists them to find the users
+// other replicas added and to drop those they removed; over a store without it, a registry knows
+// the users added to it and no others. [FileStore] and examples/redisstore implement it.
+type KeyLister interface {
+	// Keys returns every key a token is stored under, in no particular order.
+	Keys(ctx context.Context) ([]string, error)
+}
+
+// A [TokenStore] may do more than its four methods: the optional interfaces below, which this
+// package finds by type assertion, make replicas sharing a login safer. [FileStore] implements
+// them; run the store test suite (twitchoauthtest.TestTokenStore) against a store that does.
+
+var (
+	// ErrTokenChanged: [ConditionalSaver.SaveIf] stored nothing, because the store no longer
+	// holds the pair the caller read (another replica stored a newer one, or it is gone).
+	ErrTokenChanged = errors.New("twitchoauth: stored token changed since it was read")
+	// ErrLeaseLost: the lease of a store's lock ended, or would have ended, before the work
+	// under it did; another holder may have the lock. Work still in flight is stopped.
+	ErrLeaseLost = errors.New("twitchoauth: lost the lease of the stored token's lock")
+)
+
+// LeaseLocker is a [TokenStore] whose locks can be renewed while they are held. The work under a
+// lock (a validation, a refresh and a save) may outlast the lease when Twitch answers slowly:
+// with a LeaseLocker, this package renews the lease every third of its ttl while the work goes
+// on, and stops the work only when a renewal fails. Without it, the work is stopped before the
+// lease ends.
+type LeaseLocker interface {
+	// LockLease takes key's lock as [TokenStore.Lock] does, and returns the lease.
+	LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error)
+}
+
+// Lease is a lock held through [LeaseLocker.LockLease].
+type Lease interface {
+	// Renew extends the lease to the ttl it was taken with, counted from no earlier than the
+	// call. When the lease has already ended (the lock may be another's since), it returns an
+	// error that Is ErrLeaseLost and extends nothing. Any other error (the store cannot be
+	// reached) leaves the lease as it was, and Renew may be called again.
+	Renew(ctx context.Context) error
+	// Unlock ends the lease as the unlock function of [TokenStore.Lock] does: it may be called
+	// after ctx is done and more than once, and after the lease has ended it leaves alone a lock
+	// another holder has taken since, and returns nil.
+	Unlock() error
+}
+
+// ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the
+// token the caller read: a fence, so that a replica whose lease ended while it refreshed (a
+// stalled process, a lock lost in a failover) never overwrites a newer pair with an older one,
+// and two holders never both mark one refresh token as theirs to spend (see [SpendMark]).
+type ConditionalSaver interface {
+	// SaveIf stores next under key as Save does, but only if the token stored there still holds
+	// prev's access and refresh tokens and prev's spending mark (the same Spending.Refresh and
+	// Spending.Holder, or no mark when prev has none), checked and replaced in one step.
+	// Otherwise, also when nothing (or no readable token) is stored under key, it stores nothing
+	// and returns an error that Is ErrTokenChanged.
+	SaveIf(ctx context.Context, key string, prev, next *StoredToken) error
+}
+
+// samePair reports whether a and b hold the same access and refresh tokens.
+func samePair(a, b *StoredToken) bool {
+	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken
+}
+
+// SpendMark is the write-ahead mark of a refresh, kept in the stored token while a holder spends
+// its refresh token: from just before the token is sent until the new pair is stored in its place.
+// A stored token with a mark on its refresh token that stays there means a holder sent it and died
+// or lost the store before storing what Twitch answered.
+type SpendMark struct {
+	// Refresh is the hex SHA-256 of the refresh token being spent (never the token itself).
+	Refresh string `json:"refresh_sha256"`
+	// At is when the holder marked it, just before sending it, by the holder's clock.
+	At time.Time `json:"at"`
+	// Holder names the source that spends it: a random ID of its process, and the source's
+	// number in it.
+	Holder string `json:"holder"`
+}
+
+// RefreshTokenHash is what a [SpendMark] names refresh token rt by: its SHA-256, in hex.
+func RefreshTokenHash(rt string) string {
+	sum := sha256.Sum256([]byte(rt))
+	return hex.EncodeToString(sum[:])
+}
+
+// marks reports whether m is a mark on refresh token rt.
+func (m *SpendMark) marks(rt string) bool { return m != nil && m.Refresh == RefreshTokenHash(rt) }
+
+// sameMark reports whether a and b are the same mark, or both none.
+func sameMark(a, b *SpendMark) bool {
+	if a == nil || b == nil {
+		return a == b
+	}
+	return a.Refresh == b.Refresh && a.Holder == b.Holder
+}
+
+// sameStored reports whether a and b hold the same pair and the same mark: what a fenced save
+// compares.
+func sameStored(a, b *StoredToken) bool { return samePair(a, b) && sameMark(a.Spending, b.Spending) }
