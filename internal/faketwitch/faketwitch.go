@@ -215,6 +215,8 @@ type Request struct {
 	ContentType string
 	// RemoteAddr is the network address of the client.
 	RemoteAddr string
+	// At is when the request arrived, by the server's clock.
+	At time.Time
 }
 
 // New returns a Server seeded with a confidential app (ClientID,
@@ -484,6 +486,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Authorization: r.Header.Get("Authorization"),
 		ContentType:   r.Header.Get("Content-Type"),
 		RemoteAddr:    r.RemoteAddr,
+		At:            s.now(),
 	})
 	f, stop, faulted := s.takeFault(endpoint)
 	s.mu.Unlock()
