@@ -35,6 +35,8 @@ const (
 // A rejected grant (the user disconnected the app or changed their password) ends the user's
 // source for good: its calls fail with an error that Is [ErrInvalidRefreshToken], OnRevoked is
 // called once, and the user is removed from the registry and the store unless KeepRevoked is set.
+// Twitch also says so itself, through EventSub's user.authorization.revoke: mount
+// [UserTokens.RevocationHandler] to hear of it at once, not at the next refresh.
 // Add the user again after a new login (rather than calling SetToken on the old source, which
 // the registry no longer holds).
 //
