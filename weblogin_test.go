@@ -548,7 +548,7 @@ func TestWebLoginNotSetUp(t *testing.T) {
 func TestWebLoginChromium(t *testing.T) {
 	bin := chromium()
 	if bin == "" {
-		t.Skip("no chromium binary (.ci/run installs Debian's chromium)")
+		missingTool(t, "chromium")
 	}
 	c, fake := newTestClient(t)
 	mux := http.NewServeMux()
