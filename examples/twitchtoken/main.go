@@ -97,6 +97,9 @@ func explain(err error, cfg *config) string {
 		return "Twitch rejected the refresh token (used, revoked or of another app); log in again without -refresh"
 	case errors.Is(err, twitchoauth.ErrUnauthorized):
 		return "Twitch rejected the app's credentials: check -client-id and -client-secret (" + err.Error() + ")"
+	case errors.Is(err, twitchoauth.ErrUnknownClient):
+		return "Twitch does not know this client ID: check -client-id against the Twitch developer console " +
+			"(a public client, without a secret, can only use -device) (" + err.Error() + ")"
 	case errors.Is(err, twitchoauth.ErrInvalidToken) && cfg.validate != "":
 		return "the token is not valid: it expired, was revoked, or is not a Twitch token"
 	case errors.Is(err, twitchoauth.ErrInvalidToken) && cfg.revoke != "":

@@ -113,6 +113,8 @@ func TestHelperFlags(t *testing.T) {
 		{"revoke", append(app, "-revoke", access), 0, "Revoked"},
 		{"revoke again", append(app, "-revoke", access), 1, "already invalid"},
 		{"wrong secret", []string{"-auth-base-url", base, "-client-id", twitchoauthtest.ClientID, "-client-secret", "wrong", "-refresh", refresh}, 1, "check -client-id and -client-secret"},
+		{"unknown client", []string{"-auth-base-url", base, "-client-id", "no-such-app", "-client-secret", "s", "-refresh", refresh}, 1, "Twitch does not know this client ID"},
+		{"unknown client revoke", []string{"-auth-base-url", base, "-client-id", "no-such-app", "-revoke", access}, 1, "Twitch does not know this client ID"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
