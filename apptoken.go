@@ -22,13 +22,16 @@ type AppTokenSource struct {
 // NewAppTokenSource returns a source of c's app access token. It fetches none until first asked.
 func NewAppTokenSource(c *Client) *AppTokenSource {
 	s := &AppTokenSource{}
-	s.init(c, nil, s.fetch)
+	s.init(c, nil, s)
 	s.app = true
 	return s
 }
 
-// fetch gets a new app token; s.refreshing is held.
-func (s *AppTokenSource) fetch(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
+// flushLocked persists nothing: an app token is not kept.
+func (s *AppTokenSource) flushLocked(context.Context, bool) error { return nil }
+
+// renew gets a new app token; s.refreshing is held.
+func (s *AppTokenSource) renew(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
 	tok, err := s.c.AppAccessToken(ctx)
 	if err != nil {
 		return nil, err

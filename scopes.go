@@ -78,7 +78,7 @@ func TokenScopes(tok *oauth2.Token) []Scope {
 
 // withScopes returns tok carrying scopes where [TokenScopes] finds them.
 func withScopes(tok *oauth2.Token, scopes []Scope) *oauth2.Token {
-	return tok.WithExtra(map[string]any{"scope": scopesToStrings(scopes)})
+	return tok.WithExtra(scopeExtra(scopes))
 }
 
 func scopesToStrings(scopes []Scope) []string {

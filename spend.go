@@ -106,14 +106,14 @@ func (tc *tokenCache) flushSoon(ctx context.Context) {
 		return
 	}
 	select {
-	case tc.refreshing <- struct{}{}:
+	case tc.refreshing.ch() <- struct{}{}:
 	default:
 		return
 	}
 	defer tc.unlock()
 	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
-	tc.flush(ctx, false)
+	tc.owner.flushLocked(ctx, false)
 }
 
 // FlushPending stores a pair Twitch issued that the store did not take when it was refreshed

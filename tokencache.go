@@ -25,15 +25,15 @@ const recheckAfter = time.Minute
 type tokenCache struct {
 	c   *Client
 	app bool // it holds an app token, not a user's
-	// renew gets a new token in place of stale (nil: the current one, found wanting). It is
-	// called holding refreshing, and publishes what it got in cur itself.
-	renew func(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)
+	// owner gets new tokens (and persists a pending one): the source the cache is part of. An
+	// interface rather than func fields, so that a source costs no closures.
+	owner renewer
 
 	cur atomic.Pointer[oauth2.Token] // the cached token, read without the lock
 
 	// refreshing is a lock held across a renewal: a one-slot channel, so that a caller waiting
 	// for another's renewal can give up when its ctx ends.
-	refreshing chan struct{}
+	refreshing lazyLock
 	attempts   atomic.Uint64 // renewals finished so far; written under refreshing
 	lastErr    error         // the last renewal's error, unless its caller's ctx ended; guarded by refreshing
 
@@ -44,16 +44,14 @@ type tokenCache struct {
 	// checking is a one-slot lock held while Twitch is asked whether a token an API refused (401)
 	// is still valid, so that requests refused together ask once. A "valid" verdict is kept for
 	// recheckAfter: further 401s with that token within it ask nothing.
-	checking  chan struct{}
+	checking  lazyLock
 	checked   *oauth2.Token // the token last asked about; guarded by checking
 	checkedOK bool          // whether Twitch said it was valid
 	checkedAt time.Time
 
-	// pending is a renewed token not yet persisted (see spend.go), and flush persists it,
-	// holding refreshing; now makes it try whatever the backoff says. Both are nil for a cache
-	// that persists nothing.
+	// pending is a renewed token not yet persisted (see spend.go); owner's flushLocked persists
+	// it. It is nil for a cache that persists nothing.
 	pending atomic.Pointer[pendingSave]
-	flush   func(ctx context.Context, now bool) error
 
 	// floor, once a renewal failed for a reason that may pass (an outage, a 429), holds its
 	// error until the backoff (or the wait Twitch asked for) has passed: calls meanwhile get it
@@ -72,10 +70,16 @@ type tokenCache struct {
 	onRevoked func(ctx context.Context, err error)
 }
 
-func (tc *tokenCache) init(c *Client, tok *oauth2.Token, renew func(context.Context, *oauth2.Token) (*oauth2.Token, error)) {
-	tc.c, tc.renew = c, renew
-	tc.refreshing = make(chan struct{}, 1)
-	tc.checking = make(chan struct{}, 1)
+// renewer is what a tokenCache's owner does for it, holding refreshing: renew gets a new token in
+// place of stale (nil: the current one, found wanting) and publishes it in cur itself;
+// flushLocked persists the pending token, trying whatever the backoff says when now is set.
+type renewer interface {
+	renew(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)
+	flushLocked(ctx context.Context, now bool) error
+}
+
+func (tc *tokenCache) init(c *Client, tok *oauth2.Token, owner renewer) {
+	tc.c, tc.owner = c, owner
 	if tok != nil {
 		tc.cur.Store(tok)
 	}
@@ -163,7 +167,7 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	if f := tc.floor.Load(); f != nil && time.Now().Before(f.until) {
 		return nil, false, false, f.err
 	}
-	tok, err = tc.renew(ctx, stale)
+	tok, err = tc.owner.renew(ctx, stale)
 	tc.lastErr = err
 	if ctx.Err() != nil {
 		tc.lastErr = nil
@@ -212,7 +216,7 @@ func (tc *tokenCache) mayRecheck(err error) bool {
 // lock takes refreshing, or gives up when ctx ends.
 func (tc *tokenCache) lock(ctx context.Context) error {
 	select {
-	case tc.refreshing <- struct{}{}:
+	case tc.refreshing.ch() <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
@@ -221,7 +225,7 @@ func (tc *tokenCache) lock(ctx context.Context) error {
 
 // unlock releases refreshing, and hands out the changes noted under it.
 func (tc *tokenCache) unlock() {
-	<-tc.refreshing
+	<-tc.refreshing.ch()
 	tc.deliver()
 }
 
@@ -238,11 +242,11 @@ func (tc *tokenCache) set(tok *oauth2.Token) {
 // marked so that it is never handed out again, and the error Is [ErrInvalidToken].
 func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
 	select {
-	case tc.checking <- struct{}{}:
+	case tc.checking.ch() <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	defer func() { <-tc.checking }()
+	defer func() { <-tc.checking.ch() }()
 	return tc.validateLocked(ctx, tok)
 }
 
@@ -265,11 +269,11 @@ func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) (*V
 // verdict, nothing is renewed.
 func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
 	select {
-	case tc.checking <- struct{}{}:
+	case tc.checking.ch() <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	defer func() { <-tc.checking }()
+	defer func() { <-tc.checking.ch() }()
 	if tc.checked == tok && (!tc.checkedOK || time.Since(tc.checkedAt) < recheckAfter) {
 		return !tc.checkedOK
 	}
@@ -339,4 +343,20 @@ func (tc *tokenCache) replace(ctx context.Context, tok *oauth2.Token) error {
 	tc.noteChange(tok)
 	tc.unlock()
 	return nil
+}
+
+// lazyLock is a lock a waiter can give up on when its ctx ends: a one-slot channel, made on first
+// use, so that the many sources of a registry that never refresh or validate pay a pointer.
+type lazyLock struct{ p atomic.Pointer[chan struct{}] }
+
+// ch returns the lock's channel, making it if need be.
+func (l *lazyLock) ch() chan struct{} {
+	if p := l.p.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{}, 1)
+	if l.p.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *l.p.Load()
 }

@@ -68,8 +68,7 @@ type UserTokenSource struct {
 // onRefresh fails, the new token is still used, and that call returns the error.
 func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Token) error) *UserTokenSource {
 	s := &UserTokenSource{onRefresh: onRefresh, serial: sourceSerial.Add(1)}
-	s.init(c, tok, s.refreshLocked)
-	s.flush = s.flushLocked
+	s.init(c, tok, s)
 	return s
 }
 
@@ -159,9 +158,9 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 	return err
 }
 
-// refreshLocked does the refresh; s.refreshing is held. A pair a refresh got earlier and could
-// not persist is persisted first: until it is, nothing is refreshed.
-func (s *UserTokenSource) refreshLocked(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
+// renew does the refresh; s.refreshing is held. A pair a refresh got earlier and could not
+// persist is persisted first: until it is, nothing is refreshed.
+func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
 	if err := s.flushLocked(ctx, false); err != nil {
 		return nil, err
 	}

@@ -514,6 +514,9 @@ func TestNewWebLoginPanics(t *testing.T) {
 // TestWebLoginNotSetUp: without OnLogin, or built without NewWebLogin, both handlers answer 500,
 // send nobody to Twitch, and log why once.
 func TestWebLoginNotSetUp(t *testing.T) {
+	prev := slog.Default() // the WebLogin without a Client logs there
+	slog.SetDefault(slog.New(slog.DiscardHandler))
+	defer slog.SetDefault(prev)
 	c, fake := newTestClient(t)
 	var logs bytes.Buffer
 	c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
