@@ -56,7 +56,7 @@ func ExampleUserTokenSource_HTTPClient_eventSub() {
 // every new one: Subscribe hands it the token held now, then each refresh, each token another
 // replica stored, and each new login, in order (see examples/ircbot for a chat bot).
 func ExampleUserTokenSource_Subscribe() {
-	var src *twitchoauth.UserTokenSource // e.g. users.SourceForIntent("chat")
+	var src *twitchoauth.UserTokenSource  // e.g. users.SourceForIntent("chat")
 	var setPassword func(password string) // e.g. go-twitch-irc's Client.SetIRCToken
 	stop := src.Subscribe(func(tok *oauth2.Token) {
 		setPassword(twitchoauth.IRCPassword(tok)) // the next reconnect logs in with it
