@@ -1,0 +1,153 @@
+package sqlstore
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	randv2 "math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/twitchoauth/twitchoauth"
+)
+
+// Lock polling: the first wait, and the longest; each wait is jittered around its value.
+const (
+	firstLockWait = 5 * time.Millisecond
+	maxLockWait   = 100 * time.Millisecond
+)
+
+// unlockTimeout bounds the release of a lock, which runs even after the caller's context ended;
+// abandonTimeout the release of a lock that a failed statement may have taken.
+const (
+	unlockTimeout  = 5 * time.Second
+	abandonTimeout = time.Second
+)
+
+// Lock takes key's lock, waiting until it is free or ctx is done; the error then Is ctx.Err().
+//
+// The lock is the row of key in the locks table, holding a random 128-bit ID of this holder and
+// when its lease ends: ttl from the statement that took it (a ttl of zero or less means
+// [twitchoauth.DefaultLockTTL]), by PostgreSQL's clock (clock_timestamp()), or on SQLite by the
+// machine's. One statement takes it, inserting the row or taking over one whose lease has ended
+// (INSERT ... ON CONFLICT DO UPDATE ... WHERE expires_at <= now). The row outlives the connection
+// that wrote it: a connection that drops (a terminated backend, a restarted server) frees no
+// lock, and a holder that dies blocks the others until its lease ends. While another holder has
+// the lock, Lock polls with jittered backoff from 5 ms up to 100 ms. A database error ends the
+// wait at once: Lock never polls a database it cannot reach (on SQLite, a statement waits
+// BusyTimeout at most for another connection's write lock first).
+//
+// unlock deletes the row only if it still holds this holder's ID, with a context of its own, so
+// it works after ctx ended. When the lease already ran out and another holder took the lock
+// since, unlock leaves it alone and returns nil. Calling unlock again does nothing and returns the
+// first call's result. Its only errors are the database's; the lease ends the lock then.
+func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error) {
+	l, err := s.lock(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return l.unlock, nil
+}
+
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends.
+func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
+	return s.lock(ctx, key, ttl)
+}
+
+func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease, error) {
+	q, err := s.queries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if ttl <= 0 {
+		ttl = twitchoauth.DefaultLockTTL
+	}
+	ms := max(ttl.Milliseconds(), 1)
+	holder := newHolder()
+	wait := firstLockWait
+	for {
+		res, err := s.exec(ctx, q.lock, key, holder, ms)
+		var n int64
+		if err == nil {
+			n, err = res.RowsAffected()
+		}
+		if err != nil {
+			s.abandon(ctx, q, key, holder)
+			return nil, fmt.Errorf("sqlstore: lock key %q: %w", key, err)
+		}
+		if n == 1 {
+			return &lease{s: s, q: q, key: key, holder: holder, ms: ms, unlock: s.unlocker(ctx, q, key, holder)}, nil
+		}
+		t := time.NewTimer(wait/2 + randv2.N(wait))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, fmt.Errorf("sqlstore: lock key %q: %w", key, ctx.Err())
+		case <-t.C:
+		}
+		wait = min(2*wait, maxLockWait)
+	}
+}
+
+// abandon releases, as well as it can, a lock that a failed statement may have taken after all:
+// one cut off when ctx ended, or whose connection dropped after the server ran it.
+func (s *Store) abandon(ctx context.Context, q *queries, key, holder string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), abandonTimeout)
+	defer cancel()
+	s.DB.ExecContext(ctx, q.unlock, key, holder)
+}
+
+// unlocker returns the release of key's lock held as holder.
+func (s *Store) unlocker(ctx context.Context, q *queries, key, holder string) func() error {
+	ctx = context.WithoutCancel(ctx)
+	return sync.OnceValue(func() error {
+		ctx, cancel := context.WithTimeout(ctx, unlockTimeout)
+		defer cancel()
+		// No row deleted means the lease ran out and another holder took the lock: left alone.
+		if _, err := s.exec(ctx, q.unlock, key, holder); err != nil {
+			return fmt.Errorf("sqlstore: unlock key %q: %w", key, err)
+		}
+		return nil
+	})
+}
+
+// newHolder returns a random ID of one holder of a lock: 128 bits, in hex.
+func newHolder() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails; see crypto/rand.Read
+	return hex.EncodeToString(b[:])
+}
+
+// lease is a lock held as holder.
+type lease struct {
+	s      *Store
+	q      *queries
+	key    string
+	holder string
+	ms     int64 // the ttl, in milliseconds
+	unlock func() error
+}
+
+// Renew sets the lease to end ttl from now (the ttl it was taken with, by the database's clock),
+// in one statement that changes the row only while it holds this holder's ID and its lease has
+// not ended. Otherwise the lease has run out, and the lock is free or another's: the error then
+// Is [twitchoauth.ErrLeaseLost]. Any other error is the database's, and leaves the lease as it
+// was.
+func (l *lease) Renew(ctx context.Context) error {
+	res, err := l.s.exec(ctx, l.q.renew, l.key, l.holder, l.ms)
+	var n int64
+	if err == nil {
+		n, err = res.RowsAffected()
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: renew lock of key %q: %w", l.key, err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlstore: renew lock of key %q: %w", l.key, twitchoauth.ErrLeaseLost)
+	}
+	return nil
+}
+
+// Unlock releases the lock as the unlock function of Lock does.
+func (l *lease) Unlock() error { return l.unlock() }

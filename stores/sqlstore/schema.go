@@ -1,0 +1,243 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// SchemaVersion is the version of the tables this package reads and writes, recorded in the
+// schema table. A Store refuses tables of a later version, written by a newer sqlstore.
+const SchemaVersion = 1
+
+// maxPrefix caps Prefix: PostgreSQL cuts identifiers at 63 bytes.
+const maxPrefix = 40
+
+// validPrefix is what a table prefix may be: an SQL identifier needing no quotes in either dialect.
+var validPrefix = regexp.MustCompile(`^[a-z_][a-z0-9_]*$`)
+
+// The tables of each dialect, with {p} for the prefix. The README shows them with the default
+// prefix; TestREADMESchema keeps the two the same.
+const (
+	postgresSchema = `CREATE TABLE IF NOT EXISTS {p}schema (
+    id      integer PRIMARY KEY CHECK (id = 1),
+    version integer NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {p}tokens (
+    key        text        PRIMARY KEY,
+    token      text        NOT NULL,
+    sealed     bytea,
+    key_id     text,
+    version    bigint      NOT NULL DEFAULT 1,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    CHECK ((sealed IS NULL) = (key_id IS NULL))
+);
+CREATE TABLE IF NOT EXISTS {p}locks (
+    key        text        PRIMARY KEY,
+    holder     text        NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+INSERT INTO {p}schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;`
+
+	sqliteSchema = `CREATE TABLE IF NOT EXISTS {p}schema (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {p}tokens (
+    key        TEXT    PRIMARY KEY NOT NULL,
+    token      TEXT    NOT NULL,
+    sealed     BLOB,
+    key_id     TEXT,
+    version    INTEGER NOT NULL DEFAULT 1,
+    updated_at TEXT    NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+    CHECK ((sealed IS NULL) = (key_id IS NULL))
+);
+CREATE TABLE IF NOT EXISTS {p}locks (
+    key        TEXT    PRIMARY KEY NOT NULL,
+    holder     TEXT    NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+INSERT INTO {p}schema (id, version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;`
+)
+
+// Schema returns the SQL that creates the tables of a Store of dialect whose Prefix is prefix
+// ("" for DefaultPrefix): what the Store runs at first use when they are missing, and what an
+// operator may run by hand instead. Running it again changes nothing.
+func Schema(dialect Dialect, prefix string) (string, error) {
+	prefix, err := checkPrefix(prefix)
+	if err != nil {
+		return "", err
+	}
+	var sql string
+	switch dialect {
+	case Postgres:
+		sql = postgresSchema
+	case SQLite:
+		sql = sqliteSchema
+	default:
+		return "", fmt.Errorf("sqlstore: unknown dialect %v", dialect)
+	}
+	return strings.ReplaceAll(sql, "{p}", prefix) + "\n", nil
+}
+
+// checkPrefix returns prefix, or DefaultPrefix when it is empty, if it is a valid table prefix.
+func checkPrefix(prefix string) (string, error) {
+	if prefix == "" {
+		return DefaultPrefix, nil
+	}
+	if len(prefix) > maxPrefix || !validPrefix.MatchString(prefix) {
+		return "", fmt.Errorf("sqlstore: table prefix %q is not a lowercase SQL identifier of at most %d characters (a-z, 0-9, _)", prefix, maxPrefix)
+	}
+	return prefix, nil
+}
+
+// queries are the statements of one Store, with its tables' names in them.
+type queries struct {
+	dialect                                      Dialect
+	prefix                                       string
+	schema, tableExists, version                 string
+	load, save, saveIf, delete, deleteLock, keys string
+	lock, renew, unlock, unsealed                string
+}
+
+// newQueries returns the statements of dialect on the tables whose names start with prefix.
+func newQueries(dialect Dialect, prefix string) (*queries, error) {
+	schema, err := Schema(dialect, prefix)
+	if err != nil {
+		return nil, err
+	}
+	prefix, _ = checkPrefix(prefix)
+	// clock is the database's time, for leases; now the time of a row's write.
+	var clock, now, tableExists, unsealed string
+	switch dialect {
+	case Postgres:
+		clock, now = "clock_timestamp()", "now()"
+		tableExists = "SELECT to_regclass($1) IS NOT NULL"
+		unsealed = "SELECT key FROM {tokens} WHERE key_id IS DISTINCT FROM $1"
+	case SQLite:
+		clock, now = "CAST(unixepoch('subsec') * 1000 AS INTEGER)", "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')"
+		tableExists = "SELECT count(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = $1"
+		unsealed = "SELECT key FROM {tokens} WHERE key_id IS NOT $1"
+	}
+	// ms is a lease's length, given in milliseconds as $3.
+	ms := "$3"
+	if dialect == Postgres {
+		ms = "($3::bigint * interval '1 millisecond')"
+	}
+	q := &queries{
+		dialect:     dialect,
+		prefix:      prefix,
+		schema:      schema,
+		tableExists: tableExists,
+		version:     "SELECT version FROM {schema} WHERE id = 1",
+		load:        "SELECT token, sealed, key_id, version FROM {tokens} WHERE key = $1",
+		save: "INSERT INTO {tokens} (key, token, sealed, key_id, version, updated_at) VALUES ($1, $2, $3, $4, 1, " + now + ") " +
+			"ON CONFLICT (key) DO UPDATE SET token = excluded.token, sealed = excluded.sealed, key_id = excluded.key_id, " +
+			"version = {tokens}.version + 1, updated_at = excluded.updated_at",
+		saveIf: "UPDATE {tokens} SET token = $3, sealed = $4, key_id = $5, version = version + 1, updated_at = " + now +
+			" WHERE key = $1 AND version = $2",
+		delete:     "DELETE FROM {tokens} WHERE key = $1",
+		deleteLock: "DELETE FROM {locks} WHERE key = $1 AND expires_at <= " + clock,
+		keys:       "SELECT key FROM {tokens}",
+		lock: "INSERT INTO {locks} (key, holder, expires_at) VALUES ($1, $2, " + clock + " + " + ms + ") " +
+			"ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at " +
+			"WHERE {locks}.expires_at <= " + clock,
+		renew:    "UPDATE {locks} SET expires_at = " + clock + " + " + ms + " WHERE key = $1 AND holder = $2 AND expires_at > " + clock,
+		unlock:   "DELETE FROM {locks} WHERE key = $1 AND holder = $2",
+		unsealed: unsealed,
+	}
+	names := strings.NewReplacer("{tokens}", prefix+"tokens", "{locks}", prefix+"locks", "{schema}", prefix+"schema")
+	for _, p := range []*string{&q.version, &q.load, &q.save, &q.saveIf, &q.delete, &q.deleteLock, &q.keys,
+		&q.lock, &q.renew, &q.unlock, &q.unsealed} {
+		*p = names.Replace(*p)
+		if dialect == SQLite {
+			*p = sqlitePlaceholders(*p)
+		}
+	}
+	if dialect == SQLite {
+		q.tableExists = sqlitePlaceholders(q.tableExists)
+	}
+	return q, nil
+}
+
+// placeholder is PostgreSQL's numbered parameter.
+var placeholder = regexp.MustCompile(`\$([0-9]+)`)
+
+// sqlitePlaceholders turns $1 into ?1, SQLite's numbered parameter.
+func sqlitePlaceholders(q string) string { return placeholder.ReplaceAllString(q, "?$1") }
+
+// queries returns the Store's statements, making sure first, once, that its tables are there (and
+// creating them when they are not) at a schema version it knows.
+func (s *Store) queries(ctx context.Context) (*queries, error) {
+	if q := s.q.Load(); q != nil && q.dialect == s.Dialect && (q.prefix == s.Prefix || s.Prefix == "" && q.prefix == DefaultPrefix) {
+		return q, nil
+	}
+	if s.DB == nil {
+		return nil, errors.New("sqlstore: the Store has no DB")
+	}
+	q, err := newQueries(s.Dialect, s.Prefix)
+	if err != nil {
+		return nil, err
+	}
+	prefix, _ := checkPrefix(s.Prefix)
+	var exists bool
+	if err := s.queryRow(ctx, q.tableExists, []any{prefix + "schema"}, &exists); err != nil {
+		return nil, fmt.Errorf("sqlstore: look for the tables: %w", err)
+	}
+	if !exists {
+		if err := s.createSchema(ctx, q); err != nil {
+			return nil, fmt.Errorf("sqlstore: create the tables: %w", err)
+		}
+	}
+	var version int
+	err = s.queryRow(ctx, q.version, nil, &version)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil, fmt.Errorf("sqlstore: table %sschema holds no version: insert it as the README says", prefix)
+	case err != nil:
+		return nil, fmt.Errorf("sqlstore: read the schema version: %w", err)
+	case version > SchemaVersion:
+		return nil, fmt.Errorf("sqlstore: the tables are at schema version %d, which a newer sqlstore wrote; this one knows version %d: upgrade it", version, SchemaVersion)
+	case version < 1:
+		return nil, fmt.Errorf("sqlstore: table %sschema holds version %d, which no sqlstore wrote", prefix, version)
+	}
+	s.q.Store(q)
+	return q, nil
+}
+
+// createSchema creates the tables. On PostgreSQL it runs in one transaction that holds an advisory
+// lock, so that replicas starting together do not trip over each other's CREATE TABLE; on SQLite
+// each statement is idempotent, and the database's write lock takes them one at a time.
+func (s *Store) createSchema(ctx context.Context, q *queries) error {
+	if s.Dialect == SQLite {
+		for stmt := range strings.SplitSeq(q.schema, ";") {
+			if strings.TrimSpace(stmt) == "" {
+				continue
+			}
+			if _, err := s.exec(ctx, stmt); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	tx, err := s.DB.BeginTx(ctx, nil)
+	if err != nil {
+		return dbError(ctx, err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "twitchoauth schema"); err != nil {
+		return dbError(ctx, err)
+	}
+	for stmt := range strings.SplitSeq(q.schema, ";") {
+		if strings.TrimSpace(stmt) == "" {
+			continue
+		}
+		if _, err := tx.ExecContext(ctx, stmt); err != nil {
+			return dbError(ctx, err)
+		}
+	}
+	return dbError(ctx, tx.Commit())
+}

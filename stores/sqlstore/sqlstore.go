@@ -1,0 +1,200 @@
+// Package sqlstore keeps twitchoauth tokens in a SQL database, PostgreSQL or SQLite, so that a
+// service with thousands of users keeps them in one table, and several replicas of it share one
+// login per user and never send the same refresh token twice.
+//
+// [Store] implements [twitchoauth.TokenStore] over database/sql: one row per user in a tokens
+// table, holding the JSON of [twitchoauth.StoredToken] (the token file's format), and a lease row
+// per locked user in a locks table. Hand it the *sql.DB the service already has:
+//
+//	db, err := sql.Open("pgx", os.Getenv("DATABASE_URL")) // github.com/jackc/pgx/v5/stdlib
+//	store := sqlstore.New(db, sqlstore.Postgres)
+//	users := twitchoauth.NewUserTokens(c, store)
+//	go users.Run(ctx) // validates each token hourly, the work shared between the replicas
+//
+// or a DSN, with [Open], whose [Store.Close] then closes the database. The tables are created at
+// first use (CREATE TABLE IF NOT EXISTS); the README gives their SQL, for an operator who creates
+// them by hand. With a [Keyring], the access and refresh tokens are sealed with AES-256-GCM before
+// they reach the database, and keys can rotate.
+//
+// A Store starts no goroutine: nothing runs in the background, and there is nothing to stop.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twitchoauth/twitchoauth"
+)
+
+// Dialect is the SQL of a database: [Postgres] or [SQLite].
+type Dialect int
+
+const (
+	// Postgres is PostgreSQL (11 or later), through github.com/jackc/pgx/v5/stdlib (driver name
+	// "pgx") or any database/sql driver of it. Lease expiry is counted by the server's clock.
+	Postgres Dialect = iota + 1
+	// SQLite is SQLite (3.38 or later), through modernc.org/sqlite (driver name "sqlite", no
+	// cgo) or any database/sql driver of it. Lease expiry is counted by the machine's clock, which
+	// every process sharing the file reads.
+	SQLite
+)
+
+// String returns the dialect's name.
+func (d Dialect) String() string {
+	switch d {
+	case Postgres:
+		return "PostgreSQL"
+	case SQLite:
+		return "SQLite"
+	}
+	return fmt.Sprintf("Dialect(%d)", int(d))
+}
+
+// driverName is the database/sql driver Open uses for d.
+func (d Dialect) driverName() string {
+	switch d {
+	case Postgres:
+		return "pgx"
+	case SQLite:
+		return "sqlite"
+	}
+	return ""
+}
+
+// DefaultPrefix starts the name of every table a [Store] uses unless its Prefix says otherwise:
+// twitchoauth_tokens, twitchoauth_locks and twitchoauth_schema.
+const DefaultPrefix = "twitchoauth_"
+
+// DefaultBusyTimeout is how long a statement on SQLite waits for another connection's write to
+// end, unless the Store's BusyTimeout says otherwise.
+const DefaultBusyTimeout = 5 * time.Second
+
+// Store is a [twitchoauth.TokenStore] in a SQL database. The token of key k is the row of k in
+// Prefix+"tokens"; its lock, while held, the row of k in Prefix+"locks" (see the README for the
+// tables). A Store is safe for concurrent use; replicas each make their own, over their own
+// *sql.DB. Set its fields before its first use.
+//
+// Store also implements [twitchoauth.LeaseLocker] (a lease that can be renewed while a slow
+// refresh is in flight), [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
+// out cannot make over a newer pair: a compare-and-set on the row's version) and
+// [twitchoauth.KeyLister] (so that replicas' registries see each other's users).
+type Store struct {
+	// DB is the database. A Store made by [New] never closes it; one made by [Open] closes it in
+	// Close.
+	DB *sql.DB
+	// Dialect is the SQL that DB speaks: Postgres or SQLite.
+	Dialect Dialect
+	// Prefix starts the name of each table, so that one database can serve several apps: ASCII
+	// lowercase letters, digits and underscores, starting with a letter or an underscore, 40
+	// characters at most (it is checked, never put into SQL unchecked). Defaults to
+	// DefaultPrefix (also when empty). To keep the tables in a PostgreSQL schema of their own,
+	// set search_path in the connection string.
+	Prefix string
+	// Keyring, if set, seals the access and refresh tokens of every row written with its current
+	// key (AES-256-GCM) and opens rows sealed with any of its keys. Rows written before it was set
+	// are read as they are, and sealed at their next write. Defaults to none: tokens are stored
+	// as the token file holds them, and a sealed row cannot be read (ErrCannotUnseal).
+	Keyring *Keyring
+	// BusyTimeout (SQLite only) is how long a statement waits, polling, while another connection
+	// or process holds the database's write lock, before it fails with an error that says so.
+	// Defaults to DefaultBusyTimeout.
+	BusyTimeout time.Duration
+
+	owned     bool                    // made by Open: Close closes DB
+	writeOnce sync.Once               // makes writes
+	writes    chan struct{}           // SQLite: held by the write under way
+	q         atomic.Pointer[queries] // the statements, once the schema is known to be there
+}
+
+var (
+	_ twitchoauth.LeaseLocker      = (*Store)(nil)
+	_ twitchoauth.ConditionalSaver = (*Store)(nil)
+	_ twitchoauth.KeyLister        = (*Store)(nil)
+)
+
+// New returns a Store over db, which speaks dialect, with the default table names. It does not
+// touch the database: the tables are created, if need be, at first use. The Store never closes db.
+func New(db *sql.DB, dialect Dialect) *Store {
+	return &Store{DB: db, Dialect: dialect, Prefix: DefaultPrefix}
+}
+
+// Open opens the database at dsn with the dialect's driver (pgx for Postgres, modernc.org/sqlite
+// for SQLite), checks within ctx that it answers, and returns a Store over it with the default
+// table names, whose Close closes the database. As with New, the tables are created at first use:
+// set the Store's fields before.
+//
+// For Postgres, dsn is a connection string or URL ("postgres://user@host/db") and the pool is
+// capped at 10 connections (change it with s.DB.SetMaxOpenConns). For SQLite, dsn is a file name
+// or a "file:" URI; unless it sets a journal mode, the file is put in WAL mode, so that readers
+// never wait for a writer. Every process that shares the file must be on the same machine.
+func Open(ctx context.Context, dialect Dialect, dsn string) (*Store, error) {
+	name := dialect.driverName()
+	if name == "" {
+		return nil, fmt.Errorf("sqlstore: open: unknown dialect %v", dialect)
+	}
+	if !slices.Contains(sql.Drivers(), name) {
+		return nil, fmt.Errorf("sqlstore: open: the %v driver was left out of this build (build tag sqlstore_no%s)", dialect, strings.ToLower(dialect.String()))
+	}
+	if dialect == SQLite {
+		dsn = sqliteDSN(dsn)
+	}
+	db, err := sql.Open(name, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: open %v database: %w", dialect, err) // the driver does not quote the DSN
+	}
+	switch {
+	case dialect == Postgres:
+		db.SetMaxOpenConns(10)
+		db.SetMaxIdleConns(10)
+	case isMemory(dsn):
+		db.SetMaxOpenConns(1) // each connection to ":memory:" would be a database of its own
+	}
+	s := New(db, dialect)
+	s.owned = true
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlstore: open %v database: %w", dialect, dbError(ctx, err))
+	}
+	return s, nil
+}
+
+// sqliteDSN returns dsn with WAL mode asked for, unless it names a journal mode of its own.
+func sqliteDSN(dsn string) string {
+	if strings.Contains(strings.ToLower(dsn), "journal_mode") || isMemory(dsn) {
+		return dsn
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	return dsn + sep + "_pragma=journal_mode(WAL)"
+}
+
+// isMemory reports whether an SQLite DSN names an in-memory database.
+func isMemory(dsn string) bool {
+	return strings.HasPrefix(dsn, ":memory:") || strings.Contains(dsn, "mode=memory")
+}
+
+// Close closes the database if the Store opened it (see [Open]), and does nothing otherwise.
+func (s *Store) Close() error {
+	if !s.owned {
+		return nil
+	}
+	return s.DB.Close()
+}
+
+// dbError returns ctx's error in place of the driver's when ctx ended, so that errors.Is
+// matches context.Canceled and context.DeadlineExceeded whatever the driver reported.
+func dbError(ctx context.Context, err error) error {
+	if cerr := ctx.Err(); cerr != nil && !errors.Is(err, cerr) {
+		return fmt.Errorf("%w (%v)", cerr, err)
+	}
+	return err
+}

@@ -1,0 +1,209 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+
+	"github.com/twitchoauth/twitchoauth"
+)
+
+// maxTokenSize caps what Load accepts: a stored token is a few hundred bytes.
+const maxTokenSize = 1 << 16
+
+// row is a tokens row as read.
+type row struct {
+	token   string
+	sealed  []byte
+	keyID   sql.NullString
+	version int64
+}
+
+// read returns key's row; its error Is sql.ErrNoRows when there is none.
+func (s *Store) read(ctx context.Context, q *queries, key string) (*row, error) {
+	var r row
+	if err := s.queryRow(ctx, q.load, []any{key}, &r.token, &r.sealed, &r.keyID, &r.version); err != nil {
+		return nil, err
+	}
+	return &r, nil
+}
+
+// Load returns the token stored under key. The error Is [twitchoauth.ErrTokenNotFound] when there
+// is no row, [twitchoauth.ErrTokenCorrupt] when the row holds no token (it is never quoted in the
+// error), and [ErrCannotUnseal] when it is sealed and the Keyring cannot open it; any other error
+// is the database's, such as a refused connection.
+func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken, error) {
+	q, err := s.queries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	r, err := s.read(ctx, q, key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("%w: no row for key %q", twitchoauth.ErrTokenNotFound, key)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: load token: %w", err)
+	}
+	return s.decode(key, r)
+}
+
+// decode reads a row's token. Its errors describe what is wrong without quoting the row, which
+// may hold a token.
+func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
+	if len(r.token) > maxTokenSize {
+		return nil, fmt.Errorf("%w: the row of key %q holds %d bytes, more than a token", twitchoauth.ErrTokenCorrupt, key, len(r.token))
+	}
+	data := []byte(r.token)
+	switch {
+	case r.sealed == nil && !r.keyID.Valid:
+	case r.sealed == nil || !r.keyID.Valid:
+		return nil, fmt.Errorf("%w: the row of key %q has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, key)
+	default:
+		var err error
+		if data, err = s.Keyring.open(key, r.keyID.String, r.sealed, data); err != nil {
+			return nil, fmt.Errorf("sqlstore: row of key %q: %w", key, err)
+		}
+	}
+	st, err := twitchoauth.DecodeStoredToken(data)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: row of key %q: %w", key, err)
+	}
+	return st, nil
+}
+
+// encode returns the values of a row holding tok: the token file's JSON, and when the Store has a
+// Keyring, the sealed pair and the ID of the key that sealed it (the JSON then holds an empty
+// pair). Unsealed, sealed and keyID are nil.
+func (s *Store) encode(key string, tok *twitchoauth.StoredToken) (token string, sealed, keyID any, err error) {
+	if tok == nil {
+		return "", nil, nil, errors.New("nil token")
+	}
+	if s.Keyring == nil {
+		data, err := json.Marshal(tok)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		return string(data), nil, nil, nil
+	}
+	clear := *tok
+	clear.AccessToken, clear.RefreshToken = "", ""
+	data, err := json.Marshal(&clear)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	id, box, err := s.Keyring.seal(key, tok.AccessToken, tok.RefreshToken)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	return string(data), box, id, nil
+}
+
+// Save stores tok under key with one upsert (INSERT ... ON CONFLICT DO UPDATE), replacing what was
+// there and adding one to the row's version: a reader sees the old token or the new one, never a
+// mix.
+func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredToken) error {
+	q, err := s.queries(ctx)
+	if err != nil {
+		return err
+	}
+	token, sealed, keyID, err := s.encode(key, tok)
+	if err != nil {
+		return fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	if _, err := s.exec(ctx, q.save, key, token, sealed, keyID); err != nil {
+		return fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	return nil
+}
+
+// SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
+// and refresh tokens and its spending mark (the same Spending.Refresh and Spending.Holder, or no
+// mark when prev has none). It reads the row with its version, compares, and updates the row only
+// where its version is still the one read (UPDATE ... WHERE key = $1 AND version = $2): a write
+// in between, by anyone, makes the update change no row. Then, or when the tokens differ, or no
+// readable token is stored, it stores nothing and the error Is [twitchoauth.ErrTokenChanged]. A
+// sealed row the Keyring cannot open is an error that Is [ErrCannotUnseal], not a change. Any
+// other error is the database's.
+func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
+	if prev == nil || next == nil {
+		return errors.New("sqlstore: save token: SaveIf needs the token it replaces and a new one")
+	}
+	q, err := s.queries(ctx)
+	if err != nil {
+		return err
+	}
+	token, sealed, keyID, err := s.encode(key, next)
+	if err != nil {
+		return fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	r, err := s.read(ctx, q, key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%w: no row for key %q", twitchoauth.ErrTokenChanged, key)
+	}
+	if err != nil {
+		return fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	cur, err := s.decode(key, r)
+	switch {
+	case errors.Is(err, twitchoauth.ErrTokenCorrupt):
+		return fmt.Errorf("%w: %w", twitchoauth.ErrTokenChanged, err)
+	case err != nil:
+		return err
+	case !sameStored(cur, prev):
+		return fmt.Errorf("%w: the row of key %q holds another pair", twitchoauth.ErrTokenChanged, key)
+	}
+	res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
+	if err != nil {
+		return fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlstore: save token: %w", err)
+	} else if n == 0 {
+		return fmt.Errorf("%w: the row of key %q was written since it was read", twitchoauth.ErrTokenChanged, key)
+	}
+	return nil
+}
+
+// sameStored reports whether a and b hold the same pair and the same spending mark: what SaveIf
+// compares.
+func sameStored(a, b *twitchoauth.StoredToken) bool {
+	if a.AccessToken != b.AccessToken || a.RefreshToken != b.RefreshToken {
+		return false
+	}
+	if a.Spending == nil || b.Spending == nil {
+		return a.Spending == nil && b.Spending == nil
+	}
+	return a.Spending.Refresh == b.Spending.Refresh && a.Spending.Holder == b.Spending.Holder
+}
+
+// Delete removes key's row; a key with no row is not an error. A lock held on the key stays until
+// its holder releases it or its lease ends; a lock row whose lease has ended goes with the token.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	q, err := s.queries(ctx)
+	if err != nil {
+		return err
+	}
+	if _, err := s.exec(ctx, q.delete, key); err != nil {
+		return fmt.Errorf("sqlstore: delete token: %w", err)
+	}
+	if _, err := s.exec(ctx, q.deleteLock, key); err != nil {
+		return fmt.Errorf("sqlstore: delete the ended lock of a deleted token: %w", err)
+	}
+	return nil
+}
+
+// Keys returns the key of every row of the tokens table, in no particular order: one SELECT,
+// read as it streams. A key saved or deleted while it runs may or may not be listed.
+func (s *Store) Keys(ctx context.Context) ([]string, error) {
+	q, err := s.queries(ctx)
+	if err != nil {
+		return nil, err
+	}
+	keys, err := s.queryStrings(ctx, q.keys)
+	if err != nil {
+		return nil, fmt.Errorf("sqlstore: list tokens: %w", err)
+	}
+	return keys, nil
+}
