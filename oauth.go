@@ -87,8 +87,14 @@ func NewClient(clientID, clientSecret string) *Client {
 // maxBodySize caps how much of an answer is read, like golang.org/x/oauth2.
 const maxBodySize = 1 << 20
 
-// defaultHTTPClient is used whenever Client.HTTPClient is nil. Its transport keeps connections alive;
-// it does not follow redirects, so that an Authorization header or a form body never travels on.
+// maxConnsPerHost bounds the default client's connections to one host: 10,000 users refreshed at
+// once share 64 kept-alive connections (each against id.twitch.tv a TLS handshake) instead of
+// opening one each; a request beyond them waits for a free one.
+const maxConnsPerHost = 64
+
+// defaultHTTPClient is used whenever Client.HTTPClient is nil. Its transport keeps connections alive,
+// at most maxConnsPerHost to a host; it does not follow redirects, so that an Authorization header
+// or a form body never travels on.
 var defaultHTTPClient = &http.Client{
 	Timeout: 30 * time.Second,
 	Transport: &http.Transport{
@@ -96,7 +102,8 @@ var defaultHTTPClient = &http.Client{
 		DialContext:           (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          100,
-		MaxIdleConnsPerHost:   16,
+		MaxIdleConnsPerHost:   maxConnsPerHost,
+		MaxConnsPerHost:       maxConnsPerHost,
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   10 * time.Second,
 		ResponseHeaderTimeout: 20 * time.Second,

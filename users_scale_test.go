@@ -295,3 +295,52 @@ func TestUserTokensMemory(t *testing.T) {
 	}
 	runtime.KeepAlive(u)
 }
+
+// TestUserTokensMassRefreshConnections: 10,000 users whose tokens expired together, all asked for
+// at once through the package's default HTTP client: each refreshed once, over at most 64
+// connections to Twitch, where one per concurrent refresh (thousands, each a TLS handshake against
+// id.twitch.tv) was opened before.
+func TestUserTokensMassRefreshConnections(t *testing.T) {
+	if testing.Short() {
+		t.Skip("scale test: 10,000 users")
+	}
+	c, fake := newTestClient(t) // HTTPClient nil: the package's default
+	store := newMemStore()
+	users := ids(scaleUsers)
+	seedStore(t, fake, store, users)
+	for _, id := range users {
+		st := store.stored(id)
+		st.Expiry = time.Now().Add(-time.Minute)
+		store.Save(t.Context(), id, st)
+	}
+	u := NewUserTokens(c, store)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	before := fake.Connections()
+	var wg sync.WaitGroup
+	var failed atomic.Int32
+	for _, id := range users {
+		wg.Go(func() {
+			src, err := u.Source(id)
+			if err == nil {
+				_, err = src.Token()
+			}
+			if err != nil {
+				failed.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	conns := fake.Connections() - before
+	t.Logf("%d refreshes over %d connections", fake.CountGrant("refresh_token"), conns)
+	if n := failed.Load(); n != 0 {
+		t.Errorf("%d of %d users failed", n, scaleUsers)
+	}
+	if n := fake.CountGrant("refresh_token"); n != scaleUsers {
+		t.Errorf("%d refreshes, want %d", n, scaleUsers)
+	}
+	if conns > maxConnsPerHost {
+		t.Errorf("%d connections to Twitch, want at most %d", conns, maxConnsPerHost)
+	}
+}
