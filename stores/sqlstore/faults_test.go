@@ -1,0 +1,593 @@
+package sqlstore
+
+import (
+	"bufio"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/internal/storetest"
+)
+
+// This file fails the databases for real under a public client's refreshes (its refresh tokens
+// work once: one sent twice ends the user's grant at the fake, as at Twitch): PostgreSQL stopped
+// at once (pg_ctl stop -m immediate) while refreshes are in flight, and started again; a
+// replica's connections killed with pg_terminate_backend while it holds a lease; an SQLite file
+// locked by another process. None may lose a user, send a refresh token twice, or leave a user
+// without a working token once the database is back, and while it is gone every operation fails
+// promptly with an error that says why.
+
+// faultTimeout bounds each of these tests: none may hang.
+const faultTimeout = 2 * time.Minute
+
+// promptly is how long an operation on a database that is gone may take before the test calls it
+// a hang.
+const promptly = 5 * time.Second
+
+// scopes is what the seeded tokens grant.
+var scopes = []twitchoauth.Scope{twitchoauth.ScopeChatRead}
+
+// logLibrary sends c's log to a buffer that the test prints if it fails (or with
+// SQLSTORE_FAULT_LOG set): what the library did, which a failure report needs.
+func logLibrary(t *testing.T, c *twitchoauth.Client) *lockedBuffer {
+	buf := &lockedBuffer{}
+	c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	t.Cleanup(func() {
+		if t.Failed() || os.Getenv("SQLSTORE_FAULT_LOG") != "" {
+			t.Logf("the library's log:\n%s", buf.String())
+		}
+	})
+	return buf
+}
+
+// waitUntil polls cond, a look at the fake's or the test's own state, until it holds; the test
+// fails when ctx ends first.
+func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
+	t.Helper()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("waiting for %s: %v", what, ctx.Err())
+		case <-tick.C:
+		}
+	}
+}
+
+// seedPublic stores under each ID a token of the fake's public app that Twitch takes, expiring at
+// expiry by the stored record, and returns the access tokens.
+func seedPublic(t *testing.T, store *Store, fake *faketwitch.Server, ids []string, expiry time.Time) []string {
+	t.Helper()
+	access := make([]string, len(ids))
+	for i, id := range ids {
+		fake.AddUser(id, "user"+id, "")
+		var refresh string
+		access[i], refresh = fake.IssueToken(faketwitch.PublicClientID, id, []string{"chat:read"}, 0)
+		st := &twitchoauth.StoredToken{AccessToken: access[i], RefreshToken: refresh, Expiry: expiry,
+			Scopes: scopes, UserID: id, Login: "user" + id, ClientID: faketwitch.PublicClientID, RefreshIssuedAt: time.Now()}
+		if err := store.Save(t.Context(), id, st); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return access
+}
+
+// bindSource binds a source of key's token in store, with a lock ttl of ttl, that must not log
+// the user in.
+func bindSource(t *testing.T, c *twitchoauth.Client, store twitchoauth.TokenStore, key string, ttl time.Duration) *twitchoauth.UserTokenSource {
+	t.Helper()
+	h := twitchoauth.NewUserAuthenticationStorageHelper(c, scopes)
+	h.Store, h.StoreKey, h.LockTTL = store, key, ttl
+	h.AuthGenerator = func(context.Context, *twitchoauth.Client, []twitchoauth.Scope) (*oauth2.Token, error) {
+		t.Error("a login was started")
+		return nil, errors.New("no login in this test")
+	}
+	src, err := h.Bind(t.Context())
+	if err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	return src
+}
+
+// wantStored checks that the store holds, for each user, the access token of want[id] and no
+// spending mark: nobody deleted the user, and the pair Twitch issued last is stored.
+func wantStored(t *testing.T, ctx context.Context, store *Store, ids []string, want map[string]string) {
+	t.Helper()
+	for _, id := range ids {
+		st, err := store.Load(ctx, id)
+		switch {
+		case errors.Is(err, twitchoauth.ErrTokenNotFound):
+			t.Errorf("user %s was deleted from the store", id)
+		case err != nil:
+			t.Errorf("user %s: %v", id, err)
+		case st.AccessToken != want[id]:
+			t.Errorf("user %s: the store holds another access token than the sources use", id)
+		case st.Spending != nil:
+			t.Errorf("user %s: the store holds the pair with a spending mark left on it", id)
+		}
+	}
+}
+
+// wantWorking checks at Twitch that each user's stored pair is the one it issued last: the access
+// token validates, and a refresh with the refresh token works (a spent one would count as
+// reused). It spends the stored refresh tokens: call it last.
+func wantWorking(t *testing.T, ctx context.Context, c *twitchoauth.Client, fake *faketwitch.Server, store *Store, ids []string) {
+	t.Helper()
+	fake.ClearFaults()
+	for _, id := range ids {
+		st, err := store.Load(ctx, id)
+		if err != nil {
+			t.Errorf("user %s: %v", id, err)
+			continue
+		}
+		if _, err := c.ValidateToken(ctx, st.AccessToken); err != nil {
+			t.Errorf("user %s: Twitch refuses the stored access token: %v", id, err)
+		}
+		if _, err := c.RefreshAccessToken(ctx, st.RefreshToken); err != nil {
+			t.Errorf("user %s: Twitch refuses the stored refresh token: %v", id, err)
+		}
+	}
+	if n := fake.ReusedRefreshTokens(); n != 0 {
+		t.Errorf("%d stored refresh tokens had been spent already", n)
+	}
+}
+
+// checkDown checks that each operation of store fails promptly, with an error that names the
+// store and says why (want), never a verdict on the token; Lock included: it must not poll a
+// database it cannot reach.
+func checkDown(t *testing.T, store *Store, want string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 4*promptly)
+	defer cancel()
+	check := func(op string, f func() error) {
+		t.Helper()
+		start := time.Now()
+		err := f()
+		took := time.Since(start)
+		t.Logf("%s after %v: %v", op, took.Round(time.Millisecond), err)
+		switch {
+		case err == nil:
+			t.Errorf("%s succeeded with the database gone", op)
+		case errors.Is(err, twitchoauth.ErrTokenNotFound) || errors.Is(err, twitchoauth.ErrTokenCorrupt):
+			t.Errorf("%s: %v; want the database's error, not a verdict on the token", op, err)
+		case !strings.Contains(err.Error(), "sqlstore: ") || !strings.Contains(err.Error(), want):
+			t.Errorf("%s: %v; want sqlstore's context and %q", op, err, want)
+		}
+		if took > promptly {
+			t.Errorf("%s took %v", op, took)
+		}
+	}
+	check("Load", func() error { _, err := store.Load(ctx, "1"); return err })
+	check("Save", func() error { return store.Save(ctx, "1", &twitchoauth.StoredToken{AccessToken: "a"}) })
+	check("Lock", func() error {
+		unlock, err := store.Lock(ctx, "1", time.Minute)
+		if err == nil {
+			unlock()
+		}
+		return err
+	})
+	check("Keys", func() error { _, err := store.Keys(ctx); return err })
+}
+
+// TestPostgresStoppedMidRefresh: PostgreSQL (a server of this test's own) is stopped at once
+// (pg_ctl stop -m immediate, as a crash) while 20 users' refreshes are in flight through a
+// registry, whose Run lists the store throughout; Twitch's answers come while it is down. Every
+// operation fails promptly saying the connection was refused; the sources keep the new pairs in
+// memory and store them once PostgreSQL is started again. No user is deleted (from the store or
+// the registry), none is reported revoked, no refresh token is sent twice, and every user ends
+// with the pair Twitch issued last, in the store and on a replica started afterwards.
+func TestPostgresStoppedMidRefresh(t *testing.T) {
+	t.Parallel()
+	needPostgres(t)
+	srv, err := startPostgres()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.remove)
+	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	defer cancel()
+	c, fake := storetest.PublicTwitch(t)
+	logLibrary(t, c)
+	const users = 20
+	ids := userIDs(7000, users)
+	prefix := uniquePrefix()
+	// Expired by the record, so that each source refreshes at first use; and at Twitch.
+	access := seedPublic(t, pgStore(t, srv, prefix), fake, ids, time.Now().Add(-time.Minute))
+	for _, a := range access {
+		fake.ExpireAccessToken(a)
+	}
+
+	reg := twitchoauth.NewUserTokens(c, pgStore(t, srv, prefix))
+	reg.SyncEvery = 50 * time.Millisecond // it lists the store while PostgreSQL stops, and as it comes back
+	var revokedMu sync.Mutex
+	var revoked []string
+	reg.OnRevoked = func(id string, err error) {
+		revokedMu.Lock()
+		defer revokedMu.Unlock()
+		revoked = append(revoked, fmt.Sprintf("%s: %v", id, err))
+	}
+	if err := reg.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	runCtx, stopRun := context.WithCancel(ctx)
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		reg.Run(runCtx)
+	}()
+	t.Cleanup(func() {
+		stopRun()
+		<-ran
+	})
+	fake.ResetRequests()
+	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 1500 * time.Millisecond})
+
+	srcs := make([]*twitchoauth.UserTokenSource, users)
+	for i, id := range ids {
+		if srcs[i], err = reg.Source(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	toks := make([]*oauth2.Token, users)
+	errs := make([]error, users)
+	var wg sync.WaitGroup
+	t.Cleanup(wg.Wait)
+	for i, src := range srcs {
+		wg.Go(func() { toks[i], errs[i] = src.TokenContext(ctx) })
+	}
+	down := pgStore(t, srv, prefix)
+	if _, err := down.Keys(ctx); err != nil { // it knows its tables: what fails is the statement
+		t.Fatal(err)
+	}
+	waitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
+	if err := srv.stop("immediate"); err != nil {
+		t.Fatal(err)
+	}
+	stopped := time.Now()
+	checkDown(t, down, "connection refused")
+	wg.Wait() // Twitch answered; the saves failed
+	if err := srv.start(); err != nil {
+		t.Fatalf("start PostgreSQL again on the same port and files: %v", err)
+	}
+	t.Logf("PostgreSQL was down for %v", time.Since(stopped).Round(time.Millisecond))
+
+	want := map[string]string{}
+	pending := 0
+	for i, src := range srcs {
+		if errs[i] != nil {
+			t.Errorf("user %s: Token across the stop: %v; want the new pair, kept in memory", ids[i], errs[i])
+			continue
+		}
+		if toks[i].AccessToken == access[i] {
+			t.Errorf("user %s: Token returned the expired token", ids[i])
+		}
+		if src.Pending() {
+			pending++
+		}
+		want[ids[i]] = toks[i].AccessToken
+	}
+	t.Logf("%d of %d sources hold a pair PostgreSQL did not take", pending, users)
+	// Half are stored by FlushPending, the other half by Token calls once their backoff passed
+	// (or by Run, whichever comes first).
+	for i, src := range srcs {
+		if i%2 == 0 {
+			if err := src.FlushPending(ctx); err != nil {
+				t.Errorf("user %s: FlushPending after the restart: %v", ids[i], err)
+			}
+			continue
+		}
+		waitUntil(t, ctx, "user "+ids[i]+"'s pair stored", func() bool {
+			tok, err := src.TokenContext(ctx)
+			if err != nil || tok.AccessToken != want[ids[i]] {
+				t.Fatalf("user %s: Token after the restart: %v, %v", ids[i], tok != nil, err)
+			}
+			return !src.Pending()
+		})
+	}
+	check := pgStore(t, srv, prefix)
+	wantStored(t, ctx, check, ids, want)
+	if got := reg.Users(); len(got) != users {
+		t.Errorf("the registry kept %d users of %d", len(got), users)
+	}
+	// A replica started after the restart takes every stored pair up, without a refresh.
+	other := twitchoauth.NewUserTokens(c, pgStore(t, srv, prefix))
+	if err := other.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
+		src, err := other.Source(id)
+		if err != nil {
+			t.Errorf("a new replica: %v", err)
+			continue
+		}
+		if tok, err := src.TokenContext(ctx); err != nil || tok.AccessToken != want[id] {
+			t.Errorf("user %s, a new replica: %v; want the stored token", id, err)
+		}
+	}
+	stopRun()
+	<-ran
+	revokedMu.Lock()
+	if len(revoked) > 0 {
+		t.Errorf("OnRevoked called %d times:\n%s", len(revoked), strings.Join(revoked, "\n"))
+	}
+	revokedMu.Unlock()
+	wantNoReuse(t, fake, users)
+	wantWorking(t, ctx, c, fake, check, ids)
+}
+
+// TestTerminateBackendWhileLeaseHeld: a replica's connections are killed (pg_terminate_backend)
+// while it holds a lease: the lock is a row, not a session's advisory lock, so it outlives them;
+// no other replica takes it; the holder renews it on new connections and releases it. Then the
+// same while the holder's refresh is in flight, with another replica waiting for the lock: one
+// refresh, no refresh token twice, both replicas end with the stored pair.
+func TestTerminateBackendWhileLeaseHeld(t *testing.T) {
+	t.Parallel()
+	srv := needPostgres(t)
+	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	defer cancel()
+	prefix := uniquePrefix()
+	n := serial.Add(1)
+	appA, appB := fmt.Sprintf("replica-a-%d", n), fmt.Sprintf("replica-b-%d", n)
+	newStore := func(app string) *Store {
+		s := New(pgDB(t, srv, app), Postgres)
+		s.Prefix = prefix
+		return s
+	}
+	a, b := newStore(appA), newStore(appB)
+
+	t.Run("Lease", func(t *testing.T) {
+		lease, err := a.LockLease(ctx, "lease", 30*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if killed := terminate(t, srv, appA); killed == 0 {
+			t.Fatal("the holder had no connection to kill")
+		}
+		short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+		defer cancel()
+		if _, err := b.Lock(short, "lease", time.Minute); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("another replica's Lock after the holder's connections died: %v; want it to wait", err)
+		}
+		// A renewal on a dead connection fails as a passing failure, never as a lost lease; the
+		// pool replaces the connection, and the next renewal works.
+		renewed := false
+		for try := 1; try <= 10 && !renewed; try++ {
+			switch err := lease.Renew(ctx); {
+			case err == nil:
+				renewed = true
+			case errors.Is(err, twitchoauth.ErrLeaseLost):
+				t.Fatalf("renewal %d: %v; the lease was not lost", try, err)
+			default:
+				t.Logf("renewal %d on a dead connection: %v", try, err)
+			}
+		}
+		if !renewed {
+			t.Fatal("no renewal worked after the connections were replaced")
+		}
+		if err := lease.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+		got, cancel2 := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel2()
+		unlock, err := b.Lock(got, "lease", time.Minute)
+		if err != nil {
+			t.Fatalf("Lock after the holder released it: %v", err)
+		}
+		unlock()
+	})
+
+	t.Run("Refresh", func(t *testing.T) {
+		c, fake := storetest.PublicTwitch(t)
+		logLibrary(t, c)
+		const ttl = time.Second
+		old := seedPublic(t, a, fake, []string{"8000"}, time.Now().Add(4*time.Hour))[0]
+		srcA := bindSource(t, c, a, "8000", ttl)
+		srcB := bindSource(t, c, b, "8000", ttl)
+		fake.ResetRequests()
+		// Twitch answers after the lease's ttl and more: A renews it meanwhile, on new connections.
+		fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 5 * ttl / 2})
+		type result struct {
+			tok *oauth2.Token
+			err error
+		}
+		doneA, doneB := make(chan result, 1), make(chan result, 1)
+		go func() {
+			tok, err := srcA.ForceRefresh(ctx, nil)
+			doneA <- result{tok, err}
+		}()
+		waitUntil(t, ctx, "A's refresh in flight", func() bool { return fake.CountGrant("refresh_token") == 1 })
+		killed := terminate(t, srv, appA)
+		t.Logf("killed %d connections of the holder", killed)
+		go func() {
+			tok, err := srcB.ForceRefresh(ctx, nil)
+			doneB <- result{tok, err}
+		}()
+		ra, rb := <-doneA, <-doneB
+		if ra.err != nil || rb.err != nil {
+			t.Fatalf("A: %v; B: %v", ra.err, rb.err)
+		}
+		if ra.tok.AccessToken == old || rb.tok.AccessToken != ra.tok.AccessToken || srcA.Pending() {
+			t.Errorf("A holds %q (pending %v), B %q, the old token was %q; want both on A's new one", ra.tok.AccessToken, srcA.Pending(), rb.tok.AccessToken, old)
+		}
+		wantStored(t, ctx, b, []string{"8000"}, map[string]string{"8000": ra.tok.AccessToken})
+		wantNoReuse(t, fake, 1)
+		wantWorking(t, ctx, c, fake, b, []string{"8000"})
+	})
+}
+
+// Environment of the process that locks an SQLite file.
+const envLockFile = "SQLSTORE_TEST_LOCK_FILE"
+
+// lockSQLite starts a process that takes the SQLite file at path's write lock (BEGIN EXCLUSIVE)
+// and holds it until release is called (or the test ends).
+func lockSQLite(t *testing.T, ctx context.Context, path string) (release func()) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestSQLiteLockedByAnotherProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), envChild+"=1", envLockFile+"="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	release = sync.OnceFunc(func() {
+		stdin.Close()
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("the locking process: %v", err)
+		}
+	})
+	t.Cleanup(release)
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "LOCKED\n" {
+		t.Fatalf("the locking process said %q, %v; want LOCKED", line, err)
+	}
+	return release
+}
+
+// lockChild is the process lockSQLite starts.
+func lockChild(t *testing.T, path string) {
+	db, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	conn, err := db.Conn(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if _, err := conn.ExecContext(context.Background(), "BEGIN EXCLUSIVE"); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Println("LOCKED")
+	io.Copy(io.Discard, os.Stdin) // until the parent releases it (or dies)
+	if _, err := conn.ExecContext(context.Background(), "ROLLBACK"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestSQLiteLockedByAnotherProcess: another process holds the SQLite file's write lock.
+//   - Shorter than BusyTimeout: a write waits for it, then succeeds.
+//   - Longer: writes and Lock fail after BusyTimeout, saying the database is locked (reads go on:
+//     the file is in WAL mode); a public client's refresh that Twitch answers meanwhile keeps its
+//     new pair in memory and stores it once the lock is gone; nothing is sent twice, and the
+//     stored pair is the one Twitch issued last.
+func TestSQLiteLockedByAnotherProcess(t *testing.T) {
+	if path := os.Getenv(envLockFile); path != "" {
+		lockChild(t, path)
+		return
+	}
+	t.Parallel()
+	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	defer cancel()
+	path := sqliteFile(t)
+
+	t.Run("Short", func(t *testing.T) {
+		s := sqliteStore(t, path)
+		if err := s.Save(ctx, "short", &twitchoauth.StoredToken{AccessToken: "a"}); err != nil {
+			t.Fatal(err)
+		}
+		release := lockSQLite(t, ctx, path)
+		saved := make(chan error, 1)
+		start := time.Now()
+		go func() { saved <- s.Save(ctx, "short", &twitchoauth.StoredToken{AccessToken: "b"}) }()
+		const held = 300 * time.Millisecond
+		time.Sleep(held) // the lock is held this long while the Save waits: a wait is what is tested
+		release()
+		if err := <-saved; err != nil {
+			t.Fatalf("Save across a lock held %v: %v", held, err)
+		}
+		if took := time.Since(start); took < held {
+			t.Errorf("Save took %v while the file was locked for %v", took, held)
+		}
+		if st, err := s.Load(ctx, "short"); err != nil || st.AccessToken != "b" {
+			t.Errorf("after the lock: %+v, %v", st, err)
+		}
+	})
+
+	t.Run("Long", func(t *testing.T) {
+		c, fake := storetest.PublicTwitch(t)
+		logLibrary(t, c)
+		s := sqliteStore(t, path)
+		s.BusyTimeout = 500 * time.Millisecond
+		old := seedPublic(t, s, fake, []string{"9000"}, time.Now().Add(4*time.Hour))[0]
+		// The lock's unlock fails while the file is locked: its lease ends it, after ttl.
+		const ttl = 3 * time.Second
+		src := bindSource(t, c, s, "9000", ttl)
+		fake.ResetRequests()
+		fake.Fail("token", faketwitch.Fault{Pass: true, Delay: time.Second})
+		type result struct {
+			tok *oauth2.Token
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			tok, err := src.ForceRefresh(ctx, nil)
+			done <- result{tok, err}
+		}()
+		waitUntil(t, ctx, "the refresh in flight", func() bool { return fake.CountGrant("refresh_token") == 1 })
+		release := lockSQLite(t, ctx, path)
+		locked := time.Now()
+		down := sqliteStore(t, path)
+		down.BusyTimeout = 500 * time.Millisecond
+		if st, err := down.Load(ctx, "9000"); err != nil || st.Spending == nil {
+			t.Errorf("Load while another process holds the write lock: %v, %v; want the marked pair (WAL: reads go on)", st != nil, err)
+		}
+		checkWrites := func(op string, err error, took time.Duration) {
+			t.Helper()
+			t.Logf("%s after %v: %v", op, took.Round(time.Millisecond), err)
+			if err == nil || !strings.Contains(err.Error(), "sqlstore: ") || !strings.Contains(err.Error(), "database is locked") {
+				t.Errorf("%s while another process holds the lock: %v; want sqlstore's context and \"database is locked\"", op, err)
+			}
+			if took > promptly {
+				t.Errorf("%s took %v", op, took)
+			}
+		}
+		start := time.Now()
+		err := down.Save(ctx, "other", &twitchoauth.StoredToken{AccessToken: "a"})
+		checkWrites("Save", err, time.Since(start))
+		start = time.Now()
+		_, err = down.Lock(ctx, "other", time.Minute)
+		checkWrites("Lock", err, time.Since(start))
+
+		r := <-done // Twitch answered while the file was locked; the save failed
+		if r.err != nil || r.tok.AccessToken == old {
+			t.Fatalf("ForceRefresh across the lock: %v; want the new pair, kept in memory", r.err)
+		}
+		if !src.Pending() {
+			t.Errorf("the source holds no pending pair, though the file was locked from %v before Twitch answered", time.Since(locked).Round(time.Millisecond))
+		}
+		release()
+		if err := src.FlushPending(ctx); err != nil {
+			t.Fatalf("FlushPending after the lock: %v", err)
+		}
+		wantStored(t, ctx, s, []string{"9000"}, map[string]string{"9000": r.tok.AccessToken})
+		// Another replica's source takes the stored pair up, without a refresh (once the lease of
+		// the lock whose unlock failed has ended).
+		if tok, err := twitchoauth.NewStoreTokenSource(c, sqliteStore(t, path), "9000", nil).TokenContext(ctx); err != nil || tok.AccessToken != r.tok.AccessToken {
+			t.Errorf("another replica after the lock: %v; want the stored pair", err)
+		}
+		wantNoReuse(t, fake, 1)
+		wantWorking(t, ctx, c, fake, s, []string{"9000"})
+	})
+}
