@@ -28,7 +28,19 @@ func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string,
 	}
 	defer k.unlock(ctx, c)
 
-	fnCtx, cancel := context.WithCancelCause(context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl}))
+	valued := context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl})
+	if !k.renewable {
+		// Nothing to renew: the work stops at the lease's deadline, with no goroutine to keep it.
+		lost := fmt.Errorf("%w: the store cannot renew it, and the work under it took too long", ErrLeaseLost)
+		fnCtx, cancel := context.WithDeadlineCause(valued, k.deadline(), lost)
+		defer cancel()
+		err = fn(fnCtx)
+		if err != nil && context.Cause(fnCtx) == lost && ctx.Err() == nil && !errors.Is(err, ErrLeaseLost) {
+			err = fmt.Errorf("%w (%w)", lost, err)
+		}
+		return err
+	}
+	fnCtx, cancel := context.WithCancelCause(valued)
 	defer cancel(nil)
 	keepCtx, stopKeeping := context.WithCancel(fnCtx)
 	kept := make(chan struct{})
@@ -135,12 +147,12 @@ func (k *leaseKeeper) unlock(ctx context.Context, c *Client) {
 	}
 }
 
-// keep renews the lease until ctx ends, and ends fn's context through cancel, recording why in
-// k.lost, when the lease cannot be renewed before its deadline (or cannot be renewed at all).
+// keep renews a renewable lease until ctx ends, and ends fn's context through cancel, recording
+// why in k.lost, when the lease cannot be renewed before its deadline.
 func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) {
 	for {
 		next := k.deadline()
-		if k.renewable && k.renewAt.Before(next) {
+		if k.renewAt.Before(next) {
 			next = k.renewAt
 		}
 		t := time.NewTimer(time.Until(next))
@@ -149,11 +161,6 @@ func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) 
 			t.Stop()
 			return
 		case <-t.C:
-		}
-		if !k.renewable {
-			k.lost = fmt.Errorf("%w: the store cannot renew it, and the work under it took too long", ErrLeaseLost)
-			cancel(k.lost)
-			return
 		}
 		if time.Now().Before(k.deadline()) {
 			err := k.renew(ctx)
