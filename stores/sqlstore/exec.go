@@ -3,10 +3,14 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
+	"io"
 	randv2 "math/rand/v2"
+	"net"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -45,6 +49,23 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	return res, s.retryBusy(ctx, deadline, run)
 }
 
+// maxReadTries is how many times a read runs on connections that turn out to be dead.
+const maxReadTries = 3
+
+// readRetry runs f, a query, as retryBusy does; when it fails because its connection was dead (the
+// server restarted, or the connection was terminated, since the pool last used it), it runs it
+// again on another connection, a few times: a read changes nothing, and the pool has dropped the
+// dead connection. A write is never run again so: it may have been done.
+func (s *Store) readRetry(ctx context.Context, f func() error) error {
+	var err error
+	for range maxReadTries {
+		if err = s.retryBusy(ctx, time.Time{}, f); err == nil || !connLost(err) || ctx.Err() != nil {
+			return err
+		}
+	}
+	return err
+}
+
 // busyTimeout returns BusyTimeout, or its default.
 func (s *Store) busyTimeout() time.Duration {
 	if s.BusyTimeout <= 0 {
@@ -56,13 +77,13 @@ func (s *Store) busyTimeout() time.Duration {
 // queryRow runs a query of one row and scans it into dest; its error Is sql.ErrNoRows when there
 // is none.
 func (s *Store) queryRow(ctx context.Context, query string, args []any, dest ...any) error {
-	return s.retryBusy(ctx, time.Time{}, func() error { return s.DB.QueryRowContext(ctx, query, args...).Scan(dest...) })
+	return s.readRetry(ctx, func() error { return s.DB.QueryRowContext(ctx, query, args...).Scan(dest...) })
 }
 
 // queryStrings runs a query of one text column and returns its values.
 func (s *Store) queryStrings(ctx context.Context, query string, args ...any) ([]string, error) {
 	var out []string
-	err := s.retryBusy(ctx, time.Time{}, func() error {
+	err := s.readRetry(ctx, func() error {
 		out = out[:0]
 		rows, err := s.DB.QueryContext(ctx, query, args...)
 		if err != nil {
@@ -90,7 +111,7 @@ func (s *Store) retryBusy(ctx context.Context, deadline time.Time, f func() erro
 	err := f()
 	if err == nil || s.Dialect != SQLite || !isBusy(err) {
 		if err != nil {
-			err = dbError(ctx, err)
+			err = describe(ctx, err)
 		}
 		return err
 	}
@@ -113,7 +134,7 @@ func (s *Store) retryBusy(ctx context.Context, deadline time.Time, f func() erro
 		wait = min(2*wait, maxBusyWait)
 		if err = f(); err == nil || !isBusy(err) {
 			if err != nil {
-				err = dbError(ctx, err)
+				err = describe(ctx, err)
 			}
 			return err
 		}
@@ -135,4 +156,37 @@ func isBusy(err error) bool {
 	msg := err.Error()
 	return strings.Contains(msg, "database is locked") || strings.Contains(msg, "database table is locked") ||
 		strings.Contains(msg, "SQLITE_BUSY")
+}
+
+// describe returns err as the Store reports it: ctx's error when ctx ended, and a connection that
+// broke under a statement said to be so (the driver's own words, such as "unexpected EOF", say
+// little).
+func describe(ctx context.Context, err error) error {
+	if err = dbError(ctx, err); ctx.Err() == nil && connLost(err) && !errors.Is(err, syscall.ECONNREFUSED) {
+		return fmt.Errorf("%w: %w", errConnLost, err)
+	}
+	return err
+}
+
+// errConnLost says that a statement's connection broke: the server stopped or restarted, or the
+// connection was terminated. Whether a write was done before is not known.
+var errConnLost = errors.New("lost the connection to the database")
+
+// connLost reports whether err says the connection broke, or could not be made.
+func connLost(err error) bool {
+	if errors.Is(err, errConnLost) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
+		errors.Is(err, driver.ErrBadConn) || errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var state interface{ SQLState() string }
+	if errors.As(err, &state) {
+		switch state.SQLState() {
+		case "57P01", "57P02", "57P03": // admin_shutdown (terminated), crash_shutdown, cannot_connect_now
+			return true
+		}
+		return strings.HasPrefix(state.SQLState(), "08") // connection_exception
+	}
+	var nerr *net.OpError
+	return errors.As(err, &nerr)
 }
