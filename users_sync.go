@@ -33,27 +33,29 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 		}
 	}
 	u.mu.RUnlock()
-	// New users are read MaxInFlight at a time: a replica that starts over 10,000 stored users
-	// does not wait for 10,000 round trips in a row.
+	// New users are read by MaxInFlight workers, each its share of the keys: a replica that
+	// starts over 10,000 stored users does not wait for 10,000 round trips in a row, nor starts a
+	// goroutine for each.
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
-	sem := make(chan struct{}, u.maxInFlight())
-	for _, key := range unknown {
-		sem <- struct{}{}
+	workers := min(u.maxInFlight(), len(unknown))
+	for w := range workers {
+		part := unknown[w*len(unknown)/workers : (w+1)*len(unknown)/workers]
 		wg.Go(func() {
-			defer func() { <-sem }()
-			st, err := u.store.Load(ctx, key)
-			switch {
-			case errors.Is(err, ErrTokenNotFound):
-			case err != nil && !errors.Is(err, ErrTokenCorrupt):
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			case err != nil || st.UserID != key:
-				// Not a user of the registry; read again at each Sync, as few stores hold any.
-			default:
-				u.putNew(st)
+			for _, key := range part {
+				st, err := u.store.Load(ctx, key)
+				switch {
+				case errors.Is(err, ErrTokenNotFound):
+				case err != nil && !errors.Is(err, ErrTokenCorrupt):
+					mu.Lock()
+					errs = append(errs, err)
+					mu.Unlock()
+				case err != nil || st.UserID != key:
+					// Not a user of the registry; read again at each Sync, as few stores hold any.
+				default:
+					u.putNew(st)
+				}
 			}
 		})
 	}
