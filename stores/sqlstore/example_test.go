@@ -1,0 +1,61 @@
+package sqlstore_test
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"log"
+	"os"
+	"path/filepath"
+
+	_ "modernc.org/sqlite" // or _ "github.com/jackc/pgx/v5/stdlib" and sqlstore.Postgres
+
+	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/stores/sqlstore"
+)
+
+// A Store over the *sql.DB a service already has. The tables are created at the first use; the
+// Store never closes db.
+func ExampleNew() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "sqlstore-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	db, err := sql.Open("sqlite", filepath.Join(dir, "app.db"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer db.Close()
+
+	store := sqlstore.New(db, sqlstore.SQLite)
+	if err := store.Save(ctx, "12345", &twitchoauth.StoredToken{AccessToken: "access", RefreshToken: "refresh", UserID: "12345", Login: "somebroadcaster"}); err != nil {
+		log.Fatal(err)
+	}
+	st, err := store.Load(ctx, "12345")
+	if err != nil {
+		log.Fatal(err)
+	}
+	// A service hands the Store to its registry, each replica over its own pool:
+	//
+	//	users := twitchoauth.NewUserTokens(c, store)
+	//	go users.Run(ctx)
+	fmt.Println(st.Login)
+	// Output: somebroadcaster
+}
+
+// Tokens sealed at rest, under the key of ID "2026-01"; rows sealed with "2025-01" stay readable
+// and are sealed with the new key at their next write, or by Reseal.
+func ExampleKeyring() {
+	newKey, oldKey := make([]byte, 32), make([]byte, 32) // in production: from a secret store
+	newKey[0], oldKey[0] = 1, 2
+	keyring, err := sqlstore.NewKeyring("2026-01", map[string][]byte{"2026-01": newKey, "2025-01": oldKey})
+	if err != nil {
+		log.Fatal(err)
+	}
+	store := sqlstore.New(nil, sqlstore.Postgres) // the service's *sql.DB in place of nil
+	store.Keyring = keyring
+	fmt.Println(keyring)
+	// Output: sqlstore.Keyring(current "2026-01", keys 2025-01,2026-01)
+}
