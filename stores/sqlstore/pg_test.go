@@ -40,7 +40,8 @@ const pgInstallHint = "install PostgreSQL (Debian: apt-get install postgresql) o
 
 var (
 	shared    *pgServer // the server of the whole test binary, or nil
-	pgMissing string    // why there is none
+	pgMissing string    // why there is none: PostgreSQL is not installed
+	pgFailed  error     // why there is none: it is installed, and would not start
 )
 
 func TestMain(m *testing.M) {
@@ -54,9 +55,13 @@ func TestMain(m *testing.M) {
 func runTests(m *testing.M) int {
 	if os.Getenv(envChild) == "" {
 		srv, err := startPostgres()
-		if err != nil {
+		var missing *notInstalled
+		switch {
+		case errors.As(err, &missing):
 			pgMissing = err.Error()
-		} else {
+		case err != nil:
+			pgFailed = err
+		default:
 			shared = srv
 			defer srv.remove()
 		}
@@ -68,6 +73,9 @@ func runTests(m *testing.M) int {
 // under CI (the environment variable CI set), it fails instead: CI must not skip silently.
 func needPostgres(t testing.TB) *pgServer {
 	t.Helper()
+	if pgFailed != nil {
+		t.Fatalf("PostgreSQL is installed, and would not start: %v", pgFailed)
+	}
 	if shared == nil {
 		if os.Getenv("CI") != "" {
 			t.Fatalf("PostgreSQL: %s (CI is set, so this fails instead of skipping)", pgMissing)
@@ -100,7 +108,14 @@ func findPostgresBin() (string, error) {
 	if p, err := exec.LookPath("pg_ctl"); err == nil {
 		return filepath.Dir(p), nil
 	}
-	return "", fmt.Errorf("no initdb and pg_ctl found in /usr/lib/postgresql/*/bin or on the PATH: %s", pgInstallHint)
+	return "", &notInstalled{}
+}
+
+// notInstalled says that PostgreSQL's programs are nowhere to be found.
+type notInstalled struct{}
+
+func (*notInstalled) Error() string {
+	return "no initdb and pg_ctl found in /usr/lib/postgresql/*/bin or on the PATH: " + pgInstallHint
 }
 
 // pgVersion is the major version in a path like /usr/lib/postgresql/15/bin.
