@@ -140,7 +140,8 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*Store, error) {
 		return nil, fmt.Errorf("sqlstore: open: unknown dialect %v", dialect)
 	}
 	if !slices.Contains(sql.Drivers(), name) {
-		return nil, fmt.Errorf("sqlstore: open: the %v driver was left out of this build (build tag sqlstore_no%s)", dialect, strings.ToLower(dialect.String()))
+		tag := map[Dialect]string{Postgres: "sqlstore_nopostgres", SQLite: "sqlstore_nosqlite"}[dialect]
+		return nil, fmt.Errorf("sqlstore: open: the %v driver %q was left out of this build (build tag %s)", dialect, name, tag)
 	}
 	if dialect == SQLite {
 		dsn = sqliteDSN(dsn)
