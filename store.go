@@ -231,3 +231,9 @@ func sameMark(a, b *SpendMark) bool {
 // sameStored reports whether a and b hold the same pair and the same mark: what a fenced save
 // compares.
 func sameStored(a, b *StoredToken) bool { return samePair(a, b) && sameMark(a.Spending, b.Spending) }
+
+// Matches reports whether st holds prev's access and refresh tokens and prev's spending mark (the
+// same Spending.Refresh and Spending.Holder, or none when prev has none): the comparison
+// [ConditionalSaver.SaveIf] makes before it stores. A store whose SaveIf reads the stored token
+// and writes in one step (a transaction, a version column) can compare with it.
+func (st *StoredToken) Matches(prev *StoredToken) bool { return sameStored(st, prev) }

@@ -151,7 +151,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		return fmt.Errorf("%w: %w", twitchoauth.ErrTokenChanged, err)
 	case err != nil:
 		return err
-	case !sameStored(cur, prev):
+	case !cur.Matches(prev):
 		return fmt.Errorf("%w: the row of key %q holds another pair", twitchoauth.ErrTokenChanged, key)
 	}
 	res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
@@ -164,18 +164,6 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		return fmt.Errorf("%w: the row of key %q was written since it was read", twitchoauth.ErrTokenChanged, key)
 	}
 	return nil
-}
-
-// sameStored reports whether a and b hold the same pair and the same spending mark: what SaveIf
-// compares.
-func sameStored(a, b *twitchoauth.StoredToken) bool {
-	if a.AccessToken != b.AccessToken || a.RefreshToken != b.RefreshToken {
-		return false
-	}
-	if a.Spending == nil || b.Spending == nil {
-		return a.Spending == nil && b.Spending == nil
-	}
-	return a.Spending.Refresh == b.Spending.Refresh && a.Spending.Holder == b.Spending.Holder
 }
 
 // Delete removes key's row; a key with no row is not an error. A lock held on the key stays until
