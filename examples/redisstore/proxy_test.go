@@ -1,0 +1,288 @@
+package redisstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/internal/storetest"
+)
+
+// tcpProxy forwards loopback TCP connections to a target, and can cut them all: a network
+// partition between one replica and Redis, made for real. It keeps its port while cut (so that
+// nothing else takes it meanwhile), and resets every connection made to it then.
+type tcpProxy struct {
+	Addr   string // where clients connect
+	target string
+	ln     net.Listener
+
+	mu    sync.Mutex
+	cut   bool
+	gen   int // how many cuts so far
+	conns map[net.Conn]bool
+	wg    sync.WaitGroup
+}
+
+// startProxy starts a proxy to target on a loopback port; it is closed when the test ends.
+func startProxy(t *testing.T, target string) *tcpProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &tcpProxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]bool{}}
+	p.wg.Go(func() {
+		for {
+			down, err := ln.Accept()
+			if err != nil {
+				return // closed at the test's end
+			}
+			p.wg.Go(func() { p.forward(down) })
+		}
+	})
+	t.Cleanup(func() {
+		ln.Close()
+		p.Cut()
+		p.wg.Wait()
+	})
+	return p
+}
+
+// forward copies between down, a client's connection, and a new connection to the target, both
+// ways, until either side closes or Cut closes both. While the proxy is cut, it resets down.
+func (p *tcpProxy) forward(down net.Conn) {
+	p.mu.Lock()
+	cut, gen := p.cut, p.gen
+	p.mu.Unlock()
+	if cut {
+		reset(down)
+		return
+	}
+	up, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		reset(down)
+		return
+	}
+	p.mu.Lock()
+	if p.gen != gen { // cut since down was accepted
+		p.mu.Unlock()
+		reset(down)
+		up.Close()
+		return
+	}
+	p.conns[down], p.conns[up] = true, true
+	p.mu.Unlock()
+	var both sync.WaitGroup
+	both.Go(func() { io.Copy(up, down); up.Close(); down.Close() })
+	both.Go(func() { io.Copy(down, up); up.Close(); down.Close() })
+	both.Wait()
+	p.mu.Lock()
+	delete(p.conns, down)
+	delete(p.conns, up)
+	p.mu.Unlock()
+}
+
+// reset closes c with a TCP reset, as a host that refuses it would.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+	c.Close()
+}
+
+// Cut resets every connection, losing what is in flight, and every new one until Heal.
+func (p *tcpProxy) Cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = true
+	p.gen++
+	for c := range p.conns {
+		reset(c)
+	}
+	clear(p.conns)
+}
+
+// Heal lets new connections through again.
+func (p *tcpProxy) Heal() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.cut = false
+}
+
+// TestRedisPartitionedReplica: four replicas serve 100 users of a public client whose tokens
+// expire together, each user's source on each replica asking for the token at once (the fourth
+// replica with a head start on half of them); the fourth replica reaches Redis through a proxy,
+// which is cut while the refreshes are in flight (the fourth replica's among them: Twitch
+// answers, and its saves and unlocks fail), then healed:
+//   - Healed as soon as the cut replica's calls have returned: the other replicas wait for the
+//     locks the cut replica could not release, and find its pairs stored by then.
+//   - Healed only once every other replica's call has returned: they found the cut replica's
+//     marks, past their wait, on the refresh tokens of the users it refreshed, and answered that
+//     the refresh is in doubt; once the pairs are stored after the heal, they take them up.
+//
+// Either way every user is refreshed exactly once across the replicas, no refresh token is sent
+// twice, no user is deleted, and after the heal every replica uses the pair Redis holds for every
+// user, the one Twitch issued last.
+func TestRedisPartitionedReplica(t *testing.T) {
+	t.Parallel()
+	t.Run("HealedAtOnce", func(t *testing.T) {
+		t.Parallel()
+		testPartitionedReplica(t, false)
+	})
+	t.Run("HealedPastLease", func(t *testing.T) {
+		t.Parallel()
+		testPartitionedReplica(t, true)
+	})
+}
+
+func testPartitionedReplica(t *testing.T, healLate bool) {
+	srv, _, _ := startOwnRedis(t, false)
+	proxy := startProxy(t, srv.Addr)
+	c, fake := storetest.PublicTwitch(t)
+	logLibrary(t, c)
+	const users, replicas, cut = 100, 4, 3
+	// The lock ttl of every source: a lock the cut replica cannot release ends within it.
+	const ttl = 8 * time.Second
+	ids := userIDs(8000, users)
+	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
+	srcs := make([][]*twitchoauth.UserTokenSource, replicas)
+	for r := range srcs {
+		addr := srv.Addr
+		if r == cut {
+			addr = proxy.Addr
+		}
+		srcs[r] = bindSources(t, c, New(newClient(t, addr)), ids, ttl)
+	}
+	expireAll(fake, access)
+	fake.ResetRequests()
+	// Slow answers: the proxy is cut while every refresh is in flight.
+	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: time.Second})
+
+	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	defer cancel()
+	toks := make([][]*oauth2.Token, replicas)
+	errs := make([][]error, replicas)
+	var others, cutAsks sync.WaitGroup
+	t.Cleanup(others.Wait)
+	t.Cleanup(cutAsks.Wait)
+	// The cut replica asks for the first half of the users first, so that it surely holds the
+	// locks of many; then every replica asks for every user at once.
+	first, rest := make(chan struct{}), make(chan struct{})
+	for r := range srcs {
+		toks[r], errs[r] = make([]*oauth2.Token, users), make([]error, users)
+		asks := &others
+		if r == cut {
+			asks = &cutAsks
+		}
+		for i, src := range srcs[r] {
+			start := rest
+			if r == cut && i < users/2 {
+				start = first
+			}
+			asks.Go(func() {
+				<-start
+				toks[r][i], errs[r][i] = src.TokenContext(ctx)
+			})
+		}
+	}
+	close(first)
+	waitUntil(t, ctx, "the cut replica's first refreshes in flight", func() bool { return fake.CountGrant("refresh_token") == users/2 })
+	close(rest)
+	waitUntil(t, ctx, "every user's refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
+	proxy.Cut()
+	cutAt := time.Now()
+	// The cut replica's calls end: with the new pair it could not store, or with Redis's error.
+	waitDone(t, ctx, &cutAsks, "the cut replica's Token calls")
+	if healLate {
+		waitDone(t, ctx, &others, "the other replicas' Token calls")
+	}
+	proxy.Heal()
+	t.Logf("the proxy was cut for %v", time.Since(cutAt).Round(time.Millisecond))
+	won, pending := 0, 0
+	for i, src := range srcs[cut] {
+		if errs[cut][i] == nil && toks[cut][i].AccessToken != access[i] {
+			won++
+		}
+		if src.Pending() {
+			pending++
+			// The client may refuse for a moment more: it stops dialing a server it could not
+			// reach for a second or so.
+			waitUntil(t, ctx, "the cut replica's pending pair of user "+ids[i]+" stored", func() bool {
+				return src.FlushPending(ctx) == nil && !src.Pending()
+			})
+		}
+	}
+	t.Logf("the cut replica refreshed %d users; %d pairs were pending", won, pending)
+	waitDone(t, ctx, &others, "the other replicas' Token calls")
+	failed, doubts := 0, 0
+	for r := range srcs {
+		for i := range ids {
+			switch err := errs[r][i]; {
+			case errors.Is(err, twitchoauth.ErrRefreshInDoubt):
+				doubts++
+				if r == cut {
+					t.Errorf("the cut replica, user %s: %v", ids[i], err)
+				}
+			case errors.Is(err, twitchoauth.ErrInvalidRefreshToken):
+				t.Errorf("replica %d, user %s: %v", r, ids[i], err)
+			case err != nil && r != cut:
+				t.Errorf("replica %d, user %s: %v", r, ids[i], err)
+			case err != nil:
+				failed++
+			}
+		}
+	}
+	t.Logf("%d of the cut replica's Token calls failed, %d of the others' found the refresh in doubt", failed, doubts)
+
+	// After the heal, every replica ends with the stored pair of every user: at once, or once
+	// the backoff of a failed call (or the recheck of a refresh in doubt) has passed.
+	want := map[string]string{}
+	check := New(newClient(t, srv.Addr))
+	for _, id := range ids {
+		st, err := check.Load(ctx, id)
+		if err != nil {
+			t.Fatalf("user %s: %v", id, err)
+		}
+		want[id] = st.AccessToken
+	}
+	healed := time.Now()
+	for r := range srcs {
+		for i, src := range srcs[r] {
+			waitUntil(t, ctx, fmt.Sprintf("replica %d's token of user %s", r, ids[i]), func() bool {
+				tok, err := src.TokenContext(ctx)
+				if errors.Is(err, twitchoauth.ErrInvalidRefreshToken) && !errors.Is(err, twitchoauth.ErrRefreshInDoubt) {
+					t.Fatalf("replica %d, user %s after the heal: %v", r, ids[i], err)
+				}
+				return err == nil && !src.Pending() && tok.AccessToken == want[ids[i]]
+			})
+		}
+	}
+	t.Logf("every replica held every stored pair %v after the heal", time.Since(healed).Round(time.Millisecond))
+	wantStored(t, ctx, check, ids, want)
+	wantNoReuse(t, fake, users)
+	wantWorking(t, ctx, c, fake, check, ids)
+}
+
+// waitDone waits for wg, failing the test when ctx ends first.
+func waitDone(t *testing.T, ctx context.Context, wg *sync.WaitGroup, what string) {
+	t.Helper()
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		t.Fatalf("waiting for %s: %v", what, ctx.Err())
+	}
+}
