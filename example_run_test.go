@@ -303,7 +303,7 @@ func ExampleNewStoreTokenSource() {
 	c := twitchoauth.NewClient(twitchoauthtest.ClientID, twitchoauthtest.ClientSecret)
 	c.AuthBaseURL = base
 	// One store, many broadcasters: each token under its user ID. A shared store (see
-	// examples/redisstore) lets replicas share them; here, files beside tokens.json.
+	// stores/redisstore) lets replicas share them; here, files beside tokens.json.
 	store := &twitchoauth.FileStore{Path: filepath.Join(dir, "tokens.json")}
 	err := store.Save(context.Background(), twitchoauthtest.UserID, &twitchoauth.StoredToken{
 		AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute), // expired

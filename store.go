@@ -137,7 +137,7 @@ type TokenStore interface {
 
 // KeyLister is a [TokenStore] that can list its keys. [UserTokens] lists them to find the users
 // other replicas added and to drop those they removed; over a store without it, a registry knows
-// the users added to it and no others. [FileStore] and examples/redisstore implement it.
+// the users added to it and no others. [FileStore] and stores/redisstore implement it.
 type KeyLister interface {
 	// Keys returns every key a token is stored under, in no particular order.
 	Keys(ctx context.Context) ([]string, error)

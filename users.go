@@ -42,7 +42,7 @@ const (
 //
 // # Replicas
 //
-// Several replicas of a service can share one store (e.g. Redis, see examples/redisstore):
+// Several replicas of a service can share one store (e.g. Redis, see stores/redisstore):
 //   - A user added on one replica is seen by the others: Run lists the store's keys every
 //     SyncEvery ([UserTokens.Sync] does it at once); a user removed on one replica is dropped by
 //     the others the same way. Intents travel with the token in the store and reach the other

@@ -1,4 +1,4 @@
-module github.com/twitchoauth/twitchoauth/examples/redisstore
+module github.com/twitchoauth/twitchoauth/stores/redisstore
 
 go 1.25.0
 
