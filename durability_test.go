@@ -458,3 +458,49 @@ func TestPublicRefreshOutlivesCallerContext(t *testing.T) {
 	}
 	wantNoReuse(t, fake, 1)
 }
+
+// hangingRenew is a FileStore whose lease renewals take hang, whatever their context says, as a
+// store client that ignores deadlines does.
+type hangingRenew struct {
+	*FileStore
+	hang time.Duration
+}
+
+func (h hangingRenew) LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
+	l, err := h.FileStore.LockLease(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return slowLease{l, h.hang}, nil
+}
+
+type slowLease struct {
+	Lease
+	hang time.Duration
+}
+
+func (s slowLease) Renew(ctx context.Context) error {
+	time.Sleep(s.hang)
+	return s.Lease.Renew(context.Background())
+}
+
+// TestLeaseDeadlineWhileRenewalHangs: the work under a lease stops at the lease's deadline even
+// while a renewal is still waiting for the store, so no work outlives the lease.
+func TestLeaseDeadlineWhileRenewalHangs(t *testing.T) {
+	c, _ := newTestClient(t)
+	store := hangingRenew{&FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}, 3 * time.Second}
+	const ttl = 600 * time.Millisecond
+	start := time.Now()
+	var stopped time.Duration
+	err := withStoreLock(t.Context(), c, store, "k", ttl, func(ctx context.Context) error {
+		<-ctx.Done()
+		stopped = time.Since(start)
+		return context.Cause(ctx)
+	})
+	if !errors.Is(err, ErrLeaseLost) {
+		t.Errorf("err = %v, want ErrLeaseLost", err)
+	}
+	if stopped > ttl+300*time.Millisecond {
+		t.Errorf("the work stopped %v after the lock was taken, its lease being %v: past the lease", stopped, ttl)
+	}
+}

@@ -163,7 +163,15 @@ func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) 
 		case <-t.C:
 		}
 		if time.Now().Before(k.deadline()) {
+			// A renewal still waiting at the deadline (a store client that ignores the context's
+			// deadline, as go-redis does by default) does not keep the work going past it.
+			late := fmt.Errorf("%w: its renewal did not come back in time", ErrLeaseLost)
+			stop := time.AfterFunc(time.Until(k.deadline()), func() { cancel(late) })
 			err := k.renew(ctx)
+			if !stop.Stop() {
+				k.lost = late
+				return
+			}
 			if err == nil {
 				continue
 			}
