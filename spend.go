@@ -96,6 +96,9 @@ func (p *pendingSave) holds(tok *oauth2.Token) bool {
 func (tc *tokenCache) keepPending(p *pendingSave) {
 	p.retryAt.Store(time.Now().Add(time.Second).UnixNano())
 	tc.pending.Store(p)
+	if l := tc.listener; l != nil {
+		l.pendingKept()
+	}
 }
 
 // flushSoon stores the pending pair when its retry time has come and no renewal is under way.

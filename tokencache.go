@@ -65,9 +65,17 @@ type tokenCache struct {
 	// notify, once someone listens, hands each change of the token to the listeners (see
 	// notify.go): changes are noted holding refreshing, and handed out as it is released.
 	notify atomic.Pointer[notifier]
-	// onRevoked, if set, is called once each time the grant is found gone (revoked is set),
-	// after the lock is released. It is set before the cache is shared.
-	onRevoked func(ctx context.Context, err error)
+	// listener, if set, hears what the cache's keeper must act on (a registry's entry). It is
+	// set before the cache is shared.
+	listener sourceListener
+}
+
+// sourceListener hears what a source cannot settle alone. revoked is called once each time the
+// grant is found gone (revoked is set), after the lock is released; pendingKept when a renewed
+// pair could not be persisted and is kept pending, holding the lock, so it must not block.
+type sourceListener interface {
+	revoked(ctx context.Context, err error)
+	pendingKept()
 }
 
 // renewer is what a tokenCache's owner does for it, holding refreshing: renew gets a new token in
@@ -145,8 +153,8 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 	}
 	tok, _, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
 	tc.unlock()
-	if revoked && tc.onRevoked != nil {
-		tc.onRevoked(ctx, err)
+	if revoked && tc.listener != nil {
+		tc.listener.revoked(ctx, err)
 	}
 	return tok, err
 }
@@ -320,7 +328,7 @@ func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
 }
 
 // end makes the state terminal with err, without a request, as a revoked grant does, and stops
-// handing out the current token; onRevoked is not called. A token set later ends it.
+// handing out the current token; the listener is not told. A token set later ends it.
 func (tc *tokenCache) end(ctx context.Context, err error) error {
 	if lerr := tc.lock(ctx); lerr != nil {
 		return lerr

@@ -97,7 +97,8 @@ type UserTokens struct {
 	running bool              // Run is running
 	added   []*userEntry      // entries added while Run runs, not yet scheduled
 	gone    []*userEntry      // entries forgotten while Run runs, not yet taken off its schedule
-	wake    chan struct{}     // tells Run that added or gone has entries
+	hurry   []*userEntry      // entries whose source holds a pair to store, to pass over soon
+	wake    chan struct{}     // tells Run that added, gone or hurry has entries
 }
 
 // userEntry is one registered user.
@@ -113,7 +114,16 @@ type userEntry struct {
 	failures int
 	index    int           // in Run's schedule (a heap), or -1
 	wait     time.Duration // how long Twitch asked to wait after the last failure; set by the worker
+
+	u *UserTokens // the registry: e is its source's listener
 }
+
+// revoked hears from e's source that its grant is gone.
+func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e, e.src.Load(), err) }
+
+// pendingKept hears from e's source that it holds a pair the store did not take: Run stores it
+// soon, not at e's next slot.
+func (e *userEntry) pendingKept() { e.u.soon(e) }
 
 // NewUserTokens returns a registry of c's users whose tokens live in store. A nil store means a
 // [FileStore] in the working directory: user 12345's token in user_token.12345.json.
@@ -354,7 +364,7 @@ func (u *UserTokens) source(e *userEntry) *UserTokenSource {
 	if f := u.OnRefresh; f != nil {
 		s.listen().inOrder = func(tok *oauth2.Token) { f(e.id, tok) }
 	}
-	s.onRevoked = func(ctx context.Context, err error) { u.revoked(ctx, e, s, err) }
+	s.listener = e
 	e.tok = nil
 	e.src.Store(s)
 	return s

@@ -276,3 +276,39 @@ func TestUserTokensKeepsUserInDoubt(t *testing.T) {
 	}
 	wantNoReuse(t, fake, 1)
 }
+
+// TestUserTokensRunStoresPendingSoon: a pair the store did not take when the program's own
+// Token call refreshed it is stored by Run within seconds, not at the user's slot an hour later:
+// until then, other replicas would find the refresh token in doubt.
+func TestUserTokensRunStoresPendingSoon(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "user_token.json")}}
+	seedStored(t, store, fake, c, faketwitch.UserID)
+	u := NewUserTokens(c, store)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, u)
+	defer stop()
+	src, err := u.Source(faketwitch.UserID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	store.failing.Store(1)
+	tok, err := src.Token()
+	if err != nil || !src.Pending() {
+		t.Fatalf("Token() = %v, %v, pending %v", tok, err, src.Pending())
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if st, err := store.Load(t.Context(), faketwitch.UserID); err == nil && st.AccessToken == tok.AccessToken && st.Spending == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("Run did not store the pending pair within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	wantNoReuse(t, fake, 1)
+}

@@ -49,11 +49,11 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	for _, e := range u.users {
 		due = append(due, e)
 	}
-	u.added, u.gone = nil, nil
+	u.added, u.gone, u.hurry = nil, nil, nil
 	u.mu.Unlock()
 	defer func() {
 		u.mu.Lock()
-		u.running, u.added, u.gone = false, nil, nil
+		u.running, u.added, u.gone, u.hurry = false, nil, nil, nil
 		u.mu.Unlock()
 		for _, e := range due {
 			e.index = -1
@@ -92,8 +92,8 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	inFlight := 0
 	for {
 		u.mu.Lock()
-		added, gone := u.added, u.gone
-		u.added, u.gone = nil, nil
+		added, gone, hurry := u.added, u.gone, u.hurry
+		u.added, u.gone, u.hurry = nil, nil, nil
 		u.mu.Unlock()
 		for _, e := range gone {
 			if e.index >= 0 {
@@ -101,6 +101,12 @@ func (u *UserTokens) Run(ctx context.Context) error {
 			}
 		}
 		now := time.Now()
+		for _, e := range hurry {
+			if soon := now.Add(time.Second); e.index >= 0 && e.due.After(soon) {
+				e.due = soon // its pending pair is stored then, not at its slot
+				heap.Fix(&due, e.index)
+			}
+		}
 		for _, e := range added {
 			e.failures = 0
 			e.due = u.nextSlot(e.id, now)
@@ -128,6 +134,9 @@ func (u *UserTokens) Run(ctx context.Context) error {
 				continue
 			}
 			now := time.Now()
+			if s := r.e.src.Load(); r.out == validated && s != nil && s.Pending() {
+				r.out = retry // a pair the store did not take: stored at the retry, not in an hour
+			}
 			if r.out == retry {
 				r.e.failures++
 				r.e.due = now.Add(u.backoff(r.e.failures))

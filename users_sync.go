@@ -92,7 +92,7 @@ func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers ma
 	e = u.users[st.UserID]
 	isNew := e == nil
 	if isNew {
-		e = &userEntry{id: st.UserID, tok: st.Token(), index: -1}
+		e = &userEntry{id: st.UserID, tok: st.Token(), index: -1, u: u}
 		u.users[e.id] = e
 		if u.running {
 			u.added = append(u.added, e)
@@ -161,7 +161,19 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	}
 }
 
-// poke tells Run that added or gone has entries.
+// soon asks Run to pass over e within a second (its source holds a pair to store).
+func (u *UserTokens) soon(e *userEntry) {
+	u.mu.Lock()
+	if !u.running {
+		u.mu.Unlock()
+		return
+	}
+	u.hurry = append(u.hurry, e)
+	u.mu.Unlock()
+	u.poke()
+}
+
+// poke tells Run that added, gone or hurry has entries.
 func (u *UserTokens) poke() {
 	select {
 	case u.wake <- struct{}{}:
