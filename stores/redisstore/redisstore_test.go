@@ -32,64 +32,12 @@ type redisServer struct {
 	out  bytes.Buffer  // its log; read only after done
 }
 
-// startRedis starts a redis-server for the test on a free loopback port and stops it when the test
-// ends. It skips the test when redis-server is not installed.
+// startRedis starts a redis-server for the test on a free loopback port, without persistence,
+// and stops it when the test ends (see startOwnRedis).
 func startRedis(t testing.TB) *redisServer {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		t.Skip("redis-server is not installed")
-	}
-	var errs []error
-	for range 5 { // another process may take the port between freePort and the server's bind
-		s, err := startRedisOn(t, bin, freePort(t))
-		if err == nil {
-			return s
-		}
-		errs = append(errs, err)
-	}
-	t.Fatalf("start redis-server: %v", errors.Join(errs...))
-	return nil
-}
-
-// startRedisOn starts a redis-server on port and waits until it answers PING.
-func startRedisOn(t testing.TB, bin string, port int) (*redisServer, error) {
-	t.Helper()
-	s := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
-	s.cmd = exec.CommandContext(t.Context(), bin,
-		"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-		"--protected-mode", "yes", "--dir", t.TempDir())
-	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	if err := s.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() {
-		s.cmd.Wait()
-		close(s.done)
-	}()
-	t.Cleanup(s.Stop)
-
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer rdb.Close()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
-		err := rdb.Ping(ctx).Err()
-		cancel()
-		if err == nil {
-			return s, nil
-		}
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("redis-server on port %d exited: %s", port, strings.TrimSpace(s.out.String()))
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.Stop()
-			return nil, fmt.Errorf("redis-server on port %d does not answer: %v", port, err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	srv, _, _ := startOwnRedis(t, false)
+	return srv
 }
 
 // Stop kills the server and waits until it has exited.
