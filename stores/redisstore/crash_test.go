@@ -116,7 +116,7 @@ func TestKillAfterRefreshBeforeSave(t *testing.T) {
 	if _, err := next.TokenContext(ctx); !errors.Is(err, twitchoauth.ErrRefreshInDoubt) {
 		t.Errorf("the next process, asked again: err = %v, want the doubt", err)
 	}
-	wantNoReuse(t, fake, 1)
+	storetest.WantNoReuse(t, fake, 1)
 	st, err := store.Load(ctx, user)
 	switch {
 	case err != nil:

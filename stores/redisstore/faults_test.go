@@ -68,15 +68,6 @@ func (b *lockedBuffer) String() string {
 	return b.buf.String()
 }
 
-// userIDs returns n user IDs from first on.
-func userIDs(first, n int) []string {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = strconv.Itoa(first + i)
-	}
-	return ids
-}
-
 // seedPublic stores under each ID a token of the fake's public app for that user, and returns the
 // access tokens. Twitch still takes them (Bind validates them), but each expires within the
 // source's expiry margin, so a source bound to it refreshes it at first use.
@@ -127,111 +118,6 @@ func bindSources(t *testing.T, c *twitchoauth.Client, store twitchoauth.TokenSto
 func expireAll(fake *faketwitch.Server, access []string) {
 	for _, a := range access {
 		fake.ExpireAccessToken(a)
-	}
-}
-
-// waitUntil polls cond, a look at the fake's or the test's own state, until it holds; the test
-// fails when ctx ends first.
-func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
-// sentTwice counts the refresh tokens that reached the fake more than once, read from the
-// recorded requests: a check of the fake's own count of reuses.
-func sentTwice(fake *faketwitch.Server) int {
-	seen := map[string]int{}
-	for _, r := range fake.Requests() {
-		if r.Endpoint == "token" && r.Form.Get("grant_type") == "refresh_token" {
-			seen[r.Form.Get("refresh_token")]++
-		}
-	}
-	n := 0
-	for _, k := range seen {
-		if k > 1 {
-			n++
-		}
-	}
-	return n
-}
-
-// wantNoReuse checks that Twitch saw refreshes refresh requests (-1: any number) and no refresh
-// token twice.
-func wantNoReuse(t *testing.T, fake *faketwitch.Server, refreshes int) {
-	t.Helper()
-	got := fake.CountGrant("refresh_token")
-	t.Logf("%d refresh requests, %d reused refresh tokens, %d sent twice", got, fake.ReusedRefreshTokens(), sentTwice(fake))
-	if n := fake.ReusedRefreshTokens(); n != 0 {
-		t.Errorf("%d spent refresh tokens were sent again (each ended its user's grant)", n)
-	}
-	if n := sentTwice(fake); n != 0 {
-		t.Errorf("%d refresh tokens reached Twitch more than once", n)
-	}
-	if refreshes >= 0 && got != refreshes {
-		t.Errorf("%d refresh requests reached Twitch, want %d", got, refreshes)
-	}
-}
-
-// wantStored checks that the store holds, for each user, the access token of want[id] and no
-// spending mark: nobody deleted the user, and the pair Twitch issued last is stored.
-func wantStored(t *testing.T, ctx context.Context, store *Store, ids []string, want map[string]string) {
-	t.Helper()
-	for _, id := range ids {
-		st, err := store.Load(ctx, id)
-		switch {
-		case errors.Is(err, twitchoauth.ErrTokenNotFound):
-			t.Errorf("user %s was deleted from Redis", id)
-		case err != nil:
-			t.Errorf("user %s: %v", id, err)
-		case st.AccessToken != want[id]:
-			t.Errorf("user %s: Redis holds another access token than the sources use", id)
-		case st.Spending != nil:
-			t.Errorf("user %s: Redis holds the pair with a spending mark left on it: %+v", id, *st.Spending)
-		}
-	}
-}
-
-// wantWorking checks at Twitch that each user's stored pair is the one it issued last: the access
-// token validates, and a refresh with the refresh token works (a spent one would count as
-// reused). It spends the stored refresh tokens: call it last.
-func wantWorking(t *testing.T, ctx context.Context, c *twitchoauth.Client, fake *faketwitch.Server, store *Store, ids []string) {
-	t.Helper()
-	fake.ClearFaults()
-	errs := make([]error, len(ids))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			st, err := store.Load(ctx, id)
-			if err != nil {
-				errs[i] = err
-				return
-			}
-			if _, err := c.ValidateToken(ctx, st.AccessToken); err != nil {
-				errs[i] = fmt.Errorf("user %s: Twitch refuses the stored access token: %w", id, err)
-				return
-			}
-			if _, err := c.RefreshAccessToken(ctx, st.RefreshToken); err != nil {
-				errs[i] = fmt.Errorf("user %s: Twitch refuses the stored refresh token: %w", id, err)
-			}
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Error(err)
-	}
-	if n := fake.ReusedRefreshTokens(); n != 0 {
-		t.Errorf("%d stored refresh tokens had been spent already", n)
 	}
 }
 
@@ -394,7 +280,7 @@ func testPausedMidRefresh(t *testing.T, opts redis.Options) {
 	c, fake := storetest.PublicTwitch(t)
 	logLibrary(t, c)
 	const users, ttl = 5, 2 * time.Second
-	ids := userIDs(6000, users)
+	ids := storetest.UserIDs(6000, users)
 	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
 	opts.Addr = srv.Addr
 	rdb := redis.NewClient(&opts)
@@ -420,7 +306,7 @@ func testPausedMidRefresh(t *testing.T, opts redis.Options) {
 		wg.Wait()
 		close(returned)
 	}()
-	waitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
+	storetest.WaitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
 	resume := srv.pause(t)
 	stopped := time.Now()
 	// Each source gets Twitch's answer, fails to store it and to unlock (the client's read
@@ -465,7 +351,7 @@ func testPausedMidRefresh(t *testing.T, opts redis.Options) {
 		want[ids[i]] = tok.AccessToken
 	}
 	check := New(newClient(t, srv.Addr))
-	wantStored(t, ctx, check, ids, want)
+	storetest.WantStored(t, ctx, check, ids, want)
 	// A replica started now takes the stored pairs up without a refresh.
 	other := New(newClient(t, srv.Addr))
 	for _, id := range ids {
@@ -474,8 +360,8 @@ func testPausedMidRefresh(t *testing.T, opts redis.Options) {
 			t.Errorf("user %s, a new replica: %v, %v; want the stored token", id, accessOf(tok), err)
 		}
 	}
-	wantNoReuse(t, fake, users)
-	wantWorking(t, ctx, c, fake, check, ids)
+	storetest.WantNoReuse(t, fake, users)
+	storetest.WantWorking(t, ctx, c, fake, check, ids)
 }
 
 // accessOf names a token for a failure message: the fake's tokens name nothing else.
@@ -499,7 +385,7 @@ func TestRedisKilledMidRefresh(t *testing.T) {
 	c, fake := storetest.PublicTwitch(t)
 	logLibrary(t, c)
 	const users = 20
-	ids := userIDs(7000, users)
+	ids := storetest.UserIDs(7000, users)
 	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
 	expireAll(fake, access)
 
@@ -548,7 +434,7 @@ func TestRedisKilledMidRefresh(t *testing.T) {
 	for i, src := range srcs {
 		wg.Go(func() { toks[i], errs[i] = src.TokenContext(ctx) })
 	}
-	waitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
+	storetest.WaitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
 	srv.Stop() // SIGKILL
 	killed := time.Now()
 	time.Sleep(1500 * time.Millisecond)
@@ -583,7 +469,7 @@ func TestRedisKilledMidRefresh(t *testing.T) {
 			}
 			continue
 		}
-		waitUntil(t, ctx, "user "+ids[i]+"'s pair stored by Token", func() bool {
+		storetest.WaitUntil(t, ctx, "user "+ids[i]+"'s pair stored by Token", func() bool {
 			tok, err := src.TokenContext(ctx)
 			if err != nil || tok.AccessToken != want[ids[i]] {
 				t.Fatalf("user %s: Token after the restart: %v, %v", ids[i], accessOf(tok), err)
@@ -592,7 +478,7 @@ func TestRedisKilledMidRefresh(t *testing.T) {
 		})
 	}
 	check := New(newClient(t, srv.Addr))
-	wantStored(t, ctx, check, ids, want)
+	storetest.WantStored(t, ctx, check, ids, want)
 	if got := reg.Users(); len(got) != users {
 		t.Errorf("the registry kept %d users of %d", len(got), users)
 	}
@@ -622,6 +508,6 @@ func TestRedisKilledMidRefresh(t *testing.T) {
 		t.Errorf("OnRevoked called %d times:\n%s", len(revoked), revoked)
 	}
 	revokedMu.Unlock()
-	wantNoReuse(t, fake, users)
-	wantWorking(t, ctx, c, fake, check, ids)
+	storetest.WantNoReuse(t, fake, users)
+	storetest.WantWorking(t, ctx, c, fake, check, ids)
 }

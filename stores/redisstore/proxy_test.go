@@ -152,7 +152,7 @@ func testPartitionedReplica(t *testing.T, healLate bool) {
 	const users, replicas, cut = 100, 4, 3
 	// The lock ttl of every source: a lock the cut replica cannot release ends within it.
 	const ttl = 8 * time.Second
-	ids := userIDs(8000, users)
+	ids := storetest.UserIDs(8000, users)
 	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
 	srcs := make([][]*twitchoauth.UserTokenSource, replicas)
 	for r := range srcs {
@@ -195,9 +195,9 @@ func testPartitionedReplica(t *testing.T, healLate bool) {
 		}
 	}
 	close(first)
-	waitUntil(t, ctx, "the cut replica's first refreshes in flight", func() bool { return fake.CountGrant("refresh_token") == users/2 })
+	storetest.WaitUntil(t, ctx, "the cut replica's first refreshes in flight", func() bool { return fake.CountGrant("refresh_token") == users/2 })
 	close(rest)
-	waitUntil(t, ctx, "every user's refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
+	storetest.WaitUntil(t, ctx, "every user's refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
 	proxy.Cut()
 	cutAt := time.Now()
 	// The cut replica's calls end: with the new pair it could not store, or with Redis's error.
@@ -216,7 +216,7 @@ func testPartitionedReplica(t *testing.T, healLate bool) {
 			pending++
 			// The client may refuse for a moment more: it stops dialing a server it could not
 			// reach for a second or so.
-			waitUntil(t, ctx, "the cut replica's pending pair of user "+ids[i]+" stored", func() bool {
+			storetest.WaitUntil(t, ctx, "the cut replica's pending pair of user "+ids[i]+" stored", func() bool {
 				return src.FlushPending(ctx) == nil && !src.Pending()
 			})
 		}
@@ -257,7 +257,7 @@ func testPartitionedReplica(t *testing.T, healLate bool) {
 	healed := time.Now()
 	for r := range srcs {
 		for i, src := range srcs[r] {
-			waitUntil(t, ctx, fmt.Sprintf("replica %d's token of user %s", r, ids[i]), func() bool {
+			storetest.WaitUntil(t, ctx, fmt.Sprintf("replica %d's token of user %s", r, ids[i]), func() bool {
 				tok, err := src.TokenContext(ctx)
 				if errors.Is(err, twitchoauth.ErrInvalidRefreshToken) && !errors.Is(err, twitchoauth.ErrRefreshInDoubt) {
 					t.Fatalf("replica %d, user %s after the heal: %v", r, ids[i], err)
@@ -267,9 +267,9 @@ func testPartitionedReplica(t *testing.T, healLate bool) {
 		}
 	}
 	t.Logf("every replica held every stored pair %v after the heal", time.Since(healed).Round(time.Millisecond))
-	wantStored(t, ctx, check, ids, want)
-	wantNoReuse(t, fake, users)
-	wantWorking(t, ctx, c, fake, check, ids)
+	storetest.WantStored(t, ctx, check, ids, want)
+	storetest.WantNoReuse(t, fake, users)
+	storetest.WantWorking(t, ctx, c, fake, check, ids)
 }
 
 // waitDone waits for wg, failing the test when ctx ends first.

@@ -54,21 +54,6 @@ func logLibrary(t *testing.T, c *twitchoauth.Client) *lockedBuffer {
 	return buf
 }
 
-// waitUntil polls cond, a look at the fake's or the test's own state, until it holds; the test
-// fails when ctx ends first.
-func waitUntil(t *testing.T, ctx context.Context, what string, cond func() bool) {
-	t.Helper()
-	tick := time.NewTicker(5 * time.Millisecond)
-	defer tick.Stop()
-	for !cond() {
-		select {
-		case <-ctx.Done():
-			t.Fatalf("waiting for %s: %v", what, ctx.Err())
-		case <-tick.C:
-		}
-	}
-}
-
 // seedPublic stores under each ID a token of the fake's public app that Twitch takes, expiring at
 // expiry by the stored record, and returns the access tokens.
 func seedPublic(t *testing.T, store *Store, fake *faketwitch.Server, ids []string, expiry time.Time) []string {
@@ -102,49 +87,6 @@ func bindSource(t *testing.T, c *twitchoauth.Client, store twitchoauth.TokenStor
 		t.Fatalf("bind: %v", err)
 	}
 	return src
-}
-
-// wantStored checks that the store holds, for each user, the access token of want[id] and no
-// spending mark: nobody deleted the user, and the pair Twitch issued last is stored.
-func wantStored(t *testing.T, ctx context.Context, store *Store, ids []string, want map[string]string) {
-	t.Helper()
-	for _, id := range ids {
-		st, err := store.Load(ctx, id)
-		switch {
-		case errors.Is(err, twitchoauth.ErrTokenNotFound):
-			t.Errorf("user %s was deleted from the store", id)
-		case err != nil:
-			t.Errorf("user %s: %v", id, err)
-		case st.AccessToken != want[id]:
-			t.Errorf("user %s: the store holds another access token than the sources use", id)
-		case st.Spending != nil:
-			t.Errorf("user %s: the store holds the pair with a spending mark left on it", id)
-		}
-	}
-}
-
-// wantWorking checks at Twitch that each user's stored pair is the one it issued last: the access
-// token validates, and a refresh with the refresh token works (a spent one would count as
-// reused). It spends the stored refresh tokens: call it last.
-func wantWorking(t *testing.T, ctx context.Context, c *twitchoauth.Client, fake *faketwitch.Server, store *Store, ids []string) {
-	t.Helper()
-	fake.ClearFaults()
-	for _, id := range ids {
-		st, err := store.Load(ctx, id)
-		if err != nil {
-			t.Errorf("user %s: %v", id, err)
-			continue
-		}
-		if _, err := c.ValidateToken(ctx, st.AccessToken); err != nil {
-			t.Errorf("user %s: Twitch refuses the stored access token: %v", id, err)
-		}
-		if _, err := c.RefreshAccessToken(ctx, st.RefreshToken); err != nil {
-			t.Errorf("user %s: Twitch refuses the stored refresh token: %v", id, err)
-		}
-	}
-	if n := fake.ReusedRefreshTokens(); n != 0 {
-		t.Errorf("%d stored refresh tokens had been spent already", n)
-	}
 }
 
 // checkDown checks that each operation of store fails promptly, with an error that names the
@@ -204,7 +146,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 	c, fake := storetest.PublicTwitch(t)
 	logLibrary(t, c)
 	const users = 20
-	ids := userIDs(7000, users)
+	ids := storetest.UserIDs(7000, users)
 	prefix := uniquePrefix()
 	// Expired by the record, so that each source refreshes at first use; and at Twitch.
 	access := seedPublic(t, pgStore(t, srv, prefix), fake, ids, time.Now().Add(-time.Minute))
@@ -254,7 +196,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 	if _, err := down.Keys(ctx); err != nil { // it knows its tables: what fails is the statement
 		t.Fatal(err)
 	}
-	waitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
+	storetest.WaitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
 	if err := srv.stop("immediate"); err != nil {
 		t.Fatal(err)
 	}
@@ -291,7 +233,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 			}
 			continue
 		}
-		waitUntil(t, ctx, "user "+ids[i]+"'s pair stored", func() bool {
+		storetest.WaitUntil(t, ctx, "user "+ids[i]+"'s pair stored", func() bool {
 			tok, err := src.TokenContext(ctx)
 			if err != nil || tok.AccessToken != want[ids[i]] {
 				t.Fatalf("user %s: Token after the restart: %v, %v", ids[i], tok != nil, err)
@@ -300,7 +242,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 		})
 	}
 	check := pgStore(t, srv, prefix)
-	wantStored(t, ctx, check, ids, want)
+	storetest.WantStored(t, ctx, check, ids, want)
 	if got := reg.Users(); len(got) != users {
 		t.Errorf("the registry kept %d users of %d", len(got), users)
 	}
@@ -326,8 +268,8 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 		t.Errorf("OnRevoked called %d times:\n%s", len(revoked), strings.Join(revoked, "\n"))
 	}
 	revokedMu.Unlock()
-	wantNoReuse(t, fake, users)
-	wantWorking(t, ctx, c, fake, check, ids)
+	storetest.WantNoReuse(t, fake, users)
+	storetest.WantWorking(t, ctx, c, fake, check, ids)
 }
 
 // TestTerminateBackendWhileLeaseHeld: a replica's connections are killed (pg_terminate_backend)
@@ -410,7 +352,7 @@ func TestTerminateBackendWhileLeaseHeld(t *testing.T) {
 			tok, err := srcA.ForceRefresh(ctx, nil)
 			doneA <- result{tok, err}
 		}()
-		waitUntil(t, ctx, "A's refresh in flight", func() bool { return fake.CountGrant("refresh_token") == 1 })
+		storetest.WaitUntil(t, ctx, "A's refresh in flight", func() bool { return fake.CountGrant("refresh_token") == 1 })
 		killed := terminate(t, srv, appA)
 		t.Logf("killed %d connections of the holder", killed)
 		go func() {
@@ -424,9 +366,9 @@ func TestTerminateBackendWhileLeaseHeld(t *testing.T) {
 		if ra.tok.AccessToken == old || rb.tok.AccessToken != ra.tok.AccessToken || srcA.Pending() {
 			t.Errorf("A holds %q (pending %v), B %q, the old token was %q; want both on A's new one", ra.tok.AccessToken, srcA.Pending(), rb.tok.AccessToken, old)
 		}
-		wantStored(t, ctx, b, []string{"8000"}, map[string]string{"8000": ra.tok.AccessToken})
-		wantNoReuse(t, fake, 1)
-		wantWorking(t, ctx, c, fake, b, []string{"8000"})
+		storetest.WantStored(t, ctx, b, []string{"8000"}, map[string]string{"8000": ra.tok.AccessToken})
+		storetest.WantNoReuse(t, fake, 1)
+		storetest.WantWorking(t, ctx, c, fake, b, []string{"8000"})
 	})
 }
 
@@ -546,7 +488,7 @@ func TestSQLiteLockedByAnotherProcess(t *testing.T) {
 			tok, err := src.ForceRefresh(ctx, nil)
 			done <- result{tok, err}
 		}()
-		waitUntil(t, ctx, "the refresh in flight", func() bool { return fake.CountGrant("refresh_token") == 1 })
+		storetest.WaitUntil(t, ctx, "the refresh in flight", func() bool { return fake.CountGrant("refresh_token") == 1 })
 		release := lockSQLite(t, ctx, path)
 		locked := time.Now()
 		down := sqliteStore(t, path)
@@ -582,13 +524,13 @@ func TestSQLiteLockedByAnotherProcess(t *testing.T) {
 		if err := src.FlushPending(ctx); err != nil {
 			t.Fatalf("FlushPending after the lock: %v", err)
 		}
-		wantStored(t, ctx, s, []string{"9000"}, map[string]string{"9000": r.tok.AccessToken})
+		storetest.WantStored(t, ctx, s, []string{"9000"}, map[string]string{"9000": r.tok.AccessToken})
 		// Another replica's source takes the stored pair up, without a refresh (once the lease of
 		// the lock whose unlock failed has ended).
 		if tok, err := twitchoauth.NewStoreTokenSource(c, sqliteStore(t, path), "9000", nil).TokenContext(ctx); err != nil || tok.AccessToken != r.tok.AccessToken {
 			t.Errorf("another replica after the lock: %v; want the stored pair", err)
 		}
-		wantNoReuse(t, fake, 1)
-		wantWorking(t, ctx, c, fake, s, []string{"9000"})
+		storetest.WantNoReuse(t, fake, 1)
+		storetest.WantWorking(t, ctx, c, fake, s, []string{"9000"})
 	})
 }

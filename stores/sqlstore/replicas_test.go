@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -25,15 +24,6 @@ import (
 
 // replicaTimeout bounds each replica test: none may hang.
 const replicaTimeout = 3 * time.Minute
-
-// userIDs returns n user IDs from first on.
-func userIDs(first, n int) []string {
-	ids := make([]string, n)
-	for i := range ids {
-		ids[i] = strconv.Itoa(first + i)
-	}
-	return ids
-}
 
 // addUsers adds each user to a registry over store with a token of c's app (the fake issues it),
 // then makes every token expire together, at Twitch and in the store.
@@ -59,41 +49,6 @@ func addUsers(t *testing.T, c *twitchoauth.Client, fake *faketwitch.Server, stor
 		}
 	}
 	fake.ResetRequests()
-}
-
-// sentTwice counts the refresh tokens that reached the fake more than once, read from the
-// recorded requests: a check of the fake's own count of reuses.
-func sentTwice(fake *faketwitch.Server) int {
-	seen := map[string]int{}
-	for _, r := range fake.Requests() {
-		if r.Endpoint == "token" && r.Form.Get("grant_type") == "refresh_token" {
-			seen[r.Form.Get("refresh_token")]++
-		}
-	}
-	n := 0
-	for _, k := range seen {
-		if k > 1 {
-			n++
-		}
-	}
-	return n
-}
-
-// wantNoReuse checks that Twitch saw refreshes refresh requests (-1: any number) and no refresh
-// token twice.
-func wantNoReuse(t *testing.T, fake *faketwitch.Server, refreshes int) {
-	t.Helper()
-	got := fake.CountGrant("refresh_token")
-	t.Logf("%d refresh requests, %d reused refresh tokens, %d sent twice", got, fake.ReusedRefreshTokens(), sentTwice(fake))
-	if n := fake.ReusedRefreshTokens(); n != 0 {
-		t.Errorf("%d spent refresh tokens were sent again (each ended its user's grant)", n)
-	}
-	if n := sentTwice(fake); n != 0 {
-		t.Errorf("%d refresh tokens reached Twitch more than once", n)
-	}
-	if refreshes >= 0 && got != refreshes {
-		t.Errorf("%d refresh requests reached Twitch, want %d", got, refreshes)
-	}
 }
 
 // wantAgreed checks that the store holds, for each user, the token every replica returned, with
@@ -128,7 +83,7 @@ func TestUserTokensReplicasPostgres(t *testing.T) {
 	defer cancel()
 	c, fake := storetest.PublicTwitch(t)
 	const users, replicas = 100, 5
-	ids := userIDs(5000, users)
+	ids := storetest.UserIDs(5000, users)
 	prefix := uniquePrefix()
 	seeder := pgStore(t, srv, prefix)
 	addUsers(t, c, fake, seeder, ids)
@@ -169,7 +124,7 @@ func TestUserTokensReplicasPostgres(t *testing.T) {
 	close(start)
 	wg.Wait()
 	t.Logf("%d replicas × %d users refreshed in %v", replicas, users, time.Since(begun).Round(time.Millisecond))
-	wantNoReuse(t, fake, users)
+	storetest.WantNoReuse(t, fake, users)
 	wantAgreed(t, seeder, ids, tokens)
 }
 
@@ -195,7 +150,7 @@ func TestUserTokensReplicasSQLite(t *testing.T) {
 	defer cancel()
 	c, fake := storetest.PublicTwitch(t)
 	const users, processes = 100, 3
-	ids := userIDs(6000, users)
+	ids := storetest.UserIDs(6000, users)
 	path := sqliteFile(t)
 	seeder := sqliteStore(t, path)
 	addUsers(t, c, fake, seeder, ids)
@@ -274,7 +229,7 @@ func TestUserTokensReplicasSQLite(t *testing.T) {
 		}
 	}
 	t.Logf("%d processes × %d users refreshed in %v", processes, users, time.Since(begun).Round(time.Millisecond))
-	wantNoReuse(t, fake, users)
+	storetest.WantNoReuse(t, fake, users)
 	wantAgreed(t, seeder, ids, tokens)
 }
 
