@@ -226,13 +226,13 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 	case err != nil:
 		return nil, nil, fmt.Errorf("twitchoauth: mark the refresh token as being spent (nothing was sent): %w", err)
 	}
-	tok, err := s.sendRefresh(ctx, st.RefreshToken)
+	tok, err := s.c.sendRefresh(ctx, st.RefreshToken)
 	switch {
 	case err == nil:
 		return s.saveSpent(ctx, &marked, marked.withToken(carryScopes(tok, st.Token()))), nil, nil
-	case errors.Is(err, errAnswerLost):
+	case errors.Is(err, ErrRefreshInDoubt):
 		s.doubt = hash // the mark stays: it tells every other holder the same
-		return nil, nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: marked.Spending.At}
+		return nil, nil, err
 	}
 	// Twitch did not take it: it answered with an error, or the request never left. The mark goes.
 	uctx, cancel := unleased(ctx)
@@ -257,15 +257,25 @@ func (s *UserTokenSource) saveSpent(ctx context.Context, prev, next *StoredToken
 	return use
 }
 
-// sendRefresh sends a public client's refresh token rt. Once sent, it is seen through to its
-// answer (refreshTimeout at most) even when ctx ends: see refreshTimeout.
-func (s *UserTokenSource) sendRefresh(ctx context.Context, rt string) (*oauth2.Token, error) {
+// sendRefresh sends refresh token rt as the client's kind wants it. A confidential client's
+// refresh ends with ctx, as any request does. A public client's, once sent, is seen through to its
+// answer (refreshTimeout at most) even when ctx ends (see refreshTimeout); an answer lost even so
+// gives a *RefreshInDoubtError, whose refresh token must not be sent again.
+func (c *Client) sendRefresh(ctx context.Context, rt string) (*oauth2.Token, error) {
+	if c.ClientSecret != "" {
+		return c.RefreshAccessToken(ctx, rt)
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("twitchoauth: refresh: %w", err)
 	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
 	defer cancel()
-	return s.c.RefreshAccessToken(rctx, rt)
+	sent := time.Now()
+	tok, err := c.RefreshAccessToken(rctx, rt)
+	if errors.Is(err, errAnswerLost) {
+		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: sent}
+	}
+	return tok, err
 }
 
 // awaitMark waits for the holder of the mark on st to store its new pair: until the stored token

@@ -221,16 +221,9 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 	if public && s.doubt == RefreshTokenHash(cur.RefreshToken) {
 		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost"}
 	}
-	var tok *oauth2.Token
-	var err error
-	if public {
-		tok, err = s.sendRefresh(ctx, cur.RefreshToken)
-	} else {
-		tok, err = s.c.RefreshAccessToken(ctx, cur.RefreshToken)
-	}
-	if errors.Is(err, errAnswerLost) && public {
+	tok, err := s.c.sendRefresh(ctx, cur.RefreshToken)
+	if errors.Is(err, ErrRefreshInDoubt) {
 		s.doubt = RefreshTokenHash(cur.RefreshToken)
-		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: time.Now()}
 	}
 	if err != nil {
 		return nil, err

@@ -152,7 +152,9 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 	}
 	v, err := u.c.ValidateToken(ctx, tok.AccessToken)
 	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
-		next, rerr := u.c.RefreshAccessToken(ctx, tok.RefreshToken)
+		// A public client's refresh token works once: one whose answer was lost is not sent
+		// again (the error says so), and a caller must not add the same token again.
+		next, rerr := u.c.sendRefresh(ctx, tok.RefreshToken)
 		if rerr != nil {
 			return nil, fmt.Errorf("twitchoauth: add user: refresh the invalid token: %w", rerr)
 		}

@@ -312,3 +312,19 @@ func TestUserTokensRunStoresPendingSoon(t *testing.T) {
 	}
 	wantNoReuse(t, fake, 1)
 }
+
+// TestAddUserLostRefreshInDoubt: a public client's token handed to AddUserForToken that must be
+// refreshed first, whose refresh answer is lost, is reported in doubt: the caller learns that its
+// refresh token may be spent, not that it may try again with it.
+func TestAddUserLostRefreshInDoubt(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+	fake.ExpireAccessToken(access)
+	fake.Fail("token", faketwitch.Fault{Lose: true, Count: 1})
+	u := NewUserTokens(c, newMemStore())
+	_, err := u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access, RefreshToken: refresh})
+	if !errors.Is(err, ErrRefreshInDoubt) {
+		t.Errorf("AddUserForToken = %v; want an error that Is ErrRefreshInDoubt", err)
+	}
+}
