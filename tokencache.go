@@ -151,7 +151,7 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 	if err := tc.lock(ctx); err != nil {
 		return nil, err
 	}
-	tok, _, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
+	tok, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
 	tc.unlock()
 	if revoked && tc.listener != nil {
 		tc.listener.revoked(ctx, err)
@@ -159,21 +159,20 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 	return tok, err
 }
 
-// refreshHeld is refresh with refreshing held. It reports whether it put a new token in place,
-// and whether it found the grant gone.
-func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64, recheck bool) (tok *oauth2.Token, renewed, revoked bool, err error) {
+// refreshHeld is refresh with refreshing held. It reports whether it found the grant gone.
+func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64, recheck bool) (tok *oauth2.Token, revoked bool, err error) {
 	wasRevoked := tc.revoked.Load()
 	if wasRevoked != nil && !recheck {
-		return nil, false, false, *wasRevoked
+		return nil, false, *wasRevoked
 	}
 	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok.AccessToken != stale.AccessToken) && wasRevoked == nil {
-		return tok, false, false, nil
+		return tok, false, nil
 	}
 	if tc.attempts.Load() != seen && tc.lastErr != nil {
-		return nil, false, false, tc.lastErr
+		return nil, false, tc.lastErr
 	}
 	if f := tc.floor.Load(); f != nil && time.Now().Before(f.until) {
-		return nil, false, false, f.err
+		return nil, false, f.err
 	}
 	tok, err = tc.owner.renew(ctx, stale)
 	tc.lastErr = err
@@ -208,7 +207,7 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 		tc.floor.Store(&floorState{until: time.Now().Add(backoff(tc.failures, retryAfterOf(err))), err: err})
 	}
 	tc.attempts.Add(1)
-	return tok, tok != nil, revoked, err
+	return tok, revoked, err
 }
 
 // mayRecheck reports whether a grant in doubt, with error err, is due to be looked at again, and
