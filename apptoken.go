@@ -22,8 +22,8 @@ type AppTokenSource struct {
 // NewAppTokenSource returns a source of c's app access token. It fetches none until first asked.
 func NewAppTokenSource(c *Client) *AppTokenSource {
 	s := &AppTokenSource{}
-	s.init(c, nil, s)
-	s.app = true
+	s.init(c, nil)
+	s.state().app = true
 	return s
 }
 
@@ -42,12 +42,12 @@ func (s *AppTokenSource) renew(ctx context.Context, _ *oauth2.Token) (*oauth2.To
 
 // Token returns the cached app token while it is valid, and fetches one otherwise.
 func (s *AppTokenSource) Token() (*oauth2.Token, error) {
-	return s.token(context.Background())
+	return s.token(context.Background(), s)
 }
 
 // TokenContext is [AppTokenSource.Token] with a context for the fetch, if one is needed.
 func (s *AppTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
-	return s.token(ctx)
+	return s.token(ctx, s)
 }
 
 // HTTPClient returns an *http.Client for Twitch's Helix API that sends the app token, as
@@ -55,7 +55,7 @@ func (s *AppTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error
 // request; on a 401 it asks Twitch whether the token is still valid, passes the answer on when
 // it is, and otherwise fetches a new token once and sends the request again.
 func (s *AppTokenSource) HTTPClient() *http.Client {
-	return s.helixClient()
+	return s.helixClient(s)
 }
 
 // IRCPassword returns the password Twitch's IRC chat takes for a user token: "oauth:" and the

@@ -57,7 +57,7 @@ func seedStored(t *testing.T, store TokenStore, fake *faketwitch.Server, c *Clie
 // holder's mark for a second at most.
 func replica(c *Client, store TokenStore, key string) *UserTokenSource {
 	s := NewStoreTokenSource(c, store, key, nil)
-	s.lockTTL = 2 * time.Second
+	s.state().lockTTL = 2 * time.Second
 	return s
 }
 
@@ -104,7 +104,7 @@ func TestRefreshedPairKeptWhenSaveFails(t *testing.T) {
 	}
 
 	// The next Token after the backoff stores it.
-	a.pending.Load().retryAt.Store(0)
+	a.pendingPair().retryAt.Store(0)
 	if got, err := a.Token(); err != nil || got != tok {
 		t.Fatalf("Token() = %v, %v", got, err)
 	}
@@ -116,7 +116,7 @@ func TestRefreshedPairKeptWhenSaveFails(t *testing.T) {
 		t.Fatalf("store holds %+v, %v; want the refreshed pair, unmarked", st, err)
 	}
 	// The replica in doubt takes it up at its next look, with no request.
-	b.recheckAt.Store(0)
+	b.state().recheckAt.Store(0)
 	if got, err := b.Token(); err != nil || got.AccessToken != tok.AccessToken {
 		t.Errorf("the other replica after the pair was stored: %v, %v", got, err)
 	}
@@ -329,7 +329,7 @@ func TestRefreshBackoff(t *testing.T) {
 			if n := bad.Load(); n != 0 {
 				t.Errorf("%d calls got another error than the answer's, with RetryAfter %v", n, tt.after)
 			}
-			if f := src.floor.Load(); f == nil || time.Until(f.until) < tt.after-time.Second {
+			if f := src.backedOff(); f == nil || time.Until(f.until) < tt.after-time.Second {
 				t.Errorf("floor %+v, want at least %v ahead", f, tt.after)
 			}
 		})

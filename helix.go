@@ -9,14 +9,14 @@ import (
 )
 
 // helixClient returns the client of HTTPClient: see [UserTokenSource.HTTPClient].
-func (tc *tokenCache) helixClient() *http.Client {
+func (tc *tokenCache) helixClient(owner renewer) *http.Client {
 	base := tc.c.httpClient()
 	rt := base.Transport
 	if rt == nil {
 		rt = http.DefaultTransport
 	}
 	return &http.Client{
-		Transport: &bearerTransport{src: tc, base: rt},
+		Transport: &bearerTransport{src: tc, owner: owner, base: rt},
 		Timeout:   base.Timeout,
 		CheckRedirect: func(req *http.Request, via []*http.Request) error {
 			if len(via) >= 10 {
@@ -33,19 +33,20 @@ func (tc *tokenCache) helixClient() *http.Client {
 // bearerTransport sends the token of src with every request, and renews it when Twitch says an
 // answer's 401 means the token died.
 type bearerTransport struct {
-	src  *tokenCache
-	base http.RoundTripper
+	src   *tokenCache
+	owner renewer // src's owner
+	base  http.RoundTripper
 }
 
 func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	orig := req
-	req, err := checkTokenKind(req, t.src.app)
+	req, err := checkTokenKind(req, t.src.isApp())
 	if err != nil {
 		closeBody(orig)
 		return nil, err
 	}
-	tok, err := t.src.token(ctx)
+	tok, err := t.src.token(ctx, t.owner)
 	if err != nil {
 		closeBody(req)
 		return nil, err
@@ -60,7 +61,7 @@ func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // the body is spent and cannot be sent again
 	}
-	tok, err = t.src.forceRefresh(ctx, tok)
+	tok, err = t.src.forceRefresh(ctx, tok, t.owner)
 	if err != nil {
 		return resp, nil // the caller sees Helix's 401
 	}

@@ -303,7 +303,7 @@ func TestTokenAnswerChecks(t *testing.T) {
 }
 
 // endBackoff ends the wait a transient failure imposed on tc's renewals, as if it had passed.
-func endBackoff(tc *tokenCache) { tc.floor.Store(nil) }
+func endBackoff(tc *tokenCache) { tc.state().floor.Store(nil) }
 
 // TestValidate: Validate says whose the token is; a token Twitch killed early is refreshed and the
 // new one validated; a gone grant is ErrInvalidRefreshToken; an outage leaves the source as it was.

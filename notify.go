@@ -24,28 +24,34 @@ type notifier struct {
 	// delivering is held by the goroutine handing queued changes out; the others leave it to
 	// that one, so that no Token caller waits for a listener.
 	delivering sync.Mutex
-	// inOrder, if set, is called with each change by the goroutine delivering it (the registry's
-	// OnRefresh); subs are the subscriptions, each with a goroutine of its own.
-	inOrder func(*oauth2.Token)
-	subs    []*subscription // copied on write; guarded by mu
+	// The source's listener, if it hears changes (a registry's OnRefresh), hears each from the
+	// goroutine delivering it; subs are the subscriptions, each with a goroutine of its own.
+	subs []*subscription // copied on write; guarded by mu
 }
 
 // listen returns tc's notifier, making it if need be.
 func (tc *tokenCache) listen() *notifier {
+	x := tc.state()
 	for {
-		if n := tc.notify.Load(); n != nil {
+		if n := x.notify.Load(); n != nil {
 			return n
 		}
-		tc.notify.CompareAndSwap(nil, &notifier{})
+		x.notify.CompareAndSwap(nil, &notifier{})
 	}
 }
 
 // noteChange records that tok is now the token held and persisted; refreshing is held. It is
 // handed out when the lock is released (see unlock).
 func (tc *tokenCache) noteChange(tok *oauth2.Token) {
-	n := tc.notify.Load()
-	if n == nil || tok == nil {
+	if tok == nil {
 		return
+	}
+	n := tc.state().notify.Load()
+	if n == nil {
+		if tc.listener == nil || !tc.listener.hearsChanges() {
+			return
+		}
+		n = tc.listen() // made on the first change, not for each of a registry's sources
 	}
 	n.mu.Lock()
 	n.queued = append(n.queued, tok)
@@ -55,7 +61,11 @@ func (tc *tokenCache) noteChange(tok *oauth2.Token) {
 // deliver hands the recorded changes out in order, unless another goroutine is doing so (it
 // takes these too). Refreshing is not held.
 func (tc *tokenCache) deliver() {
-	n := tc.notify.Load()
+	x := tc.more.Load()
+	if x == nil {
+		return
+	}
+	n := x.notify.Load()
 	if n == nil {
 		return
 	}
@@ -79,8 +89,8 @@ func (tc *tokenCache) deliver() {
 				if tc.rejectedAlready(tok) {
 					continue // never hand out a token Twitch has refused
 				}
-				if n.inOrder != nil {
-					tc.safely(func() { n.inOrder(tok) })
+				if l := tc.listener; l != nil {
+					tc.safely(func() { l.changed(tok) })
 				}
 				for _, s := range subs {
 					s.push(tok)

@@ -9,25 +9,39 @@ const maxScopeSets = 1024
 // registry of 10,000 users holds a few sets, not 10,000 maps. Tokens and their Extra are not
 // modified once made (see UserTokenSource).
 var scopeSets struct {
-	sync.Mutex
+	sync.RWMutex
 	m map[string]map[string]any
 }
 
 // scopeExtra returns the Extra map of a token granting scopes, shared with the tokens granting
 // the same ones.
 func scopeExtra(scopes []Scope) map[string]any {
-	key := BuildScope(scopes)
-	scopeSets.Lock()
-	defer scopeSets.Unlock()
-	if extra, ok := scopeSets.m[key]; ok {
+	// The key is BuildScope's string, built on the stack: a set seen before costs no allocation.
+	var buf [512]byte
+	key := buf[:0]
+	for i, s := range scopes {
+		if i > 0 {
+			key = append(key, ' ')
+		}
+		key = append(key, s...)
+	}
+	scopeSets.RLock()
+	extra, ok := scopeSets.m[string(key)]
+	scopeSets.RUnlock()
+	if ok {
 		return extra
 	}
-	extra := map[string]any{"scope": scopesToStrings(scopes)}
+	scopeSets.Lock()
+	defer scopeSets.Unlock()
+	if extra, ok := scopeSets.m[string(key)]; ok {
+		return extra
+	}
+	extra = map[string]any{"scope": scopesToStrings(scopes)}
 	if scopeSets.m == nil {
 		scopeSets.m = map[string]map[string]any{}
 	}
 	if len(scopeSets.m) < maxScopeSets {
-		scopeSets.m[key] = extra
+		scopeSets.m[string(key)] = extra
 	}
 	return extra
 }

@@ -71,7 +71,7 @@ var sourceSerial atomic.Uint64
 
 // holder names s in its marks.
 func (s *UserTokenSource) holder() string {
-	return processID() + "-" + strconv.FormatUint(s.serial, 10)
+	return processID() + "-" + strconv.FormatUint(s.state().serial, 10)
 }
 
 // pendingSave is a pair Twitch issued that was not stored yet: next, to be stored in place of prev
@@ -95,7 +95,7 @@ func (p *pendingSave) holds(tok *oauth2.Token) bool {
 // keepPending records p, to be stored at the next chance.
 func (tc *tokenCache) keepPending(p *pendingSave) {
 	p.retryAt.Store(time.Now().Add(time.Second).UnixNano())
-	tc.pending.Store(p)
+	tc.state().pending.Store(p)
 	if l := tc.listener; l != nil {
 		l.pendingKept()
 	}
@@ -103,20 +103,20 @@ func (tc *tokenCache) keepPending(p *pendingSave) {
 
 // flushSoon stores the pending pair when its retry time has come and no renewal is under way.
 // It is what Token does besides returning the cached token; it waits flushTimeout at most.
-func (tc *tokenCache) flushSoon(ctx context.Context) {
-	p := tc.pending.Load()
+func (tc *tokenCache) flushSoon(ctx context.Context, owner renewer) {
+	p := tc.pendingPair()
 	if p == nil || time.Now().UnixNano() < p.retryAt.Load() {
 		return
 	}
 	select {
-	case tc.refreshing.ch() <- struct{}{}:
+	case tc.state().refreshing.ch() <- struct{}{}:
 	default:
 		return
 	}
 	defer tc.unlock()
 	ctx, cancel := context.WithTimeout(ctx, flushTimeout)
 	defer cancel()
-	tc.owner.flushLocked(ctx, false)
+	owner.flushLocked(ctx, false)
 }
 
 // FlushPending stores a pair Twitch issued that the store did not take when it was refreshed
@@ -125,7 +125,7 @@ func (tc *tokenCache) flushSoon(ctx context.Context) {
 // seconds from Token; [UserTokens.Run] does it for its users with a backoff. It returns nil when
 // nothing is pending.
 func (s *UserTokenSource) FlushPending(ctx context.Context) error {
-	if s.pending.Load() == nil {
+	if s.pendingPair() == nil {
 		return nil
 	}
 	if err := s.lock(ctx); err != nil {
@@ -136,12 +136,12 @@ func (s *UserTokenSource) FlushPending(ctx context.Context) error {
 }
 
 // Pending reports whether the source holds a pair that is not stored yet.
-func (s *UserTokenSource) Pending() bool { return s.pending.Load() != nil }
+func (s *UserTokenSource) Pending() bool { return s.pendingPair() != nil }
 
 // flushLocked stores the pending pair, if any; refreshing is held. Unless now is set, it tries
 // no earlier than the pending pair's backoff allows, and returns the last try's error until then.
 func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
-	p := s.pending.Load()
+	p := s.pendingPair()
 	if p == nil {
 		return nil
 	}
@@ -150,14 +150,14 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 	}
 	var err error
 	switch {
-	case s.store == nil && s.onRefresh != nil:
-		err = s.onRefresh(p.tok)
+	case s.store == nil && s.state().onRefresh != nil:
+		err = s.state().onRefresh(p.tok)
 	case s.store == nil:
 	default:
 		if cs, ok := s.store.(ConditionalSaver); ok {
 			err = cs.SaveIf(ctx, s.key, p.prev, p.next)
 		} else {
-			err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL, func(ctx context.Context) error {
+			err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
 				return saveIf(ctx, s.store, s.key, p.prev, p.next)
 			})
 		}
@@ -175,10 +175,10 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 		p.retryAt.Store(time.Now().Add(backoff(p.tries, 0)).UnixNano())
 		return p.err
 	}
-	if f := s.floor.Load(); f != nil && p.err != nil && f.err == p.err {
-		s.floor.Store(nil) // the backoff was this pair's: it is stored now
+	if f := s.state().floor.Load(); f != nil && p.err != nil && f.err == p.err {
+		s.state().floor.Store(nil) // the backoff was this pair's: it is stored now
 	}
-	s.pending.CompareAndSwap(p, nil)
+	s.state().pending.CompareAndSwap(p, nil)
 	// The pair is stored now: the listeners hear of it, if it is still the one held.
 	refreshed := p.tok != nil || p.next.RefreshToken != p.prev.RefreshToken // not a mark taken back
 	if cur := s.cur.Load(); err == nil && refreshed && cur != nil && p.holds(cur) {
@@ -210,7 +210,7 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 				return nil, cur, err
 			}
 			return nil, nil, &RefreshInDoubtError{Reason: "another holder sent it and never stored the new pair", Sent: m.At}
-		case s.doubt == hash:
+		case s.state().doubt == hash:
 			return nil, nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: m.At}
 		}
 	}
@@ -231,7 +231,7 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 	case err == nil:
 		return s.saveSpent(ctx, &marked, marked.withToken(carryScopes(tok, st.Token()))), nil, nil
 	case errors.Is(err, ErrRefreshInDoubt):
-		s.doubt = hash // the mark stays: it tells every other holder the same
+		s.state().doubt = hash // the mark stays: it tells every other holder the same
 		return nil, nil, err
 	}
 	// Twitch did not take it: it answered with an error, or the request never left. The mark goes.
@@ -282,7 +282,7 @@ func (c *Client) sendRefresh(ctx context.Context, rt string) (*oauth2.Token, err
 // changes (it returns it), or markWait has passed since the mark was made (it returns nil), or ctx
 // ends.
 func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*StoredToken, error) {
-	wait := markWait(s.lockTTL)
+	wait := markWait(s.state().lockTTL)
 	now := time.Now()
 	deadline := now.Add(wait)
 	if at := st.Spending.At; at.Before(now) {

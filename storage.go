@@ -113,7 +113,7 @@ func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*
 	store := h.store()
 	src := NewStoreTokenSource(h.c, store, h.StoreKey, nil)
 	if h.LockTTL > 0 {
-		src.lockTTL = h.LockTTL
+		src.state().lockTTL = h.LockTTL
 	}
 	var st *StoredToken
 	var v *Validation

@@ -77,8 +77,8 @@ func DecodeStoredToken(data []byte) (*StoredToken, error) {
 
 // Token returns the stored token as an *oauth2.Token whose scopes [TokenScopes] reads.
 func (st *StoredToken) Token() *oauth2.Token {
-	tok := &oauth2.Token{AccessToken: st.AccessToken, RefreshToken: st.RefreshToken, TokenType: "bearer", Expiry: st.Expiry}
-	return withScopes(tok, st.Scopes)
+	tok := oauth2.Token{AccessToken: st.AccessToken, RefreshToken: st.RefreshToken, TokenType: "bearer", Expiry: st.Expiry}
+	return withScopes(&tok, st.Scopes) // a copy of tok: tok stays on the stack
 }
 
 // withToken returns a copy of st holding tok's pair, expiry and (when it names them) scopes, and

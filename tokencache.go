@@ -22,15 +22,22 @@ const recheckAfter = time.Minute
 // tokenCache is what [UserTokenSource] and [AppTokenSource] share: the current token, read without
 // a lock; one renewal at a time, whose result (or failure) the callers that waited for it share;
 // the terminal state of a revoked grant; and Twitch's verdicts on tokens an API refused.
+//
+// Only what Token's fast path reads lives here. The rest (locks, errors, backoff, listeners) is a
+// cacheState made on first need, so that each of a registry's many sources, most of which do
+// nothing but hand out a fresh token, costs a few words.
 type tokenCache struct {
-	c   *Client
-	app bool // it holds an app token, not a user's
-	// owner gets new tokens (and persists a pending one): the source the cache is part of. An
-	// interface rather than func fields, so that a source costs no closures.
-	owner renewer
+	cur  atomic.Pointer[oauth2.Token] // the cached token, read without the lock
+	c    *Client
+	more atomic.Pointer[cacheState] // made on first need; see state
+	// listener, if set, hears what the cache's keeper must act on (a registry's entry). It is
+	// set before the cache is shared.
+	listener sourceListener
+}
 
-	cur atomic.Pointer[oauth2.Token] // the cached token, read without the lock
-
+// cacheState is the part of a tokenCache made on first need: by a renewal, a verdict, a
+// listener, or a setting of the source.
+type cacheState struct {
 	// refreshing is a lock held across a renewal: a one-slot channel, so that a caller waiting
 	// for another's renewal can give up when its ctx ends.
 	refreshing lazyLock
@@ -49,8 +56,8 @@ type tokenCache struct {
 	checkedOK bool          // whether Twitch said it was valid
 	checkedAt time.Time
 
-	// pending is a renewed token not yet persisted (see spend.go); owner's flushLocked persists
-	// it. It is nil for a cache that persists nothing.
+	// pending is a renewed token not yet persisted (see spend.go); the owner's flushLocked
+	// persists it. It is nil for a cache that persists nothing.
 	pending atomic.Pointer[pendingSave]
 
 	// floor, once a renewal failed for a reason that may pass (an outage, a 429), holds its
@@ -65,17 +72,68 @@ type tokenCache struct {
 	// notify, once someone listens, hands each change of the token to the listeners (see
 	// notify.go): changes are noted holding refreshing, and handed out as it is released.
 	notify atomic.Pointer[notifier]
-	// listener, if set, hears what the cache's keeper must act on (a registry's entry). It is
-	// set before the cache is shared.
-	listener sourceListener
+
+	app bool // the cache holds an app token, not a user's; set before the cache is shared
+
+	// A UserTokenSource's own.
+	onRefresh func(*oauth2.Token) error // set before the source is shared
+	lockTTL   time.Duration             // the store lock's ttl (0: DefaultLockTTL); set before the source is shared
+	serial    uint64                    // the source's number in its process, in the marks it writes (see spend.go)
+	doubt     string                    // the hash of a refresh token whose answer was lost; guarded by refreshing
+}
+
+// state returns tc's cacheState, making it if need be.
+func (tc *tokenCache) state() *cacheState {
+	if x := tc.more.Load(); x != nil {
+		return x
+	}
+	x := &cacheState{serial: sourceSerial.Add(1)}
+	if tc.more.CompareAndSwap(nil, x) {
+		return x
+	}
+	return tc.more.Load()
+}
+
+// revokedErr returns the terminal state's error, or nil; it makes nothing.
+func (tc *tokenCache) revokedErr() *error {
+	if x := tc.more.Load(); x != nil {
+		return x.revoked.Load()
+	}
+	return nil
+}
+
+// pendingPair returns the pair not yet persisted, or nil; it makes nothing.
+func (tc *tokenCache) pendingPair() *pendingSave {
+	if x := tc.more.Load(); x != nil {
+		return x.pending.Load()
+	}
+	return nil
+}
+
+// backedOff returns the backoff under way, or nil; it makes nothing.
+func (tc *tokenCache) backedOff() *floorState {
+	if x := tc.more.Load(); x != nil {
+		return x.floor.Load()
+	}
+	return nil
+}
+
+// isApp reports whether tc holds an app token.
+func (tc *tokenCache) isApp() bool {
+	x := tc.more.Load()
+	return x != nil && x.app
 }
 
 // sourceListener hears what a source cannot settle alone. revoked is called once each time the
 // grant is found gone (revoked is set), after the lock is released; pendingKept when a renewed
-// pair could not be persisted and is kept pending, holding the lock, so it must not block.
+// pair could not be persisted and is kept pending, holding the lock, so it must not block;
+// changed with each change of the token, in order, as subscribers are (see notify.go), if
+// hearsChanges says so.
 type sourceListener interface {
 	revoked(ctx context.Context, err error)
 	pendingKept()
+	hearsChanges() bool
+	changed(tok *oauth2.Token)
 }
 
 // renewer is what a tokenCache's owner does for it, holding refreshing: renew gets a new token in
@@ -86,8 +144,8 @@ type renewer interface {
 	flushLocked(ctx context.Context, now bool) error
 }
 
-func (tc *tokenCache) init(c *Client, tok *oauth2.Token, owner renewer) {
-	tc.c, tc.owner = c, owner
+func (tc *tokenCache) init(c *Client, tok *oauth2.Token) {
+	tc.c = c
 	if tok != nil {
 		tc.cur.Store(tok)
 	}
@@ -110,26 +168,26 @@ type floorState struct {
 
 // token returns the cached token while it is fresh, and renews it otherwise. With a renewed token
 // not yet persisted, it tries to persist it (now and then; see flushSoon).
-func (tc *tokenCache) token(ctx context.Context) (*oauth2.Token, error) {
+func (tc *tokenCache) token(ctx context.Context, owner renewer) (*oauth2.Token, error) {
 	if tok := tc.cur.Load(); fresh(tok) {
-		if tc.pending.Load() != nil {
-			tc.flushSoon(ctx)
+		if tc.pendingPair() != nil {
+			tc.flushSoon(ctx, owner)
 		}
 		return tok, nil
 	}
-	return tc.refresh(ctx, nil)
+	return tc.refresh(ctx, nil, owner)
 }
 
 // forceRefresh renews the token unless another caller already replaced stale (nil: the current
 // token).
-func (tc *tokenCache) forceRefresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
+func (tc *tokenCache) forceRefresh(ctx context.Context, stale *oauth2.Token, owner renewer) (*oauth2.Token, error) {
 	if stale == nil {
 		stale = tc.cur.Load()
 		if stale == nil {
 			stale = &oauth2.Token{}
 		}
 	}
-	return tc.refresh(ctx, stale)
+	return tc.refresh(ctx, stale, owner)
 }
 
 // refresh gets a new token unless the cached one will do: it is fresh and, when stale is given,
@@ -137,21 +195,21 @@ func (tc *tokenCache) forceRefresh(ctx context.Context, stale *oauth2.Token) (*o
 // lock while an attempt failed get that attempt's error instead of trying again at once, unless it
 // failed because its own caller's ctx ended. A refresh token Twitch rejects makes the state
 // terminal (see revoked).
-func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
+func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token, owner renewer) (*oauth2.Token, error) {
 	recheck := false
-	if err := tc.revoked.Load(); err != nil {
+	if err := tc.revokedErr(); err != nil {
 		if recheck = tc.mayRecheck(*err); !recheck {
 			return nil, *err
 		}
 	}
-	if f := tc.floor.Load(); f != nil && time.Now().Before(f.until) {
+	if f := tc.backedOff(); f != nil && time.Now().Before(f.until) {
 		return nil, f.err
 	}
-	seen := tc.attempts.Load()
+	seen := tc.state().attempts.Load()
 	if err := tc.lock(ctx); err != nil {
 		return nil, err
 	}
-	tok, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck)
+	tok, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck, owner)
 	tc.unlock()
 	if revoked && tc.listener != nil {
 		tc.listener.revoked(ctx, err)
@@ -160,34 +218,34 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token) (*oauth2
 }
 
 // refreshHeld is refresh with refreshing held. It reports whether it found the grant gone.
-func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64, recheck bool) (tok *oauth2.Token, revoked bool, err error) {
-	wasRevoked := tc.revoked.Load()
+func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen uint64, recheck bool, owner renewer) (tok *oauth2.Token, revoked bool, err error) {
+	wasRevoked := tc.state().revoked.Load()
 	if wasRevoked != nil && !recheck {
 		return nil, false, *wasRevoked
 	}
 	if tok := tc.cur.Load(); fresh(tok) && (stale == nil || tok.AccessToken != stale.AccessToken) && wasRevoked == nil {
 		return tok, false, nil
 	}
-	if tc.attempts.Load() != seen && tc.lastErr != nil {
-		return nil, false, tc.lastErr
+	if tc.state().attempts.Load() != seen && tc.state().lastErr != nil {
+		return nil, false, tc.state().lastErr
 	}
-	if f := tc.floor.Load(); f != nil && time.Now().Before(f.until) {
+	if f := tc.state().floor.Load(); f != nil && time.Now().Before(f.until) {
 		return nil, false, f.err
 	}
-	tok, err = tc.owner.renew(ctx, stale)
-	tc.lastErr = err
+	tok, err = owner.renew(ctx, stale)
+	tc.state().lastErr = err
 	if ctx.Err() != nil {
-		tc.lastErr = nil
+		tc.state().lastErr = nil
 	}
 	switch {
 	case err == nil:
-		tc.failures = 0
-		tc.floor.Store(nil)
-		if p := tc.pending.Load(); tok != nil && (p == nil || !p.holds(tok)) {
+		tc.state().failures = 0
+		tc.state().floor.Store(nil)
+		if p := tc.state().pending.Load(); tok != nil && (p == nil || !p.holds(tok)) {
 			tc.noteChange(tok) // a pending one is noted once it is stored
 		}
 		if wasRevoked != nil && tok != nil {
-			tc.revoked.Store(nil) // the pair in doubt turned up
+			tc.state().revoked.Store(nil) // the pair in doubt turned up
 		}
 	case wasRevoked != nil:
 		err = *wasRevoked // still in doubt: the same error, reported once
@@ -196,17 +254,17 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 		if !errors.Is(err, ErrRefreshInDoubt) {
 			err = fmt.Errorf("twitchoauth: the user's authorization is gone; log in again: %w", err)
 		}
-		tc.revoked.Store(&err)
-		tc.recheckAt.Store(time.Now().Add(doubtRecheck).UnixNano())
+		tc.state().revoked.Store(&err)
+		tc.state().recheckAt.Store(time.Now().Add(doubtRecheck).UnixNano())
 		revoked = true
 		if cur := tc.cur.Load(); cur != nil {
 			tc.markRejected(cur) // the grant's access token dies with it
 		}
 	case isTransient(ctx, err):
-		tc.failures++
-		tc.floor.Store(&floorState{until: time.Now().Add(backoff(tc.failures, retryAfterOf(err))), err: err})
+		tc.state().failures++
+		tc.state().floor.Store(&floorState{until: time.Now().Add(backoff(tc.state().failures, retryAfterOf(err))), err: err})
 	}
-	tc.attempts.Add(1)
+	tc.state().attempts.Add(1)
 	return tok, revoked, err
 }
 
@@ -216,14 +274,14 @@ func (tc *tokenCache) mayRecheck(err error) bool {
 	if !errors.Is(err, ErrRefreshInDoubt) {
 		return false
 	}
-	at, now := tc.recheckAt.Load(), time.Now().UnixNano()
-	return now >= at && tc.recheckAt.CompareAndSwap(at, time.Now().Add(doubtRecheck).UnixNano())
+	at, now := tc.state().recheckAt.Load(), time.Now().UnixNano()
+	return now >= at && tc.state().recheckAt.CompareAndSwap(at, time.Now().Add(doubtRecheck).UnixNano())
 }
 
 // lock takes refreshing, or gives up when ctx ends.
 func (tc *tokenCache) lock(ctx context.Context) error {
 	select {
-	case tc.refreshing.ch() <- struct{}{}:
+	case tc.state().refreshing.ch() <- struct{}{}:
 		return nil
 	case <-ctx.Done():
 		return fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
@@ -232,28 +290,28 @@ func (tc *tokenCache) lock(ctx context.Context) error {
 
 // unlock releases refreshing, and hands out the changes noted under it.
 func (tc *tokenCache) unlock() {
-	<-tc.refreshing.ch()
+	<-tc.state().refreshing.ch()
 	tc.deliver()
 }
 
 // set makes tok the current token and ends a terminal state and a backoff; refreshing is held.
 func (tc *tokenCache) set(tok *oauth2.Token) {
 	tc.cur.Store(tok)
-	tc.lastErr = nil
-	tc.revoked.Store(nil)
-	tc.floor.Store(nil)
-	tc.failures = 0
+	tc.state().lastErr = nil
+	tc.state().revoked.Store(nil)
+	tc.state().floor.Store(nil)
+	tc.state().failures = 0
 }
 
 // validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
 // marked so that it is never handed out again, and the error Is [ErrInvalidToken].
 func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
 	select {
-	case tc.checking.ch() <- struct{}{}:
+	case tc.state().checking.ch() <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	defer func() { <-tc.checking.ch() }()
+	defer func() { <-tc.state().checking.ch() }()
 	return tc.validateLocked(ctx, tok)
 }
 
@@ -262,9 +320,9 @@ func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) (*V
 	v, err := tc.c.ValidateToken(ctx, tok.AccessToken)
 	switch {
 	case err == nil:
-		tc.checked, tc.checkedOK, tc.checkedAt = tok, true, time.Now()
+		tc.state().checked, tc.state().checkedOK, tc.state().checkedAt = tok, true, time.Now()
 	case errors.Is(err, ErrInvalidToken):
-		tc.checked, tc.checkedOK, tc.checkedAt = tok, false, time.Now()
+		tc.state().checked, tc.state().checkedOK, tc.state().checkedAt = tok, false, time.Now()
 		tc.markRejected(tok)
 	}
 	return v, err
@@ -276,13 +334,13 @@ func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) (*V
 // verdict, nothing is renewed.
 func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
 	select {
-	case tc.checking.ch() <- struct{}{}:
+	case tc.state().checking.ch() <- struct{}{}:
 	case <-ctx.Done():
 		return false
 	}
-	defer func() { <-tc.checking.ch() }()
-	if tc.checked == tok && (!tc.checkedOK || time.Since(tc.checkedAt) < recheckAfter) {
-		return !tc.checkedOK
+	defer func() { <-tc.state().checking.ch() }()
+	if tc.state().checked == tok && (!tc.state().checkedOK || time.Since(tc.state().checkedAt) < recheckAfter) {
+		return !tc.state().checkedOK
 	}
 	if cur := tc.cur.Load(); cur != tok && !sameAccess(cur, tok) {
 		return true // already replaced: the caller retries with the new token
@@ -315,7 +373,7 @@ func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
 	cur := tc.cur.Load()
 	// Never backwards: a token read from the store before this source refreshed is older than
 	// the one it holds. A grant in doubt ends with a pair of another refresh token.
-	revoked := tc.revoked.Load()
+	revoked := tc.state().revoked.Load()
 	doubtEnds := revoked != nil && errors.Is(*revoked, ErrRefreshInDoubt) && cur != nil && tok.RefreshToken != cur.RefreshToken
 	changed := (revoked == nil || doubtEnds) && !sameAccess(cur, tok) && (!fresh(cur) || tok.Expiry.After(cur.Expiry))
 	if changed {
@@ -333,7 +391,7 @@ func (tc *tokenCache) end(ctx context.Context, err error) error {
 		return lerr
 	}
 	defer tc.unlock()
-	tc.revoked.Store(&err)
+	tc.state().revoked.Store(&err)
 	if cur := tc.cur.Load(); cur != nil {
 		tc.markRejected(cur)
 	}

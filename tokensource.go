@@ -49,16 +49,12 @@ import (
 // minute, and never less than Twitch's Retry-After ([APIError.RetryAfter]).
 type UserTokenSource struct {
 	tokenCache
-	onRefresh func(*oauth2.Token) error
 
 	// store, when set, is where the token lives: refreshes take its lock, adopt a token another
-	// replica stored, and save the new pair there (see [TokenStore]).
-	store   TokenStore
-	key     string
-	lockTTL time.Duration
-
-	serial uint64 // the source's number in its process, in the marks it writes (see spend.go)
-	doubt  string // the hash of a refresh token whose answer was lost; guarded by refreshing
+	// replica stored, and save the new pair there (see [TokenStore]). onRefresh, the lock's ttl
+	// and the rest are in the cacheState.
+	store TokenStore
+	key   string
 }
 
 // NewUserTokenSource returns a source that starts from tok and refreshes it with its refresh token
@@ -67,8 +63,11 @@ type UserTokenSource struct {
 // new pair there (the refresh token may have changed, and a public client's old one is dead). If
 // onRefresh fails, the new token is still used, and that call returns the error.
 func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Token) error) *UserTokenSource {
-	s := &UserTokenSource{onRefresh: onRefresh, serial: sourceSerial.Add(1)}
-	s.init(c, tok, s)
+	s := &UserTokenSource{}
+	s.init(c, tok)
+	if onRefresh != nil {
+		s.state().onRefresh = onRefresh
+	}
 	return s
 }
 
@@ -80,7 +79,7 @@ func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Tok
 // send the same refresh token.
 func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.Token) *UserTokenSource {
 	s := NewUserTokenSource(c, tok, nil)
-	s.store, s.key, s.lockTTL = store, key, DefaultLockTTL
+	s.store, s.key = store, key
 	return s
 }
 
@@ -94,19 +93,19 @@ func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.To
 // login. After a transient failure the source stays usable, and the first call after the backoff
 // tries again (see the type's doc).
 func (s *UserTokenSource) Token() (*oauth2.Token, error) {
-	return s.token(context.Background())
+	return s.token(context.Background(), s)
 }
 
 // TokenContext is [UserTokenSource.Token] with a context for the refresh, if one is needed.
 func (s *UserTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
-	return s.token(ctx)
+	return s.token(ctx, s)
 }
 
 // ForceRefresh refreshes the token now, unless another caller already replaced stale, the token
 // the caller found wanting (nil: the current one; a token is the same as stale when it holds the
 // same access token). Use it when Twitch rejected a token that has not reached its Expiry.
 func (s *UserTokenSource) ForceRefresh(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
-	return s.forceRefresh(ctx, stale)
+	return s.forceRefresh(ctx, stale, s)
 }
 
 // SetToken hands the source a new token, typically from a new login after the grant was revoked:
@@ -134,7 +133,7 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 	var err error
 	switch {
 	case s.store != nil:
-		err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL, func(ctx context.Context) error {
+		err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
 			st, err := s.store.Load(ctx, s.key)
 			if err != nil {
 				if !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt) {
@@ -144,8 +143,8 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 			}
 			return s.store.Save(ctx, s.key, st.withToken(tok))
 		})
-	case s.onRefresh != nil:
-		err = s.onRefresh(tok)
+	case s.state().onRefresh != nil:
+		err = s.state().onRefresh(tok)
 	}
 	if err != nil {
 		err = fmt.Errorf("twitchoauth: persist new token: %w", err)
@@ -153,8 +152,8 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 		s.noteChange(tok)
 	}
 	s.set(tok)
-	s.pending.Store(nil) // superseded by tok
-	s.doubt = ""
+	s.state().pending.Store(nil) // superseded by tok
+	s.state().doubt = ""
 	return err
 }
 
@@ -168,7 +167,7 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 		return s.refreshUnstored(ctx)
 	}
 	var out *oauth2.Token
-	err := withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL, func(ctx context.Context) error {
+	err := withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
 		st, err := s.store.Load(ctx, s.key)
 		if err != nil {
 			return err
@@ -218,20 +217,20 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 		return nil, fmt.Errorf("twitchoauth: refresh token: %w", ErrInvalidRefreshToken)
 	}
 	public := s.c.ClientSecret == ""
-	if public && s.doubt == RefreshTokenHash(cur.RefreshToken) {
+	if public && s.state().doubt == RefreshTokenHash(cur.RefreshToken) {
 		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost"}
 	}
 	tok, err := s.c.sendRefresh(ctx, cur.RefreshToken)
 	if errors.Is(err, ErrRefreshInDoubt) {
-		s.doubt = RefreshTokenHash(cur.RefreshToken)
+		s.state().doubt = RefreshTokenHash(cur.RefreshToken)
 	}
 	if err != nil {
 		return nil, err
 	}
 	tok = carryScopes(tok, cur)
 	var perr error
-	if s.onRefresh != nil {
-		if err := s.onRefresh(tok); err != nil {
+	if s.state().onRefresh != nil {
+		if err := s.state().onRefresh(tok); err != nil {
 			perr = fmt.Errorf("twitchoauth: persist refreshed token: %w", err)
 			s.keepPending(&pendingSave{tok: tok})
 		}
@@ -264,7 +263,7 @@ func carryScopes(tok, prev *oauth2.Token) *oauth2.Token {
 // not follow a redirect to another host or from https to http, so the token never leaves the host
 // it was sent to, nor travels in the clear.
 func (s *UserTokenSource) HTTPClient() *http.Client {
-	return s.helixClient()
+	return s.helixClient(s)
 }
 
 // Validate validates the token once, as Twitch requires at start-up and hourly, applying the

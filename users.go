@@ -95,31 +95,50 @@ type UserTokens struct {
 	users   map[string]*userEntry
 	intents map[string]string // intent to user ID
 	running bool              // Run is running
+	syncs   uint32            // Syncs begun
 	added   []*userEntry      // entries added while Run runs, not yet scheduled
 	gone    []*userEntry      // entries forgotten while Run runs, not yet taken off its schedule
 	hurry   []*userEntry      // entries whose source holds a pair to store, to pass over soon
 	wake    chan struct{}     // tells Run that added, gone or hurry has entries
 }
 
-// userEntry is one registered user.
+// userEntry is one registered user. The user's source is part of it, made with it: its key is the
+// user ID, and e is its listener.
 type userEntry struct {
-	id      string
-	src     atomic.Pointer[UserTokenSource]
-	tok     *oauth2.Token // the token until src is made; guarded by UserTokens.mu
-	intents []string      // guarded by UserTokens.mu
+	src     UserTokenSource
+	intents []string // guarded by UserTokens.mu
 	removed atomic.Bool
+	synced  uint32 // the last Sync whose listing held the user; guarded by UserTokens.mu
 
 	// Owned by Run's scheduler.
+	index    int32 // in Run's schedule (a heap), or -1
+	failures int32
 	due      time.Time
-	failures int
-	index    int           // in Run's schedule (a heap), or -1
 	wait     time.Duration // how long Twitch asked to wait after the last failure; set by the worker
 
-	u *UserTokens // the registry: e is its source's listener
+	u *UserTokens // the registry
+}
+
+// newEntry returns the entry of st's user, whose source starts from st's token.
+func (u *UserTokens) newEntry(st *StoredToken) *userEntry {
+	e := &userEntry{index: -1, u: u}
+	e.src.init(u.c, st.Token())
+	e.src.store, e.src.key, e.src.listener = u.store, st.UserID, e
+	return e
 }
 
 // revoked hears from e's source that its grant is gone.
-func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e, e.src.Load(), err) }
+func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e, &e.src, err) }
+
+// hearsChanges reports whether the registry's OnRefresh wants e's changes.
+func (e *userEntry) hearsChanges() bool { return e.u.OnRefresh != nil }
+
+// changed hands a change of e's token to OnRefresh.
+func (e *userEntry) changed(tok *oauth2.Token) {
+	if f := e.u.OnRefresh; f != nil {
+		f(e.src.key, tok)
+	}
+}
 
 // pendingKept hears from e's source that it holds a pair the store did not take: Run stores it
 // soon, not at e's next slot.
@@ -188,13 +207,9 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 		return nil, fmt.Errorf("twitchoauth: add user: store token: %w", err)
 	}
 	e, losers := u.put(st, false)
-	if s := e.src.Load(); s != nil {
-		// The source hands the token to OnRefresh and its subscribers.
-		if err := s.replace(ctx, st.Token()); err != nil {
-			return nil, fmt.Errorf("twitchoauth: add user: %w", err)
-		}
-	} else if f := u.OnRefresh; f != nil {
-		f(v.UserID, st.Token())
+	// The source hands the token to OnRefresh and its subscribers.
+	if err := e.src.replace(ctx, st.Token()); err != nil {
+		return nil, fmt.Errorf("twitchoauth: add user: %w", err)
 	}
 	// The users who lost an intent to this one lose it in the store too, so that every replica
 	// (and this one after a restart) agrees who has it.
@@ -352,25 +367,8 @@ func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
 	return nil
 }
 
-// source returns e's source, making it on first use.
-func (u *UserTokens) source(e *userEntry) *UserTokenSource {
-	if s := e.src.Load(); s != nil {
-		return s
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	if s := e.src.Load(); s != nil {
-		return s
-	}
-	s := NewStoreTokenSource(u.c, u.store, e.id, e.tok)
-	if f := u.OnRefresh; f != nil {
-		s.listen().inOrder = func(tok *oauth2.Token) { f(e.id, tok) }
-	}
-	s.listener = e
-	e.tok = nil
-	e.src.Store(s)
-	return s
-}
+// source returns e's source.
+func (u *UserTokens) source(e *userEntry) *UserTokenSource { return &e.src }
 
 func (u *UserTokens) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
 	if l := u.c.Logger; l != nil {

@@ -63,8 +63,8 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	now := time.Now()
 	for i, e := range due {
 		e.failures = 0
-		e.due = u.nextSlot(e.id, now)
-		e.index = i
+		e.due = u.nextSlot(e.src.key, now)
+		e.index = int32(i)
 	}
 	heap.Init(&due)
 
@@ -97,19 +97,19 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		u.mu.Unlock()
 		for _, e := range gone {
 			if e.index >= 0 {
-				heap.Remove(&due, e.index) // let go of it now, not at its slot
+				heap.Remove(&due, int(e.index)) // let go of it now, not at its slot
 			}
 		}
 		now := time.Now()
 		for _, e := range hurry {
 			if soon := now.Add(time.Second); e.index >= 0 && e.due.After(soon) {
 				e.due = soon // its pending pair is stored then, not at its slot
-				heap.Fix(&due, e.index)
+				heap.Fix(&due, int(e.index))
 			}
 		}
 		for _, e := range added {
 			e.failures = 0
-			e.due = u.nextSlot(e.id, now)
+			e.due = u.nextSlot(e.src.key, now)
 			heap.Push(&due, e)
 		}
 		for inFlight < workers && due.Len() > 0 && !due[0].due.After(now) {
@@ -134,18 +134,18 @@ func (u *UserTokens) Run(ctx context.Context) error {
 				continue
 			}
 			now := time.Now()
-			if s := r.e.src.Load(); r.out == validated && s != nil && s.Pending() {
+			if r.out == validated && r.e.src.Pending() {
 				r.out = retry // a pair the store did not take: stored at the retry, not in an hour
 			}
 			if r.out == retry {
 				r.e.failures++
-				r.e.due = now.Add(u.backoff(r.e.failures))
+				r.e.due = now.Add(u.backoff(int(r.e.failures)))
 				// Never sooner than Twitch asked (Retry-After), nor than the source's own
 				// floor after a failed refresh.
 				r.e.due = latest(r.e.due, now.Add(r.e.wait), r.e.floor())
 			} else {
 				r.e.failures = 0
-				r.e.due = u.nextSlot(r.e.id, now)
+				r.e.due = u.nextSlot(r.e.src.key, now)
 			}
 			heap.Push(&due, r.e)
 		case <-u.wake:
@@ -185,12 +185,12 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	if err := src.FlushPending(ctx); err != nil {
 		return u.failed(ctx, e, "store", err)
 	}
-	if err := src.revoked.Load(); err != nil && !errors.Is(*err, ErrRefreshInDoubt) {
+	if err := src.revokedErr(); err != nil && !errors.Is(*err, ErrRefreshInDoubt) {
 		return u.failed(ctx, e, "refresh", *err) // the grant is gone: finish the user's removal
 	}
 	refreshed := false
 	for range 4 { // a refresh, or another replica's token to adopt, makes another round
-		st, err := u.store.Load(ctx, e.id)
+		st, err := u.store.Load(ctx, e.src.key)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
 			return u.goneFromStore(ctx, e)
@@ -198,7 +198,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 			return u.failed(ctx, e, "load", err)
 		}
 		u.noteStored(ctx, e, src, st)
-		if src.revoked.Load() != nil {
+		if src.revokedErr() != nil {
 			return retry // in doubt still: look again for the pair after a backoff
 		}
 		if u.recent(st.ValidatedAt) {
@@ -207,7 +207,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		// A public client's refresh token lapses after 30 days unused: renewed well before.
 		if u.lapsing(st) && !refreshed {
 			u.log(ctx, slog.LevelInfo, "twitchoauth: renewing a refresh token before it lapses unused",
-				slog.String("user_id", e.id))
+				slog.String("user_id", e.src.key))
 			if _, err := src.ForceRefresh(ctx, src.cur.Load()); err != nil {
 				return u.failed(ctx, e, "refresh", err)
 			}
@@ -225,8 +225,8 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		}
 		var verdict error
 		var newer *StoredToken
-		err = withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
-			st, err := u.store.Load(ctx, e.id)
+		err = withStoreLock(ctx, u.c, u.store, e.src.key, 0, func(ctx context.Context) error {
+			st, err := u.store.Load(ctx, e.src.key)
 			switch {
 			case err != nil:
 				return err
@@ -242,7 +242,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 			// Fenced: a replica whose lease lapsed must not put back a pair another has replaced.
 			next := *st
 			next.ValidatedAt = time.Now()
-			if err := saveIf(ctx, u.store, e.id, st, &next); !errors.Is(err, ErrTokenChanged) {
+			if err := saveIf(ctx, u.store, e.src.key, st, &next); !errors.Is(err, ErrTokenChanged) {
 				return err
 			}
 			return nil
@@ -261,7 +261,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		}
 		// Twitch rejected the token (validate marked it): refresh it, then validate the new one.
 		u.log(ctx, slog.LevelInfo, "twitchoauth: a user's token is no longer valid; refreshing",
-			slog.String("user_id", e.id))
+			slog.String("user_id", e.src.key))
 		if _, err := src.ForceRefresh(ctx, tok); err != nil {
 			return u.failed(ctx, e, "refresh", err)
 		}
@@ -274,7 +274,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 // another replica stored.
 func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserTokenSource, st *StoredToken) {
 	u.mu.Lock()
-	if u.users[e.id] == e && !slices.Equal(e.intents, st.Intents) {
+	if u.users[e.src.key] == e && !slices.Equal(e.intents, st.Intents) {
 		u.setIntentsLocked(e, st.Intents)
 	}
 	u.mu.Unlock()
@@ -285,7 +285,7 @@ func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserToke
 
 // goneFromStore drops e, whose token another replica deleted.
 func (u *UserTokens) goneFromStore(ctx context.Context, e *userEntry) outcome {
-	u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.id, ErrTokenNotFound))
+	u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.src.key, ErrTokenNotFound))
 	return dropped
 }
 
@@ -305,7 +305,7 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 			return retry
 		case rerr != nil:
 			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; will try again",
-				slog.String("user_id", e.id), slog.String("error", rerr.Error()))
+				slog.String("user_id", e.src.key), slog.String("error", rerr.Error()))
 			return retry
 		}
 		return dropped
@@ -314,7 +314,7 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 	case ctx.Err() != nil:
 		return retry
 	}
-	u.log(ctx, slog.LevelWarn, "twitchoauth: validation failed; will try again", slog.String("user_id", e.id),
+	u.log(ctx, slog.LevelWarn, "twitchoauth: validation failed; will try again", slog.String("user_id", e.src.key),
 		slog.String("step", step), slog.String("error", err.Error()))
 	return retry
 }
@@ -404,10 +404,8 @@ func latest(times ...time.Time) time.Time {
 
 // floor returns when e's source will send a refresh again after a transient failure (zero: now).
 func (e *userEntry) floor() time.Time {
-	if s := e.src.Load(); s != nil {
-		if f := s.floor.Load(); f != nil {
-			return f.until
-		}
+	if f := e.src.backedOff(); f != nil {
+		return f.until
 	}
 	return time.Time{}
 }
@@ -449,11 +447,11 @@ func (h dueHeap) Len() int           { return len(h) }
 func (h dueHeap) Less(i, j int) bool { return h[i].due.Before(h[j].due) }
 func (h dueHeap) Swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].index, h[j].index = int32(i), int32(j)
 }
 func (h *dueHeap) Push(x any) {
 	e := x.(*userEntry)
-	e.index = len(*h)
+	e.index = int32(len(*h))
 	*h = append(*h, e)
 }
 func (h *dueHeap) Pop() any {

@@ -23,19 +23,27 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("twitchoauth: list stored users: %w", err)
 	}
-	listed := make(map[string]bool, len(keys))
 	var unknown []string
-	u.mu.RLock()
+	u.mu.Lock()
+	held, listed := len(u.users), 0 // registered users, and how many of them the listing holds
+	if held == 0 && len(keys) > 0 {
+		u.users = make(map[string]*userEntry, len(keys)) // empty: made again at its size, not grown step by step
+	}
+	u.syncs++
 	for _, key := range keys {
-		listed[key] = true
-		if key != "" && u.users[key] == nil {
+		switch e := u.users[key]; {
+		case key == "":
+		case e == nil:
 			unknown = append(unknown, key)
+		case e.synced != u.syncs: // a store may list a key twice
+			e.synced = u.syncs
+			listed++
 		}
 	}
-	u.mu.RUnlock()
-	// New users are read by MaxInFlight workers, each its share of the keys: a replica that
-	// starts over 10,000 stored users does not wait for 10,000 round trips in a row, nor starts a
-	// goroutine for each.
+	u.mu.Unlock()
+	// New users are read by MaxInFlight workers, each its share of the keys, and registered in
+	// batches: a replica that starts over 10,000 stored users does not wait for 10,000 round
+	// trips in a row, nor starts a goroutine for each, nor takes the registry's lock for each.
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
@@ -43,6 +51,7 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	for w := range workers {
 		part := unknown[w*len(unknown)/workers : (w+1)*len(unknown)/workers]
 		wg.Go(func() {
+			batch := make([]syncedUser, 0, min(len(part), syncBatch))
 			for _, key := range part {
 				st, err := u.store.Load(ctx, key)
 				switch {
@@ -54,12 +63,65 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 				case err != nil || st.UserID != key:
 					// Not a user of the registry; read again at each Sync, as few stores hold any.
 				default:
-					u.putNew(st)
+					// Made outside the registry's lock; dropped if the user was added meanwhile.
+					if batch = append(batch, syncedUser{u.newEntry(st), st.Intents}); len(batch) == cap(batch) {
+						u.addNew(batch)
+						batch = batch[:0]
+					}
 				}
 			}
+			u.addNew(batch)
 		})
 	}
 	wg.Wait()
+	// A registered user the listing lacks may have been removed by another replica. When every
+	// user registered before the listing is in it, none is gone (a user added since then was
+	// not in the listing, and is not looked at).
+	if listed < held {
+		errs = append(errs, u.dropUnlisted(ctx, keys)...)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("twitchoauth: sync stored users: %w", err)
+	}
+	return nil
+}
+
+// syncBatch is how many users a Sync worker registers under one lock.
+const syncBatch = 256
+
+// syncedUser is a user Sync found in the store, to be registered unless the registry has them.
+type syncedUser struct {
+	e       *userEntry
+	intents []string
+}
+
+// addNew registers the users of batch the registry does not have.
+func (u *UserTokens) addNew(batch []syncedUser) {
+	if len(batch) == 0 {
+		return
+	}
+	u.mu.Lock()
+	for _, n := range batch {
+		if u.users[n.e.src.key] != nil {
+			continue
+		}
+		u.users[n.e.src.key] = n.e
+		u.setIntentsLocked(n.e, n.intents)
+		if u.running {
+			u.added = append(u.added, n.e)
+		}
+	}
+	u.mu.Unlock()
+	u.poke()
+}
+
+// dropUnlisted forgets the registered users missing from keys, a listing of the store, that the
+// store no longer holds: one missing from the listing may have been added since it was taken.
+func (u *UserTokens) dropUnlisted(ctx context.Context, keys []string) (errs []error) {
+	listed := make(map[string]bool, len(keys))
+	for _, key := range keys {
+		listed[key] = true
+	}
 	u.mu.RLock()
 	var gone []*userEntry
 	for id, e := range u.users {
@@ -68,21 +130,16 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 		}
 	}
 	u.mu.RUnlock()
-	// A user missing from the listing may have been added since it was taken: only one the
-	// store no longer holds is dropped.
 	for _, e := range gone {
-		_, err := u.store.Load(ctx, e.id)
+		_, err := u.store.Load(ctx, e.src.key)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
-			u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.id, ErrTokenNotFound))
+			u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.src.key, ErrTokenNotFound))
 		case err != nil && !errors.Is(err, ErrTokenCorrupt):
 			errs = append(errs, err)
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("twitchoauth: sync stored users: %w", err)
-	}
-	return nil
+	return errs
 }
 
 // put registers st's user, or updates the user's intents, and returns the entry and the intents
@@ -92,17 +149,14 @@ func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers ma
 	e = u.users[st.UserID]
 	isNew := e == nil
 	if isNew {
-		e = &userEntry{id: st.UserID, tok: st.Token(), index: -1, u: u}
-		u.users[e.id] = e
+		e = u.newEntry(st)
+		u.users[e.src.key] = e
 		if u.running {
 			u.added = append(u.added, e)
 		}
 	}
 	if isNew || !onlyNew {
 		losers = u.setIntentsLocked(e, st.Intents)
-	}
-	if !isNew && !onlyNew && e.src.Load() == nil {
-		e.tok = st.Token()
 	}
 	u.mu.Unlock()
 	if isNew {
@@ -118,14 +172,14 @@ func (u *UserTokens) putNew(st *StoredToken) { u.put(st, true) }
 // it took, by user ID.
 func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string][]string {
 	for _, in := range e.intents {
-		if u.intents[in] == e.id && !slices.Contains(intents, in) {
+		if u.intents[in] == e.src.key && !slices.Contains(intents, in) {
 			delete(u.intents, in)
 		}
 	}
 	var losers map[string][]string
 	for _, in := range intents {
 		prev := u.intents[in]
-		if prev != "" && prev != e.id {
+		if prev != "" && prev != e.src.key {
 			if p := u.users[prev]; p != nil {
 				p.intents = slices.DeleteFunc(slices.Clone(p.intents), func(s string) bool { return s == in })
 			}
@@ -134,7 +188,7 @@ func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string
 			}
 			losers[prev] = append(losers[prev], in)
 		}
-		u.intents[in] = e.id
+		u.intents[in] = e.src.key
 	}
 	e.intents = slices.Clone(intents)
 	return losers
@@ -143,10 +197,10 @@ func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string
 // forget removes e from the registry and, with a non-nil err, ends its source with err.
 func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	u.mu.Lock()
-	if u.users[e.id] == e {
-		delete(u.users, e.id)
+	if u.users[e.src.key] == e {
+		delete(u.users, e.src.key)
 		for _, in := range e.intents {
-			if u.intents[in] == e.id {
+			if u.intents[in] == e.src.key {
 				delete(u.intents, in)
 			}
 		}
@@ -156,8 +210,8 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	}
 	u.mu.Unlock()
 	u.poke()
-	if s := e.src.Load(); s != nil && err != nil {
-		s.end(ctx, err)
+	if err != nil {
+		e.src.end(ctx, err)
 	}
 }
 
@@ -194,12 +248,12 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSour
 		}
 		if err != nil {
 			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; Run will try again",
-				slog.String("user_id", e.id), slog.String("error", err.Error()))
+				slog.String("user_id", e.src.key), slog.String("error", err.Error()))
 		}
 	}
-	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.id))
+	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.src.key))
 	if f := u.OnRevoked; f != nil {
-		f(e.id, fmt.Errorf("twitchoauth: user %q: after a new login, add them again (AddUserForToken or AddUserForCode): %w", e.id, cause))
+		f(e.src.key, fmt.Errorf("twitchoauth: user %q: after a new login, add them again (AddUserForToken or AddUserForCode): %w", e.src.key, cause))
 	}
 }
 
@@ -209,8 +263,8 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSour
 func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry, s *UserTokenSource) (relogin bool, err error) {
 	dead := s.cur.Load()
 	var newer *StoredToken
-	err = withStoreLock(ctx, u.c, u.store, e.id, 0, func(ctx context.Context) error {
-		st, err := u.store.Load(ctx, e.id)
+	err = withStoreLock(ctx, u.c, u.store, e.src.key, 0, func(ctx context.Context) error {
+		st, err := u.store.Load(ctx, e.src.key)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
 			return nil
@@ -220,7 +274,7 @@ func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry, s *UserTok
 			newer = st
 			return nil
 		}
-		return u.store.Delete(ctx, e.id)
+		return u.store.Delete(ctx, e.src.key)
 	})
 	if err != nil {
 		return false, err
@@ -233,7 +287,7 @@ func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry, s *UserTok
 		return false, err
 	}
 	defer s.unlock()
-	if s.revoked.Load() != nil {
+	if s.revokedErr() != nil {
 		u.forget(ctx, e, nil)
 	}
 	return false, nil

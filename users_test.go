@@ -638,7 +638,7 @@ func TestAdoptNeverBackwards(t *testing.T) {
 	older := &oauth2.Token{AccessToken: "p1", RefreshToken: "r1", Expiry: time.Now().Add(3 * time.Hour)}
 	src := NewUserTokenSource(c, newer, nil)
 	var renewed atomic.Int32
-	src.listen().inOrder = func(*oauth2.Token) { renewed.Add(1) }
+	src.listener = changeCounter{&renewed}
 	if err := src.adopt(t.Context(), older); err != nil {
 		t.Fatal(err)
 	}
@@ -652,6 +652,14 @@ func TestAdoptNeverBackwards(t *testing.T) {
 		t.Errorf("Token() = %q; want the newer stored token adopted", tok.AccessToken)
 	}
 }
+
+// changeCounter is a source's listener that counts the changes it hears.
+type changeCounter struct{ n *atomic.Int32 }
+
+func (changeCounter) revoked(context.Context, error) {}
+func (changeCounter) pendingKept()                   {}
+func (changeCounter) hearsChanges() bool             { return true }
+func (c changeCounter) changed(*oauth2.Token)        { c.n.Add(1) }
 
 // TestUserTokensStoreWithoutKeys: over a store that cannot list its keys, the registry keeps the
 // users added to it, and Sync does nothing.
