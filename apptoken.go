@@ -36,7 +36,7 @@ func (s *AppTokenSource) renew(ctx context.Context, _ *oauth2.Token) (*oauth2.To
 	if err != nil {
 		return nil, err
 	}
-	s.cur.Store(tok)
+	s.publish(tok)
 	return tok, nil
 }
 

@@ -48,7 +48,7 @@ func TestAppTokenSourceShared(t *testing.T) {
 	// Expired: fetched again.
 	expired := *toks[0]
 	expired.Expiry = time.Now().Add(-time.Second)
-	src.cur.Store(&expired)
+	src.publish(&expired)
 	if tok, err := src.TokenContext(t.Context()); err != nil || tok.AccessToken == toks[0].AccessToken {
 		t.Errorf("after expiry: %v, %v; want a new token", tok, err)
 	}

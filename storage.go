@@ -131,7 +131,7 @@ func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*
 	case err != nil:
 		return nil, nil, err
 	}
-	src.cur.Store(st.Token())
+	src.publish(st.Token())
 	return src, v, nil
 }
 

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"sync"
 	"time"
 
 	"sync/atomic"
@@ -27,7 +29,13 @@ const recheckAfter = time.Minute
 // cacheState made on first need, so that each of a registry's many sources, most of which do
 // nothing but hand out a fresh token, costs a few words.
 type tokenCache struct {
-	cur  atomic.Pointer[oauth2.Token] // the cached token, read without the lock
+	// cur is the cached token, read without a lock; until is when it stops being fresh (wall
+	// clock Unix nanoseconds, with the margin), so that Token need not read the token itself.
+	// ver is odd while they are written (see publish and cached).
+	cur   atomic.Pointer[oauth2.Token]
+	until atomic.Int64
+	ver   atomic.Uint32
+
 	c    *Client
 	more atomic.Pointer[cacheState] // made on first need; see state
 	// listener, if set, hears what the cache's keeper must act on (a registry's entry). It is
@@ -72,6 +80,9 @@ type cacheState struct {
 	// notify, once someone listens, hands each change of the token to the listeners (see
 	// notify.go): changes are noted holding refreshing, and handed out as it is released.
 	notify atomic.Pointer[notifier]
+
+	// curMu orders the writers of cur and until (see publish); it is never held for longer.
+	curMu sync.Mutex
 
 	app bool // the cache holds an app token, not a user's; set before the cache is shared
 
@@ -146,9 +157,63 @@ type renewer interface {
 
 func (tc *tokenCache) init(c *Client, tok *oauth2.Token) {
 	tc.c = c
-	if tok != nil {
-		tc.cur.Store(tok)
+	tc.write(tok) // not shared yet: no writer to order
+}
+
+// publish makes tok the current token.
+func (tc *tokenCache) publish(tok *oauth2.Token) {
+	x := tc.state()
+	x.curMu.Lock()
+	tc.write(tok)
+	x.curMu.Unlock()
+}
+
+// publishIf makes tok the current token if old is.
+func (tc *tokenCache) publishIf(old, tok *oauth2.Token) {
+	x := tc.state()
+	x.curMu.Lock()
+	if tc.cur.Load() == old {
+		tc.write(tok)
 	}
+	x.curMu.Unlock()
+}
+
+// write sets cur and until together, for cached: ver is odd meanwhile. Writers are ordered by
+// curMu, or the cache is not shared yet.
+func (tc *tokenCache) write(tok *oauth2.Token) {
+	tc.ver.Add(1)
+	tc.cur.Store(tok)
+	tc.until.Store(freshUntil(tok))
+	tc.ver.Add(1)
+}
+
+// cached returns the current token if it is fresh, telling so from until, without reading the
+// token: a registry's many tokens are seldom in the CPU's caches. It returns nil when the token
+// is not fresh, or is being replaced.
+func (tc *tokenCache) cached() *oauth2.Token {
+	// The clock first: reading it waits for the loads before it, and those of the cache that
+	// follow can overlap what the caller does next.
+	now := time.Now().UnixNano()
+	v := tc.ver.Load()
+	tok, until := tc.cur.Load(), tc.until.Load()
+	if v&1 != 0 || tc.ver.Load() != v || now >= until {
+		return nil
+	}
+	return tok
+}
+
+// freshUntil returns when tok stops being fresh (see fresh), in wall clock Unix nanoseconds: 0
+// for no token, the largest time for one that does not expire.
+func freshUntil(tok *oauth2.Token) int64 {
+	switch {
+	case tok == nil || tok.AccessToken == "":
+		return 0
+	case tok.Expiry.IsZero() || tok.Expiry.Year() > 2200: // beyond what UnixNano holds
+		return math.MaxInt64
+	case tok.Expiry.Year() < 1900:
+		return 0
+	}
+	return tok.Expiry.Add(-expiryMargin).UnixNano()
 }
 
 // fresh reports whether tok can be used now. It compares wall clock times (Round(0) drops the
@@ -169,7 +234,13 @@ type floorState struct {
 // token returns the cached token while it is fresh, and renews it otherwise. With a renewed token
 // not yet persisted, it tries to persist it (now and then; see flushSoon).
 func (tc *tokenCache) token(ctx context.Context, owner renewer) (*oauth2.Token, error) {
-	if tok := tc.cur.Load(); fresh(tok) {
+	tok := tc.cached()
+	if tok == nil {
+		if tok = tc.cur.Load(); !fresh(tok) { // being replaced, or not fresh
+			tok = nil
+		}
+	}
+	if tok != nil {
 		if tc.pendingPair() != nil {
 			tc.flushSoon(ctx, owner)
 		}
@@ -296,7 +367,7 @@ func (tc *tokenCache) unlock() {
 
 // set makes tok the current token and ends a terminal state and a backoff; refreshing is held.
 func (tc *tokenCache) set(tok *oauth2.Token) {
-	tc.cur.Store(tok)
+	tc.publish(tok)
 	tc.state().lastErr = nil
 	tc.state().revoked.Store(nil)
 	tc.state().floor.Store(nil)
@@ -313,6 +384,20 @@ func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) (*Validat
 	}
 	defer func() { <-tc.state().checking.ch() }()
 	return tc.validateLocked(ctx, tok)
+}
+
+// validateQuiet is validate for a caller that keeps no verdict for later 401s (Run's hourly
+// validation): unless the cache has its state already, it makes none, so that a registry's users
+// that are only validated cost nothing more.
+func (tc *tokenCache) validateQuiet(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
+	if tc.more.Load() != nil {
+		return tc.validate(ctx, tok)
+	}
+	v, err := tc.c.ValidateToken(ctx, tok.AccessToken)
+	if errors.Is(err, ErrInvalidToken) {
+		tc.markRejected(tok)
+	}
+	return v, err
 }
 
 // validateLocked is validate with checking held.
@@ -355,7 +440,7 @@ func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
 func (tc *tokenCache) markRejected(tok *oauth2.Token) {
 	dead := *tok
 	dead.Expiry = time.Unix(1, 0)
-	tc.cur.CompareAndSwap(tok, &dead)
+	tc.publishIf(tok, &dead)
 }
 
 // sameAccess reports whether a and b hold the same access token.

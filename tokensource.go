@@ -184,7 +184,7 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 		return err
 	})
 	if out != nil {
-		s.cur.Store(out)
+		s.publish(out)
 	}
 	return out, err
 }
@@ -239,7 +239,7 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 	// Published only after onRefresh: the fast path of Token does not take s.refreshing. Even
 	// when persisting failed, the new pair is kept (and handed to onRefresh again later): Twitch
 	// may have killed the old one.
-	s.cur.Store(tok)
+	s.publish(tok)
 	return tok, perr
 }
 

@@ -236,7 +236,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 				newer = st // another replica's: adopt it, then validate it
 				return nil
 			}
-			if _, verdict = src.validate(ctx, tok); verdict != nil || st.AccessToken != tok.AccessToken {
+			if _, verdict = src.validateQuiet(ctx, tok); verdict != nil || st.AccessToken != tok.AccessToken {
 				return nil
 			}
 			// Fenced: a replica whose lease lapsed must not put back a pair another has replaced.
