@@ -25,13 +25,19 @@ const scaleUsers = 10000
 // (a synctest bubble compresses them) with the default MaxInFlight, while Twitch takes 50 ms to
 // answer each validation: every user is validated exactly once per period, at its own slot; the
 // validations are spread evenly over the period; never more than MaxInFlight are in flight; none
-// fails; and Run starts no goroutine per user.
+// fails; Run starts no goroutine per user; and the requests travel over connections (in memory,
+// made by a transport set as the package's default one is) of which no more than MaxInFlight are
+// open at once. (Over two hours more are opened in all: the transport closes one left idle for
+// 90 s, and dials one when a request comes just before another's connection is free.)
 func TestUserTokensScale(t *testing.T) {
 	if testing.Short() {
 		t.Skip("scale test: 10,000 users")
 	}
 	synctest.Test(t, func(t *testing.T) {
 		b := newRunBubble(t)
+		pipes := servePipes(b.fake)
+		defer pipes.close()
+		b.tr.base = pipes.transport
 		users := ids(scaleUsers)
 		seedStore(t, b.fake, b.store, users)
 		b.fake.Fail("validate", faketwitch.Fault{Pass: true, Delay: 50 * time.Millisecond})
@@ -44,7 +50,8 @@ func TestUserTokensScale(t *testing.T) {
 		start := time.Now()
 		stop := run(t, u)
 		time.Sleep(period / 2)
-		if n := runtime.NumGoroutine() - goroutines; n > defaultMaxInFlight+3 {
+		// Each open connection has three: the transport's reader and writer, and the server's.
+		if n := runtime.NumGoroutine() - goroutines - 3*int(pipes.open.Load()); n > defaultMaxInFlight+3 {
 			t.Errorf("Run keeps %d goroutines for %d users", n, scaleUsers)
 		}
 		time.Sleep(2*period - period/2 + time.Second) // validations begun before 2 periods end
@@ -75,8 +82,11 @@ func TestUserTokensScale(t *testing.T) {
 			busiest = max(busiest, n)
 		}
 		mean := scaleUsers / 60
-		t.Logf("%d users, 2 periods: busiest minute %d validations (mean %d), %d in flight at most, %d failures",
-			scaleUsers, busiest, mean, b.tr.maxSeen.Load(), b.tr.failures.Load())
+		t.Logf("%d users, 2 periods: busiest minute %d validations (mean %d), %d in flight at most, %d connections open at most (%d opened), %d failures",
+			scaleUsers, busiest, mean, b.tr.maxSeen.Load(), pipes.maxOpen.Load(), pipes.dials.Load(), b.tr.failures.Load())
+		if n := pipes.maxOpen.Load(); n > defaultMaxInFlight {
+			t.Errorf("%d connections open at once, want at most MaxInFlight = %d", n, defaultMaxInFlight)
+		}
 		if busiest > mean*3/2 {
 			t.Errorf("%d validations in one minute, mean %d: not spread evenly", busiest, mean)
 		}
@@ -88,6 +98,79 @@ func TestUserTokensScale(t *testing.T) {
 		}
 	})
 }
+
+// pipeServer serves a handler over in-memory connections (net.Pipe, which a synctest bubble
+// allows), through an http.Server, and counts the connections its transport dials. The transport
+// is the package's default one, dialing pipes.
+type pipeServer struct {
+	open, maxOpen atomic.Int64 // connections open now, and at most
+	srv       *http.Server
+	transport *http.Transport
+	conns     chan net.Conn
+	done      chan struct{} // closed by close
+	served    chan struct{} // closed when Serve has returned
+	dials     atomic.Int64
+}
+
+// servePipes starts serving h; call close when done.
+func servePipes(h http.Handler) *pipeServer {
+	p := &pipeServer{srv: &http.Server{Handler: h}, conns: make(chan net.Conn), done: make(chan struct{}), served: make(chan struct{})}
+	p.srv.ConnState = func(_ net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
+			n := p.open.Add(1)
+			for m := p.maxOpen.Load(); n > m && !p.maxOpen.CompareAndSwap(m, n); m = p.maxOpen.Load() {
+			}
+		case http.StateClosed, http.StateHijacked:
+			p.open.Add(-1)
+		}
+	}
+	p.transport = defaultHTTPClient.Transport.(*http.Transport).Clone()
+	p.transport.Proxy = nil
+	p.transport.DialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		client, server := net.Pipe()
+		select {
+		case p.conns <- server:
+			p.dials.Add(1)
+			return client, nil
+		case <-p.done:
+			return nil, net.ErrClosed
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	go func() {
+		defer close(p.served)
+		p.srv.Serve(p)
+	}()
+	return p
+}
+
+func (p *pipeServer) Accept() (net.Conn, error) {
+	select {
+	case c := <-p.conns:
+		return c, nil
+	case <-p.done:
+		return nil, net.ErrClosed
+	}
+}
+
+// Close is the listener's: close ends the server.
+func (p *pipeServer) Close() error   { return nil }
+func (p *pipeServer) Addr() net.Addr { return pipeAddr{} }
+
+// close stops the server and closes every connection.
+func (p *pipeServer) close() {
+	close(p.done)
+	p.transport.CloseIdleConnections()
+	p.srv.Close()
+	<-p.served
+}
+
+type pipeAddr struct{}
+
+func (pipeAddr) Network() string { return "pipe" }
+func (pipeAddr) String() string  { return "pipe" }
 
 // countingServer serves the fake over loopback TCP, counting connections and the requests in
 // flight at the server.
