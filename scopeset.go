@@ -1,16 +1,21 @@
 package twitchoauth
 
-import "sync"
+import (
+	"maps"
+	"sync"
+	"sync/atomic"
+)
 
 // maxScopeSets caps how many sets of scopes scopeExtra keeps.
 const maxScopeSets = 1024
 
 // scopeSets holds the Extra map of each set of scopes seen, shared by every token granting it: a
 // registry of 10,000 users holds a few sets, not 10,000 maps. Tokens and their Extra are not
-// modified once made (see UserTokenSource).
+// modified once made (see UserTokenSource). The index is copied on write (sets are few and
+// seldom new), so that a lookup takes no lock: tokens are made by many goroutines at once.
 var scopeSets struct {
-	sync.RWMutex
-	m map[string]map[string]any
+	m  atomic.Pointer[map[string]map[string]any] // read without a lock
+	mu sync.Mutex                                // held by writers
 }
 
 // scopeExtra returns the Extra map of a token granting scopes, shared with the tokens granting
@@ -25,23 +30,28 @@ func scopeExtra(scopes []Scope) map[string]any {
 		}
 		key = append(key, s...)
 	}
-	scopeSets.RLock()
-	extra, ok := scopeSets.m[string(key)]
-	scopeSets.RUnlock()
-	if ok {
+	if m := scopeSets.m.Load(); m != nil {
+		if extra, ok := (*m)[string(key)]; ok {
+			return extra
+		}
+	}
+	scopeSets.mu.Lock()
+	defer scopeSets.mu.Unlock()
+	var old map[string]map[string]any
+	if m := scopeSets.m.Load(); m != nil {
+		old = *m
+	}
+	if extra, ok := old[string(key)]; ok {
 		return extra
 	}
-	scopeSets.Lock()
-	defer scopeSets.Unlock()
-	if extra, ok := scopeSets.m[string(key)]; ok {
-		return extra
-	}
-	extra = map[string]any{"scope": scopesToStrings(scopes)}
-	if scopeSets.m == nil {
-		scopeSets.m = map[string]map[string]any{}
-	}
-	if len(scopeSets.m) < maxScopeSets {
-		scopeSets.m[string(key)] = extra
+	extra := map[string]any{"scope": scopesToStrings(scopes)}
+	if len(old) < maxScopeSets {
+		next := maps.Clone(old)
+		if next == nil {
+			next = map[string]map[string]any{}
+		}
+		next[string(key)] = extra
+		scopeSets.m.Store(&next)
 	}
 	return extra
 }

@@ -157,7 +157,8 @@ type renewer interface {
 
 func (tc *tokenCache) init(c *Client, tok *oauth2.Token) {
 	tc.c = c
-	tc.write(tok) // not shared yet: no writer to order
+	tc.cur.Store(tok) // not shared yet: no reader to tell
+	tc.until.Store(freshUntil(tok))
 }
 
 // publish makes tok the current token.

@@ -104,12 +104,12 @@ func TestUserTokensScale(t *testing.T) {
 // is the package's default one, dialing pipes.
 type pipeServer struct {
 	open, maxOpen atomic.Int64 // connections open now, and at most
-	srv       *http.Server
-	transport *http.Transport
-	conns     chan net.Conn
-	done      chan struct{} // closed by close
-	served    chan struct{} // closed when Serve has returned
-	dials     atomic.Int64
+	srv           *http.Server
+	transport     *http.Transport
+	conns         chan net.Conn
+	done          chan struct{} // closed by close
+	served        chan struct{} // closed when Serve has returned
+	dials         atomic.Int64
 }
 
 // servePipes starts serving h; call close when done.

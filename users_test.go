@@ -22,7 +22,7 @@ import (
 // memStore is a TokenStore in memory for the registry's tests: its locks have no lease (nothing in
 // these tests dies holding one). It counts what it is asked.
 type memStore struct {
-	mu     sync.Mutex
+	mu     sync.RWMutex
 	tokens map[string]StoredToken
 	locks  map[string]chan struct{}
 	saves  atomic.Int64
@@ -33,9 +33,9 @@ func newMemStore() *memStore {
 }
 
 func (m *memStore) Load(ctx context.Context, key string) (*StoredToken, error) {
-	m.mu.Lock()
+	m.mu.RLock()
 	st, ok := m.tokens[key]
-	m.mu.Unlock()
+	m.mu.RUnlock()
 	if !ok {
 		return nil, fmt.Errorf("%w: key %q", ErrTokenNotFound, key)
 	}
