@@ -74,12 +74,32 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		e   *userEntry
 		out outcome
 	}
-	done := make(chan result, workers) // at most workers results are outstanding: sends never block
+	// Results come back on a list. A worker wakes Run only when Run waits for one (every worker
+	// is busy, or nothing else is due) or the outcome asks for a prompt retry; otherwise Run takes
+	// them up at its next wake-up, for the next user's slot: paced validations cost one
+	// goroutine wake-up each, not two.
+	var (
+		resMu     sync.Mutex
+		results   []result
+		needsWake bool // Run waits for a result; guarded by resMu
+	)
+	resWake := make(chan struct{}, 1)
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for e := range work {
-				done <- result{e, u.validateUser(ctx, e)}
+				r := result{e, u.validateUser(ctx, e)}
+				prompt := r.out != validated || e.src.Pending()
+				resMu.Lock()
+				results = append(results, r)
+				wake := needsWake || prompt
+				resMu.Unlock()
+				if wake {
+					select {
+					case resWake <- struct{}{}:
+					default:
+					}
+				}
 			}
 		})
 	}
@@ -90,7 +110,34 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	inFlight := 0
+	var batch []result
 	for {
+		resMu.Lock()
+		batch, results = results, batch[:0]
+		resMu.Unlock()
+		for _, r := range batch {
+			inFlight--
+			if r.out == dropped || r.e.removed.Load() {
+				continue
+			}
+			now := time.Now()
+			if r.out == validated && r.e.src.Pending() {
+				r.out = retry // a pair the store did not take: stored at the retry, not in an hour
+			}
+			if r.out == retry {
+				r.e.failures++
+				r.e.due = now.Add(u.backoff(int(r.e.failures)))
+				// Never sooner than Twitch asked (Retry-After), nor than the source's own
+				// floor after a failed refresh.
+				r.e.due = latest(r.e.due, now.Add(r.e.wait), r.e.floor())
+			} else {
+				r.e.failures = 0
+				r.e.due = u.nextSlot(r.e.src.key, now) // the slot after the one just passed
+			}
+			heap.Push(&due, r.e)
+		}
+		clear(batch) // let go of the entries
+
 		u.mu.Lock()
 		added, gone, hurry := u.added, u.gone, u.hurry
 		u.added, u.gone, u.hurry = nil, nil, nil
@@ -125,29 +172,18 @@ func (u *UserTokens) Run(ctx context.Context) error {
 			timer.Reset(due[0].due.Sub(now))
 			wait = timer.C
 		}
+		resMu.Lock()
+		needsWake = inFlight > 0 && wait == nil // a result is what Run waits for
+		waiting := len(results) > 0
+		resMu.Unlock()
+		if waiting {
+			timer.Stop()
+			continue // results came meanwhile: take them up now
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case r := <-done:
-			inFlight--
-			if r.out == dropped || r.e.removed.Load() {
-				continue
-			}
-			now := time.Now()
-			if r.out == validated && r.e.src.Pending() {
-				r.out = retry // a pair the store did not take: stored at the retry, not in an hour
-			}
-			if r.out == retry {
-				r.e.failures++
-				r.e.due = now.Add(u.backoff(int(r.e.failures)))
-				// Never sooner than Twitch asked (Retry-After), nor than the source's own
-				// floor after a failed refresh.
-				r.e.due = latest(r.e.due, now.Add(r.e.wait), r.e.floor())
-			} else {
-				r.e.failures = 0
-				r.e.due = u.nextSlot(r.e.src.key, now)
-			}
-			heap.Push(&due, r.e)
+		case <-resWake:
 		case <-u.wake:
 		case <-wait:
 		}
