@@ -22,8 +22,8 @@ const (
 )
 
 // UserTokens keeps the tokens of many users in one service: a bot account and every broadcaster
-// who connected it (twurple: RefreshingAuthProvider). Each user has one [UserTokenSource], made on
-// first use and shared by every caller; tokens live in a [TokenStore] under the user's ID, and
+// who connected it (twurple: RefreshingAuthProvider). Each user has one [UserTokenSource], part of
+// the user's entry (a few words until it first refreshes) and shared by every caller; tokens live in a [TokenStore] under the user's ID, and
 // [UserTokens.Run] is the one goroutine that validates them all, as Twitch requires hourly. It is
 // safe for concurrent use. Set its fields before calling any method.
 //
@@ -243,7 +243,7 @@ func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI strin
 
 // Source returns the user's token source, the same one for every call. Its error Is
 // [ErrTokenNotFound] when the user is not registered (a user another replica added is known after
-// the next [UserTokens.Sync]). It does no I/O and, once the source exists, allocates nothing.
+// the next [UserTokens.Sync]). It does no I/O and allocates nothing.
 // Run validates the source's token: do not start KeepValidated on it.
 func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
 	u.mu.RLock()
