@@ -75,9 +75,12 @@ func (s *UserTokenSource) holder() string {
 }
 
 // pendingSave is a pair Twitch issued that was not stored yet: next, to be stored in place of prev
-// (fenced); or, for a source without a store, tok, to be handed to onRefresh again.
+// (fenced); or, with no prev, what rebase makes of the token stored by then (nil: superseded), as
+// for a user added with a token whose refresh the store did not take; or, for a source without a
+// store, tok, to be handed to onRefresh again.
 type pendingSave struct {
 	prev, next *StoredToken
+	rebase     func(cur *StoredToken) *StoredToken // cur is nil when nothing is stored
 	tok        *oauth2.Token
 	retryAt    atomic.Int64 // Unix nanoseconds: a Token call tries again no earlier
 	tries      int          // guarded by refreshing
@@ -153,6 +156,21 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 	case s.store == nil && s.state().onRefresh != nil:
 		err = s.state().onRefresh(p.tok)
 	case s.store == nil:
+	case p.prev == nil:
+		err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
+			cur, err := s.store.Load(ctx, s.key)
+			switch {
+			case errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt):
+				return s.store.Save(ctx, s.key, p.rebase(nil))
+			case err != nil:
+				return err
+			}
+			next := p.rebase(cur)
+			if next == nil {
+				return fmt.Errorf("%w: another token was stored meanwhile", ErrTokenChanged)
+			}
+			return saveIf(ctx, s.store, s.key, cur, next)
+		})
 	default:
 		if cs, ok := s.store.(ConditionalSaver); ok {
 			err = cs.SaveIf(ctx, s.key, p.prev, p.next)
@@ -180,7 +198,7 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 	}
 	s.state().pending.CompareAndSwap(p, nil)
 	// The pair is stored now: the listeners hear of it, if it is still the one held.
-	refreshed := p.tok != nil || p.next.RefreshToken != p.prev.RefreshToken // not a mark taken back
+	refreshed := p.tok != nil || p.prev == nil || p.next.RefreshToken != p.prev.RefreshToken // not a mark taken back
 	if cur := s.cur.Load(); err == nil && refreshed && cur != nil && p.holds(cur) {
 		s.noteChange(cur)
 	}

@@ -331,3 +331,17 @@ func (s *UserTokenSource) log(ctx context.Context, level slog.Level, msg string,
 		l.LogAttrs(ctx, level, msg, attrs...)
 	}
 }
+
+// hold makes tok the current token, ending a terminal state, and keeps p, the record of tok the
+// store did not take, to be stored before anything else (see pendingSave). The change is
+// announced once it is stored. It waits for a renewal under way.
+func (s *UserTokenSource) hold(ctx context.Context, tok *oauth2.Token, p *pendingSave) error {
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	s.set(tok)
+	s.state().doubt = ""
+	s.keepPending(p)
+	s.unlock()
+	return nil
+}

@@ -165,11 +165,25 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 // Intents are added to those the user has. Adding a user who is already registered hands their
 // source the new token, ending a revoked state. The token must be a user token of this client:
 // otherwise the error Is [ErrInvalidToken].
+//
+// When the store fails after Twitch issued a new pair (the refresh of a rejected token here, or
+// AddUserForCode's exchange), that pair exists nowhere else, and the token handed in may be spent
+// (a public client's refresh token works once). So it is not dropped: the user is added with it,
+// and it is stored as a source's refreshed pair is, before anything else and within a second while
+// Run runs (see [UserTokenSource]). The Validation is then returned with the store's error. Do not
+// add the same token again.
 func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, intents ...string) (*Validation, error) {
+	return u.addUser(ctx, tok, false, intents)
+}
+
+// addUser is AddUserForToken; minted says tok is a pair Twitch has just issued (a code's), held
+// nowhere else.
+func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool, intents []string) (*Validation, error) {
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("twitchoauth: add user: no access token")
 	}
 	v, err := u.c.ValidateToken(ctx, tok.AccessToken)
+	spent := "" // the refresh token handed in, once a refresh has spent it
 	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
 		// A public client's refresh token works once: one whose answer was lost is not sent
 		// again (the error says so), and a caller must not add the same token again.
@@ -177,6 +191,7 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 		if rerr != nil {
 			return nil, fmt.Errorf("twitchoauth: add user: refresh the invalid token: %w", rerr)
 		}
+		spent, minted = tok.RefreshToken, true
 		tok = carryScopes(next, tok)
 		v, err = u.c.ValidateToken(ctx, tok.AccessToken)
 	}
@@ -190,26 +205,45 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 		return nil, fmt.Errorf("twitchoauth: add user: the token belongs to another client: %w", ErrInvalidToken)
 	}
 	now := time.Now()
-	var st *StoredToken
-	err = withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
+	record := func(old *StoredToken) *StoredToken {
 		var had []string
-		switch old, err := u.store.Load(ctx, v.UserID); {
-		case err == nil:
+		if old != nil {
 			had = old.Intents
+		}
+		st := (&StoredToken{Intents: mergeIntents(had, intents)}).withToken(tok).withValidation(v)
+		st.ValidatedAt = now
+		return st
+	}
+	var old, st *StoredToken
+	read := false // the store was read: old is what it held
+	err = withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
+		switch o, err := u.store.Load(ctx, v.UserID); {
+		case err == nil:
+			old = o
 		case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
 			return err
 		}
-		st = (&StoredToken{Intents: mergeIntents(had, intents)}).withToken(tok).withValidation(v)
-		st.ValidatedAt = now
+		read = true
+		st = record(old)
 		return u.store.Save(ctx, v.UserID, st)
 	})
-	if err != nil {
+	if err != nil && !minted {
 		return nil, fmt.Errorf("twitchoauth: add user: store token: %w", err)
 	}
+	if st == nil {
+		st = record(nil) // the store was not read
+	}
 	e, losers := u.put(st, false)
-	// The source hands the token to OnRefresh and its subscribers.
-	if err := e.src.replace(ctx, st.Token()); err != nil {
-		return nil, fmt.Errorf("twitchoauth: add user: %w", err)
+	if err != nil {
+		// The new pair exists only here: held by the source, and stored before anything else.
+		p := &pendingSave{next: st, rebase: rebaseAdded(st, old, read, spent)}
+		if herr := e.src.hold(ctx, st.Token(), p); herr != nil {
+			return nil, fmt.Errorf("twitchoauth: add user: store token: %w", errors.Join(err, herr))
+		}
+		err = fmt.Errorf("twitchoauth: add user: store token (the user is added, and their new token is held in memory until the store takes it; do not add this token again): %w", err)
+	} else if rerr := e.src.replace(ctx, st.Token()); rerr != nil {
+		// The source hands the token to OnRefresh and its subscribers.
+		return nil, fmt.Errorf("twitchoauth: add user: %w", rerr)
 	}
 	// The users who lost an intent to this one lose it in the store too, so that every replica
 	// (and this one after a restart) agrees who has it.
@@ -224,7 +258,30 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 				slog.String("user_id", id), slog.String("error", err.Error()))
 		}
 	}
-	return v, nil
+	return v, err
+}
+
+// rebaseAdded returns the pendingSave.rebase of next, an added user's record the store did not
+// take: next is stored in place of nothing; of old, what the store held when it failed (when read
+// says it could be read; otherwise of a record last written before next was made); or of the pair
+// whose refresh token spent was (the one handed in); keeping the intents stored. In place of
+// anything else (a newer login's, another replica's refresh under way or done) it is superseded.
+func rebaseAdded(next, old *StoredToken, read bool, spent string) func(cur *StoredToken) *StoredToken {
+	return func(cur *StoredToken) *StoredToken {
+		switch {
+		case cur == nil:
+			return next
+		case cur.Spending != nil:
+			return nil
+		case (spent != "" && cur.RefreshToken == spent) ||
+			(old != nil && cur.AccessToken == old.AccessToken && cur.RefreshToken == old.RefreshToken) ||
+			(!read && latest(cur.ValidatedAt, cur.RefreshIssuedAt).Before(next.ValidatedAt)):
+			n := *next
+			n.Intents = mergeIntents(cur.Intents, next.Intents)
+			return &n
+		}
+		return nil
+	}
 }
 
 // AddUserForCode exchanges an authorization code (from the redirect of a login started with
@@ -238,7 +295,7 @@ func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI strin
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: add user: exchange code: %w", err)
 	}
-	return u.AddUserForToken(ctx, tok, intents...)
+	return u.addUser(ctx, tok, true, intents)
 }
 
 // Source returns the user's token source, the same one for every call. Its error Is

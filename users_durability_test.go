@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -326,5 +328,137 @@ func TestAddUserLostRefreshInDoubt(t *testing.T) {
 	_, err := u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access, RefreshToken: refresh})
 	if !errors.Is(err, ErrRefreshInDoubt) {
 		t.Errorf("AddUserForToken = %v; want an error that Is ErrRefreshInDoubt", err)
+	}
+}
+
+// downStore is a memStore that is unreachable while down is set: its Lock, Load and Save fail,
+// or with savesOnly, its Save alone.
+type downStore struct {
+	*memStore
+	down      atomic.Bool
+	savesOnly bool
+}
+
+var errStoreDown = errors.New("store unreachable")
+
+func (d *downStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	if d.down.Load() && !d.savesOnly {
+		return nil, errStoreDown
+	}
+	return d.memStore.Lock(ctx, key, ttl)
+}
+
+func (d *downStore) Load(ctx context.Context, key string) (*StoredToken, error) {
+	if d.down.Load() && !d.savesOnly {
+		return nil, errStoreDown
+	}
+	return d.memStore.Load(ctx, key)
+}
+
+func (d *downStore) Save(ctx context.Context, key string, st *StoredToken) error {
+	if d.down.Load() {
+		return errStoreDown
+	}
+	return d.memStore.Save(ctx, key, st)
+}
+
+// TestAddUserHoldsPairTheStoreRefused: adding a user whose handed-in token Twitch rejected refreshes
+// it, spending a public client's refresh token; when the store then refuses the new pair (its save
+// fails, or it is unreachable altogether), the pair is not lost: the user is added with it, the
+// error says so with the Validation, the token is used, and the pair is stored once the store is
+// back, keeping the intents it holds, with OnRefresh told then. Nothing is sent twice. Adding with
+// a code whose exchange the store then refuses is kept the same way.
+func TestAddUserHoldsPairTheStoreRefused(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		savesOnly bool
+		code      bool
+	}{{"save fails", true, false}, {"store unreachable", false, false}, {"code, store unreachable", false, true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fake := newTestClient(t)
+			if !tc.code {
+				c = publicClient(fake) // its refresh tokens work once
+			}
+			store := &downStore{memStore: newMemStore(), savesOnly: tc.savesOnly}
+			access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0)
+			fake.ExpireAccessToken(access)
+			store.Save(t.Context(), faketwitch.UserID, &StoredToken{AccessToken: access, RefreshToken: refresh,
+				Expiry: time.Now().Add(-time.Minute), UserID: faketwitch.UserID, ClientID: c.ClientID, Intents: []string{"chat"}})
+			u := NewUserTokens(c, store)
+			var told []string
+			u.OnRefresh = func(_ string, tok *oauth2.Token) { told = append(told, tok.AccessToken) }
+			store.down.Store(true)
+
+			var v *Validation
+			var err error
+			if tc.code {
+				v, err = u.AddUserForCode(t.Context(), authorizeCode(t, fake, c), faketwitch.RedirectURL, "chatbot:1")
+			} else {
+				v, err = u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access, RefreshToken: refresh}, "chatbot:1")
+			}
+			if !errors.Is(err, errStoreDown) || v == nil || v.UserID != faketwitch.UserID {
+				t.Fatalf("add user with the store down = %+v, %v; want the Validation and the store's error", v, err)
+			}
+			src, err := u.Source(faketwitch.UserID)
+			if err != nil {
+				t.Fatalf("the user was not added: %v", err)
+			}
+			held, err := src.Token()
+			if err != nil || held.AccessToken == access || !src.Pending() {
+				t.Fatalf("Token() = %v, %v (pending %v); want the new pair, held", held, err, src.Pending())
+			}
+			if len(told) != 0 {
+				t.Errorf("OnRefresh told of a pair not stored yet")
+			}
+
+			store.down.Store(false)
+			if err := src.FlushPending(t.Context()); err != nil {
+				t.Fatalf("FlushPending with the store back: %v", err)
+			}
+			st := store.stored(faketwitch.UserID)
+			if st == nil || st.AccessToken != held.AccessToken || st.RefreshToken != held.RefreshToken {
+				t.Fatalf("store holds %+v; want the held pair", st)
+			}
+			if !slices.Equal(st.Intents, []string{"chat", "chatbot:1"}) {
+				t.Errorf("stored intents %q; want the stored one kept and the new one added", st.Intents)
+			}
+			if !slices.Equal(told, []string{held.AccessToken}) {
+				t.Errorf("OnRefresh told %q; want the held token once, once stored", told)
+			}
+			refreshes := 1 // of the handed-in token
+			if tc.code {
+				refreshes = 0
+			}
+			wantNoReuse(t, fake, refreshes)
+			if tok, err := src.Token(); err != nil || tok.AccessToken != held.AccessToken || src.Pending() {
+				t.Errorf("after the store took it: %v, %v, pending %v", tok, err, src.Pending())
+			}
+		})
+	}
+}
+
+// TestAddUserHeldPairSuperseded: a pair an added user holds is not stored over a token another
+// replica stored for the user meanwhile (a newer login's): the held pair is dropped from the queue,
+// and the stored token is left as it is.
+func TestAddUserHeldPairSuperseded(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &downStore{memStore: newMemStore(), savesOnly: true}
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, nil, 0)
+	fake.ExpireAccessToken(access)
+	u := NewUserTokens(c, store)
+	store.down.Store(true)
+	if _, err := u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access, RefreshToken: refresh}); !errors.Is(err, errStoreDown) {
+		t.Fatalf("AddUserForToken = %v; want the store's error", err)
+	}
+	store.down.Store(false)
+	newer := &StoredToken{AccessToken: "newer", RefreshToken: "newer-r", Expiry: time.Now().Add(4 * time.Hour), UserID: faketwitch.UserID}
+	store.Save(t.Context(), faketwitch.UserID, newer)
+	src, _ := u.Source(faketwitch.UserID)
+	if err := src.FlushPending(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if st := store.stored(faketwitch.UserID); st.AccessToken != "newer" || src.Pending() {
+		t.Errorf("store holds %q, pending %v; want the newer token kept and nothing pending", st.AccessToken, src.Pending())
 	}
 }

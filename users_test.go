@@ -235,20 +235,7 @@ func TestUserTokensAddDeadTokenRefreshes(t *testing.T) {
 func TestUserTokensAddUserForCode(t *testing.T) {
 	c, fake := newTestClient(t)
 	u := NewUserTokens(c, newMemStore())
-	a := NewUserAuthenticator(c, []Scope{ScopeChatRead})
-	a.URL = faketwitch.RedirectURL
-	// The fake answers the authorize page with a redirect carrying the code.
-	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fake.BaseURL()+"authorize?"+strings.SplitN(a.AuthURL(), "?", 2)[1], nil)
-	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	loc, err := resp.Location()
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := u.AddUserForCode(t.Context(), loc.Query().Get("code"), faketwitch.RedirectURL, "chat")
+	v, err := u.AddUserForCode(t.Context(), authorizeCode(t, fake, c), faketwitch.RedirectURL, "chat")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -660,6 +647,25 @@ func (changeCounter) revoked(context.Context, error) {}
 func (changeCounter) pendingKept()                   {}
 func (changeCounter) hearsChanges() bool             { return true }
 func (c changeCounter) changed(*oauth2.Token)        { c.n.Add(1) }
+
+// authorizeCode logs the fake's user in to c's app at the fake's authorize page and returns the
+// code its redirect carries.
+func authorizeCode(t *testing.T, fake *faketwitch.Server, c *Client) string {
+	t.Helper()
+	a := NewUserAuthenticator(c, []Scope{ScopeChatRead})
+	a.URL = faketwitch.RedirectURL
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, fake.BaseURL()+"authorize?"+strings.SplitN(a.AuthURL(), "?", 2)[1], nil)
+	resp, err := (&http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	loc, err := resp.Location()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return loc.Query().Get("code")
+}
 
 // TestUserTokensStoreWithoutKeys: over a store that cannot list its keys, the registry keeps the
 // users added to it, and Sync does nothing.
