@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"sync"
 	"time"
 
@@ -12,14 +11,6 @@ import (
 
 	"golang.org/x/oauth2"
 )
-
-// expiryMargin is how long before its Expiry a token counts as expired, so that a request sent with
-// it does not arrive after it died.
-const expiryMargin = time.Minute
-
-// recheckAfter is how long Twitch's verdict that a token is still valid stands: 401s that a Helix
-// endpoint answers meanwhile (a missing scope) are passed on without asking again.
-const recheckAfter = time.Minute
 
 // tokenCache is what [UserTokenSource] and [AppTokenSource] share: the current token, read without
 // a lock; one renewal at a time, whose result (or failure) the callers that waited for it share;
@@ -153,77 +144,6 @@ type sourceListener interface {
 type renewer interface {
 	renew(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)
 	flushLocked(ctx context.Context, now bool) error
-}
-
-func (tc *tokenCache) init(c *Client, tok *oauth2.Token) {
-	tc.c = c
-	tc.cur.Store(tok) // not shared yet: no reader to tell
-	tc.until.Store(freshUntil(tok))
-}
-
-// publish makes tok the current token.
-func (tc *tokenCache) publish(tok *oauth2.Token) {
-	x := tc.state()
-	x.curMu.Lock()
-	tc.write(tok)
-	x.curMu.Unlock()
-}
-
-// publishIf makes tok the current token if old is.
-func (tc *tokenCache) publishIf(old, tok *oauth2.Token) {
-	x := tc.state()
-	x.curMu.Lock()
-	if tc.cur.Load() == old {
-		tc.write(tok)
-	}
-	x.curMu.Unlock()
-}
-
-// write sets cur and until together, for cached: ver is odd meanwhile. Writers are ordered by
-// curMu, or the cache is not shared yet.
-func (tc *tokenCache) write(tok *oauth2.Token) {
-	tc.ver.Add(1)
-	tc.cur.Store(tok)
-	tc.until.Store(freshUntil(tok))
-	tc.ver.Add(1)
-}
-
-// cached returns the current token if it is fresh, telling so from until, without reading the
-// token: a registry's many tokens are seldom in the CPU's caches. It returns nil when the token
-// is not fresh, or is being replaced.
-func (tc *tokenCache) cached() *oauth2.Token {
-	// The clock first: reading it waits for the loads before it, and those of the cache that
-	// follow can overlap what the caller does next.
-	now := time.Now().UnixNano()
-	v := tc.ver.Load()
-	tok, until := tc.cur.Load(), tc.until.Load()
-	if v&1 != 0 || tc.ver.Load() != v || now >= until {
-		return nil
-	}
-	return tok
-}
-
-// freshUntil returns when tok stops being fresh (see fresh), in wall clock Unix nanoseconds: 0
-// for no token, the largest time for one that does not expire.
-func freshUntil(tok *oauth2.Token) int64 {
-	switch {
-	case tok == nil || tok.AccessToken == "":
-		return 0
-	case tok.Expiry.IsZero() || tok.Expiry.Year() > 2200: // beyond what UnixNano holds
-		return math.MaxInt64
-	case tok.Expiry.Year() < 1900:
-		return 0
-	}
-	return tok.Expiry.Add(-expiryMargin).UnixNano()
-}
-
-// fresh reports whether tok can be used now. It compares wall clock times (Round(0) drops the
-// monotonic reading, which Before would otherwise prefer): the monotonic clock stops while the
-// machine sleeps, and a bot on a laptop woken hours later must not trust a token that died
-// meanwhile.
-func fresh(tok *oauth2.Token) bool {
-	return tok != nil && tok.AccessToken != "" &&
-		(tok.Expiry.IsZero() || time.Now().Round(0).Add(expiryMargin).Before(tok.Expiry))
 }
 
 // floorState is the error every call gets without a request until a time.
@@ -373,80 +293,6 @@ func (tc *tokenCache) set(tok *oauth2.Token) {
 	tc.state().revoked.Store(nil)
 	tc.state().floor.Store(nil)
 	tc.state().failures = 0
-}
-
-// validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
-// marked so that it is never handed out again, and the error Is [ErrInvalidToken].
-func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
-	select {
-	case tc.state().checking.ch() <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-	defer func() { <-tc.state().checking.ch() }()
-	return tc.validateLocked(ctx, tok)
-}
-
-// validateQuiet is validate for a caller that keeps no verdict for later 401s (Run's hourly
-// validation): unless the cache has its state already, it makes none, so that a registry's users
-// that are only validated cost nothing more.
-func (tc *tokenCache) validateQuiet(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
-	if tc.more.Load() != nil {
-		return tc.validate(ctx, tok)
-	}
-	v, err := tc.c.ValidateToken(ctx, tok.AccessToken)
-	if errors.Is(err, ErrInvalidToken) {
-		tc.markRejected(tok)
-	}
-	return v, err
-}
-
-// validateLocked is validate with checking held.
-func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
-	v, err := tc.c.ValidateToken(ctx, tok.AccessToken)
-	switch {
-	case err == nil:
-		tc.state().checked, tc.state().checkedOK, tc.state().checkedAt = tok, true, time.Now()
-	case errors.Is(err, ErrInvalidToken):
-		tc.state().checked, tc.state().checkedOK, tc.state().checkedAt = tok, false, time.Now()
-		tc.markRejected(tok)
-	}
-	return v, err
-}
-
-// rejected reports whether Twitch says tok, which an API refused with 401, is invalid. It asks at
-// most once for requests refused together, and not again within recheckAfter of a "valid"
-// verdict. When Twitch cannot be asked (an outage, ctx ended), it reports false: without a
-// verdict, nothing is renewed.
-func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
-	select {
-	case tc.state().checking.ch() <- struct{}{}:
-	case <-ctx.Done():
-		return false
-	}
-	defer func() { <-tc.state().checking.ch() }()
-	if tc.state().checked == tok && (!tc.state().checkedOK || time.Since(tc.state().checkedAt) < recheckAfter) {
-		return !tc.state().checkedOK
-	}
-	if cur := tc.cur.Load(); cur != tok && !sameAccess(cur, tok) {
-		return true // already replaced: the caller retries with the new token
-	}
-	_, err := tc.validateLocked(ctx, tok)
-	return errors.Is(err, ErrInvalidToken)
-}
-
-// markRejected makes sure tok, which Twitch said is invalid, is never handed out again: while it
-// is the current token, it is replaced by a copy that has expired, which keeps its refresh token
-// for the refresh that must follow.
-func (tc *tokenCache) markRejected(tok *oauth2.Token) {
-	dead := *tok
-	dead.Expiry = time.Unix(1, 0)
-	tc.publishIf(tok, &dead)
-}
-
-// sameAccess reports whether a and b hold the same access token.
-func sameAccess(a, b *oauth2.Token) bool {
-	return a != nil && b != nil && a.AccessToken == b.AccessToken
 }
 
 // adopt makes tok, which another replica stored, the current token unless the grant is gone here
