@@ -66,16 +66,20 @@ func (tc *tokenCache) cached() *oauth2.Token {
 // freshUntil returns when tok stops being fresh (see fresh), in wall clock Unix nanoseconds: 0
 // for no token, the largest time for one that does not expire.
 func freshUntil(tok *oauth2.Token) int64 {
-	switch {
-	case tok == nil || tok.AccessToken == "":
+	if tok == nil || tok.AccessToken == "" {
 		return 0
-	case tok.Expiry.IsZero() || tok.Expiry.Year() > 2200: // beyond what UnixNano holds
+	}
+	switch sec := tok.Expiry.Unix(); {
+	case tok.Expiry.IsZero() || sec >= maxNanoSeconds:
 		return math.MaxInt64
-	case tok.Expiry.Year() < 1900:
+	case sec <= -maxNanoSeconds:
 		return 0
 	}
 	return tok.Expiry.Add(-expiryMargin).UnixNano()
 }
+
+// maxNanoSeconds bounds the Unix seconds whose nanoseconds (less the margin) an int64 holds.
+const maxNanoSeconds = math.MaxInt64/int64(time.Second) - 3600
 
 // fresh reports whether tok can be used now. It compares wall clock times (Round(0) drops the
 // monotonic reading, which Before would otherwise prefer): the monotonic clock stops while the
