@@ -562,6 +562,29 @@ func TestUserTokensSyncStaleListing(t *testing.T) {
 	}
 }
 
+// TestUserTokensSyncListsKeyTwice: a store may list a key twice (Redis's SCAN does); a listing
+// that names one user twice and lacks another, deleted, still drops the deleted one: Sync looks
+// for removed users when the listing holds fewer of the registered users than there are, and
+// counts each user once.
+func TestUserTokensSyncListsKeyTwice(t *testing.T) {
+	c, fake := newTestClient(t)
+	mem := newMemStore()
+	seedStore(t, fake, mem, []string{"100", "200"})
+	store := &hookStore{memStore: mem}
+	u := NewUserTokens(c, store)
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	mem.Delete(t.Context(), "100")
+	store.keys = func(keys []string) []string { return append(keys, "200") } // "200" twice
+	if err := u.Sync(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if got := u.Users(); !slices.Equal(got, []string{"200"}) {
+		t.Errorf("users after a listing with 200 twice and 100 deleted: %q; want 100 dropped", got)
+	}
+}
+
 // TestUserTokensRemoveRevokesDeadAccessToken: Remove with revoke ends the grant even when the
 // stored access token died before its Expiry: Twitch refuses to revoke the dead one, so the refresh
 // token is traded for a live access token, and that one is revoked.
