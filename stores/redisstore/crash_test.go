@@ -39,20 +39,20 @@ func TestKillAfterRefreshBeforeSave(t *testing.T) {
 	t.Parallel()
 	srv, _, _ := startOwnRedis(t, false)
 	c, fake := storetest.PublicTwitch(t)
-	logLibrary(t, c)
+	storetest.LogLibrary(t, c)
 	store := New(newClient(t, srv.Addr))
 	const user = "9000"
-	access := seedPublic(t, store, fake, []string{user})
+	access := storetest.SeedPublic(t, store, fake, []string{user}, 50*time.Second, time.Now().Add(-time.Minute))
 	old, err := store.Load(t.Context(), user)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// This process's source, bound while the token still validated: it refreshes at first use.
-	next := bindSources(t, c, New(newClient(t, srv.Addr)), []string{user}, crashTTL)[0]
-	expireAll(fake, access)
+	next := storetest.BindSources(t, c, New(newClient(t, srv.Addr)), []string{user}, crashTTL)[0]
+	storetest.ExpireAccess(fake, access)
 	fake.ResetRequests()
 
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), storetest.FaultTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKillAfterRefreshBeforeSave$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "REDISSTORE_KILL_CHILD_REDIS="+srv.Addr, "REDISSTORE_KILL_CHILD_TWITCH="+fake.BaseURL())
@@ -143,7 +143,7 @@ type blockingSave struct{ *Store }
 func (b blockingSave) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
 	if prev.Spending != nil && next.Spending == nil && next.RefreshToken != prev.RefreshToken {
 		fmt.Println("SAVING")
-		<-time.After(faultTimeout) // the parent kills the process long before
+		<-time.After(storetest.FaultTimeout) // the parent kills the process long before
 		return errors.New("not killed")
 	}
 	return b.Store.SaveIf(ctx, key, prev, next)
@@ -156,7 +156,7 @@ func killChild(t *testing.T, addr, base string) {
 	c.AuthBaseURL = base
 	rdb := redis.NewClient(&redis.Options{Addr: addr})
 	defer rdb.Close()
-	h := twitchoauth.NewUserAuthenticationStorageHelper(c, scopes)
+	h := twitchoauth.NewUserAuthenticationStorageHelper(c, storetest.Scopes)
 	h.Store, h.StoreKey, h.LockTTL = blockingSave{New(rdb)}, "9000", crashTTL
 	h.AuthGenerator = func(context.Context, *twitchoauth.Client, []twitchoauth.Scope) (*oauth2.Token, error) {
 		return nil, errors.New("a login was started")

@@ -1,11 +1,9 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -31,95 +29,6 @@ import (
 // AOF, cut off from one replica, and a holder killed between Twitch's answer and the save. None
 // may lose a user, send a refresh token twice, or leave a user without a working token once
 // Redis is back.
-
-// faultTimeout bounds each of these tests: none may hang.
-const faultTimeout = 2 * time.Minute
-
-// scopes is what the seeded tokens grant.
-var scopes = []twitchoauth.Scope{twitchoauth.ScopeChatRead}
-
-// logLibrary sends c's log to a buffer that the test prints if it fails (or with
-// TWITCHOAUTH_FAULT_LOG set): what the library did, which a failure report needs.
-func logLibrary(t *testing.T, c *twitchoauth.Client) {
-	buf := &lockedBuffer{}
-	c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("TWITCHOAUTH_FAULT_LOG") != "" {
-			t.Logf("the library's log:\n%s", buf.String())
-		}
-	})
-}
-
-// lockedBuffer is a bytes.Buffer safe for concurrent use.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// seedPublic stores under each ID a token of the fake's public app for that user, and returns the
-// access tokens. Twitch still takes them (Bind validates them), but each expires within the
-// source's expiry margin, so a source bound to it refreshes it at first use.
-func seedPublic(t *testing.T, store *Store, fake *faketwitch.Server, ids []string) []string {
-	t.Helper()
-	access := make([]string, len(ids))
-	for i, id := range ids {
-		fake.AddUser(id, "user"+id, "")
-		var refresh string
-		access[i], refresh = fake.IssueToken(faketwitch.PublicClientID, id, []string{"chat:read"}, 50*time.Second)
-		st := &twitchoauth.StoredToken{AccessToken: access[i], RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute),
-			Scopes: scopes, UserID: id, Login: "user" + id, ClientID: faketwitch.PublicClientID, RefreshIssuedAt: time.Now()}
-		if err := store.Save(t.Context(), id, st); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return access
-}
-
-// bindSources binds a source of each ID's token in store (one replica), with a lock ttl of ttl,
-// eight at a time.
-func bindSources(t *testing.T, c *twitchoauth.Client, store twitchoauth.TokenStore, ids []string, ttl time.Duration) []*twitchoauth.UserTokenSource {
-	t.Helper()
-	srcs := make([]*twitchoauth.UserTokenSource, len(ids))
-	errs := make([]error, len(ids))
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	for i, id := range ids {
-		sem <- struct{}{}
-		wg.Go(func() {
-			defer func() { <-sem }()
-			h := twitchoauth.NewUserAuthenticationStorageHelper(c, scopes)
-			h.Store, h.StoreKey, h.LockTTL = store, id, ttl
-			h.AuthGenerator = func(context.Context, *twitchoauth.Client, []twitchoauth.Scope) (*oauth2.Token, error) {
-				return nil, errors.New("a login was started")
-			}
-			srcs[i], errs[i] = h.Bind(t.Context())
-		})
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		t.Fatalf("bind: %v", err)
-	}
-	return srcs
-}
-
-// expireAll makes Twitch refuse each access token, as when its lifetime has passed.
-func expireAll(fake *faketwitch.Server, access []string) {
-	for _, a := range access {
-		fake.ExpireAccessToken(a)
-	}
-}
 
 // pause stops the server's process (SIGSTOP): it keeps its connections and its listening socket,
 // so clients connect and send but get no answer, until resume (SIGCONT). The test's end resumes
@@ -278,21 +187,21 @@ func TestRedisPausedMidRefresh(t *testing.T) {
 func testPausedMidRefresh(t *testing.T, opts redis.Options) {
 	srv, _, _ := startOwnRedis(t, false)
 	c, fake := storetest.PublicTwitch(t)
-	logLibrary(t, c)
+	storetest.LogLibrary(t, c)
 	const users, ttl = 5, 2 * time.Second
 	ids := storetest.UserIDs(6000, users)
-	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
+	access := storetest.SeedPublic(t, New(newClient(t, srv.Addr)), fake, ids, 50*time.Second, time.Now().Add(-time.Minute))
 	opts.Addr = srv.Addr
 	rdb := redis.NewClient(&opts)
 	t.Cleanup(func() { rdb.Close() })
-	srcs := bindSources(t, c, New(rdb), ids, ttl)
-	expireAll(fake, access)
+	srcs := storetest.BindSources(t, c, New(rdb), ids, ttl)
+	storetest.ExpireAccess(fake, access)
 	fake.ResetRequests()
 	// Slow answers: Redis is stopped while every refresh is in flight, and the leases end (their
 	// renewals get no answer) before Twitch's answers come.
 	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: ttl + time.Second})
 
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), storetest.FaultTimeout)
 	defer cancel()
 	toks := make([]*oauth2.Token, users)
 	errs := make([]error, users)
@@ -374,140 +283,25 @@ func accessOf(tok *oauth2.Token) string {
 
 // TestRedisKilledMidRefresh: Redis, persisting every write to its append-only file before
 // acknowledging it, is killed (SIGKILL) while 20 users' refreshes are in flight through a
-// registry, and started again on the same port and directory 1.5 s later. Twitch's answers come
-// while it is down: the registry's sources keep the new pairs and store them once it is back.
-// No user is deleted (from Redis or from the registry, which syncs the store throughout), none
-// is reported revoked, no refresh token is sent twice, and every user ends with the pair Twitch
-// issued last, in the store and on a replica started afterwards.
+// registry, and started again on the same port and directory once Twitch's answers have come
+// while it was down (see storetest.RefreshAcrossOutage): the registry's sources keep the new
+// pairs and store them once it is back. No user is deleted, none is reported revoked, no refresh
+// token is sent twice, and every user ends with the pair Twitch issued last, in the store and on
+// a replica started afterwards.
 func TestRedisKilledMidRefresh(t *testing.T) {
 	t.Parallel()
 	srv, port, dir := startOwnRedis(t, true)
+	addr := srv.Addr // the same after the restart
 	c, fake := storetest.PublicTwitch(t)
-	logLibrary(t, c)
-	const users = 20
-	ids := storetest.UserIDs(7000, users)
-	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
-	expireAll(fake, access)
-
-	reg := twitchoauth.NewUserTokens(c, New(newClient(t, srv.Addr)))
-	reg.SyncEvery = 50 * time.Millisecond // it lists the store while Redis dies, and as it comes back
-	var revokedMu sync.Mutex
-	var revoked []string
-	reg.OnRevoked = func(id string, err error) {
-		revokedMu.Lock()
-		defer revokedMu.Unlock()
-		revoked = append(revoked, fmt.Sprintf("%s: %v", id, err))
-	}
-	if err := reg.Sync(t.Context()); err != nil {
-		t.Fatal(err)
-	}
-	if got := reg.Users(); len(got) != users {
-		t.Fatalf("the registry has %d users, want %d", len(got), users)
-	}
-	runCtx, stopRun := context.WithCancel(t.Context())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		reg.Run(runCtx)
-	}()
-	t.Cleanup(func() {
-		stopRun()
-		<-ran
+	storetest.RefreshAcrossOutage(t, c, fake, storetest.Outage{
+		Server: "Redis",
+		Open:   func(t *testing.T) twitchoauth.TokenStore { return New(newClient(t, addr)) },
+		Down:   func(*testing.T) { srv.Stop() }, // SIGKILL
+		Up: func(t *testing.T) {
+			if _, err := startRedisIn(t, port, dir, true); err != nil {
+				t.Fatalf("restart redis-server on the same port and directory: %v", err)
+			}
+		},
+		TwitchDelay: time.Second,
 	})
-	fake.ResetRequests()
-	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: time.Second})
-
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
-	defer cancel()
-	srcs := make([]*twitchoauth.UserTokenSource, users)
-	for i, id := range ids {
-		src, err := reg.Source(id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		srcs[i] = src
-	}
-	toks := make([]*oauth2.Token, users)
-	errs := make([]error, users)
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	for i, src := range srcs {
-		wg.Go(func() { toks[i], errs[i] = src.TokenContext(ctx) })
-	}
-	storetest.WaitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
-	srv.Stop() // SIGKILL
-	killed := time.Now()
-	time.Sleep(1500 * time.Millisecond)
-	srv, err := startRedisIn(t, port, dir, true)
-	if err != nil {
-		t.Fatalf("restart redis-server on the same port and directory: %v", err)
-	}
-	t.Logf("Redis was down for %v", time.Since(killed).Round(time.Millisecond))
-	wg.Wait()
-
-	want := map[string]string{}
-	pending := 0
-	for i, src := range srcs {
-		if errs[i] != nil {
-			t.Errorf("user %s: Token across the kill: %v; want the new pair", ids[i], errs[i])
-			continue
-		}
-		if toks[i].AccessToken == access[i] {
-			t.Errorf("user %s: Token returned the expired token", ids[i])
-		}
-		if src.Pending() {
-			pending++
-		}
-		want[ids[i]] = toks[i].AccessToken
-	}
-	t.Logf("%d of %d sources hold a pair Redis did not take", pending, users)
-	// Half are stored by FlushPending, the other half by Token calls once their backoff passed.
-	for i, src := range srcs {
-		if i%2 == 0 {
-			if err := src.FlushPending(ctx); err != nil {
-				t.Errorf("user %s: FlushPending after the restart: %v", ids[i], err)
-			}
-			continue
-		}
-		storetest.WaitUntil(t, ctx, "user "+ids[i]+"'s pair stored by Token", func() bool {
-			tok, err := src.TokenContext(ctx)
-			if err != nil || tok.AccessToken != want[ids[i]] {
-				t.Fatalf("user %s: Token after the restart: %v, %v", ids[i], accessOf(tok), err)
-			}
-			return !src.Pending()
-		})
-	}
-	check := New(newClient(t, srv.Addr))
-	storetest.WantStored(t, ctx, check, ids, want)
-	if got := reg.Users(); len(got) != users {
-		t.Errorf("the registry kept %d users of %d", len(got), users)
-	}
-
-	// A replica started after the restart takes every stored pair up, without a refresh.
-	other := twitchoauth.NewUserTokens(c, New(newClient(t, srv.Addr)))
-	if err := other.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if got := other.Users(); len(got) != users {
-		t.Errorf("a new replica finds %d users, want %d", len(got), users)
-	}
-	for _, id := range ids {
-		src, err := other.Source(id)
-		if err != nil {
-			t.Errorf("a new replica: %v", err)
-			continue
-		}
-		if tok, err := src.TokenContext(ctx); err != nil || tok.AccessToken != want[id] {
-			t.Errorf("user %s, a new replica: %v, %v; want the stored token", id, accessOf(tok), err)
-		}
-	}
-	stopRun()
-	<-ran
-	revokedMu.Lock()
-	if len(revoked) > 0 {
-		t.Errorf("OnRevoked called %d times:\n%s", len(revoked), revoked)
-	}
-	revokedMu.Unlock()
-	storetest.WantNoReuse(t, fake, users)
-	storetest.WantWorking(t, ctx, c, fake, check, ids)
 }

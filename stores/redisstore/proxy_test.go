@@ -148,26 +148,26 @@ func testPartitionedReplica(t *testing.T, healLate bool) {
 	srv, _, _ := startOwnRedis(t, false)
 	proxy := startProxy(t, srv.Addr)
 	c, fake := storetest.PublicTwitch(t)
-	logLibrary(t, c)
+	storetest.LogLibrary(t, c)
 	const users, replicas, cut = 100, 4, 3
 	// The lock ttl of every source: a lock the cut replica cannot release ends within it.
 	const ttl = 8 * time.Second
 	ids := storetest.UserIDs(8000, users)
-	access := seedPublic(t, New(newClient(t, srv.Addr)), fake, ids)
+	access := storetest.SeedPublic(t, New(newClient(t, srv.Addr)), fake, ids, 50*time.Second, time.Now().Add(-time.Minute))
 	srcs := make([][]*twitchoauth.UserTokenSource, replicas)
 	for r := range srcs {
 		addr := srv.Addr
 		if r == cut {
 			addr = proxy.Addr
 		}
-		srcs[r] = bindSources(t, c, New(newClient(t, addr)), ids, ttl)
+		srcs[r] = storetest.BindSources(t, c, New(newClient(t, addr)), ids, ttl)
 	}
-	expireAll(fake, access)
+	storetest.ExpireAccess(fake, access)
 	fake.ResetRequests()
 	// Slow answers: the proxy is cut while every refresh is in flight.
 	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: time.Second})
 
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), storetest.FaultTimeout)
 	defer cancel()
 	toks := make([][]*oauth2.Token, replicas)
 	errs := make([][]error, replicas)

@@ -288,39 +288,13 @@ func failingGenerator(t *testing.T) func(context.Context, *twitchoauth.Client, [
 func checkDown(t *testing.T, store *Store) {
 	t.Helper()
 	ctx := t.Context()
-	check := func(op string, f func() error) {
-		t.Helper()
-		start := time.Now()
-		err := f()
-		took := time.Since(start)
-		t.Logf("%s after %v: %v", op, took.Round(time.Millisecond), err)
-		switch {
-		case err == nil:
-			t.Errorf("%s succeeded with Redis down", op)
-		case errors.Is(err, twitchoauth.ErrTokenNotFound) || errors.Is(err, twitchoauth.ErrTokenCorrupt):
-			t.Errorf("%s: %v; want a connection error, not a verdict on the token", op, err)
-		case !strings.Contains(err.Error(), "redisstore: ") || !strings.Contains(err.Error(), "connection refused"):
-			t.Errorf("%s: %v; want redisstore's context and the refused connection", op, err)
-		}
-		if took > promptly {
-			t.Errorf("%s took %v", op, took)
-		}
-	}
-	check("Load", func() error { _, err := store.Load(ctx, "bot"); return err })
-	check("Save", func() error { return store.Save(ctx, "bot", &twitchoauth.StoredToken{AccessToken: "a"}) })
-	check("Lock", func() error {
-		unlock, err := store.Lock(ctx, "bot", time.Minute)
-		if err == nil {
-			unlock()
-		}
-		return err
-	})
-
+	why := []string{"connection refused"}
+	storetest.WantDown(t, ctx, store, "redisstore: ", why, promptly)
 	c, fake := storetest.Twitch(t)
 	h := twitchoauth.NewUserAuthenticationStorageHelper(c, []twitchoauth.Scope{twitchoauth.ScopeChatRead})
 	h.Store, h.StoreKey = store, "bot"
 	h.AuthGenerator = failingGenerator(t)
-	check("Bind", func() error { _, err := h.Bind(ctx); return err })
+	storetest.WantFailsPromptly(t, "Bind", func() error { _, err := h.Bind(ctx); return err }, "redisstore: ", why, promptly)
 	if n := len(fake.Requests()); n != 0 {
 		t.Errorf("Bind sent %d requests to Twitch with the store down", n)
 	}

@@ -41,17 +41,7 @@ func TestUserTokensReplicas(t *testing.T) {
 
 	// The tokens expire together, at Twitch and in the store.
 	seeder := New(newClient(t, srv.Addr))
-	for _, id := range ids {
-		st, err := seeder.Load(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fake.ExpireAccessToken(st.AccessToken)
-		st.Expiry = time.Now().Add(-time.Minute)
-		if err := seeder.Save(t.Context(), id, st); err != nil {
-			t.Fatal(err)
-		}
-	}
+	storetest.ExpireStored(t, seeder, fake, ids)
 	fake.ResetRequests()
 	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 20 * time.Millisecond}) // replicas overlap for certain
 

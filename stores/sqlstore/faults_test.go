@@ -7,10 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"os"
 	"os/exec"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -31,246 +29,9 @@ import (
 // without a working token once the database is back, and while it is gone every operation fails
 // promptly with an error that says why.
 
-// faultTimeout bounds each of these tests: none may hang.
-const faultTimeout = 2 * time.Minute
-
 // promptly is how long an operation on a database that is gone may take before the test calls it
 // a hang.
 const promptly = 5 * time.Second
-
-// scopes is what the seeded tokens grant.
-var scopes = []twitchoauth.Scope{twitchoauth.ScopeChatRead}
-
-// logLibrary sends c's log to a buffer that the test prints if it fails (or with
-// SQLSTORE_FAULT_LOG set): what the library did, which a failure report needs.
-func logLibrary(t *testing.T, c *twitchoauth.Client) *lockedBuffer {
-	buf := &lockedBuffer{}
-	c.Logger = slog.New(slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	t.Cleanup(func() {
-		if t.Failed() || os.Getenv("SQLSTORE_FAULT_LOG") != "" {
-			t.Logf("the library's log:\n%s", buf.String())
-		}
-	})
-	return buf
-}
-
-// seedPublic stores under each ID a token of the fake's public app that Twitch takes, expiring at
-// expiry by the stored record, and returns the access tokens.
-func seedPublic(t *testing.T, store *Store, fake *faketwitch.Server, ids []string, expiry time.Time) []string {
-	t.Helper()
-	access := make([]string, len(ids))
-	for i, id := range ids {
-		fake.AddUser(id, "user"+id, "")
-		var refresh string
-		access[i], refresh = fake.IssueToken(faketwitch.PublicClientID, id, []string{"chat:read"}, 0)
-		st := &twitchoauth.StoredToken{AccessToken: access[i], RefreshToken: refresh, Expiry: expiry,
-			Scopes: scopes, UserID: id, Login: "user" + id, ClientID: faketwitch.PublicClientID, RefreshIssuedAt: time.Now()}
-		if err := store.Save(t.Context(), id, st); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return access
-}
-
-// bindSource binds a source of key's token in store, with a lock ttl of ttl, that must not log
-// the user in.
-func bindSource(t *testing.T, c *twitchoauth.Client, store twitchoauth.TokenStore, key string, ttl time.Duration) *twitchoauth.UserTokenSource {
-	t.Helper()
-	h := twitchoauth.NewUserAuthenticationStorageHelper(c, scopes)
-	h.Store, h.StoreKey, h.LockTTL = store, key, ttl
-	h.AuthGenerator = func(context.Context, *twitchoauth.Client, []twitchoauth.Scope) (*oauth2.Token, error) {
-		t.Error("a login was started")
-		return nil, errors.New("no login in this test")
-	}
-	src, err := h.Bind(t.Context())
-	if err != nil {
-		t.Fatalf("bind: %v", err)
-	}
-	return src
-}
-
-// checkDown checks that each operation of store fails promptly, with an error that names the
-// store and says why (one of want), never a verdict on the token; Lock included: it must not poll
-// a database it cannot reach.
-func checkDown(t *testing.T, store *Store, want ...string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 4*promptly)
-	defer cancel()
-	check := func(op string, f func() error) {
-		t.Helper()
-		start := time.Now()
-		err := f()
-		took := time.Since(start)
-		t.Logf("%s after %v: %v", op, took.Round(time.Millisecond), err)
-		switch {
-		case err == nil:
-			t.Errorf("%s succeeded with the database gone", op)
-		case errors.Is(err, twitchoauth.ErrTokenNotFound) || errors.Is(err, twitchoauth.ErrTokenCorrupt):
-			t.Errorf("%s: %v; want the database's error, not a verdict on the token", op, err)
-		case !strings.Contains(err.Error(), "sqlstore: ") || !slices.ContainsFunc(want, func(w string) bool { return strings.Contains(err.Error(), w) }):
-			t.Errorf("%s: %v; want sqlstore's context and one of %q", op, err, want)
-		}
-		if took > promptly {
-			t.Errorf("%s took %v", op, took)
-		}
-	}
-	check("Load", func() error { _, err := store.Load(ctx, "1"); return err })
-	check("Save", func() error { return store.Save(ctx, "1", &twitchoauth.StoredToken{AccessToken: "a"}) })
-	check("Lock", func() error {
-		unlock, err := store.Lock(ctx, "1", time.Minute)
-		if err == nil {
-			unlock()
-		}
-		return err
-	})
-	check("Keys", func() error { _, err := store.Keys(ctx); return err })
-}
-
-// TestPostgresStoppedMidRefresh: PostgreSQL (a server of this test's own) is stopped at once
-// (pg_ctl stop -m immediate, as a crash) while 20 users' refreshes are in flight through a
-// registry, whose Run lists the store throughout; Twitch's answers come while it is down. Every
-// operation fails promptly saying the connection was refused; the sources keep the new pairs in
-// memory and store them once PostgreSQL is started again. No user is deleted (from the store or
-// the registry), none is reported revoked, no refresh token is sent twice, and every user ends
-// with the pair Twitch issued last, in the store and on a replica started afterwards.
-func TestPostgresStoppedMidRefresh(t *testing.T) {
-	t.Parallel()
-	needPostgres(t)
-	srv, err := startPostgres()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.remove)
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
-	defer cancel()
-	c, fake := storetest.PublicTwitch(t)
-	logLibrary(t, c)
-	const users = 20
-	ids := storetest.UserIDs(7000, users)
-	prefix := uniquePrefix()
-	// Expired by the record, so that each source refreshes at first use; and at Twitch.
-	access := seedPublic(t, pgStore(t, srv, prefix), fake, ids, time.Now().Add(-time.Minute))
-	for _, a := range access {
-		fake.ExpireAccessToken(a)
-	}
-
-	reg := twitchoauth.NewUserTokens(c, pgStore(t, srv, prefix))
-	reg.SyncEvery = 50 * time.Millisecond // it lists the store while PostgreSQL stops, and as it comes back
-	var revokedMu sync.Mutex
-	var revoked []string
-	reg.OnRevoked = func(id string, err error) {
-		revokedMu.Lock()
-		defer revokedMu.Unlock()
-		revoked = append(revoked, fmt.Sprintf("%s: %v", id, err))
-	}
-	if err := reg.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	runCtx, stopRun := context.WithCancel(ctx)
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		reg.Run(runCtx)
-	}()
-	t.Cleanup(func() {
-		stopRun()
-		<-ran
-	})
-	fake.ResetRequests()
-	fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 1500 * time.Millisecond})
-
-	srcs := make([]*twitchoauth.UserTokenSource, users)
-	for i, id := range ids {
-		if srcs[i], err = reg.Source(id); err != nil {
-			t.Fatal(err)
-		}
-	}
-	toks := make([]*oauth2.Token, users)
-	errs := make([]error, users)
-	var wg sync.WaitGroup
-	t.Cleanup(wg.Wait)
-	for i, src := range srcs {
-		wg.Go(func() { toks[i], errs[i] = src.TokenContext(ctx) })
-	}
-	down := pgStore(t, srv, prefix)
-	if _, err := down.Keys(ctx); err != nil { // it knows its tables: what fails is the statement
-		t.Fatal(err)
-	}
-	storetest.WaitUntil(t, ctx, "every refresh in flight", func() bool { return fake.CountGrant("refresh_token") == users })
-	if err := srv.stop("immediate"); err != nil {
-		t.Fatal(err)
-	}
-	stopped := time.Now()
-	checkDown(t, down, "connection refused", errConnLost.Error())
-	wg.Wait() // Twitch answered; the saves failed
-	if err := srv.start(); err != nil {
-		t.Fatalf("start PostgreSQL again on the same port and files: %v", err)
-	}
-	t.Logf("PostgreSQL was down for %v", time.Since(stopped).Round(time.Millisecond))
-
-	want := map[string]string{}
-	pending := 0
-	for i, src := range srcs {
-		if errs[i] != nil {
-			t.Errorf("user %s: Token across the stop: %v; want the new pair, kept in memory", ids[i], errs[i])
-			continue
-		}
-		if toks[i].AccessToken == access[i] {
-			t.Errorf("user %s: Token returned the expired token", ids[i])
-		}
-		if src.Pending() {
-			pending++
-		}
-		want[ids[i]] = toks[i].AccessToken
-	}
-	t.Logf("%d of %d sources hold a pair PostgreSQL did not take", pending, users)
-	// Half are stored by FlushPending, the other half by Token calls once their backoff passed
-	// (or by Run, whichever comes first).
-	for i, src := range srcs {
-		if i%2 == 0 {
-			if err := src.FlushPending(ctx); err != nil {
-				t.Errorf("user %s: FlushPending after the restart: %v", ids[i], err)
-			}
-			continue
-		}
-		storetest.WaitUntil(t, ctx, "user "+ids[i]+"'s pair stored", func() bool {
-			tok, err := src.TokenContext(ctx)
-			if err != nil || tok.AccessToken != want[ids[i]] {
-				t.Fatalf("user %s: Token after the restart: %v, %v", ids[i], tok != nil, err)
-			}
-			return !src.Pending()
-		})
-	}
-	check := pgStore(t, srv, prefix)
-	storetest.WantStored(t, ctx, check, ids, want)
-	if got := reg.Users(); len(got) != users {
-		t.Errorf("the registry kept %d users of %d", len(got), users)
-	}
-	// A replica started after the restart takes every stored pair up, without a refresh.
-	other := twitchoauth.NewUserTokens(c, pgStore(t, srv, prefix))
-	if err := other.Sync(ctx); err != nil {
-		t.Fatal(err)
-	}
-	for _, id := range ids {
-		src, err := other.Source(id)
-		if err != nil {
-			t.Errorf("a new replica: %v", err)
-			continue
-		}
-		if tok, err := src.TokenContext(ctx); err != nil || tok.AccessToken != want[id] {
-			t.Errorf("user %s, a new replica: %v; want the stored token", id, err)
-		}
-	}
-	stopRun()
-	<-ran
-	revokedMu.Lock()
-	if len(revoked) > 0 {
-		t.Errorf("OnRevoked called %d times:\n%s", len(revoked), strings.Join(revoked, "\n"))
-	}
-	revokedMu.Unlock()
-	storetest.WantNoReuse(t, fake, users)
-	storetest.WantWorking(t, ctx, c, fake, check, ids)
-}
 
 // TestTerminateBackendWhileLeaseHeld: a replica's connections are killed (pg_terminate_backend)
 // while it holds a lease: the lock is a row, not a session's advisory lock, so it outlives them;
@@ -280,7 +41,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 func TestTerminateBackendWhileLeaseHeld(t *testing.T) {
 	t.Parallel()
 	srv := needPostgres(t)
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), storetest.FaultTimeout)
 	defer cancel()
 	prefix := uniquePrefix()
 	n := serial.Add(1)
@@ -335,11 +96,11 @@ func TestTerminateBackendWhileLeaseHeld(t *testing.T) {
 
 	t.Run("Refresh", func(t *testing.T) {
 		c, fake := storetest.PublicTwitch(t)
-		logLibrary(t, c)
+		storetest.LogLibrary(t, c)
 		const ttl = time.Second
-		old := seedPublic(t, a, fake, []string{"8000"}, time.Now().Add(4*time.Hour))[0]
-		srcA := bindSource(t, c, a, "8000", ttl)
-		srcB := bindSource(t, c, b, "8000", ttl)
+		old := storetest.SeedPublic(t, a, fake, []string{"8000"}, 0, time.Now().Add(4*time.Hour))[0]
+		srcA := storetest.BindSources(t, c, a, []string{"8000"}, ttl)[0]
+		srcB := storetest.BindSources(t, c, b, []string{"8000"}, ttl)[0]
 		fake.ResetRequests()
 		// Twitch answers after the lease's ttl and more: A renews it meanwhile, on new connections.
 		fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 5 * ttl / 2})
@@ -441,7 +202,7 @@ func TestSQLiteLockedByAnotherProcess(t *testing.T) {
 		return
 	}
 	t.Parallel()
-	ctx, cancel := context.WithTimeout(t.Context(), faultTimeout)
+	ctx, cancel := context.WithTimeout(t.Context(), storetest.FaultTimeout)
 	defer cancel()
 	path := sqliteFile(t)
 
@@ -470,13 +231,13 @@ func TestSQLiteLockedByAnotherProcess(t *testing.T) {
 
 	t.Run("Long", func(t *testing.T) {
 		c, fake := storetest.PublicTwitch(t)
-		logLibrary(t, c)
+		storetest.LogLibrary(t, c)
 		s := sqliteStore(t, path)
 		s.BusyTimeout = 500 * time.Millisecond
-		old := seedPublic(t, s, fake, []string{"9000"}, time.Now().Add(4*time.Hour))[0]
+		old := storetest.SeedPublic(t, s, fake, []string{"9000"}, 0, time.Now().Add(4*time.Hour))[0]
 		// The lock's unlock fails while the file is locked: its lease ends it, after ttl.
 		const ttl = 3 * time.Second
-		src := bindSource(t, c, s, "9000", ttl)
+		src := storetest.BindSources(t, c, s, []string{"9000"}, ttl)[0]
 		fake.ResetRequests()
 		fake.Fail("token", faketwitch.Fault{Pass: true, Delay: time.Second})
 		type result struct {
@@ -532,5 +293,52 @@ func TestSQLiteLockedByAnotherProcess(t *testing.T) {
 		}
 		storetest.WantNoReuse(t, fake, 1)
 		storetest.WantWorking(t, ctx, c, fake, s, []string{"9000"})
+	})
+}
+
+// TestPostgresStoppedMidRefresh: PostgreSQL (a server of this test's own) is stopped at once
+// (pg_ctl stop -m immediate, as a crash) while 20 users' refreshes are in flight through a
+// registry, whose Run lists the store throughout; Twitch's answers come while it is down. Every
+// operation fails promptly saying the connection was refused; the sources keep the new pairs in
+// memory and store them once PostgreSQL is started again (see storetest.RefreshAcrossOutage). No
+// user is deleted, none is reported revoked, no refresh token is sent twice, and every user ends
+// with the pair Twitch issued last, in the store and on a replica started afterwards.
+func TestPostgresStoppedMidRefresh(t *testing.T) {
+	t.Parallel()
+	needPostgres(t)
+	srv, err := startPostgres()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.remove)
+	c, fake := storetest.PublicTwitch(t)
+	prefix := uniquePrefix()
+	var down *Store
+	storetest.RefreshAcrossOutage(t, c, fake, storetest.Outage{
+		Server: "PostgreSQL",
+		Open: func(t *testing.T) twitchoauth.TokenStore {
+			s := pgStore(t, srv, prefix)
+			if down == nil {
+				down = pgStore(t, srv, prefix) // opened while the server runs, to be checked while it is down
+			}
+			return s
+		},
+		Down: func(t *testing.T) {
+			if _, err := down.Keys(t.Context()); err != nil { // it knows its tables: what fails is the statement
+				t.Fatal(err)
+			}
+			if err := srv.stop("immediate"); err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 4*promptly)
+			defer cancel()
+			storetest.WantDown(t, ctx, down, "sqlstore: ", []string{"connection refused", errConnLost.Error()}, promptly)
+		},
+		Up: func(t *testing.T) {
+			if err := srv.start(); err != nil {
+				t.Fatalf("start PostgreSQL again on the same port and files: %v", err)
+			}
+		},
+		TwitchDelay: 1500 * time.Millisecond,
 	})
 }

@@ -37,17 +37,7 @@ func addUsers(t *testing.T, c *twitchoauth.Client, fake *faketwitch.Server, stor
 			t.Fatal(err)
 		}
 	}
-	for _, id := range ids {
-		st, err := store.Load(t.Context(), id)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fake.ExpireAccessToken(st.AccessToken)
-		st.Expiry = time.Now().Add(-time.Minute)
-		if err := store.Save(t.Context(), id, st); err != nil {
-			t.Fatal(err)
-		}
-	}
+	storetest.ExpireStored(t, store, fake, ids)
 	fake.ResetRequests()
 }
 
