@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"golang.org/x/oauth2"
 )
 
 // This file tests that a refreshed pair is never lost and a public client's refresh token never
@@ -503,4 +504,77 @@ func TestLeaseDeadlineWhileRenewalHangs(t *testing.T) {
 	if stopped > 2*time.Second { // the deadline is at 540 ms; the renewal comes back at 4.2 s
 		t.Errorf("the work stopped %v after the lock was taken, its lease being %v: past the lease", stopped, ttl)
 	}
+}
+
+// refusingSaves is a flakyStore whose plain saves fail too while refuse is set.
+type refusingSaves struct {
+	*flakyStore
+	refuse atomic.Bool
+}
+
+func (r *refusingSaves) Save(ctx context.Context, key string, st *StoredToken) error {
+	if r.refuse.Load() {
+		return errors.New("store unreachable")
+	}
+	return r.flakyStore.Save(ctx, key, st)
+}
+
+// TestSetTokenKeepsTokenTheStoreRefused: a source holds a refreshed pair the store refused (its
+// old refresh token spent, and marked so in the store) when a new login's token is handed to it,
+// and the store refuses that too. The new token is used and kept, stored before anything else
+// once the store is back, in place of the marked pair; and no refresh token is sent twice, then
+// or at the next refresh.
+func TestSetTokenKeepsTokenTheStoreRefused(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &refusingSaves{flakyStore: &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}}
+	seedStored(t, store, fake, c, "u")
+	store.failing.Store(1)
+	src := replica(c, store, "u")
+	if _, err := src.Token(); err != nil || !src.Pending() {
+		t.Fatalf("Token() = %v, pending %v; want the refreshed pair, pending", err, src.Pending())
+	}
+
+	store.refuse.Store(true)
+	access, refresh := fake.IssueToken(c.ClientID, faketwitch.UserID, []string{"chat:read"}, 0) // a new login
+	login := &oauth2.Token{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(time.Hour)}
+	if err := src.SetTokenContext(t.Context(), login); err == nil {
+		t.Fatal("SetTokenContext with the store refusing: no error")
+	}
+	if tok, err := src.Token(); err != nil || tok.AccessToken != access || !src.Pending() {
+		t.Fatalf("after SetToken: %v, %v, pending %v; want the new login's token, pending", tok, err, src.Pending())
+	}
+
+	store.refuse.Store(false)
+	if err := src.FlushPending(t.Context()); err != nil {
+		t.Fatalf("FlushPending with the store back: %v", err)
+	}
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.AccessToken != access || st.RefreshToken != refresh || st.Spending != nil {
+		t.Fatalf("store holds %+v, %v; want the new login's pair, unmarked", st, err)
+	}
+	fake.ExpireAccessToken(access)
+	if tok, err := src.ForceRefresh(t.Context(), nil); err != nil || tok.AccessToken == access {
+		t.Fatalf("refresh of the new login's token: %v, %v", tok, err)
+	}
+	wantNoReuse(t, fake, 2)
+}
+
+// TestOwnMarkUnexplainedInDoubt: the store holds a source's own mark on a refresh token, and the
+// source holds nothing that explains it (no pending pair, no lost answer it knows of): the
+// refresh token may have been spent, and it is not sent.
+func TestOwnMarkUnexplainedInDoubt(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	old := seedStored(t, store, fake, c, "u")
+	src := replica(c, store, "u")
+	marked := *old
+	marked.Spending = &SpendMark{Refresh: RefreshTokenHash(old.RefreshToken), At: time.Now().UTC(), Holder: src.holder()}
+	if err := store.Save(t.Context(), "u", &marked); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.Token(); !errors.Is(err, ErrRefreshInDoubt) {
+		t.Errorf("Token() = %v; want a RefreshInDoubtError", err)
+	}
+	wantNoReuse(t, fake, 0)
 }

@@ -230,6 +230,10 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 			return nil, nil, &RefreshInDoubtError{Reason: "another holder sent it and never stored the new pair", Sent: m.At}
 		case s.state().doubt == hash:
 			return nil, nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: m.At}
+		default:
+			// This source's own mark, which nothing it holds explains (its pending pair would
+			// have been stored before this): the refresh token may have been spent.
+			return nil, nil, &RefreshInDoubtError{Reason: "this source sent it and its new pair was not stored", Sent: m.At}
 		}
 	}
 	if err := ctx.Err(); err != nil {

@@ -120,8 +120,9 @@ func (s *UserTokenSource) SetToken(tok *oauth2.Token) {
 }
 
 // SetTokenContext is [UserTokenSource.SetToken] with a context for the wait and the write, and
-// the error of persisting tok. The source uses tok even when persisting it failed. A nil tok, or
-// one without an access token, is an error and changes nothing.
+// the error of persisting tok. The source uses tok even when persisting it failed, and persists
+// it before anything else, as it does a refreshed pair (see the type's doc). A nil tok, or one
+// without an access token, is an error and changes nothing.
 func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token) error {
 	if tok == nil || tok.AccessToken == "" {
 		return errors.New("twitchoauth: SetToken: no access token")
@@ -131,30 +132,47 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 	}
 	defer s.unlock()
 	var err error
+	var held *pendingSave // what to persist later if persisting fails now
 	switch {
 	case s.store != nil:
+		made := time.Now()
+		var old *StoredToken
+		read := false // the store was read: old is what it held
 		err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
-			st, err := s.store.Load(ctx, s.key)
-			if err != nil {
-				if !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt) {
-					return err
-				}
-				st = &StoredToken{}
+			switch st, err := s.store.Load(ctx, s.key); {
+			case err == nil:
+				old = st
+			case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
+				return err
 			}
-			return s.store.Save(ctx, s.key, st.withToken(tok))
+			read = true
+			return s.store.Save(ctx, s.key, storedWith(old, tok))
 		})
+		next := storedWith(old, tok)
+		held = &pendingSave{next: next, rebase: rebaseHeld(next, old, read, "", made)}
 	case s.state().onRefresh != nil:
 		err = s.state().onRefresh(tok)
-	}
-	if err != nil {
-		err = fmt.Errorf("twitchoauth: persist new token: %w", err)
-	} else {
-		s.noteChange(tok)
+		held = &pendingSave{tok: tok}
 	}
 	s.set(tok)
 	s.state().pending.Store(nil) // superseded by tok
 	s.state().doubt = ""
-	return err
+	if err != nil {
+		// Persisted before anything else, as a refreshed pair is: the pair it replaces may be
+		// spent already.
+		s.keepPending(held)
+		return fmt.Errorf("twitchoauth: persist new token (it is used, and persisted once the store takes it): %w", err)
+	}
+	s.noteChange(tok)
+	return nil
+}
+
+// storedWith returns the record of tok: old (nil: a new one) holding tok's pair.
+func storedWith(old *StoredToken, tok *oauth2.Token) *StoredToken {
+	if old == nil {
+		old = &StoredToken{}
+	}
+	return old.withToken(tok)
 }
 
 // renew does the refresh; s.refreshing is held. A pair a refresh got earlier and could not

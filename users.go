@@ -236,7 +236,7 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	e, losers := u.put(st, false)
 	if err != nil {
 		// The new pair exists only here: held by the source, and stored before anything else.
-		p := &pendingSave{next: st, rebase: rebaseAdded(st, old, read, spent)}
+		p := &pendingSave{next: st, rebase: rebaseHeld(st, old, read, spent, now)}
 		if herr := e.src.hold(ctx, st.Token(), p); herr != nil {
 			return nil, fmt.Errorf("twitchoauth: add user: store token: %w", errors.Join(err, herr))
 		}
@@ -261,21 +261,20 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	return v, err
 }
 
-// rebaseAdded returns the pendingSave.rebase of next, an added user's record the store did not
-// take: next is stored in place of nothing; of old, what the store held when it failed (when read
-// says it could be read; otherwise of a record last written before next was made); or of the pair
-// whose refresh token spent was (the one handed in); keeping the intents stored. In place of
-// anything else (a newer login's, another replica's refresh under way or done) it is superseded.
-func rebaseAdded(next, old *StoredToken, read bool, spent string) func(cur *StoredToken) *StoredToken {
+// rebaseHeld returns the pendingSave.rebase of next, a new token's record the store did not take
+// (an added user's, or one handed to SetToken): next is stored in place of nothing; of old, what
+// the store held when it failed (when read says it could be read; otherwise of an unmarked record
+// last written before made, when next was made); or of the pair whose refresh token spent was (the one
+// handed in); keeping the intents stored. In place of anything else (a newer login's, another
+// replica's refresh under way or done) it is superseded.
+func rebaseHeld(next, old *StoredToken, read bool, spent string, made time.Time) func(cur *StoredToken) *StoredToken {
 	return func(cur *StoredToken) *StoredToken {
 		switch {
 		case cur == nil:
 			return next
-		case cur.Spending != nil:
-			return nil
 		case (spent != "" && cur.RefreshToken == spent) ||
 			(old != nil && cur.AccessToken == old.AccessToken && cur.RefreshToken == old.RefreshToken) ||
-			(!read && latest(cur.ValidatedAt, cur.RefreshIssuedAt).Before(next.ValidatedAt)):
+			(!read && cur.Spending == nil && latest(cur.ValidatedAt, cur.RefreshIssuedAt).Before(made)):
 			n := *next
 			n.Intents = mergeIntents(cur.Intents, next.Intents)
 			return &n
