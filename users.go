@@ -361,18 +361,17 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 	known := u.users[userID] != nil
 	u.mu.RUnlock()
 	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
-		if !known {
-			switch st, err := u.store.Load(ctx, userID); {
-			case errors.Is(err, ErrTokenNotFound):
-				return nil
-			case err != nil && !errors.Is(err, ErrTokenCorrupt):
-				return err
-			case err != nil || st.UserID != userID:
-				return fmt.Errorf("%w: the token stored under %q is not that user's, and the registry does not know the user", ErrTokenNotFound, userID)
-			}
+		st, err := u.store.Load(ctx, userID)
+		switch {
+		case errors.Is(err, ErrTokenNotFound):
+			return nil
+		case err != nil && !errors.Is(err, ErrTokenCorrupt):
+			return err
+		case !known && (err != nil || st.UserID != userID):
+			return fmt.Errorf("%w: the token stored under %q is not that user's, and the registry does not know the user", ErrTokenNotFound, userID)
 		}
-		if revoke {
-			if err := u.revokeStored(ctx, userID); err != nil {
+		if revoke && err == nil { // a corrupt record holds nothing to revoke
+			if err := u.revokeStored(ctx, userID, st); err != nil {
 				return err
 			}
 		}
@@ -393,14 +392,7 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 // revokeStored revokes the grant of the token stored for userID, whose lock is held. Revoking an
 // access token ends its refresh token too; when the stored access token is dead already (expired,
 // or killed early), the refresh token is traded for a live one to revoke.
-func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
-	st, err := u.store.Load(ctx, userID)
-	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
+func (u *UserTokens) revokeStored(ctx context.Context, userID string, st *StoredToken) error {
 	if fresh(st.Token()) {
 		err := u.c.RevokeToken(ctx, st.AccessToken)
 		if err == nil || !errors.Is(err, ErrInvalidToken) {
@@ -410,15 +402,23 @@ func (u *UserTokens) revokeStored(ctx context.Context, userID string) error {
 	if st.RefreshToken == "" {
 		return nil
 	}
-	tok, err := u.c.RefreshAccessToken(ctx, st.RefreshToken)
-	if errors.Is(err, ErrInvalidRefreshToken) {
+	if st.Spending != nil {
+		return fmt.Errorf("%w: the stored refresh token is being spent by another holder; remove the user again once its new pair is stored", ErrRefreshInDoubt)
+	}
+	tok, err := u.c.sendRefresh(ctx, st.RefreshToken)
+	switch {
+	case errors.Is(err, ErrInvalidRefreshToken) && !errors.Is(err, ErrRefreshInDoubt):
 		return nil // the grant is gone already
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
-	if err := u.c.RevokeToken(ctx, tok.AccessToken); err != nil && !errors.Is(err, ErrInvalidToken) {
-		return err
+	if rerr := u.c.RevokeToken(ctx, tok.AccessToken); rerr != nil && !errors.Is(rerr, ErrInvalidToken) {
+		// The refresh spent the stored refresh token: the new pair is stored in its place, so
+		// that nothing sends the spent one again, and the user can be removed again.
+		if serr := saveIf(ctx, u.store, userID, st, st.withToken(carryScopes(tok, st.Token()))); serr != nil {
+			return errors.Join(rerr, fmt.Errorf("twitchoauth: store the pair the refresh before the revocation got: %w", serr))
+		}
+		return rerr
 	}
 	return nil
 }

@@ -615,6 +615,41 @@ func TestUserTokensRemoveRevokesDeadAccessToken(t *testing.T) {
 	}
 }
 
+// TestUserTokensRemoveRevokeFailsKeepsPair: Remove with revoke refreshes a dead access token to
+// revoke a live one; when that revocation fails, the refresh has spent the stored refresh token:
+// the new pair is stored in its place (the user stays, with the error), so that nothing sends the
+// spent one again, and a second Remove revokes the grant.
+func TestUserTokensRemoveRevokeFailsKeepsPair(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := newMemStore()
+	u := NewUserTokens(c, store)
+	fake.AddUser("100", "user100", "")
+	access, refresh := fake.IssueToken(c.ClientID, "100", []string{"chat:read"}, 0)
+	if _, err := u.AddUserForToken(t.Context(), &oauth2.Token{AccessToken: access, RefreshToken: refresh}); err != nil {
+		t.Fatal(err)
+	}
+	fake.ExpireAccessToken(access)
+	fake.Fail("revoke", faketwitch.Fault{Pass: true, Count: 1})  // the dead token: refused as invalid
+	fake.Fail("revoke", faketwitch.Fault{Status: 503, Count: 1}) // the live one: an outage
+	if err := u.Remove(t.Context(), "100", true); err == nil {
+		t.Fatal("Remove with the revocation failing: no error")
+	}
+	st := store.stored("100")
+	if st == nil || st.RefreshToken == refresh {
+		t.Fatalf("store holds %+v; want the pair the refresh got, in place of the spent one", st)
+	}
+	if err := u.Remove(t.Context(), "100", true); err != nil {
+		t.Fatalf("Remove again: %v", err)
+	}
+	if _, err := c.ValidateToken(t.Context(), st.AccessToken); !errors.Is(err, ErrInvalidToken) {
+		t.Errorf("the stored pair's access token still validates: %v", err)
+	}
+	if n := fake.ReusedRefreshTokens(); n != 0 {
+		t.Errorf("%d spent refresh tokens were sent again", n)
+	}
+}
+
 // TestUserTokensValidatedAtFenced: a validation whose lease lapsed (another replica stored a new
 // pair meanwhile) does not put the pair it read back with its "validated at".
 func TestUserTokensValidatedAtFenced(t *testing.T) {
