@@ -462,3 +462,33 @@ func TestAddUserHeldPairSuperseded(t *testing.T) {
 		t.Errorf("store holds %q, pending %v; want the newer token kept and nothing pending", st.AccessToken, src.Pending())
 	}
 }
+
+// TestUserTokensRunStoresAddedPairSoon: a user added while Run runs, whose new pair the store
+// refused, has it stored within seconds of the store coming back, not at the user's slot, up to
+// an hour later: Run takes the new user and the pair to store in the same pass.
+func TestUserTokensRunStoresAddedPairSoon(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		store := &downStore{memStore: newMemStore(), savesOnly: true}
+		u := NewUserTokens(b.c, store)
+		stop := run(t, u)
+		defer stop()
+		synctest.Wait()
+		tok := newUser(b.fake, "100", 0)
+		b.fake.ExpireAccessToken(tok.AccessToken) // refreshed as it is added
+		store.down.Store(true)
+		if _, err := u.AddUserForToken(t.Context(), tok); !errors.Is(err, errStoreDown) {
+			t.Fatalf("AddUserForToken = %v; want the store's error", err)
+		}
+		store.down.Store(false)
+		time.Sleep(10 * time.Second)
+		synctest.Wait()
+		src, err := u.Source("100")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := store.stored("100"); st == nil || src.Pending() {
+			t.Errorf("10 s after the store came back: stored %v, pending %v; want the pair stored", st != nil, src.Pending())
+		}
+	})
+}

@@ -52,11 +52,11 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	u.mu.Unlock()
 	defer func() {
 		u.mu.Lock()
+		for _, e := range due {
+			e.index = -1 // before running is cleared: a Run started next owns the entries
+		}
 		u.running, u.added, u.gone, u.hurry = false, nil, nil, nil
 		u.mu.Unlock()
-		for _, e := range due {
-			e.index = -1
-		}
 	}()
 
 	now := time.Now()
@@ -141,22 +141,24 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		added, gone, hurry := u.added, u.gone, u.hurry
 		u.added, u.gone, u.hurry = nil, nil, nil
 		u.mu.Unlock()
+		// Added first, so that a user added and gone, or added and hurried, in one pass is
+		// treated as both.
+		now := time.Now()
+		for _, e := range added {
+			e.failures = 0
+			e.due = u.nextSlot(e.src.key, now)
+			heap.Push(&due, e)
+		}
 		for _, e := range gone {
 			if e.index >= 0 {
 				heap.Remove(&due, int(e.index)) // let go of it now, not at its slot
 			}
 		}
-		now := time.Now()
 		for _, e := range hurry {
 			if soon := now.Add(time.Second); e.index >= 0 && e.due.After(soon) {
 				e.due = soon // its pending pair is stored then, not at its slot
 				heap.Fix(&due, int(e.index))
 			}
-		}
-		for _, e := range added {
-			e.failures = 0
-			e.due = u.nextSlot(e.src.key, now)
-			heap.Push(&due, e)
 		}
 		for inFlight < workers && due.Len() > 0 && !due[0].due.After(now) {
 			e := heap.Pop(&due).(*userEntry)
