@@ -290,6 +290,54 @@ func TestRefreshNeverSentIsRetried(t *testing.T) {
 	wantNoReuse(t, fake, 1)
 }
 
+// TestRefreshHandshakeTimeoutIsRetried: a refresh whose TLS handshake never completed (the server
+// took the connection and said nothing) sent nothing: it is a transient failure, not a refresh in
+// doubt, and the refresh token is sent when the network is back.
+func TestRefreshHandshakeTimeoutIsRetried(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	accepting := make(chan struct{})
+	t.Cleanup(func() { l.Close(); <-accepting })
+	go func() { // takes connections and never answers the handshake
+		defer close(accepting)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, conn)
+		}
+	}()
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	old := seedStored(t, store, fake, c, "u")
+	c.AuthBaseURL = "https://" + l.Addr().String() + "/oauth2/"
+	c.HTTPClient = &http.Client{Transport: &http.Transport{TLSHandshakeTimeout: 100 * time.Millisecond}}
+	a := replica(c, store, "u")
+	_, err = a.Token()
+	if err == nil || errors.Is(err, ErrRefreshInDoubt) || errors.Is(err, ErrInvalidRefreshToken) {
+		t.Fatalf("err = %v; want a transient error, not a doubt", err)
+	}
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.Spending != nil || st.RefreshToken != old.RefreshToken {
+		t.Fatalf("store holds %+v, %v; want the old pair, unmarked", st, err)
+	}
+	c.AuthBaseURL, c.HTTPClient = fake.BaseURL(), nil
+	endBackoff(&a.tokenCache)
+	if tok, err := a.Token(); err != nil || tok.AccessToken == old.AccessToken {
+		t.Errorf("after the network came back: %v, %v", tok, err)
+	}
+	wantNoReuse(t, fake, 1)
+}
+
 // TestRefreshBackoff: a refresh answered 429 with Retry-After, or 500, is not sent again by a
 // storm of callers before the wait (or the backoff) has passed: one request, and every caller
 // gets its error.

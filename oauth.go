@@ -169,14 +169,15 @@ func (e *lostAnswer) Error() string   { return e.err.Error() + " (after the requ
 func (e *lostAnswer) Unwrap() error   { return e.err }
 func (e *lostAnswer) Is(t error) bool { return t == errAnswerLost }
 
-// sendTrace records how far a request got: whether a connection was had and the request written
-// whole on it.
+// sendTrace records how far a request got: whether a connection was asked for, had, and the
+// request written whole on it.
 type sendTrace struct {
-	gotConn, wrote atomic.Bool
+	getConn, gotConn, wrote atomic.Bool
 }
 
 func (st *sendTrace) trace(ctx context.Context) context.Context {
 	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) { st.getConn.Store(true) },
 		GotConn: func(httptrace.GotConnInfo) { st.gotConn.Store(true) },
 		WroteRequest: func(i httptrace.WroteRequestInfo) {
 			if i.Err == nil {
@@ -195,6 +196,8 @@ func (st *sendTrace) maySent(err error) bool {
 		return true
 	case st.gotConn.Load():
 		return false // a connection, and no whole request written on it
+	case st.getConn.Load():
+		return false // a connection asked for and never had (a TLS handshake or proxy that failed)
 	}
 	var op *net.OpError
 	var dns *net.DNSError
