@@ -626,3 +626,41 @@ func TestOwnMarkUnexplainedInDoubt(t *testing.T) {
 	}
 	wantNoReuse(t, fake, 0)
 }
+
+// remarking is a FileStore that, when a refreshed pair is about to be stored in place of a marked
+// one, first rewrites the stored record as fresh, with the same pair and another holder's mark:
+// the fence refuses the save, and the record then found holds the refresh token just spent.
+type remarking struct {
+	*FileStore
+	done atomic.Bool
+}
+
+func (r *remarking) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	if prev.Spending != nil && next.Spending == nil && next.RefreshToken != prev.RefreshToken && !r.done.Swap(true) {
+		other := *prev
+		other.Expiry = time.Now().Add(time.Hour)
+		other.Spending = &SpendMark{Refresh: prev.Spending.Refresh, At: time.Now().UTC(), Holder: "another"}
+		if err := r.FileStore.Save(ctx, key, &other); err != nil {
+			return err
+		}
+	}
+	return r.FileStore.SaveIf(ctx, key, prev, next)
+}
+
+// TestRefreshedPairNotDroppedForSpentOne: when the fenced save of a refreshed pair is refused and
+// the store is found holding the pair whose refresh token was just spent (fresh by its record),
+// that pair is not taken up in place of the new one: the new pair is used and stored.
+func TestRefreshedPairNotDroppedForSpentOne(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &remarking{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	old := seedStored(t, store, fake, c, "u")
+	tok, err := replica(c, store, "u").Token()
+	if err != nil || tok.AccessToken == old.AccessToken {
+		t.Fatalf("Token() = %v, %v; want the refreshed pair, not the spent one", tok, err)
+	}
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.RefreshToken != tok.RefreshToken {
+		t.Errorf("store holds %+v, %v; want the refreshed pair", st, err)
+	}
+	wantNoReuse(t, fake, 1)
+}

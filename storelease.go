@@ -247,9 +247,9 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 
 // saveRefreshed stores next, the pair a refresh of prev has just given, unless the store no
 // longer holds prev (another replica stored a pair after this one read prev: this one's lease
-// ended meanwhile). Then it adopts the stored token when that is fresh, so that the replicas
-// hold the same one; and otherwise stores next in place of it, if the store still holds what it
-// found. It returns the token to use: the one it adopted, else next, also when next could not be
+// ended meanwhile). Then it adopts the stored token when that is fresh and another pair (never
+// prev's, whose refresh token the refresh spent), so that the replicas hold the same one; and
+// otherwise stores next in place of it, if the store still holds what it found. It returns the token to use: the one it adopted, else next, also when next could not be
 // stored (Twitch has issued it, and the old pair may be dead).
 func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) (*StoredToken, error) {
 	err := saveIf(ctx, store, key, prev, next)
@@ -265,7 +265,7 @@ func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next
 	if lerr != nil {
 		return next, err // gone, say: this replica keeps its new pair, and does not bring it back
 	}
-	if fresh(cur.Token()) {
+	if fresh(cur.Token()) && cur.RefreshToken != prev.RefreshToken {
 		return cur, nil
 	}
 	return next, saveIf(ctx, store, key, cur, next)
