@@ -664,3 +664,41 @@ func TestRefreshedPairNotDroppedForSpentOne(t *testing.T) {
 	}
 	wantNoReuse(t, fake, 1)
 }
+
+// TestBindStoresRefreshedPairBeforeFailing: Bind refreshes the stored token of a public client,
+// the store refuses the new pair, then validating it fails for a while (a 503): Bind fails, but
+// stores the pair before giving up, so that the next Bind uses it, with no login and no refresh
+// token sent twice.
+func TestBindStoresRefreshedPairBeforeFailing(t *testing.T) {
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	seedStored(t, store, fake, c, "")
+	store.failing.Store(1)
+	fake.Fail("validate", faketwitch.Fault{Pass: true, Count: 1})     // the stored token: refused as expired
+	fake.Fail("validate", faketwitch.Fault{Status: 503, Count: 1}) // the refreshed one: an outage
+	bind := func() (*UserTokenSource, error) {
+		h := NewUserAuthenticationStorageHelper(c, []Scope{ScopeChatRead})
+		h.Store, h.LockTTL = store, 2*time.Second
+		h.AuthGenerator = func(context.Context, *Client, []Scope) (*oauth2.Token, error) {
+			t.Error("a login was started")
+			return nil, ErrAccessDenied
+		}
+		return h.Bind(t.Context())
+	}
+	if _, err := bind(); err == nil {
+		t.Fatal("Bind with validation failing: no error")
+	}
+	st, err := store.Load(t.Context(), "")
+	if err != nil || st.Spending != nil {
+		t.Fatalf("store holds %+v, %v; want the refreshed pair, unmarked", st, err)
+	}
+	src, err := bind()
+	if err != nil {
+		t.Fatalf("the next Bind: %v", err)
+	}
+	if tok, err := src.Token(); err != nil || tok.AccessToken != st.AccessToken {
+		t.Errorf("the next Bind's token: %v, %v; want the stored pair", tok, err)
+	}
+	wantNoReuse(t, fake, 1)
+}

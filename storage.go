@@ -129,6 +129,13 @@ func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*
 			return nil, nil, err
 		}
 	case err != nil:
+		if src.Pending() {
+			// A refreshed pair (or a mark taken back) the store did not take, which only src
+			// holds: stored before src is dropped, or it is lost.
+			if ferr := src.FlushPending(ctx); ferr != nil {
+				return nil, nil, errors.Join(err, ferr)
+			}
+		}
 		return nil, nil, err
 	}
 	src.publish(st.Token())
