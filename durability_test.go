@@ -675,7 +675,7 @@ func TestBindStoresRefreshedPairBeforeFailing(t *testing.T) {
 	store := &flakyStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
 	seedStored(t, store, fake, c, "")
 	store.failing.Store(1)
-	fake.Fail("validate", faketwitch.Fault{Pass: true, Count: 1})     // the stored token: refused as expired
+	fake.Fail("validate", faketwitch.Fault{Pass: true, Count: 1})  // the stored token: refused as expired
 	fake.Fail("validate", faketwitch.Fault{Status: 503, Count: 1}) // the refreshed one: an outage
 	bind := func() (*UserTokenSource, error) {
 		h := NewUserAuthenticationStorageHelper(c, []Scope{ScopeChatRead})
