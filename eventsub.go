@@ -70,12 +70,22 @@ func checkTokenKind(req *http.Request, app bool) (*http.Request, error) {
 		}
 	} else {
 		var err error
-		body, err = io.ReadAll(io.LimitReader(req.Body, maxBodySize))
-		req.Body.Close()
+		orig := req.Body
+		body, err = io.ReadAll(io.LimitReader(orig, maxBodySize+1))
 		if err != nil {
+			orig.Close()
 			return nil, fmt.Errorf("twitchoauth: read the EventSub subscription request: %w", err)
 		}
 		req = req.Clone(req.Context())
+		if len(body) > maxBodySize {
+			// Longer than a subscription: not ours to judge. Sent whole, what was read first.
+			req.Body = struct {
+				io.Reader
+				io.Closer
+			}{io.MultiReader(bytes.NewReader(body), orig), orig}
+			return req, nil
+		}
+		orig.Close()
 		req.Body = io.NopCloser(bytes.NewReader(body))
 		req.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
 	}

@@ -85,4 +85,32 @@ func TestEventSubTokenKind(t *testing.T) {
 			}
 		})
 	}
+	// A body longer than any subscription, read once, is not judged, and goes whole.
+	t.Run("long body, read once", func(t *testing.T) {
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		long := `{"pad":"` + strings.Repeat("x", maxBodySize+10) + `"}`
+		req, err := http.NewRequestWithContext(t.Context(), http.MethodPost, helix+"/helix/eventsub/subscriptions", io.MultiReader(strings.NewReader(long)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := app.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 1 || got[0] != long {
+			t.Errorf("Helix got %d bodies, the first %d bytes; want the whole %d", len(got), len(firstOf(got)), len(long))
+		}
+	})
+}
+
+func firstOf(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
 }
