@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 )
 
 // Sync lists the store and registers the users other replicas added, and drops those removed
@@ -211,9 +212,21 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	u.mu.Unlock()
 	u.poke()
 	if err != nil {
-		e.src.end(ctx, err)
+		// Not cut short by the caller's ctx (Remove's, say, once the store has dropped the user):
+		// a removed user's source must stop handing out its token. It waits for a renewal under
+		// way, which ends on its own.
+		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetTimeout)
+		defer cancel()
+		if eerr := e.src.end(ectx, err); eerr != nil {
+			u.log(ctx, slog.LevelWarn, "twitchoauth: end a removed user's source", slog.String("user_id", e.src.key),
+				slog.String("error", eerr.Error()))
+		}
 	}
 }
+
+// forgetTimeout bounds forget's wait for a renewal under way: longer than a public client's
+// refresh, which is seen to its answer (30 s).
+const forgetTimeout = time.Minute
 
 // soon asks Run to pass over e within a second (its source holds a pair to store).
 func (u *UserTokens) soon(e *userEntry) {

@@ -585,6 +585,38 @@ func TestUserTokensSyncListsKeyTwice(t *testing.T) {
 	}
 }
 
+// cancelOnDelete is a memStore that cancels a context as it deletes a token.
+type cancelOnDelete struct {
+	*memStore
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnDelete) Delete(ctx context.Context, key string) error {
+	err := c.memStore.Delete(ctx, key)
+	c.cancel()
+	return err
+}
+
+// TestUserTokensRemoveEndsSourceAfterCtx: a Remove whose ctx ends once the store has dropped the
+// user (the caller gave up) still ends the user's source: it hands the token out no more.
+func TestUserTokensRemoveEndsSourceAfterCtx(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := &cancelOnDelete{memStore: newMemStore()}
+	u := NewUserTokens(c, store)
+	for _, id := range ids(16) { // a lock free and a ctx ended: either may be taken, so many tries
+		if _, err := u.AddUserForToken(t.Context(), newUser(fake, id, 0)); err != nil {
+			t.Fatal(err)
+		}
+		src, _ := u.Source(id)
+		ctx, cancel := context.WithCancel(t.Context())
+		store.cancel = cancel
+		u.Remove(ctx, id, false)
+		if _, err := src.Token(); !errors.Is(err, ErrTokenNotFound) {
+			t.Errorf("user %s, removed: Token() err = %v, want ErrTokenNotFound", id, err)
+		}
+	}
+}
+
 // TestUserTokensRemoveRevokesDeadAccessToken: Remove with revoke ends the grant even when the
 // stored access token died before its Expiry: Twitch refuses to revoke the dead one, so the refresh
 // token is traded for a live access token, and that one is revoked.
