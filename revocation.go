@@ -34,8 +34,6 @@ const (
 	eventSubSignaturePrefix = "sha256="
 	// minEventSubSecret and maxEventSubSecret bound a subscription's secret, as Twitch does.
 	minEventSubSecret, maxEventSubSecret = 10, 100
-	// maxEventSubBody caps a message's body.
-	maxEventSubBody = 1 << 20
 	// eventSubMaxAge is how old a message may be (Twitch's advice against replays); its ID is
 	// remembered as long.
 	eventSubMaxAge = 10 * time.Minute
@@ -141,7 +139,7 @@ func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusBadRequest, problem, "")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEventSubBody))
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			h.refuse(w, r, http.StatusRequestEntityTooLarge, "the body is over 1 MiB", "")
@@ -309,7 +307,7 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 		userID, subAuthorizationRevoke, ErrInvalidRefreshToken)
 	if e != nil {
 		if u.KeepRevoked {
-			if err := u.source(e).end(ctx, cause); err != nil {
+			if err := e.src.end(ctx, cause); err != nil {
 				return fmt.Errorf("twitchoauth: end a revoked user's source: %w", err)
 			}
 		} else {

@@ -234,7 +234,7 @@ func revocationAttacks() []struct {
 	oversize := func(knownLength bool) func() *http.Request {
 		return func() *http.Request {
 			m := ok()
-			m.body = append(m.body, bytes.Repeat([]byte(" "), maxEventSubBody)...) // still JSON
+			m.body = append(m.body, bytes.Repeat([]byte(" "), maxBodySize)...) // still JSON
 			req := m.request(revocationSecret)
 			if !knownLength {
 				req.ContentLength = -1

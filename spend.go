@@ -111,9 +111,7 @@ func (tc *tokenCache) flushSoon(ctx context.Context, owner renewer) {
 	if p == nil || time.Now().UnixNano() < p.retryAt.Load() {
 		return
 	}
-	select {
-	case tc.state().refreshing.ch() <- struct{}{}:
-	default:
+	if !tc.state().refreshing.tryLock() {
 		return
 	}
 	defer tc.unlock()

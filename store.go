@@ -217,9 +217,6 @@ func RefreshTokenHash(rt string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// marks reports whether m is a mark on refresh token rt.
-func (m *SpendMark) marks(rt string) bool { return m != nil && m.Refresh == RefreshTokenHash(rt) }
-
 // sameMark reports whether a and b are the same mark, or both none.
 func sameMark(a, b *SpendMark) bool {
 	if a == nil || b == nil {

@@ -272,17 +272,15 @@ func (tc *tokenCache) mayRecheck(err error) bool {
 
 // lock takes refreshing, or gives up when ctx ends.
 func (tc *tokenCache) lock(ctx context.Context) error {
-	select {
-	case tc.state().refreshing.ch() <- struct{}{}:
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("twitchoauth: wait for token refresh: %w", ctx.Err())
+	if err := tc.state().refreshing.lock(ctx); err != nil {
+		return fmt.Errorf("twitchoauth: wait for token refresh: %w", err)
 	}
+	return nil
 }
 
 // unlock releases refreshing, and hands out the changes noted under it.
 func (tc *tokenCache) unlock() {
-	<-tc.state().refreshing.ch()
+	tc.state().refreshing.unlock()
 	tc.deliver()
 }
 
@@ -345,6 +343,29 @@ func (tc *tokenCache) replace(ctx context.Context, tok *oauth2.Token) error {
 // lazyLock is a lock a waiter can give up on when its ctx ends: a one-slot channel, made on first
 // use, so that the many sources of a registry that never refresh or validate pay a pointer.
 type lazyLock struct{ p atomic.Pointer[chan struct{}] }
+
+// lock takes l, or gives up with ctx's error when ctx ends first.
+func (l *lazyLock) lock(ctx context.Context) error {
+	select {
+	case l.ch() <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// tryLock takes l if it is free, and reports whether it did.
+func (l *lazyLock) tryLock() bool {
+	select {
+	case l.ch() <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+// unlock releases l, which is held.
+func (l *lazyLock) unlock() { <-l.ch() }
 
 // ch returns the lock's channel, making it if need be.
 func (l *lazyLock) ch() chan struct{} {

@@ -18,12 +18,11 @@ const recheckAfter = time.Minute
 // validate asks Twitch whether tok is valid and records the verdict. A token Twitch rejects is
 // marked so that it is never handed out again, and the error Is [ErrInvalidToken].
 func (tc *tokenCache) validate(ctx context.Context, tok *oauth2.Token) (*Validation, error) {
-	select {
-	case tc.state().checking.ch() <- struct{}{}:
-	case <-ctx.Done():
-		return nil, ctx.Err()
+	checking := &tc.state().checking
+	if err := checking.lock(ctx); err != nil {
+		return nil, err
 	}
-	defer func() { <-tc.state().checking.ch() }()
+	defer checking.unlock()
 	return tc.validateLocked(ctx, tok)
 }
 
@@ -59,12 +58,11 @@ func (tc *tokenCache) validateLocked(ctx context.Context, tok *oauth2.Token) (*V
 // verdict. When Twitch cannot be asked (an outage, ctx ended), it reports false: without a
 // verdict, nothing is renewed.
 func (tc *tokenCache) rejected(ctx context.Context, tok *oauth2.Token) bool {
-	select {
-	case tc.state().checking.ch() <- struct{}{}:
-	case <-ctx.Done():
+	checking := &tc.state().checking
+	if checking.lock(ctx) != nil {
 		return false
 	}
-	defer func() { <-tc.state().checking.ch() }()
+	defer checking.unlock()
 	if tc.state().checked == tok && (!tc.state().checkedOK || time.Since(tc.state().checkedAt) < recheckAfter) {
 		return !tc.state().checkedOK
 	}

@@ -128,7 +128,7 @@ func (u *UserTokens) newEntry(st *StoredToken) *userEntry {
 }
 
 // revoked hears from e's source that its grant is gone.
-func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e, &e.src, err) }
+func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e, err) }
 
 // hearsChanges reports whether the registry's OnRefresh wants e's changes.
 func (e *userEntry) hearsChanges() bool { return e.u.OnRefresh != nil }
@@ -233,7 +233,7 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	if st == nil {
 		st = record(nil) // the store was not read
 	}
-	e, losers := u.put(st, false)
+	e, losers := u.put(st)
 	if err != nil {
 		// The new pair exists only here: held by the source, and stored before anything else.
 		p := &pendingSave{next: st, rebase: rebaseHeld(st, old, read, spent, now)}
@@ -308,7 +308,7 @@ func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
 	if e == nil {
 		return nil, fmt.Errorf("%w: user %q is not registered", ErrTokenNotFound, userID)
 	}
-	return u.source(e), nil
+	return &e.src, nil
 }
 
 // SourceForIntent returns the source of the user who has intent, e.g. "chat". Its error Is
@@ -320,7 +320,7 @@ func (u *UserTokens) SourceForIntent(intent string) (*UserTokenSource, error) {
 	if e == nil {
 		return nil, fmt.Errorf("%w: no user has intent %q", ErrTokenNotFound, intent)
 	}
-	return u.source(e), nil
+	return &e.src, nil
 }
 
 // Intents returns the user's intents (nil for a user not registered).
@@ -422,9 +422,6 @@ func (u *UserTokens) revokeStored(ctx context.Context, userID string, st *Stored
 	}
 	return nil
 }
-
-// source returns e's source.
-func (u *UserTokens) source(e *userEntry) *UserTokenSource { return &e.src }
 
 func (u *UserTokens) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {
 	if l := u.c.Logger; l != nil {

@@ -217,7 +217,7 @@ func (u *UserTokens) syncLoop(ctx context.Context) {
 // it when Twitch rejects it.
 func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	e.wait = 0
-	src := u.source(e)
+	src := &e.src
 	// A refreshed pair the store did not take is stored before anything else.
 	if err := src.FlushPending(ctx); err != nil {
 		return u.failed(ctx, e, "store", err)
@@ -337,7 +337,7 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 			return validated // the source fails without a request until a new token comes
 		}
 		// The call that found the grant gone may have given up before removing the user.
-		switch relogin, rerr := u.removeRevoked(ctx, e, u.source(e)); {
+		switch relogin, rerr := u.removeRevoked(ctx, e); {
 		case relogin:
 			return retry
 		case rerr != nil:

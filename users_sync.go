@@ -106,11 +106,8 @@ func (u *UserTokens) addNew(batch []syncedUser) {
 		if u.users[n.e.src.key] != nil {
 			continue
 		}
-		u.users[n.e.src.key] = n.e
+		u.registerLocked(n.e)
 		u.setIntentsLocked(n.e, n.intents)
-		if u.running {
-			u.added = append(u.added, n.e)
-		}
 	}
 	u.mu.Unlock()
 	u.poke()
@@ -145,20 +142,15 @@ func (u *UserTokens) dropUnlisted(ctx context.Context, keys []string) (errs []er
 
 // put registers st's user, or updates the user's intents, and returns the entry and the intents
 // it took from other users (by user ID).
-func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers map[string][]string) {
+func (u *UserTokens) put(st *StoredToken) (e *userEntry, losers map[string][]string) {
 	u.mu.Lock()
 	e = u.users[st.UserID]
 	isNew := e == nil
 	if isNew {
 		e = u.newEntry(st)
-		u.users[e.src.key] = e
-		if u.running {
-			u.added = append(u.added, e)
-		}
+		u.registerLocked(e)
 	}
-	if isNew || !onlyNew {
-		losers = u.setIntentsLocked(e, st.Intents)
-	}
+	losers = u.setIntentsLocked(e, st.Intents)
 	u.mu.Unlock()
 	if isNew {
 		u.poke()
@@ -166,8 +158,14 @@ func (u *UserTokens) put(st *StoredToken, onlyNew bool) (e *userEntry, losers ma
 	return e, losers
 }
 
-// putNew registers st's user unless the user is registered.
-func (u *UserTokens) putNew(st *StoredToken) { u.put(st, true) }
+// registerLocked adds e, a new entry, to the registry, and to Run's schedule if it runs; u.mu is
+// held.
+func (u *UserTokens) registerLocked(e *userEntry) {
+	u.users[e.src.key] = e
+	if u.running {
+		u.added = append(u.added, e)
+	}
+}
 
 // setIntentsLocked makes intents e's, taking them from other users; u.mu is held. It returns what
 // it took, by user ID.
@@ -252,10 +250,10 @@ func (u *UserTokens) poke() {
 // KeepRevoked, the user leaves the store and the registry (see removeRevoked); then OnRevoked
 // hears of it. The store work runs under the caller's ctx, so a caller that gives up is not held
 // by it: what it leaves undone, Run's next pass over the user finishes.
-func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSource, cause error) {
+func (u *UserTokens) revoked(ctx context.Context, e *userEntry, cause error) {
 	if !u.KeepRevoked && !errors.Is(cause, ErrRefreshInDoubt) {
 		// A grant in doubt is kept, store and all: its new pair may yet be stored.
-		relogin, err := u.removeRevoked(ctx, e, s)
+		relogin, err := u.removeRevoked(ctx, e)
 		if relogin {
 			return // a new login's token was stored meanwhile: the source took it up
 		}
@@ -270,10 +268,11 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, s *UserTokenSour
 	}
 }
 
-// removeRevoked deletes the stored token of e, whose source s found its grant gone, and forgets
+// removeRevoked deletes the stored token of e, whose source (s) found its grant gone, and forgets
 // e, unless a new login stored a fresh token meanwhile: then s takes that token up, and relogin
 // is true. A new login handed to this registry while it runs (AddUserForToken) keeps e.
-func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry, s *UserTokenSource) (relogin bool, err error) {
+func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry) (relogin bool, err error) {
+	s := &e.src
 	dead := s.cur.Load()
 	var newer *StoredToken
 	err = withStoreLock(ctx, u.c, u.store, e.src.key, 0, func(ctx context.Context) error {
