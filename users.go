@@ -204,6 +204,12 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	case v.ClientID != u.c.ClientID:
 		return nil, fmt.Errorf("twitchoauth: add user: the token belongs to another client: %w", ErrInvalidToken)
 	}
+	return u.addValidated(ctx, tok, v, minted, spent, intents)
+}
+
+// addValidated adds the user of tok, a user token of this client that Twitch validated (v), as
+// AddUserForToken does; minted and spent are addUser's.
+func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Validation, minted bool, spent string, intents []string) (*Validation, error) {
 	now := time.Now()
 	record := func(old *StoredToken) *StoredToken {
 		var had []string
@@ -216,7 +222,7 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	}
 	var old, st *StoredToken
 	read := false // the store was read: old is what it held
-	err = withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
+	err := withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
 		switch o, err := u.store.Load(ctx, v.UserID); {
 		case err == nil:
 			old = o

@@ -65,7 +65,8 @@ func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
 		wl.OnLogin(w, r, res)
 		return
 	}
-	if _, err := wl.Users.AddUserForToken(ctx, res.Token, wl.Intents...); err != nil {
+	// Validated by finish: added without asking Twitch again.
+	if _, err := wl.Users.addValidated(ctx, res.Token, res.Validation, false, "", wl.Intents); err != nil {
 		wl.revoke(ctx, res.Token)
 		wl.fail(w, r, fmt.Errorf("twitchoauth: add the login to the users: %w", err))
 		return

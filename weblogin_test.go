@@ -673,6 +673,9 @@ func TestWebLoginUsers(t *testing.T) {
 		if got := users.Users(); !slices.Equal(got, []string{faketwitch.UserID}) {
 			t.Fatalf("Users() = %v", got)
 		}
+		if n := fake.CountRequests("validate"); n != 1 {
+			t.Errorf("%d validations for one login, want 1", n)
+		}
 		src, err := users.SourceForIntent("chat")
 		if err != nil {
 			t.Fatal(err)
