@@ -261,41 +261,21 @@ func TestRefreshTimedOutInDoubt(t *testing.T) {
 }
 
 // TestRefreshNeverSentIsRetried: a refresh whose request never left (the dial was refused) spent
-// nothing: the mark is taken back and the next refresh sends the same refresh token.
+// nothing: it is a transient failure, not a refresh in doubt, and the refresh token is sent when
+// the network is back.
 func TestRefreshNeverSentIsRetried(t *testing.T) {
-	_, fake := newTestClient(t)
-	c := publicClient(fake)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	closed := "http://" + l.Addr().String() + "/oauth2/"
 	l.Close()
-	c.AuthBaseURL = closed
-	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
-	old := seedStored(t, store, fake, c, "u")
-	a := replica(c, store, "u")
-	_, err = a.Token()
-	if err == nil || errors.Is(err, ErrRefreshInDoubt) || errors.Is(err, ErrInvalidRefreshToken) {
-		t.Fatalf("err = %v; want a transient error, not a doubt", err)
-	}
-	if st, err := store.Load(t.Context(), "u"); err != nil || st.Spending != nil || st.RefreshToken != old.RefreshToken {
-		t.Fatalf("store holds %+v, %v; want the old pair, unmarked", st, err)
-	}
-	c.AuthBaseURL = fake.BaseURL()
-	endBackoff(&a.tokenCache)
-	if tok, err := a.Token(); err != nil || tok.AccessToken == old.AccessToken {
-		t.Errorf("after the network came back: %v, %v", tok, err)
-	}
-	wantNoReuse(t, fake, 1)
+	wantNeverSent(t, closed, nil)
 }
 
 // TestRefreshHandshakeTimeoutIsRetried: a refresh whose TLS handshake never completed (the server
-// took the connection and said nothing) sent nothing: it is a transient failure, not a refresh in
-// doubt, and the refresh token is sent when the network is back.
+// took the connection and said nothing) sent nothing either.
 func TestRefreshHandshakeTimeoutIsRetried(t *testing.T) {
-	_, fake := newTestClient(t)
-	c := publicClient(fake)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -318,12 +298,21 @@ func TestRefreshHandshakeTimeoutIsRetried(t *testing.T) {
 			conns = append(conns, conn)
 		}
 	}()
+	wantNeverSent(t, "https://"+l.Addr().String()+"/oauth2/", &http.Client{Transport: &http.Transport{TLSHandshakeTimeout: 100 * time.Millisecond}})
+}
+
+// wantNeverSent checks that a public client's refresh through base (with hc), where it never
+// reaches Twitch, fails as a transient failure, not a doubt, leaves the stored pair as it was, and
+// is sent when the client reaches Twitch again.
+func wantNeverSent(t *testing.T, base string, hc *http.Client) {
+	t.Helper()
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
 	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
 	old := seedStored(t, store, fake, c, "u")
-	c.AuthBaseURL = "https://" + l.Addr().String() + "/oauth2/"
-	c.HTTPClient = &http.Client{Transport: &http.Transport{TLSHandshakeTimeout: 100 * time.Millisecond}}
+	c.AuthBaseURL, c.HTTPClient = base, hc
 	a := replica(c, store, "u")
-	_, err = a.Token()
+	_, err := a.Token()
 	if err == nil || errors.Is(err, ErrRefreshInDoubt) || errors.Is(err, ErrInvalidRefreshToken) {
 		t.Fatalf("err = %v; want a transient error, not a doubt", err)
 	}
