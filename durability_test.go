@@ -54,11 +54,12 @@ func seedStored(t *testing.T, store TokenStore, fake *faketwitch.Server, c *Clie
 	return st
 }
 
-// replica returns a source of key in store with a short lock ttl, so that it waits for another
-// holder's mark for a second at most.
+// replica returns a source of key in store with a short lock ttl, and a short mark bound, so that
+// it waits for another holder's mark for a second at most.
 func replica(c *Client, store TokenStore, key string) *UserTokenSource {
 	s := NewStoreTokenSource(c, store, key, nil)
 	s.state().lockTTL = 2 * time.Second
+	s.state().markBound = time.Second
 	return s
 }
 
@@ -598,22 +599,33 @@ func TestSetTokenKeepsTokenTheStoreRefused(t *testing.T) {
 
 // TestOwnMarkUnexplainedInDoubt: the store holds a source's own mark on a refresh token, and the
 // source holds nothing that explains it (no pending pair, no lost answer it knows of): the
-// refresh token may have been spent, and it is not sent.
-func TestOwnMarkUnexplainedInDoubt(t *testing.T) {
-	_, fake := newTestClient(t)
-	c := publicClient(fake)
-	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
-	old := seedStored(t, store, fake, c, "u")
-	src := replica(c, store, "u")
-	marked := *old
-	marked.Spending = &SpendMark{Refresh: RefreshTokenHash(old.RefreshToken), At: time.Now().UTC(), Holder: src.holder()}
-	if err := store.Save(t.Context(), "u", &marked); err != nil {
-		t.Fatal(err)
+// TestOwnMark: a source finds its own mark on the stored refresh token. One it never sent (the
+// reply to the mark's write was lost, and the pair it held was then superseded) is no doubt: the
+// source marks the refresh token again and sends it, once. One it sent (its new pair was not
+// stored) is in doubt, and never sent again.
+func TestOwnMark(t *testing.T) {
+	for _, sent := range []bool{false, true} {
+		t.Run(map[bool]string{false: "unsent", true: "sent"}[sent], func(t *testing.T) {
+			_, fake := newTestClient(t)
+			c := publicClient(fake)
+			store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+			old := seedStored(t, store, fake, c, "u")
+			src := replica(c, store, "u")
+			marked := *old
+			marked.Spending = &SpendMark{Refresh: RefreshTokenHash(old.RefreshToken), At: time.Now().UTC(), Holder: src.holder()}
+			if err := store.Save(t.Context(), "u", &marked); err != nil {
+				t.Fatal(err)
+			}
+			if sent {
+				src.state().sent = marked.Spending.Refresh
+			}
+			_, err := src.Token()
+			if errors.Is(err, ErrRefreshInDoubt) != sent || (!sent && err != nil) {
+				t.Errorf("Token() = %v; want the doubt only for a refresh token the source sent", err)
+			}
+			wantNoReuse(t, fake, map[bool]int{false: 1, true: 0}[sent])
+		})
 	}
-	if _, err := src.Token(); !errors.Is(err, ErrRefreshInDoubt) {
-		t.Errorf("Token() = %v; want a RefreshInDoubtError", err)
-	}
-	wantNoReuse(t, fake, 0)
 }
 
 // remarking is a FileStore that, when a refreshed pair is about to be stored in place of a marked

@@ -61,6 +61,8 @@ type RefreshInDoubtError struct {
 	Reason string
 	// Sent is when the refresh token was sent (or marked as about to be), if known.
 	Sent time.Time
+
+	hash, holder string // the refresh token in doubt (its hash), and whose mark is on it
 }
 
 func (e *RefreshInDoubtError) Error() string {

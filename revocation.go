@@ -268,7 +268,7 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 		stored bool // the store held the user's token
 		newer  bool // the stored token outlived the revocation
 	)
-	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+	err := withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
 		u.mu.RLock()
 		e = u.users[userID]
 		u.mu.RUnlock()

@@ -35,13 +35,19 @@ import (
 
 // Timings of the write-ahead mark and the pending pair.
 const (
-	// refreshTimeout bounds a refresh request. Once sent, a refresh is seen to its end however
-	// the caller's context and the lease go: an answer thrown away may be a public client's only
-	// copy of the user's new pair.
+	// refreshTimeout bounds a public client's refresh, counted from its mark: once sent, a refresh
+	// is seen to its end however the caller's context and the lease go (an answer thrown away may
+	// be the only copy of the user's new pair), but never past the mark's time plus refreshTimeout.
 	refreshTimeout = 30 * time.Second
-	// maxMarkWait is the longest a source waits for another holder's mark to give way to the new
-	// pair: longer than a refresh request may take.
-	maxMarkWait = 45 * time.Second
+	// markSaveTime is what a mark's holder has, after its refresh's bound, to store the new pair.
+	markSaveTime = 5 * time.Second
+	// defaultMarkBound is how long after its time a mark may still give way to its holder's pair:
+	// the refresh's own bound and a save. A source that finds another holder's mark older than
+	// that does not wait for it.
+	defaultMarkBound = refreshTimeout + markSaveTime
+	// minSendTime is the least time a refresh must have left before its bound for it to be sent:
+	// a mark that took longer to write is taken back instead.
+	minSendTime = 10 * time.Second
 	// flushTimeout bounds a write of a pending pair that a Token call makes.
 	flushTimeout = 5 * time.Second
 	// doubtRecheck is how often a source whose refresh token is in doubt reads the store again
@@ -49,14 +55,15 @@ const (
 	doubtRecheck = 30 * time.Second
 )
 
-// markWait is how long a source with lock ttl waits for another holder's mark: maxMarkWait, or
-// half the ttl when that is shorter (the mark's holder renews its lease for as long as its
-// refresh runs).
-func markWait(ttl time.Duration) time.Duration {
-	if ttl <= 0 {
-		ttl = DefaultLockTTL
+// markDeadline is when a source stops waiting for the holder of mark m, of which bound is the
+// markBound: bound after the mark's time, or after now when the mark's time is ahead of this
+// clock.
+func markDeadline(m *SpendMark, bound time.Duration) time.Time {
+	at := m.At
+	if now := time.Now(); at.After(now) {
+		at = now
 	}
-	return min(maxMarkWait, ttl/2)
+	return at.Add(bound)
 }
 
 // processID names this process in the marks of its sources.
@@ -155,7 +162,7 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 		err = s.state().onRefresh(p.tok)
 	case s.store == nil:
 	case p.prev == nil:
-		err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
+		err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context) error {
 			cur, err := s.store.Load(ctx, s.key)
 			switch {
 			case errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt):
@@ -173,7 +180,7 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 		if cs, ok := s.store.(ConditionalSaver); ok {
 			err = cs.SaveIf(ctx, s.key, p.prev, p.next)
 		} else {
-			err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
+			err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context) error {
 				return saveIf(ctx, s.store, s.key, p.prev, p.next)
 			})
 		}
@@ -208,7 +215,8 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 // which Twitch lets be used again, is not. It returns the stored token now in force; or reread, a
 // stored token that changed under it, for the caller to look at again; or an error, after which
 // the stored token is as it was (less a mark that could not be removed: that removal is pending).
-// A refreshed pair the store did not take is returned, and pending.
+// A refreshed pair the store did not take is returned, and pending. Another holder's mark on the
+// refresh token is a *heldMark error: the caller waits it out without the lock (see awaitMark).
 func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, reread *StoredToken, err error) {
 	if s.c.ClientSecret != "" {
 		tok, err := s.c.RefreshAccessToken(ctx, st.RefreshToken)
@@ -218,21 +226,8 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 		return s.saveSpent(ctx, st, st.withToken(carryScopes(tok, st.Token()))), nil, nil
 	}
 	hash := RefreshTokenHash(st.RefreshToken)
-	if m := st.Spending; m != nil && m.Refresh == hash {
-		switch {
-		case m.Holder != s.holder():
-			cur, err := s.awaitMark(ctx, st)
-			if err != nil || cur != nil {
-				return nil, cur, err
-			}
-			return nil, nil, &RefreshInDoubtError{Reason: "another holder sent it and never stored the new pair", Sent: m.At}
-		case s.state().doubt == hash:
-			return nil, nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: m.At}
-		default:
-			// This source's own mark, which nothing it holds explains (its pending pair would
-			// have been stored before this): the refresh token may have been spent.
-			return nil, nil, &RefreshInDoubtError{Reason: "this source sent it and its new pair was not stored", Sent: m.At}
-		}
+	if err := s.mayMark(st, hash); err != nil {
+		return nil, nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, nil, fmt.Errorf("twitchoauth: refresh: %w", err)
@@ -244,15 +239,27 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 		cur, err := s.store.Load(ctx, s.key)
 		return nil, cur, err
 	case err != nil:
-		return nil, nil, fmt.Errorf("twitchoauth: mark the refresh token as being spent (nothing was sent): %w", err)
+		// The write may have been made though its reply was lost. The refresh token was never
+		// sent: the mark is taken back (fenced: only this source's, on this refresh token) before
+		// anything else, as a pending pair is stored, so that no holder takes it for spent.
+		s.keepPending(&pendingSave{prev: &marked, next: st})
+		return nil, nil, fmt.Errorf("twitchoauth: mark the refresh token as being spent (nothing was sent; a mark the store may hold is taken back once it answers): %w", err)
 	}
-	tok, err := s.c.sendRefresh(ctx, st.RefreshToken)
+	// The refresh must be over by the time other holders stop waiting for the mark.
+	by := marked.Spending.At.Add(refreshTimeout)
+	var tok *oauth2.Token
+	if time.Until(by) < minSendTime {
+		err = fmt.Errorf("twitchoauth: refresh: writing the mark took too long; nothing was sent: %w", context.DeadlineExceeded)
+	} else {
+		tok, err = s.c.sendRefresh(ctx, st.RefreshToken, by)
+	}
 	switch {
 	case err == nil:
+		s.state().sent = hash
 		return s.saveSpent(ctx, &marked, marked.withToken(carryScopes(tok, st.Token()))), nil, nil
 	case errors.Is(err, ErrRefreshInDoubt):
-		s.state().doubt = hash // the mark stays: it tells every other holder the same
-		return nil, nil, err
+		s.state().doubt, s.state().sent = hash, hash // the mark stays: it tells every other holder the same
+		return nil, nil, inDoubt(err, hash, s.holder())
 	}
 	// Twitch did not take it: it answered with an error, or the request never left. The mark goes.
 	uctx, cancel := unleased(ctx)
@@ -261,6 +268,46 @@ func (s *UserTokenSource) spend(ctx context.Context, st *StoredToken) (next, rer
 		s.keepPending(&pendingSave{prev: &marked, next: st})
 	}
 	return nil, nil, err
+}
+
+// mayMark returns why the refresh token of st, whose hash is hash, must not be marked and sent
+// now, or nil: another holder's mark on it (a *heldMark, to be waited out), or this source sent it
+// already (it may be spent). A mark of this source's that it never sent (the reply to its write
+// was lost) is no obstacle: marking the refresh token again replaces it.
+func (s *UserTokenSource) mayMark(st *StoredToken, hash string) error {
+	m := st.Spending
+	switch {
+	case s.state().sent == hash:
+		reason, at := "this source sent it and its new pair was not stored", time.Time{}
+		if s.state().doubt == hash {
+			reason = "the answer to its refresh was lost"
+		}
+		if m != nil {
+			at = m.At
+		}
+		return &RefreshInDoubtError{Reason: reason, Sent: at, hash: hash, holder: s.holder()}
+	case m == nil || m.Refresh != hash || m.Holder == s.holder():
+		return nil
+	}
+	return &heldMark{st: st}
+}
+
+// heldMark is the error of a refresh that found another holder's mark on the stored refresh
+// token: st, the stored token, is waited for without the lock (see renew).
+type heldMark struct{ st *StoredToken }
+
+func (h *heldMark) Error() string {
+	return "twitchoauth: another holder is spending the stored refresh token"
+}
+
+// inDoubt returns err, a *RefreshInDoubtError, naming the refresh token in doubt (its hash) and
+// the holder whose mark is on it, so that the doubt can be seen to end.
+func inDoubt(err error, hash, holder string) error {
+	var d *RefreshInDoubtError
+	if errors.As(err, &d) {
+		d.hash, d.holder = hash, holder
+	}
+	return err
 }
 
 // saveSpent stores next, the pair a refresh of prev got, in place of prev, and returns the stored
@@ -279,40 +326,41 @@ func (s *UserTokenSource) saveSpent(ctx context.Context, prev, next *StoredToken
 
 // sendRefresh sends refresh token rt as the client's kind wants it. A confidential client's
 // refresh ends with ctx, as any request does. A public client's, once sent, is seen through to its
-// answer (refreshTimeout at most) even when ctx ends (see refreshTimeout); an answer lost even so
-// gives a *RefreshInDoubtError, whose refresh token must not be sent again.
-func (c *Client) sendRefresh(ctx context.Context, rt string) (*oauth2.Token, error) {
+// answer even when ctx ends (see refreshTimeout), until by at the latest (zero: refreshTimeout from
+// now); an answer lost even so gives a *RefreshInDoubtError, whose refresh token must not be sent
+// again.
+func (c *Client) sendRefresh(ctx context.Context, rt string, by time.Time) (*oauth2.Token, error) {
 	if c.ClientSecret != "" {
 		return c.RefreshAccessToken(ctx, rt)
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("twitchoauth: refresh: %w", err)
 	}
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
-	defer cancel()
 	sent := time.Now()
+	if by.IsZero() {
+		by = sent.Add(refreshTimeout)
+	}
+	rctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), by)
+	defer cancel()
 	tok, err := c.RefreshAccessToken(rctx, rt)
 	if errors.Is(err, errAnswerLost) {
-		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: sent}
+		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost", Sent: sent, hash: RefreshTokenHash(rt)}
 	}
 	return tok, err
 }
 
-// awaitMark waits for the holder of the mark on st to store its new pair: until the stored token
-// changes (it returns it), or markWait has passed since the mark was made (it returns nil), or ctx
-// ends.
+// awaitMark waits, without the key's lock (its holder may need it to store its pair), for the
+// holder of the mark on st to store its new pair or take the mark back: until the stored token
+// changes (it returns it), or the mark's bound has passed (it returns nil: the refresh token is in
+// doubt), or ctx ends. A store that cannot be read when the bound has passed gives its error: the
+// pair may be there.
 func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*StoredToken, error) {
-	wait := markWait(s.state().lockTTL)
-	now := time.Now()
-	deadline := now.Add(wait)
-	if at := st.Spending.At; at.Before(now) {
-		deadline = at.Add(wait)
-	}
-	if !now.Before(deadline) {
+	deadline := markDeadline(st.Spending, s.markBound())
+	if !time.Now().Before(deadline) {
 		return nil, nil
 	}
 	s.log(ctx, slog.LevelInfo, "twitchoauth: another holder is spending the refresh token; waiting for its new pair",
-		slog.String("key", s.key))
+		slog.String("key", s.key), slog.Time("until", deadline))
 	pause := 50 * time.Millisecond
 	for {
 		t := time.NewTimer(min(pause, time.Until(deadline)))
@@ -323,17 +371,26 @@ func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*Stor
 		case <-t.C:
 		}
 		cur, err := s.store.Load(ctx, s.key)
-		if err != nil {
-			return nil, err
-		}
-		if !sameStored(cur, st) {
+		switch {
+		case err == nil && !sameStored(cur, st):
 			return cur, nil
-		}
-		if !time.Now().Before(deadline) {
+		case errors.Is(err, ErrTokenNotFound):
+			return nil, err
+		case !time.Now().Before(deadline) && err != nil:
+			return nil, fmt.Errorf("twitchoauth: wait for another holder's refresh: %w", err)
+		case !time.Now().Before(deadline):
 			return nil, nil
 		}
 		pause = min(2*pause, time.Second)
 	}
+}
+
+// markBound is how long after its time another holder's mark may still give way to its pair.
+func (s *UserTokenSource) markBound() time.Duration {
+	if b := s.state().markBound; b > 0 {
+		return b
+	}
+	return defaultMarkBound
 }
 
 // backoff is the wait before try n+1 (from 1) after a transient failure: a second, doubled each

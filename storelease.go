@@ -19,10 +19,22 @@ import (
 // cause, only when a renewal fails or comes too late. A failure to unlock does not fail what fn
 // did (the lease ends the lock anyway); it is logged through c's Logger.
 func withStoreLock(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, fn func(ctx context.Context) error) error {
+	return withStoreLockWatch(ctx, c, store, key, ttl, nil, fn)
+}
+
+// withStoreLockWatch is withStoreLock, calling watch (if not nil) every lockWatchEvery while the
+// lock is held by another: an error watch returns ends the wait for the lock, and is returned as
+// it is. A refresh watches for the mark of a holder that may hold the lock for its whole lease
+// (it died): the mark is waited out without the lock, and decided on within its own bound.
+func withStoreLockWatch(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, watch func(ctx context.Context) error, fn func(ctx context.Context) error) error {
 	if ttl <= 0 {
 		ttl = DefaultLockTTL
 	}
-	k, err := takeLease(ctx, c, store, key, ttl)
+	k, err := takeLease(ctx, c, store, key, ttl, watch)
+	var w *watchError
+	if errors.As(err, &w) {
+		return w.err
+	}
 	if err != nil {
 		return fmt.Errorf("twitchoauth: lock stored token: %w", err)
 	}
@@ -66,19 +78,10 @@ const maxLateLocks = 3
 // slow) may have little of its lease left: it is renewed at once when the store can (a renewal
 // that succeeds shows the lock was held throughout, however late it comes), and otherwise given up
 // and asked for again, a few times. A lease that would end before work could start is an error.
-func takeLease(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration) (*leaseKeeper, error) {
+func takeLease(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, watch func(ctx context.Context) error) (*leaseKeeper, error) {
 	for attempt := 1; ; attempt++ {
 		k := &leaseKeeper{ttl: ttl}
-		sent := time.Now()
-		var err error
-		if ll, ok := store.(LeaseLocker); ok {
-			k.renewable = true
-			k.lease, err = ll.LockLease(ctx, key, ttl)
-		} else {
-			var unlock func() error
-			unlock, err = store.Lock(ctx, key, ttl)
-			k.lease = unlockOnly(unlock)
-		}
+		sent, err := k.take(ctx, store, key, watch)
 		if err != nil {
 			return nil, err
 		}
@@ -104,6 +107,48 @@ func takeLease(ctx context.Context, c *Client, store TokenStore, key string, ttl
 			return nil, fmt.Errorf("%w: the lock was granted too late to be used", ErrLeaseLost)
 		}
 		return k, nil
+	}
+}
+
+// lockWatchEvery is how often a wait for a lock held by another calls its watch.
+const lockWatchEvery = time.Second
+
+// errLockWatch ends one ask for a lock, so that the wait's watch can look at the store.
+var errLockWatch = errors.New("twitchoauth: time to look at the store while the lock is held")
+
+// watchError carries the error of a lock wait's watch, which ended the wait.
+type watchError struct{ err error }
+
+func (w *watchError) Error() string { return w.err.Error() }
+func (w *watchError) Unwrap() error { return w.err }
+
+// take takes key's lock into k and returns when the ask that was granted was sent. With watch, it
+// asks for lockWatchEvery at a time and calls watch between the asks; an error of watch's ends
+// the wait, as a *watchError.
+func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, watch func(ctx context.Context) error) (time.Time, error) {
+	for {
+		lctx, cancel := ctx, context.CancelFunc(func() {})
+		if watch != nil {
+			lctx, cancel = context.WithTimeoutCause(ctx, lockWatchEvery, errLockWatch)
+		}
+		sent := time.Now()
+		var err error
+		if ll, ok := store.(LeaseLocker); ok {
+			k.renewable = true
+			k.lease, err = ll.LockLease(lctx, key, k.ttl)
+		} else {
+			var unlock func() error
+			unlock, err = store.Lock(lctx, key, k.ttl)
+			k.lease = unlockOnly(unlock)
+		}
+		watching := err != nil && ctx.Err() == nil && context.Cause(lctx) == errLockWatch
+		cancel()
+		if !watching {
+			return sent, err
+		}
+		if err := watch(ctx); err != nil {
+			return sent, &watchError{err}
+		}
 	}
 }
 

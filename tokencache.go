@@ -81,7 +81,10 @@ type cacheState struct {
 	onRefresh func(*oauth2.Token) error // set before the source is shared
 	lockTTL   time.Duration             // the store lock's ttl (0: DefaultLockTTL); set before the source is shared
 	serial    uint64                    // the source's number in its process, in the marks it writes (see spend.go)
+	markBound time.Duration             // how long another holder's mark may still give way to its pair (0: defaultMarkBound); set before the source is shared
 	doubt     string                    // the hash of a refresh token whose answer was lost; guarded by refreshing
+	sent      string                    // the hash of the refresh token this source last sent; guarded by refreshing
+	settled   bool                      // a doubt ended, for the listener to hear as refreshing is released; guarded by refreshing
 }
 
 // state returns tc's cacheState, making it if need be.
@@ -127,12 +130,14 @@ func (tc *tokenCache) isApp() bool {
 }
 
 // sourceListener hears what a source cannot settle alone. revoked is called once each time the
-// grant is found gone (revoked is set), after the lock is released; pendingKept when a renewed
+// grant is found gone (revoked is set), after the lock is released; recovered once each time a
+// grant in doubt is settled, after the lock is released and the new token (if any) handed out; pendingKept when a renewed
 // pair could not be persisted and is kept pending, holding the lock, so it must not block;
 // changed with each change of the token, in order, as subscribers are (see notify.go), if
 // hearsChanges says so.
 type sourceListener interface {
 	revoked(ctx context.Context, err error)
+	recovered()
 	pendingKept()
 	hearsChanges() bool
 	changed(tok *oauth2.Token)
@@ -237,7 +242,7 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 			tc.noteChange(tok) // a pending one is noted once it is stored
 		}
 		if wasRevoked != nil && tok != nil {
-			tc.state().revoked.Store(nil) // the pair in doubt turned up
+			tc.settleDoubt() // the pair in doubt turned up
 		}
 	case wasRevoked != nil:
 		err = *wasRevoked // still in doubt: the same error, reported once
@@ -278,10 +283,17 @@ func (tc *tokenCache) lock(ctx context.Context) error {
 	return nil
 }
 
-// unlock releases refreshing, and hands out the changes noted under it.
+// unlock releases refreshing, and hands out the changes noted under it; then the listener hears
+// of a doubt settled under it.
 func (tc *tokenCache) unlock() {
-	tc.state().refreshing.unlock()
+	st := tc.state()
+	settled := st.settled
+	st.settled = false
+	st.refreshing.unlock()
 	tc.deliver()
+	if settled && tc.listener != nil {
+		tc.listener.recovered()
+	}
 }
 
 // set makes tok the current token and ends a terminal state and a backoff; refreshing is held.
@@ -309,9 +321,26 @@ func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
 	if changed {
 		tc.set(tok)
 		tc.noteChange(tok)
+		if doubtEnds {
+			tc.state().settled = true
+		}
 	}
 	tc.unlock()
 	return nil
+}
+
+// settleDoubt ends a doubt over the refresh token (the state a [RefreshInDoubtError] made); the
+// listener hears of it once refreshing, which is held, is released.
+func (tc *tokenCache) settleDoubt() {
+	tc.state().revoked.Store(nil)
+	tc.state().lastErr = nil
+	tc.state().settled = true
+}
+
+// inDoubt reports whether the source's refresh token is in doubt; it makes nothing.
+func (tc *tokenCache) inDoubt() bool {
+	err := tc.revokedErr()
+	return err != nil && errors.Is(*err, ErrRefreshInDoubt)
 }
 
 // end makes the state terminal with err, without a request, as a revoked grant does, and stops

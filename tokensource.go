@@ -138,7 +138,7 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 		made := time.Now()
 		var old *StoredToken
 		read := false // the store was read: old is what it held
-		err = withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
+		err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context) error {
 			switch st, err := s.store.Load(ctx, s.key); {
 			case err == nil:
 				old = st
@@ -176,7 +176,9 @@ func storedWith(old *StoredToken, tok *oauth2.Token) *StoredToken {
 }
 
 // renew does the refresh; s.refreshing is held. A pair a refresh got earlier and could not
-// persist is persisted first: until it is, nothing is refreshed.
+// persist is persisted first: until it is, nothing is refreshed. Another holder's mark on the
+// stored refresh token is waited out without the key's lock (see awaitMark): for the holder's
+// pair, the mark taken back, or the mark's bound, after which the refresh token is in doubt.
 func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error) {
 	if err := s.flushLocked(ctx, false); err != nil {
 		return nil, err
@@ -184,27 +186,122 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 	if s.store == nil {
 		return s.refreshUnstored(ctx)
 	}
-	var out *oauth2.Token
-	err := withStoreLock(ctx, s.c, s.store, s.key, s.state().lockTTL, func(ctx context.Context) error {
-		st, err := s.store.Load(ctx, s.key)
-		if err != nil {
-			return err
-		}
-		// The token found wanting: the one the caller named, else the one held.
-		bad := stale
-		if bad == nil {
-			bad = s.cur.Load()
-		}
-		st, err = s.renewStored(ctx, st, bad)
-		if st != nil {
-			out = st.Token()
-		}
-		return err
-	})
-	if out != nil {
-		s.publish(out)
+	// The token found wanting: the one the caller named, else the one held.
+	bad := stale
+	if bad == nil {
+		bad = s.cur.Load()
 	}
-	return out, err
+	var watch func(ctx context.Context) error
+	if s.c.ClientSecret == "" {
+		watch = s.watchMark
+	}
+	for range 4 {
+		var out *oauth2.Token
+		err := withStoreLockWatch(ctx, s.c, s.store, s.key, s.lockTTL(), watch, func(ctx context.Context) error {
+			st, err := s.store.Load(ctx, s.key)
+			if err != nil {
+				return err
+			}
+			st, err = s.renewStored(ctx, st, bad)
+			if st != nil {
+				out = st.Token()
+			}
+			return err
+		})
+		var held *heldMark
+		if !errors.As(err, &held) {
+			if out != nil {
+				s.publish(out)
+			}
+			return out, err
+		}
+		m := held.st.Spending
+		cur, err := s.awaitMark(ctx, held.st)
+		switch {
+		case err != nil:
+			return nil, err
+		case cur == nil:
+			return nil, &RefreshInDoubtError{Reason: "another holder sent it and never stored the new pair", Sent: m.At, hash: m.Refresh, holder: m.Holder}
+		}
+		if tok := cur.Token(); fresh(tok) && (bad == nil || tok.AccessToken != bad.AccessToken) {
+			s.publish(tok) // the holder's pair
+			return tok, nil
+		}
+		// The mark was taken back, or another came: look again under the lock.
+	}
+	return nil, errors.New("twitchoauth: refresh: the stored token kept changing")
+}
+
+// watchMark looks at the stored token while another holds its lock: another holder's mark on
+// its refresh token is a *heldMark, to be waited out without the lock (the holder may have died
+// holding it).
+func (s *UserTokenSource) watchMark(ctx context.Context) error {
+	st, err := s.store.Load(ctx, s.key)
+	if err != nil || st.Spending == nil || st.Spending.Holder == s.holder() || st.Spending.Refresh != RefreshTokenHash(st.RefreshToken) {
+		return nil // the lock's wait goes on; its holder is not spending this refresh token
+	}
+	return &heldMark{st: st}
+}
+
+// settleFrom ends the source's doubt over its refresh token when st, what the store holds now,
+// shows that it is over (see doubtOver): it takes st's token up when that is fresh; otherwise the
+// next call refreshes st's. It waits for a renewal under way.
+func (s *UserTokenSource) settleFrom(ctx context.Context, st *StoredToken) error {
+	if d := s.doubtOf(); d == nil || !s.doubtOver(d, st) {
+		return nil
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.unlock()
+	d := s.doubtOf()
+	if d == nil || !s.doubtOver(d, st) {
+		return nil
+	}
+	if tok := st.Token(); fresh(tok) && RefreshTokenHash(st.RefreshToken) != d.hash {
+		s.set(tok)
+		s.noteChange(tok)
+	}
+	s.settleDoubt()
+	return nil
+}
+
+// doubtOf returns the error of the source's doubt over its refresh token, or nil.
+func (s *UserTokenSource) doubtOf() *RefreshInDoubtError {
+	var d *RefreshInDoubtError
+	if err := s.revokedErr(); err != nil && errors.As(*err, &d) {
+		return d
+	}
+	return nil
+}
+
+// doubtOver reports whether st, what the store holds now, ends doubt d: the store holds another
+// refresh token (the pair of the refresh in doubt, or a new login's); or the one in doubt, which
+// this source never sent, without the mark that put it in doubt (its holder took it back: it
+// never sent it either).
+func (s *UserTokenSource) doubtOver(d *RefreshInDoubtError, st *StoredToken) bool {
+	h := RefreshTokenHash(st.RefreshToken)
+	switch {
+	case d.hash == "":
+		return false // not known which: a refresh's recheck settles it
+	case h != d.hash:
+		return true
+	case s.state().sent == h:
+		return false
+	}
+	m := st.Spending
+	return m == nil || m.Refresh != h || m.Holder != d.holder
+}
+
+// lockTTL is the ttl of the store locks the source takes: its own setting, else its registry's.
+func (s *UserTokenSource) lockTTL() time.Duration {
+	if x := s.more.Load(); x != nil && x.lockTTL > 0 {
+		return x.lockTTL
+	}
+	if e, ok := s.listener.(*userEntry); ok {
+		return e.u.LockTTL
+	}
+	return 0
 }
 
 // renewStored returns the stored token to use in place of bad (nil: nothing is held), under the
@@ -238,7 +335,7 @@ func (s *UserTokenSource) refreshUnstored(ctx context.Context) (*oauth2.Token, e
 	if public && s.state().doubt == RefreshTokenHash(cur.RefreshToken) {
 		return nil, &RefreshInDoubtError{Reason: "the answer to its refresh was lost"}
 	}
-	tok, err := s.c.sendRefresh(ctx, cur.RefreshToken)
+	tok, err := s.c.sendRefresh(ctx, cur.RefreshToken, time.Time{})
 	if errors.Is(err, ErrRefreshInDoubt) {
 		s.state().doubt = RefreshTokenHash(cur.RefreshToken)
 	}

@@ -78,11 +78,29 @@ type UserTokens struct {
 	// OnRevoked, if set, is called once when a user's grant is found gone (a refresh token Twitch
 	// rejected, typically after a validation said 401): the user must log in again. It is called
 	// after the user was removed (unless KeepRevoked), synchronously by the goroutine that found
-	// it; it must not block for long. It is also called, with an error that Is
-	// [ErrRefreshInDoubt], when a public client's refresh token may have been spent without its
-	// new pair being stored (see [UserTokenSource]): that user is kept, store and all, and takes
-	// the pair up if it is stored later; otherwise a new login is needed.
+	// it; it must not block for long. A panic in it is logged, and changes nothing.
+	//
+	// It is also called when a public client's refresh token may have been spent without its new
+	// pair being stored (see [UserTokenSource]): then err Is [ErrRefreshInDoubt] (it Is
+	// [ErrInvalidRefreshToken] too, so test for the doubt first). That user is not gone: they are
+	// kept, store and all, and their calls fail until the pair turns up: stored by the holder that
+	// spent the refresh token (a replica cut off from the store, storing it once the store answers
+	// again), or its mark taken back by a holder that never sent it. Every replica takes that up
+	// within a pass of Run, OnRefresh and subscribers hear of the token, and OnRecovered is called;
+	// only if it never comes does the user need a new login. A program that alerts on OnRevoked
+	// should hold an in-doubt alert until OnRecovered has had a few minutes to come.
 	OnRevoked func(userID string, err error)
+	// OnRecovered, if set, is called once when a user whose refresh token was in doubt (OnRevoked
+	// was called with an error that Is [ErrRefreshInDoubt]) is usable again without a new login.
+	// It is called after the source's lock is released, by the goroutine that found it; it must
+	// not block for long. A panic in it is logged.
+	OnRecovered func(userID string)
+	// LockTTL is how long a user's lock in the store lives unless released: a replica that dies
+	// holding it blocks that user's refreshes and validations on the other replicas for LockTTL
+	// at most. It does not bound the wait for another holder's refresh: a refresh token another
+	// holder marked as being spent is waited for without the lock, and decided on (its pair, or
+	// in doubt) within 35 seconds of the mark, whatever LockTTL. Defaults to [DefaultLockTTL].
+	LockTTL time.Duration
 	// KeepRevoked keeps a user whose grant is gone in the registry and the store, with its source
 	// failing until a new token is added. Defaults to false: such a user is removed from both.
 	KeepRevoked bool
@@ -129,6 +147,13 @@ func (u *UserTokens) newEntry(st *StoredToken) *userEntry {
 
 // revoked hears from e's source that its grant is gone.
 func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e, err) }
+
+// recovered hears from e's source that a refresh token in doubt is settled: the user is usable.
+func (e *userEntry) recovered() {
+	if f := e.u.OnRecovered; f != nil {
+		e.src.safely(func() { f(e.src.key) })
+	}
+}
 
 // hearsChanges reports whether the registry's OnRefresh wants e's changes.
 func (e *userEntry) hearsChanges() bool { return e.u.OnRefresh != nil }
@@ -187,7 +212,7 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
 		// A public client's refresh token works once: one whose answer was lost is not sent
 		// again (the error says so), and a caller must not add the same token again.
-		next, rerr := u.c.sendRefresh(ctx, tok.RefreshToken)
+		next, rerr := u.c.sendRefresh(ctx, tok.RefreshToken, time.Time{})
 		if rerr != nil {
 			return nil, fmt.Errorf("twitchoauth: add user: refresh the invalid token: %w", rerr)
 		}
@@ -222,7 +247,7 @@ func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Val
 	}
 	var old, st *StoredToken
 	read := false // the store was read: old is what it held
-	err := withStoreLock(ctx, u.c, u.store, v.UserID, 0, func(ctx context.Context) error {
+	err := withStoreLock(ctx, u.c, u.store, v.UserID, u.LockTTL, func(ctx context.Context) error {
 		switch o, err := u.store.Load(ctx, v.UserID); {
 		case err == nil:
 			old = o
@@ -366,7 +391,7 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 	u.mu.RLock()
 	known := u.users[userID] != nil
 	u.mu.RUnlock()
-	err := withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+	err := withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
 		st, err := u.store.Load(ctx, userID)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
@@ -411,7 +436,7 @@ func (u *UserTokens) revokeStored(ctx context.Context, userID string, st *Stored
 	if st.Spending != nil {
 		return fmt.Errorf("%w: the stored refresh token is being spent by another holder; remove the user again once its new pair is stored", ErrRefreshInDoubt)
 	}
-	tok, err := u.c.sendRefresh(ctx, st.RefreshToken)
+	tok, err := u.c.sendRefresh(ctx, st.RefreshToken, time.Time{})
 	switch {
 	case errors.Is(err, ErrInvalidRefreshToken) && !errors.Is(err, ErrRefreshInDoubt):
 		return nil // the grant is gone already

@@ -243,7 +243,7 @@ func TestUserTokensKeepsUserInDoubt(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	src.state().lockTTL = 2 * time.Second
+	src.state().markBound = time.Second
 	if _, err := src.Token(); !errors.Is(err, ErrRefreshInDoubt) {
 		t.Fatalf("Token() = %v, want the doubt", err)
 	}

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -65,6 +66,9 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	for i, e := range due {
 		e.failures = 0
 		e.due = u.nextSlot(e.src.key, now)
+		if e.src.Pending() || e.src.inDoubt() {
+			e.due = now // a pair kept before Run started is stored first; a doubt looked at again
+		}
 		e.index = int32(i)
 	}
 	heap.Init(&due)
@@ -85,12 +89,13 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		needsWake bool // Run waits for a result; guarded by resMu
 	)
 	resWake := make(chan struct{}, 1)
+	var probing atomic.Bool // users are parked: a result may be the probe that finds the store back
 	var wg sync.WaitGroup
 	for range workers {
 		wg.Go(func() {
 			for e := range work {
 				r := result{e, u.validateUser(ctx, e)}
-				prompt := r.out != validated || e.src.Pending()
+				prompt := r.out != validated || e.src.Pending() || probing.Load()
 				resMu.Lock()
 				results = append(results, r)
 				wake := needsWake || prompt
@@ -112,18 +117,34 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	defer timer.Stop()
 	inFlight := 0
 	var batch []result
+	// Users whose source holds a pair (or a mark to take back) the store did not take wait off the
+	// schedule, parked, while one of them a second is tried as a probe of the store: the first
+	// pass that finds the store answering again puts them all back, due at once. So each is stored
+	// within a second or so of the store's return, without a request per user per second while it
+	// is away.
+	var parked []*userEntry
+	var probeAt time.Time
 	for {
 		resMu.Lock()
 		batch, results = results, batch[:0]
 		resMu.Unlock()
+		storeBack := false
 		for _, r := range batch {
 			inFlight--
 			if r.out == dropped || r.e.removed.Load() {
 				continue
 			}
 			now := time.Now()
-			if r.out == validated && r.e.src.Pending() {
-				r.out = retry // a pair the store did not take: stored at the retry, not in an hour
+			if r.e.src.Pending() {
+				parked = append(parked, r.e)
+				continue
+			}
+			storeBack = storeBack || r.out == validated
+			if r.out == retry && r.e.src.inDoubt() {
+				// In doubt: the store is read again for the pair soon, whatever the failures.
+				r.e.due = now.Add(doubtRecheck)
+				heap.Push(&due, r.e)
+				continue
 			}
 			if r.out == retry {
 				r.e.failures++
@@ -162,6 +183,24 @@ func (u *UserTokens) Run(ctx context.Context) error {
 				heap.Fix(&due, int(e.index))
 			}
 		}
+		if storeBack && len(parked) > 0 {
+			for _, e := range parked {
+				e.due = now
+				heap.Push(&due, e)
+			}
+			clear(parked)
+			parked = parked[:0]
+		}
+		for inFlight < workers && len(parked) > 0 && !now.Before(probeAt) {
+			e := parked[0]
+			parked = parked[1:]
+			probeAt = now.Add(time.Second)
+			if e.removed.Load() {
+				continue
+			}
+			inFlight++
+			work <- e
+		}
 		for inFlight < workers && due.Len() > 0 && !due[0].due.After(now) {
 			e := heap.Pop(&due).(*userEntry)
 			if e.removed.Load() {
@@ -170,9 +209,14 @@ func (u *UserTokens) Run(ctx context.Context) error {
 			inFlight++
 			work <- e
 		}
+		probing.Store(len(parked) > 0)
 		var wait <-chan time.Time
-		if inFlight < workers && due.Len() > 0 {
-			timer.Reset(due[0].due.Sub(now))
+		if inFlight < workers && (due.Len() > 0 || len(parked) > 0) {
+			next := probeAt
+			if due.Len() > 0 && (len(parked) == 0 || due[0].due.Before(next)) {
+				next = due[0].due
+			}
+			timer.Reset(next.Sub(now))
 			wait = timer.C
 		}
 		resMu.Lock()
@@ -220,8 +264,12 @@ func (u *UserTokens) syncLoop(ctx context.Context) {
 func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	e.wait = 0
 	src := &e.src
-	// A refreshed pair the store did not take is stored before anything else.
-	if err := src.FlushPending(ctx); err != nil {
+	// A refreshed pair the store did not take is stored before anything else; a store that does
+	// not answer holds the worker flushTimeout at most (the user is tried again as a probe).
+	fctx, cancel := context.WithTimeout(ctx, flushTimeout)
+	err := src.FlushPending(fctx)
+	cancel()
+	if err != nil {
 		return u.failed(ctx, e, "store", err)
 	}
 	if err := src.revokedErr(); err != nil && !errors.Is(*err, ErrRefreshInDoubt) {
@@ -264,7 +312,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		}
 		var verdict error
 		var newer *StoredToken
-		err = withStoreLock(ctx, u.c, u.store, e.src.key, 0, func(ctx context.Context) error {
+		err = withStoreLock(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context) error {
 			st, err := u.store.Load(ctx, e.src.key)
 			switch {
 			case err != nil:
@@ -309,14 +357,17 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	return retry
 }
 
-// noteStored brings e up to date with what the store holds: the intents, and a fresh token
-// another replica stored.
+// noteStored brings e up to date with what the store holds: the intents, a doubt over the
+// refresh token that the store shows over, and a fresh token another replica stored.
 func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserTokenSource, st *StoredToken) {
 	u.mu.Lock()
 	if u.users[e.src.key] == e && !slices.Equal(e.intents, st.Intents) {
 		u.setIntentsLocked(e, st.Intents)
 	}
 	u.mu.Unlock()
+	if src.inDoubt() {
+		src.settleFrom(ctx, st)
+	}
 	if stored := st.Token(); fresh(stored) && !sameAccess(stored, src.cur.Load()) {
 		src.adopt(ctx, stored)
 	}

@@ -226,7 +226,8 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 // refresh, which is seen to its answer (30 s).
 const forgetTimeout = time.Minute
 
-// soon asks Run to pass over e within a second (its source holds a pair to store).
+// soon asks Run to pass over e within a second (its source holds a pair to store, or its
+// refresh token is in doubt).
 func (u *UserTokens) soon(e *userEntry) {
 	u.mu.Lock()
 	if !u.running {
@@ -262,9 +263,17 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, cause error) {
 				slog.String("user_id", e.src.key), slog.String("error", err.Error()))
 		}
 	}
-	u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.src.key))
+	if errors.Is(cause, ErrRefreshInDoubt) {
+		u.soon(e) // Run looks at the store for the pair every doubtRecheck
+		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's refresh token is in doubt; they are kept, and usable again if its new pair turns up",
+			slog.String("user_id", e.src.key))
+		cause = fmt.Errorf("twitchoauth: user %q: kept, and usable again if the pair turns up; else add them again after a new login: %w", e.src.key, cause)
+	} else {
+		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.src.key))
+		cause = fmt.Errorf("twitchoauth: user %q: after a new login, add them again (AddUserForToken or AddUserForCode): %w", e.src.key, cause)
+	}
 	if f := u.OnRevoked; f != nil {
-		f(e.src.key, fmt.Errorf("twitchoauth: user %q: after a new login, add them again (AddUserForToken or AddUserForCode): %w", e.src.key, cause))
+		e.src.safely(func() { f(e.src.key, cause) })
 	}
 }
 
@@ -275,7 +284,7 @@ func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry) (relogin b
 	s := &e.src
 	dead := s.cur.Load()
 	var newer *StoredToken
-	err = withStoreLock(ctx, u.c, u.store, e.src.key, 0, func(ctx context.Context) error {
+	err = withStoreLock(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context) error {
 		st, err := u.store.Load(ctx, e.src.key)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
@@ -308,7 +317,7 @@ func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry) (relogin b
 // update changes the token stored for userID with fn, under the user's lock; fn reports whether
 // it changed anything. A user with no stored token is left alone.
 func (u *UserTokens) update(ctx context.Context, userID string, fn func(st *StoredToken) bool) error {
-	return withStoreLock(ctx, u.c, u.store, userID, 0, func(ctx context.Context) error {
+	return withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
 		st, err := u.store.Load(ctx, userID)
 		if errors.Is(err, ErrTokenNotFound) {
 			return nil

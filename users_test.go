@@ -734,6 +734,7 @@ func TestAdoptNeverBackwards(t *testing.T) {
 type changeCounter struct{ n *atomic.Int32 }
 
 func (changeCounter) revoked(context.Context, error) {}
+func (changeCounter) recovered()                     {}
 func (changeCounter) pendingKept()                   {}
 func (changeCounter) hearsChanges() bool             { return true }
 func (c changeCounter) changed(*oauth2.Token)        { c.n.Add(1) }
