@@ -2,10 +2,14 @@ package twitchoauth
 
 import (
 	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"runtime"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -290,4 +294,216 @@ func TestSubscribeHandsCurrentToken(t *testing.T) {
 		t.Errorf("after the refresh: %q, want %q", got.AccessToken, next.AccessToken)
 	}
 	rec.none(t, src)
+}
+
+// endBubble is a registry with one user, "100", whose source has a subscriber that blocks in its
+// first call (with the token held) until release is closed; got has every token it was handed.
+// It must be made inside synctest.Test.
+type endBubble struct {
+	*runBubble
+	u       *UserTokens
+	src     *UserTokenSource
+	got     chan *oauth2.Token
+	release chan struct{}
+}
+
+func newEndBubble(t *testing.T, keepRevoked bool) *endBubble {
+	t.Helper()
+	b := &endBubble{runBubble: newRunBubble(t), got: make(chan *oauth2.Token, 64), release: make(chan struct{})}
+	b.u = NewUserTokens(b.c, b.store)
+	b.u.KeepRevoked = keepRevoked
+	if _, err := b.u.AddUserForToken(t.Context(), newUser(b.fake, "100", 0), "chat"); err != nil {
+		t.Fatal(err)
+	}
+	src, err := b.u.Source("100")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.src = src
+	first := true
+	stop := src.Subscribe(func(tok *oauth2.Token) {
+		b.got <- tok
+		if first {
+			first = false
+			<-b.release
+		}
+	})
+	t.Cleanup(stop)
+	if got := <-b.got; got != src.cur.Load() {
+		t.Fatalf("first call: %q, want the token held", got.AccessToken)
+	}
+	return b
+}
+
+// refresh refreshes b's user's token, which the busy subscriber is owed from then on.
+func (b *endBubble) refresh(t *testing.T) *oauth2.Token {
+	t.Helper()
+	tok, err := b.src.ForceRefresh(t.Context(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+// unblock lets the subscriber return from its first call, waits until it has nothing left to do,
+// and returns what it was handed since.
+func (b *endBubble) unblock() []string {
+	close(b.release)
+	synctest.Wait()
+	var out []string
+	for {
+		select {
+		case tok := <-b.got:
+			out = append(out, tok.AccessToken)
+		default:
+			return out
+		}
+	}
+}
+
+// TestSubscribeNothingAfterEnd: a subscriber busy in its callback while its user's token is
+// refreshed (twice) and the user is then removed from the registry is handed neither refreshed
+// token once it returns; its goroutine ends, and a token set on the source afterwards reaches
+// neither a new subscriber nor the registry's OnRefresh.
+func TestSubscribeNothingAfterEnd(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newEndBubble(t, false)
+		before := runtime.NumGoroutine()
+		b.refresh(t)
+		b.refresh(t)
+		if err := b.u.Remove(t.Context(), "100", false); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.unblock(); len(got) != 0 {
+			t.Errorf("after the removal, the subscriber was handed %d tokens of a user who is gone", len(got))
+		}
+		if n := runtime.NumGoroutine(); n >= before {
+			t.Errorf("%d goroutines, %d with the subscription: it did not end with the source", n, before)
+		}
+		// A token set on the source afterwards is not the registry's: OnRefresh does not hear of it.
+		var heard int
+		b.u.OnRefresh = func(string, *oauth2.Token) { heard++ }
+		b.src.SetToken(newUser(b.fake, "100", 0))
+		late := newRecorder()
+		b.src.Subscribe(late.fn)()
+		synctest.Wait()
+		if len(late.ch) != 0 || heard != 0 {
+			t.Errorf("after the end, a new subscriber was handed %d tokens, OnRefresh %d", len(late.ch), heard)
+		}
+	})
+}
+
+// TestSubscribeNothingRejectedWhileBusy: with KeepRevoked, a subscriber busy while its user's
+// token is refreshed and the grant is then found gone is never handed that token; the source has
+// not ended, and the subscriber hears of the user's new login.
+func TestSubscribeNothingRejectedWhileBusy(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newEndBubble(t, true)
+		refreshed := b.refresh(t)
+		b.fake.RevokeGrant(refreshed.AccessToken)
+		if _, err := b.src.ForceRefresh(t.Context(), nil); !errors.Is(err, ErrInvalidRefreshToken) {
+			t.Fatalf("ForceRefresh after the grant was revoked: %v, want ErrInvalidRefreshToken", err)
+		}
+		if got := b.unblock(); len(got) != 0 {
+			t.Errorf("after the grant was found gone, the subscriber was handed %d tokens Twitch refused", len(got))
+		}
+		select {
+		case <-b.src.Done():
+			t.Fatalf("a kept user's source ended: %v", b.src.Err())
+		default:
+		}
+		if err := b.src.Err(); err != nil {
+			t.Errorf("Err() = %v before the end", err)
+		}
+		relogin := newUser(b.fake, "100", 0)
+		if _, err := b.u.AddUserForToken(t.Context(), relogin, "chat"); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		if got := <-b.got; got.AccessToken != relogin.AccessToken {
+			t.Errorf("after a new login, the subscriber was handed another token than the login's")
+		}
+	})
+}
+
+// TestSourceDone: a registry's source ends when its user leaves the registry, and Done and Err
+// say so and why: removed with Remove (ErrTokenNotFound), dropped because Twitch rejected the
+// refresh token or the user revoked the app's authorization (ErrInvalidRefreshToken). Until
+// then, Done is open and Err nil, and Err makes nothing.
+func TestSourceDone(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(t *testing.T, b *runBubble, u *UserTokens, src *UserTokenSource)
+		want error
+	}{
+		{"removed", func(t *testing.T, _ *runBubble, u *UserTokens, _ *UserTokenSource) {
+			if err := u.Remove(t.Context(), "100", false); err != nil {
+				t.Fatal(err)
+			}
+		}, ErrTokenNotFound},
+		{"refresh rejected", func(t *testing.T, b *runBubble, _ *UserTokens, src *UserTokenSource) {
+			b.fake.RevokeRefreshToken(b.store.stored("100").RefreshToken)
+			if _, err := src.ForceRefresh(t.Context(), nil); !errors.Is(err, ErrInvalidRefreshToken) {
+				t.Fatalf("ForceRefresh with a revoked grant: %v", err)
+			}
+		}, ErrInvalidRefreshToken},
+		{"revoked by the user", func(t *testing.T, _ *runBubble, u *UserTokens, _ *UserTokenSource) {
+			rec := httptest.NewRecorder()
+			u.RevocationHandler([]byte(revocationSecret)).ServeHTTP(rec,
+				revokeMessage(faketwitch.ClientID, "100").request(revocationSecret))
+			if rec.Code != http.StatusNoContent {
+				t.Fatalf("revocation answered %d", rec.Code)
+			}
+		}, ErrInvalidRefreshToken},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				b := newRunBubble(t)
+				u := NewUserTokens(b.c, b.store)
+				if _, err := u.AddUserForToken(t.Context(), newUser(b.fake, "100", 0)); err != nil {
+					t.Fatal(err)
+				}
+				src, err := u.Source("100")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := src.Err(); err != nil {
+					t.Fatalf("Err() = %v before the end", err)
+				}
+				if x := src.more.Load(); x != nil && x.notify.Load() != nil {
+					t.Error("Err made the source's notifier")
+				}
+				done := src.Done()
+				select {
+				case <-done:
+					t.Fatal("Done is closed before the end")
+				default:
+				}
+				ended := make(chan error, 1)
+				go func() {
+					select {
+					case <-done: // a bot leaves its user's channel here
+						ended <- src.Err()
+					case <-t.Context().Done():
+					}
+				}()
+				tc.end(t, b, u, src)
+				synctest.Wait()
+				select {
+				case err = <-ended:
+				default:
+					t.Fatal("Done is still open after the user left the registry")
+				}
+				if !errors.Is(err, tc.want) || errors.Is(err, ErrRefreshInDoubt) {
+					t.Errorf("Err() = %v, want one that Is %v", err, tc.want)
+				}
+				if _, terr := src.Token(); !errors.Is(terr, tc.want) {
+					t.Errorf("Token() err = %v, want one that Is %v as Err's", terr, tc.want)
+				}
+				if src.Done() != done {
+					t.Error("Done returned another channel")
+				}
+			})
+		})
+	}
 }

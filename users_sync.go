@@ -220,6 +220,7 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 				slog.String("error", eerr.Error()))
 		}
 	}
+	e.src.leave(err) // the source ended for good: its subscribers hear of it, and get nothing more
 }
 
 // forgetTimeout bounds forget's wait for a renewal under way: longer than a public client's
