@@ -597,8 +597,6 @@ func TestSetTokenKeepsTokenTheStoreRefused(t *testing.T) {
 	wantNoReuse(t, fake, 2)
 }
 
-// TestOwnMarkUnexplainedInDoubt: the store holds a source's own mark on a refresh token, and the
-// source holds nothing that explains it (no pending pair, no lost answer it knows of): the
 // TestOwnMark: a source finds its own mark on the stored refresh token. One it never sent (the
 // reply to the mark's write was lost, and the pair it held was then superseded) is no doubt: the
 // source marks the refresh token again and sends it, once. One it sent (its new pair was not
