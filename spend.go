@@ -94,6 +94,12 @@ type pendingSave struct {
 	err        error        // the last try's error; guarded by refreshing
 }
 
+// takesBackMark reports whether p takes back a mark (next is prev without it), rather than
+// storing a pair.
+func (p *pendingSave) takesBackMark() bool {
+	return p.tok == nil && p.prev != nil && p.next.RefreshToken == p.prev.RefreshToken
+}
+
 // holds reports whether p is the pair of tok.
 func (p *pendingSave) holds(tok *oauth2.Token) bool {
 	if p.tok != nil {
@@ -185,9 +191,20 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 			})
 		}
 	}
+	takeBack := p.takesBackMark()
+	if errors.Is(err, ErrTokenChanged) && s.store != nil && p.next != nil {
+		// A write whose reply was lost may have been made: then what the store holds is p's.
+		if cur, lerr := s.store.Load(ctx, s.key); lerr == nil && sameStored(cur, p.next) {
+			err = nil
+		}
+	}
 	switch {
+	case err == nil && takeBack:
+		s.log(ctx, slog.LevelInfo, "twitchoauth: took back a spending mark whose write's reply was lost (nothing was sent)")
 	case err == nil:
 		s.log(ctx, slog.LevelInfo, "twitchoauth: stored the refreshed token the store had not taken")
+	case errors.Is(err, ErrTokenChanged) && takeBack:
+		// The mark's write was never made, or the record changed since: nothing to take back.
 	case errors.Is(err, ErrTokenChanged):
 		// Replaced meanwhile (a new login's token, or the user removed): the pending pair is
 		// superseded; it stays in use until it expires, then the stored one is taken up.
@@ -203,8 +220,7 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 	}
 	s.state().pending.CompareAndSwap(p, nil)
 	// The pair is stored now: the listeners hear of it, if it is still the one held.
-	refreshed := p.tok != nil || p.prev == nil || p.next.RefreshToken != p.prev.RefreshToken // not a mark taken back
-	if cur := s.cur.Load(); err == nil && refreshed && cur != nil && p.holds(cur) {
+	if cur := s.cur.Load(); err == nil && !takeBack && cur != nil && p.holds(cur) {
 		s.noteChange(cur)
 	}
 	return nil

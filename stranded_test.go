@@ -461,3 +461,50 @@ func TestOnRevokedPanics(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// lostPairReply is a memStore that makes the save of a refreshed pair in place of a marked one,
+// and then loses its reply, once.
+type lostPairReply struct {
+	*memStore
+	lose atomic.Bool
+}
+
+func (l *lostPairReply) Save(ctx context.Context, key string, st *StoredToken) error {
+	if err := l.memStore.Save(ctx, key, st); err != nil || st.Spending != nil || !l.lose.Swap(false) {
+		return err
+	}
+	return errCutOff
+}
+
+// TestPairSaveReplyLost: the save of a refreshed pair is made but its reply lost. The source holds
+// the pair pending; storing it again finds it stored already, and the source's listeners hear of
+// it then, as of any pair once it is stored.
+func TestPairSaveReplyLost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := publicBubble(t)
+		store := &lostPairReply{memStore: b.store}
+		seedExpired(t, b.fake, b.store, "u")
+		src := NewStoreTokenSource(b.c, store, "u", nil)
+		heard := make(chan *oauth2.Token, 4)
+		stop := src.Subscribe(func(tok *oauth2.Token) { heard <- tok })
+		defer stop()
+		store.lose.Store(true)
+		tok, err := src.Token()
+		if err != nil || !src.Pending() {
+			t.Fatalf("Token() = %v, %v, pending %v; want the pair held", tok, err, src.Pending())
+		}
+		if err := src.FlushPending(t.Context()); err != nil || src.Pending() {
+			t.Fatalf("FlushPending: %v, pending %v", err, src.Pending())
+		}
+		synctest.Wait()
+		select {
+		case got := <-heard:
+			if got.AccessToken != tok.AccessToken {
+				t.Errorf("the subscriber heard %q; want the refreshed pair", got.AccessToken)
+			}
+		default:
+			t.Error("the subscriber never heard of the refreshed pair, which the store holds")
+		}
+		wantNoReuse(t, b.fake, 1)
+	})
+}
