@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
 	"time"
 )
@@ -48,6 +49,10 @@ const (
 	// revocationTimeout bounds the store work for one revocation; it goes on if Twitch hangs up,
 	// so that what is started is finished.
 	revocationTimeout = time.Minute
+	// revocationReadTimeout bounds the read of a message's body, counted from when the handler
+	// starts: Twitch sends a few hundred bytes at once, and a client that trickles them holds a
+	// connection and a goroutine.
+	revocationReadTimeout = 10 * time.Second
 )
 
 // RevocationHandler returns the handler of an EventSub webhook callback (or of a conduit's webhook
@@ -63,9 +68,16 @@ const (
 // HMAC-SHA256, keyed with secret, of its Twitch-Eventsub-Message-Id, its
 // Twitch-Eventsub-Message-Timestamp and its body, compared in constant time. It is refused, and
 // nothing changes, when a header is missing or garbled or the body is not the JSON of its type
-// (400), the body is over 1 MiB (413), the signature does not match (403), or the timestamp is 10
-// minutes old or more, or more than a minute ahead (403). Each refusal is logged through the
-// Client's Logger, without the secret, the signature or the body.
+// (400), the body is over 1 MiB (413) or has not arrived whole 10 seconds after the handler
+// started (408), the signature does not match (403), or the timestamp is 10 minutes old or more,
+// or more than a minute ahead (403). Each refusal is logged through the Client's Logger, without
+// the secret, the signature or the body.
+//
+// The handler bounds the read of the body itself, through [http.ResponseController]'s read
+// deadline, so that a client trickling a body cannot hold a connection for longer than the
+// server's ReadTimeout allows, or for ever when it has none. Behind a ResponseWriter that cannot
+// set a read deadline (middleware's, without an Unwrap method), only the server's timeouts bound
+// the read: set its ReadTimeout.
 //
 // What a verified message does depends on its Twitch-Eventsub-Message-Type:
 //   - webhook_callback_verification is answered 200 with the challenge as text/plain, which
@@ -102,10 +114,11 @@ func (u *UserTokens) RevocationHandler(secret []byte) http.Handler {
 			"the subscription was created with", len(secret), minEventSubSecret, maxEventSubSecret))
 	}
 	return &revocationHandler{
-		u:      u,
-		secret: slices.Clone(secret),
-		now:    time.Now,
-		seen:   seenMessages{ids: map[string]*seenMessage{}, max: maxSeenMessages},
+		u:           u,
+		secret:      slices.Clone(secret),
+		now:         time.Now,
+		seen:        seenMessages{ids: map[string]*seenMessage{}, max: maxSeenMessages},
+		readTimeout: revocationReadTimeout,
 	}
 }
 
@@ -125,6 +138,8 @@ type revocationHandler struct {
 	secret []byte
 	now    func() time.Time
 	seen   seenMessages
+	// readTimeout is how long the body may take to arrive: revocationReadTimeout.
+	readTimeout time.Duration
 }
 
 func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -139,10 +154,12 @@ func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusBadRequest, problem, "")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	body, err := h.readBody(w, r)
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			h.refuse(w, r, http.StatusRequestEntityTooLarge, "the body is over 1 MiB", "")
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			h.refuse(w, r, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within %v", h.readTimeout), "")
 		} else {
 			h.refuse(w, r, http.StatusBadRequest, "the body could not be read", "")
 		}
@@ -223,6 +240,24 @@ func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h.revoke(w, r, hd, ev.UserID, now, expires)
+}
+
+// readBody reads r's body, at most 1 MiB, which must arrive whole within h.readTimeout: it sets
+// the connection's read deadline, whatever the server's ReadTimeout. Once the body is read the
+// deadline is taken off, so that the server's read in the background (which watches for the
+// client hanging up while the handler works) does not time out and end the request's context.
+// After a failed read it stays: before it answers, the server reads on to drain the body, which
+// must fail at once rather than wait for the trickle. When
+// w cannot set a deadline (a ResponseWriter that wraps the server's without an Unwrap method),
+// only the server's timeouts bound the read.
+func (h *revocationHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	bounded := rc.SetReadDeadline(time.Now().Add(h.readTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	if err == nil && bounded {
+		rc.SetReadDeadline(time.Time{})
+	}
+	return body, err
 }
 
 // revoke handles a verified user.authorization.revoke notification of this app for userID, once

@@ -1,6 +1,7 @@
 package twitchoauth
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -9,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -715,5 +717,69 @@ func TestRevocationHandlerPanics(t *testing.T) {
 			}()
 			tc.u.RevocationHandler(tc.secret)
 		})
+	}
+}
+
+// TestRevocationHandlerSlowBody: a body trickled slower than the handler's bound is cut off at the
+// bound by the handler itself, on a server with no timeouts of its own: the answer is 408, and
+// nothing changes.
+func TestRevocationHandlerSlowBody(t *testing.T) {
+	f := newRevocationFixture(t)
+	h := f.h.(*revocationHandler)
+	h.readTimeout = 300 * time.Millisecond
+	srv := httptest.NewServer(h) // no ReadTimeout
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	m := revokeMessage(faketwitch.ClientID, "100")
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "POST /eventsub HTTP/1.1\r\nHost: example.com\r\nContent-Length: %d\r\n", len(m.body))
+	for name, values := range m.request(revocationSecret).Header {
+		for _, v := range values {
+			fmt.Fprintf(&head, "%s: %s\r\n", name, v)
+		}
+	}
+	head.WriteString("\r\n")
+	start := time.Now()
+	if _, err := conn.Write(head.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	// The body, a byte every 50 ms: whole after 20 s.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := range m.body {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := conn.Write(m.body[i : i+1]); err != nil {
+				return
+			}
+		}
+	})
+
+	// A guard, so that a handler that waits for the whole body fails the test rather than hangs it.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer within 5 s of the headers, with a bound of %v: %v", h.readTimeout, err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusRequestTimeout || took < h.readTimeout {
+		t.Errorf("status %d after %v; want 408 once the bound of %v passed", resp.StatusCode, took, h.readTimeout)
+	}
+	f.assertKept(t)
+	if !strings.Contains(f.logs.String(), "refused an EventSub message") {
+		t.Errorf("the refusal was not logged: %q", f.logs)
 	}
 }
