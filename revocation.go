@@ -415,7 +415,7 @@ func (u *UserTokens) overtaken(ctx context.Context, e *userEntry, validated time
 // recentRevocations remembers the users whose user.authorization.revoke notifications were
 // handled in the last 10 minutes, with the latest time Twitch sent one and the latest time one was
 // handled, so that an add under way when one came does not keep the user (see
-// [UserTokens.overtaken]). It holds at most
+// overtaken). It holds at most
 // maxSeenMessages users: past that, a revocation is not remembered, and the user an add kept
 // meanwhile is found out at their next validation. The zero value is ready to use.
 type recentRevocations struct {

@@ -220,7 +220,7 @@ func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Val
 // addValidatedAt adds the user of tok, a user token of this client that Twitch validated (v), as
 // AddUserForToken does; minted and spent are addUser's. validated is when the validation was
 // asked for: the stored ValidatedAt, so that a revocation Twitch sent after it wins, also one
-// handled while the add is under way (see [UserTokens.overtaken]).
+// handled while the add is under way (see overtaken).
 func (u *UserTokens) addValidatedAt(ctx context.Context, tok *oauth2.Token, v *Validation, validated time.Time, minted bool, spent string, intents []string) (*Validation, error) {
 	now := time.Now()
 	record := func(old *StoredToken) *StoredToken {
