@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
+	"slices"
 	"strings"
 )
 
@@ -45,15 +47,58 @@ func article(kind string) string {
 	return "a " + kind
 }
 
-// eventSubPath is the Helix endpoint that creates EventSub subscriptions.
-const eventSubPath = "/helix/eventsub/subscriptions"
+// eventSubSegments are the path segments of the Helix endpoint that creates EventSub
+// subscriptions, /helix/eventsub/subscriptions.
+var eventSubSegments = []string{"helix", "eventsub", "subscriptions"}
+
+// isEventSubPath reports whether p, a request's path as decoded from its URL, may reach the Helix
+// endpoint that creates EventSub subscriptions. How Twitch's router (and a proxy in front of it)
+// reads a path is not documented, so every reading it might take counts: letters of either case,
+// repeated slashes as one, a trailing slash ignored, "." segments dropped, and ".." segments either
+// taken as they are or as a step up. The endpoint's segments may follow any prefix (a proxy's).
+// A path that some reading takes for the endpoint is checked: a check too many refuses a request
+// Twitch would have refused with 400, one too few lets a wrong token through.
+func isEventSubPath(p string) bool {
+	p = strings.ToLower(p)
+	if !strings.Contains(p, eventSubSegments[len(eventSubSegments)-1]) {
+		return false // most Helix requests: no allocation
+	}
+	var kept, resolved []string // ".." as it is; ".." as a step up
+	for seg := range strings.SplitSeq(p, "/") {
+		switch seg {
+		case "", ".":
+			continue
+		case "..":
+			if len(resolved) > 0 {
+				resolved = resolved[:len(resolved)-1]
+			}
+		default:
+			resolved = append(resolved, seg)
+		}
+		kept = append(kept, seg)
+	}
+	return endsWith(kept, eventSubSegments) || endsWith(resolved, eventSubSegments)
+}
+
+// endsWith reports whether s ends with the segments of suffix.
+func endsWith(s, suffix []string) bool {
+	return len(s) >= len(suffix) && slices.Equal(s[len(s)-len(suffix):], suffix)
+}
 
 // checkTokenKind refuses, before it is sent, a request to create an EventSub subscription whose
 // transport takes the other kind of token than app says this client holds. It reads the body of
 // such a request (at most 1 MiB); when the body could not be read again, it returns a copy of req
 // whose body can, and otherwise req itself.
 func checkTokenKind(req *http.Request, app bool) (*http.Request, error) {
-	if req.Method != http.MethodPost || !strings.HasSuffix(strings.TrimRight(req.URL.Path, "/"), eventSubPath) ||
+	path := req.URL.Path
+	if req.URL.Opaque != "" { // sent as the request's target as it is: "//host/path" or "/path"
+		if p, err := url.PathUnescape(req.URL.Opaque); err == nil {
+			path = p
+		} else {
+			path = req.URL.Opaque
+		}
+	}
+	if !strings.EqualFold(req.Method, http.MethodPost) || !isEventSubPath(path) ||
 		req.Body == nil || req.Body == http.NoBody {
 		return req, nil
 	}

@@ -114,3 +114,83 @@ func firstOf(s []string) string {
 	}
 	return s[0]
 }
+
+// TestEventSubTokenKindPaths: the check runs on every spelling of the subscriptions path that a
+// router in front of Helix may take for it (case, repeated slashes, a trailing slash, "." and ".."
+// segments, escapes), and on no other path.
+func TestEventSubTokenKindPaths(t *testing.T) {
+	c, _ := newTestClient(t)
+	var mu sync.Mutex
+	var got []string
+	helix := newHelixServer(t, func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		got = append(got, r.URL.EscapedPath())
+		mu.Unlock()
+		w.WriteHeader(http.StatusAccepted)
+	})
+	app := NewAppTokenSource(c)
+	body := `{"type":"channel.follow","version":"2","condition":{},"transport":{"method":"websocket","session_id":"s"}}`
+	tests := []struct {
+		path    string
+		checked bool // the request is taken for a subscription's, and refused
+	}{
+		{"post /helix/eventsub/subscriptions", true}, // the method in lower case
+		{"opaque //HOST/Helix//eventsub/subscriptions", true},
+		{"/helix/eventsub/subscriptions", true},
+		{"/HELIX/eventsub/subscriptions", true},
+		{"/Helix/EventSub/Subscriptions", true},
+		{"//helix//eventsub/subscriptions", true},
+		{"/helix/eventsub//subscriptions", true},
+		{"/helix///eventsub///subscriptions///", true},
+		{"/helix/eventsub/subscriptions/", true},
+		{"/helix/./eventsub/subscriptions", true},
+		{"/helix/eventsub/subscriptions/.", true},
+		{"/helix/users/../eventsub/subscriptions", true},
+		{"/helix/eventsub/subscriptions/x/..", true},
+		{"/helix/eventsub/%73ubscriptions", true},
+		{"/proxy/helix/eventsub/subscriptions", true},
+		{"/helix/eventsub/subscriptions/../subscriptions", true},
+		{"/helix/users", false},
+		{"/helix/eventsub/subscriptions-x", false},
+		{"/helix/eventsub/conduits", false},
+		{"/helix/eventsub", false},
+		{"/helixeventsub/subscriptions", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			mu.Lock()
+			got = nil
+			mu.Unlock()
+			method, path := http.MethodPost, tt.path
+			var opaque string
+			if p, ok := strings.CutPrefix(path, "post "); ok {
+				method, path = "post", p
+			} else if p, ok := strings.CutPrefix(path, "opaque "); ok {
+				path = "/"
+				opaque = strings.Replace(p, "HOST", strings.TrimPrefix(helix, "http://"), 1)
+			}
+			req, err := http.NewRequestWithContext(t.Context(), method, helix+path, strings.NewReader(body))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if opaque != "" {
+				req.URL.Path, req.URL.Opaque = "", opaque
+			}
+			resp, err := app.HTTPClient().Do(req)
+			if resp != nil {
+				resp.Body.Close()
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			if tt.checked {
+				if !errors.Is(err, ErrWrongTokenKind) || len(got) != 0 {
+					t.Errorf("err = %v, Helix got %q; want a TokenKindError and nothing sent", err, got)
+				}
+				return
+			}
+			if err != nil || len(got) != 1 {
+				t.Errorf("err = %v, Helix got %q; want the request sent once", err, got)
+			}
+		})
+	}
+}

@@ -10,7 +10,9 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"os"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -48,6 +50,10 @@ const (
 	// revocationTimeout bounds the store work for one revocation; it goes on if Twitch hangs up,
 	// so that what is started is finished.
 	revocationTimeout = time.Minute
+	// revocationReadTimeout bounds the read of a message's body, counted from when the handler
+	// starts: Twitch sends a few hundred bytes at once, and a client that trickles them holds a
+	// connection and a goroutine.
+	revocationReadTimeout = 10 * time.Second
 )
 
 // RevocationHandler returns the handler of an EventSub webhook callback (or of a conduit's webhook
@@ -63,9 +69,16 @@ const (
 // HMAC-SHA256, keyed with secret, of its Twitch-Eventsub-Message-Id, its
 // Twitch-Eventsub-Message-Timestamp and its body, compared in constant time. It is refused, and
 // nothing changes, when a header is missing or garbled or the body is not the JSON of its type
-// (400), the body is over 1 MiB (413), the signature does not match (403), or the timestamp is 10
-// minutes old or more, or more than a minute ahead (403). Each refusal is logged through the
-// Client's Logger, without the secret, the signature or the body.
+// (400), the body is over 1 MiB (413) or has not arrived whole 10 seconds after the handler
+// started (408), the signature does not match (403), or the timestamp is 10 minutes old or more,
+// or more than a minute ahead (403). Each refusal is logged through the Client's Logger, without
+// the secret, the signature or the body.
+//
+// The handler bounds the read of the body itself, through [http.ResponseController]'s read
+// deadline, so that a client trickling a body cannot hold a connection for longer than the
+// server's ReadTimeout allows, or for ever when it has none. Behind a ResponseWriter that cannot
+// set a read deadline (middleware's, without an Unwrap method), only the server's timeouts bound
+// the read: set its ReadTimeout.
 //
 // What a verified message does depends on its Twitch-Eventsub-Message-Type:
 //   - webhook_callback_verification is answered 200 with the challenge as text/plain, which
@@ -80,7 +93,9 @@ const (
 //     comes once that is done. When the store fails, the answer is 500 and Twitch sends the
 //     message again. With KeepRevoked, the user stays, in the registry and the store, and their
 //     source fails in the same way. A token validated after the message was sent is a new
-//     login's: it is kept.
+//     login's: it is kept. An add under way ([UserTokens.AddUserForToken] or AddUserForCode)
+//     whose validation was asked for before the message was sent loses to it, however the two
+//     interleave: the add fails, or the user is removed once it is done.
 //   - any other notification (user.authorization.grant, another client's revocation) and any
 //     other message type is answered 204 and changes nothing.
 //
@@ -102,10 +117,11 @@ func (u *UserTokens) RevocationHandler(secret []byte) http.Handler {
 			"the subscription was created with", len(secret), minEventSubSecret, maxEventSubSecret))
 	}
 	return &revocationHandler{
-		u:      u,
-		secret: slices.Clone(secret),
-		now:    time.Now,
-		seen:   seenMessages{ids: map[string]*seenMessage{}, max: maxSeenMessages},
+		u:           u,
+		secret:      slices.Clone(secret),
+		now:         time.Now,
+		seen:        seenMessages{ids: map[string]*seenMessage{}, max: maxSeenMessages},
+		readTimeout: revocationReadTimeout,
 	}
 }
 
@@ -125,6 +141,8 @@ type revocationHandler struct {
 	secret []byte
 	now    func() time.Time
 	seen   seenMessages
+	// readTimeout is how long the body may take to arrive: revocationReadTimeout.
+	readTimeout time.Duration
 }
 
 func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -139,10 +157,12 @@ func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.refuse(w, r, http.StatusBadRequest, problem, "")
 		return
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	body, err := h.readBody(w, r)
 	if err != nil {
 		if mbe := (*http.MaxBytesError)(nil); errors.As(err, &mbe) {
 			h.refuse(w, r, http.StatusRequestEntityTooLarge, "the body is over 1 MiB", "")
+		} else if errors.Is(err, os.ErrDeadlineExceeded) {
+			h.refuse(w, r, http.StatusRequestTimeout, fmt.Sprintf("the body did not arrive within %v", h.readTimeout), "")
 		} else {
 			h.refuse(w, r, http.StatusBadRequest, "the body could not be read", "")
 		}
@@ -225,6 +245,24 @@ func (h *revocationHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.revoke(w, r, hd, ev.UserID, now, expires)
 }
 
+// readBody reads r's body, at most 1 MiB, which must arrive whole within h.readTimeout: it sets
+// the connection's read deadline, whatever the server's ReadTimeout. Once the body is read the
+// deadline is taken off, so that the server's read in the background (which watches for the
+// client hanging up while the handler works) does not time out and end the request's context.
+// After a failed read it stays: before it answers, the server reads on to drain the body, which
+// must fail at once rather than wait for the trickle. When
+// w cannot set a deadline (a ResponseWriter that wraps the server's without an Unwrap method),
+// only the server's timeouts bound the read.
+func (h *revocationHandler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	bounded := rc.SetReadDeadline(time.Now().Add(h.readTimeout)) == nil
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodySize))
+	if err == nil && bounded {
+		rc.SetReadDeadline(time.Time{})
+	}
+	return body, err
+}
+
 // revoke handles a verified user.authorization.revoke notification of this app for userID, once
 // per message ID.
 func (h *revocationHandler) revoke(w http.ResponseWriter, r *http.Request, hd eventSubHeaders, userID string, now, expires time.Time) {
@@ -263,6 +301,8 @@ func (h *revocationHandler) revoke(w http.ResponseWriter, r *http.Request, hd ev
 // user the registry knows or whose stored token names them, and leaves alone a token validated
 // after sent, which a new login stored since.
 func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.Time) error {
+	// Before the lock: an add under way checks under it (see overtaken).
+	u.revocations.record(userID, sent, time.Now())
 	var (
 		e      *userEntry
 		stored bool // the store held the user's token
@@ -303,8 +343,7 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 			slog.String("user_id", userID))
 		return nil
 	}
-	cause := fmt.Errorf("twitchoauth: user %q revoked the app's authorization (EventSub %s); they must log in again: %w",
-		userID, subAuthorizationRevoke, ErrInvalidRefreshToken)
+	cause := revokedCause(userID)
 	if e != nil {
 		if u.KeepRevoked {
 			if err := e.src.end(ctx, cause); err != nil {
@@ -320,6 +359,112 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 		f(userID, cause)
 	}
 	return nil
+}
+
+// revokedCause is the error a revoked user's source fails with, and OnRevoked hears.
+func revokedCause(userID string) error {
+	return fmt.Errorf("twitchoauth: user %q revoked the app's authorization (EventSub %s); they must log in again: %w",
+		userID, subAuthorizationRevoke, ErrInvalidRefreshToken)
+}
+
+// revokedMidAddError is the error of an add of a user that a revocation Twitch sent after the
+// add's validation was asked for overtook. It Is [ErrInvalidToken]: Twitch revoked the token.
+type revokedMidAddError struct{ userID string }
+
+func (e *revokedMidAddError) Error() string {
+	return fmt.Sprintf("twitchoauth: add user: user %q revoked the app's authorization (EventSub %s) after their token "+
+		"was sent to be validated; they must log in again: %v", e.userID, subAuthorizationRevoke, ErrInvalidToken)
+}
+
+func (e *revokedMidAddError) Is(target error) bool { return target == ErrInvalidToken }
+
+// isRevokedMidAdd reports whether err is an add's that a revocation overtook.
+func isRevokedMidAdd(err error) bool {
+	var e *revokedMidAddError
+	return errors.As(err, &e)
+}
+
+// overtaken ends e, the entry an add has just registered (or handed its token to), when a
+// revocation of e's user that Twitch sent at or after validated, when the add's validation was
+// asked for, was handled meanwhile: it may have found the user neither in the registry nor in the
+// store, or have deleted the stored token before e was registered. It returns the add's error
+// then, and nil otherwise. The revocation stands as if it had come after the add: the user is
+// forgotten, or with KeepRevoked their source fails.
+//
+// dropRevoked records a revocation before it takes the user's lock, and an add checks for one
+// under the lock, before it stores the token, and here, after it registered the user: a
+// revocation either ends the add under the lock, or finds its stored token and deletes it, and
+// then either finds e registered and ends it, or is seen here.
+func (u *UserTokens) overtaken(ctx context.Context, e *userEntry, validated time.Time) error {
+	userID := e.src.key
+	if !u.revocations.since(userID, validated) {
+		return nil
+	}
+	cause := revokedCause(userID)
+	if u.KeepRevoked {
+		if err := e.src.end(ctx, cause); err != nil {
+			u.log(ctx, slog.LevelWarn, "twitchoauth: end a revoked user's source", slog.String("user_id", userID),
+				slog.String("error", err.Error()))
+		}
+	} else {
+		u.forget(ctx, e, cause)
+	}
+	return &revokedMidAddError{userID}
+}
+
+// recentRevocations remembers the users whose user.authorization.revoke notifications were
+// handled in the last 10 minutes, with the latest time Twitch sent one and the latest time one was
+// handled, so that an add under way when one came does not keep the user (see
+// overtaken). It holds at most
+// maxSeenMessages users: past that, a revocation is not remembered, and the user an add kept
+// meanwhile is found out at their next validation. The zero value is ready to use.
+type recentRevocations struct {
+	mu        sync.Mutex
+	users     map[string]heardRevocation
+	nextSweep time.Time
+}
+
+// heardRevocation is when Twitch sent a user's latest revocation, and when it was handled.
+type heardRevocation struct{ sent, heard time.Time }
+
+// record remembers that userID's revocation, sent at sent, is handled at now.
+func (r *recentRevocations) record(userID string, sent, now time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.users == nil {
+		r.users = map[string]heardRevocation{}
+	}
+	if !now.Before(r.nextSweep) || len(r.users) >= maxSeenMessages {
+		for id, h := range r.users {
+			if now.Sub(h.heard) >= eventSubMaxAge {
+				delete(r.users, id)
+			}
+		}
+		r.nextSweep = now.Add(seenSweepEvery)
+	}
+	h, ok := r.users[userID]
+	if !ok && len(r.users) >= maxSeenMessages {
+		return
+	}
+	if !ok || sent.After(h.sent) {
+		h.sent = sent
+	}
+	if !ok || now.After(h.heard) {
+		h.heard = now
+	}
+	r.users[userID] = h
+}
+
+// since reports whether a revocation of userID was handled in the last 10 minutes that wins over
+// an add whose validation was asked for at t: one Twitch sent at or after t (the rule dropRevoked
+// applies to a stored token), and handled after t. A validation asked for once the revocation was
+// handled, which Twitch answered that the token is valid, is a new login's, also when Twitch's
+// clock runs ahead of this one and its timestamp is later.
+func (r *recentRevocations) since(userID string, t time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h, ok := r.users[userID]
+	return ok && !t.After(h.sent) && t.Before(h.heard) && time.Since(h.heard) < eventSubMaxAge
 }
 
 // sign returns the HMAC-SHA256 of a message: its ID, timestamp and body, as sent.

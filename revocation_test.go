@@ -1,6 +1,7 @@
 package twitchoauth
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
@@ -9,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -715,5 +717,222 @@ func TestRevocationHandlerPanics(t *testing.T) {
 			}()
 			tc.u.RevocationHandler(tc.secret)
 		})
+	}
+}
+
+// TestRevocationHandlerSlowBody: a body trickled slower than the handler's bound is cut off at the
+// bound by the handler itself, on a server with no timeouts of its own: the answer is 408, and
+// nothing changes.
+func TestRevocationHandlerSlowBody(t *testing.T) {
+	f := newRevocationFixture(t)
+	h := f.h.(*revocationHandler)
+	h.readTimeout = 300 * time.Millisecond
+	srv := httptest.NewServer(h) // no ReadTimeout
+	t.Cleanup(srv.Close)
+	conn, err := net.Dial("tcp", srv.Listener.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+
+	m := revokeMessage(faketwitch.ClientID, "100")
+	var head bytes.Buffer
+	fmt.Fprintf(&head, "POST /eventsub HTTP/1.1\r\nHost: example.com\r\nContent-Length: %d\r\n", len(m.body))
+	for name, values := range m.request(revocationSecret).Header {
+		for _, v := range values {
+			fmt.Fprintf(&head, "%s: %s\r\n", name, v)
+		}
+	}
+	head.WriteString("\r\n")
+	start := time.Now()
+	if _, err := conn.Write(head.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	// The body, a byte every 50 ms: whole after 20 s.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer close(stop)
+	wg.Go(func() {
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := range m.body {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			if _, err := conn.Write(m.body[i : i+1]); err != nil {
+				return
+			}
+		}
+	})
+
+	// A guard, so that a handler that waits for the whole body fails the test rather than hangs it.
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer within 5 s of the headers, with a bound of %v: %v", h.readTimeout, err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != http.StatusRequestTimeout || took < h.readTimeout {
+		t.Errorf("status %d after %v; want 408 once the bound of %v passed", resp.StatusCode, took, h.readTimeout)
+	}
+	f.assertKept(t)
+	if !strings.Contains(f.logs.String(), "refused an EventSub message") {
+		t.Errorf("the refusal was not logged: %q", f.logs)
+	}
+}
+
+// hookedTransport calls the hook armed for the path's last segment (at most once) when Twitch's
+// answer to such a request has come, before handing it over: what the hook does happens while the
+// request is in flight.
+type hookedTransport struct {
+	base  http.RoundTripper
+	hooks sync.Map // "validate" → *atomic.Pointer[func()]
+}
+
+func (t *hookedTransport) arm(endpoint string, hook func()) {
+	p := &atomic.Pointer[func()]{}
+	p.Store(&hook)
+	t.hooks.Store(endpoint, p)
+}
+
+func (t *hookedTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	resp, err := t.base.RoundTrip(req)
+	if p, ok := t.hooks.Load(req.URL.Path[strings.LastIndex(req.URL.Path, "/")+1:]); ok && err == nil {
+		if hook := p.(*atomic.Pointer[func()]).Swap(nil); hook != nil {
+			(*hook)()
+		}
+	}
+	return resp, err
+}
+
+// unlockHookStore is a memStore that calls afterUnlock, once it is set, when a lock is let go, once.
+type unlockHookStore struct {
+	*memStore
+	afterUnlock atomic.Pointer[func()]
+}
+
+func (s *unlockHookStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	unlock, err := s.memStore.Lock(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return func() error {
+		err := unlock()
+		if hook := s.afterUnlock.Swap(nil); hook != nil {
+			(*hook)()
+		}
+		return err
+	}, nil
+}
+
+// TestRevocationDuringAdd: a user.authorization.revoke notification Twitch sent after
+// AddUserForToken asked Twitch to validate the user's token wins over the add, however it
+// interleaves with it: heard while the validation is in flight, heard after the add, or heard
+// between the add's store write and its registration. The user ends up neither registered nor
+// stored, also after Twitch's retry of the notification.
+func TestRevocationDuringAdd(t *testing.T) {
+	for _, when := range []string{"while validating", "after the add", "between store and registry"} {
+		t.Run(when, func(t *testing.T) {
+			c, fake := newTestClient(t)
+			rt := &hookedTransport{base: http.DefaultTransport}
+			c.HTTPClient = &http.Client{Transport: rt}
+			store := &unlockHookStore{memStore: newMemStore()}
+			u := NewUserTokens(c, store)
+			var mu sync.Mutex
+			var revoked []string
+			u.OnRevoked = func(userID string, err error) {
+				mu.Lock()
+				defer mu.Unlock()
+				revoked = append(revoked, userID)
+			}
+			h := u.RevocationHandler([]byte(revocationSecret))
+			deliver := func(m revocationMessage) {
+				t.Helper()
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, m.request(revocationSecret))
+				if rec.Code != http.StatusNoContent {
+					t.Errorf("delivery: status %d, want 204 (%q)", rec.Code, rec.Body)
+				}
+			}
+			tok := newUser(fake, "200", 0)
+
+			var m revocationMessage // sent once the validation was asked for
+			switch when {
+			case "while validating":
+				rt.arm("validate", func() {
+					m = revokeMessage(faketwitch.ClientID, "200")
+					deliver(m)
+				})
+			case "after the add":
+				rt.arm("validate", func() { m = revokeMessage(faketwitch.ClientID, "200") })
+			case "between store and registry":
+				rt.arm("validate", func() {
+					hook := func() {
+						m = revokeMessage(faketwitch.ClientID, "200")
+						deliver(m)
+					}
+					store.afterUnlock.Store(&hook)
+				})
+			}
+			_, err := u.AddUserForToken(t.Context(), tok, "chat")
+			if when == "after the add" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				deliver(m)
+			} else if !errors.Is(err, ErrInvalidToken) || !strings.Contains(fmt.Sprint(err), "revoked") {
+				t.Errorf("AddUserForToken err = %v; want one that says the user revoked the app and Is ErrInvalidToken", err)
+			}
+			deliver(m) // Twitch's retry
+			if slices.Contains(u.Users(), "200") || store.stored("200") != nil {
+				t.Errorf("users %q, stored %v; want user 200 neither registered nor stored", u.Users(), store.stored("200") != nil)
+			}
+			if _, err := u.SourceForIntent("chat"); !errors.Is(err, ErrTokenNotFound) {
+				t.Errorf("SourceForIntent(chat) err = %v, want ErrTokenNotFound", err)
+			}
+			if when != "while validating" {
+				mu.Lock()
+				if !slices.Equal(revoked, []string{"200"}) {
+					t.Errorf("OnRevoked called for %q, want once for 200", revoked)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+}
+
+// TestRecentRevocations: a user's latest revocation is remembered for 10 minutes after it was
+// handled, and only a validation asked for at or before the time Twitch sent it, and before it
+// was handled, loses to it.
+func TestRecentRevocations(t *testing.T) {
+	var r recentRevocations
+	now := time.Now()
+	r.record("100", now.Add(-time.Second), now.Add(-time.Millisecond))
+	r.record("100", now.Add(-time.Minute), now) // an older one, handled later
+	r.record("200", now, now.Add(-eventSubMaxAge))
+	r.record("400", now.Add(30*time.Second), now) // Twitch's clock runs ahead
+	for _, tc := range []struct {
+		user      string
+		validated time.Time
+		want      bool
+	}{
+		{"100", now.Add(-2 * time.Second), true},
+		{"100", now.Add(-time.Second), true},
+		{"100", now.Add(-time.Second / 2), false},
+		{"200", now.Add(-time.Minute), false}, // handled 10 minutes ago: let go
+		{"300", now.Add(-time.Hour), false},
+		{"400", now.Add(-time.Second), true},
+		{"400", now.Add(time.Second), false}, // a login after the revocation was handled
+	} {
+		if got := r.since(tc.user, tc.validated); got != tc.want {
+			t.Errorf("since(%s, now%+v) = %v, want %v", tc.user, tc.validated.Sub(now), got, tc.want)
+		}
+	}
+	r.record("300", now, now.Add(seenSweepEvery)) // sweeps
+	if _, ok := r.users["200"]; ok || len(r.users) != 3 {
+		t.Errorf("after a sweep: %v; want 100, 300 and 400 only", r.users)
 	}
 }

@@ -118,6 +118,8 @@ type UserTokens struct {
 	gone    []*userEntry      // entries forgotten while Run runs, not yet taken off its schedule
 	hurry   []*userEntry      // entries whose source holds a pair to store, to pass over soon
 	wake    chan struct{}     // tells Run that added, gone or hurry has entries
+
+	revocations recentRevocations // the revocations RevocationHandler handled lately
 }
 
 // userEntry is one registered user. The user's source is part of it, made with it: its key is the
@@ -189,7 +191,8 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 // what validation said. A token Twitch rejects is refreshed first when it has a refresh token.
 // Intents are added to those the user has. Adding a user who is already registered hands their
 // source the new token, ending a revoked state. The token must be a user token of this client:
-// otherwise the error Is [ErrInvalidToken].
+// otherwise the error Is [ErrInvalidToken], as it is when [UserTokens.RevocationHandler] hears,
+// during the add, that the user revoked the app after the token was sent to be validated.
 //
 // When the store fails after Twitch issued a new pair (the refresh of a rejected token here, or
 // AddUserForCode's exchange), that pair exists nowhere else, and the token handed in may be spent
@@ -207,6 +210,7 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("twitchoauth: add user: no access token")
 	}
+	validated := time.Now() // before the request: a revocation Twitch sends after it wins
 	v, err := u.c.ValidateToken(ctx, tok.AccessToken)
 	spent := "" // the refresh token handed in, once a refresh has spent it
 	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
@@ -218,6 +222,7 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 		}
 		spent, minted = tok.RefreshToken, true
 		tok = carryScopes(next, tok)
+		validated = time.Now()
 		v, err = u.c.ValidateToken(ctx, tok.AccessToken)
 	}
 	if err != nil {
@@ -229,12 +234,19 @@ func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool
 	case v.ClientID != u.c.ClientID:
 		return nil, fmt.Errorf("twitchoauth: add user: the token belongs to another client: %w", ErrInvalidToken)
 	}
-	return u.addValidated(ctx, tok, v, minted, spent, intents)
+	return u.addValidatedAt(ctx, tok, v, validated, minted, spent, intents)
 }
 
-// addValidated adds the user of tok, a user token of this client that Twitch validated (v), as
-// AddUserForToken does; minted and spent are addUser's.
+// addValidated is addValidatedAt for a token validated just now.
 func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Validation, minted bool, spent string, intents []string) (*Validation, error) {
+	return u.addValidatedAt(ctx, tok, v, time.Now(), minted, spent, intents)
+}
+
+// addValidatedAt adds the user of tok, a user token of this client that Twitch validated (v), as
+// AddUserForToken does; minted and spent are addUser's. validated is when the validation was
+// asked for: the stored ValidatedAt, so that a revocation Twitch sent after it wins, also one
+// handled while the add is under way (see overtaken).
+func (u *UserTokens) addValidatedAt(ctx context.Context, tok *oauth2.Token, v *Validation, validated time.Time, minted bool, spent string, intents []string) (*Validation, error) {
 	now := time.Now()
 	record := func(old *StoredToken) *StoredToken {
 		var had []string
@@ -242,12 +254,15 @@ func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Val
 			had = old.Intents
 		}
 		st := (&StoredToken{Intents: mergeIntents(had, intents)}).withToken(tok).withValidation(v)
-		st.ValidatedAt = now
+		st.ValidatedAt = validated
 		return st
 	}
 	var old, st *StoredToken
 	read := false // the store was read: old is what it held
 	err := withStoreLock(ctx, u.c, u.store, v.UserID, u.LockTTL, func(ctx context.Context) error {
+		if u.revocations.since(v.UserID, validated) {
+			return &revokedMidAddError{v.UserID}
+		}
 		switch o, err := u.store.Load(ctx, v.UserID); {
 		case err == nil:
 			old = o
@@ -258,6 +273,9 @@ func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Val
 		st = record(old)
 		return u.store.Save(ctx, v.UserID, st)
 	})
+	if isRevokedMidAdd(err) {
+		return nil, err
+	}
 	if err != nil && !minted {
 		return nil, fmt.Errorf("twitchoauth: add user: store token: %w", err)
 	}
@@ -275,6 +293,9 @@ func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Val
 	} else if rerr := e.src.replace(ctx, st.Token()); rerr != nil {
 		// The source hands the token to OnRefresh and its subscribers.
 		return nil, fmt.Errorf("twitchoauth: add user: %w", rerr)
+	}
+	if rerr := u.overtaken(ctx, e, validated); rerr != nil {
+		return nil, rerr
 	}
 	// The users who lost an intent to this one lose it in the store too, so that every replica
 	// (and this one after a restart) agrees who has it.

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -32,7 +31,8 @@ type config struct {
 	revoke       string
 	json         bool
 
-	set map[string]bool // the flags given, by name
+	set   map[string]bool   // the flags given, by name
+	given map[string]string // the values given that may be secrets, by flag name: see hide
 }
 
 // helpHeader opens -h's help, above the flags.
@@ -101,19 +101,27 @@ func printHelp(w io.Writer, fs *flag.FlagSet) {
 }
 
 // parseFlags reads the flags and the environment. On -h it prints the help to stderr and returns
-// [flag.ErrHelp]; any other error is one line that names the flag and what it expects.
+// [flag.ErrHelp]; any other error is one line that names the flag and what it expects, and never
+// repeats a value given (see guardedValue).
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
 	cfg := &config{}
 	fs, scopes := newFlagSet(cfg, getenv)
+	failed := guardFlags(fs)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			printHelp(stderr, fs)
+			help, _ := newFlagSet(&config{}, getenv)
+			printHelp(stderr, help)
 			return nil, err
 		}
-		return nil, flagError(fs, err)
+		return nil, flagError(fs, args, failed, err)
 	}
-	cfg.set = map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { cfg.set[f.Name] = true })
+	cfg.set, cfg.given = map[string]bool{}, map[string]string{}
+	fs.Visit(func(f *flag.Flag) {
+		cfg.set[f.Name] = true
+		if b, ok := f.Value.(interface{ IsBoolFlag() bool }); (!ok || !b.IsBoolFlag()) && !notSecret[f.Name] {
+			cfg.given[f.Name] = f.Value.String()
+		}
+	})
 	if !cfg.set["client-secret"] {
 		cfg.clientSecret = getenv("TWITCH_CLIENT_SECRET")
 	}
@@ -157,41 +165,55 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (*c
 	return cfg, nil
 }
 
-// checkBaseURL checks that -auth-base-url is an http or https URL with a host.
+// notSecret names the flags whose values, once parsed, cannot be secrets: a port number, scopes
+// Twitch knows.
+var notSecret = map[string]bool{"port": true, "scopes": true}
+
+// checkBaseURL checks that -auth-base-url is an http or https URL with a host. Its error does not
+// repeat the value.
 func checkBaseURL(s string) error {
 	u, err := url.Parse(s)
-	if err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Hostname() != "" {
+	why := ""
+	switch {
+	case err != nil:
+		why = "not a URL"
+	case u.Scheme != "http" && u.Scheme != "https":
+		why = "not an http or https URL"
+	case u.Hostname() == "":
+		why = "an http or https URL without a host"
+	default:
 		return nil
 	}
-	if err == nil && u.User != nil {
-		s = u.Redacted() // no password
-	}
-	return fmt.Errorf("-auth-base-url: %q is not an http or https URL (Twitch's is %s)", s, twitchoauth.DefaultAuthBaseURL)
+	return fmt.Errorf("-auth-base-url: %s (Twitch's is %s)", why, twitchoauth.DefaultAuthBaseURL)
 }
 
 // checkStorePath checks that -store names a file that can be written: its directory exists and
 // takes a new file (the store writes a temporary file beside path, and a lock file, then renames).
+// Its errors do not repeat the path.
 func checkStorePath(path string) error {
 	if fi, err := os.Stat(path); err == nil && fi.IsDir() {
-		return fmt.Errorf("-store %s is a directory: name a file in it, such as %s", path, filepath.Join(path, "token.json"))
+		return errors.New("-store names a directory: name a file in it, such as token.json")
 	}
 	dir := filepath.Dir(path)
 	fi, err := os.Stat(dir)
+	var pe *iofs.PathError
+	if errors.As(err, &pe) {
+		err = pe.Err // without the path
+	}
 	switch {
 	case errors.Is(err, iofs.ErrNotExist):
-		return fmt.Errorf("-store %s: the directory %s does not exist; create it first", path, dir)
+		return errors.New("-store: the directory of the file does not exist; create it first")
 	case err != nil:
-		return fmt.Errorf("-store %s: %w", path, err)
+		return fmt.Errorf("-store: the directory of the file: %w", err)
 	case !fi.IsDir():
-		return fmt.Errorf("-store %s: %s is not a directory", path, dir)
+		return errors.New("-store: what should be the directory of the file is not a directory")
 	}
 	f, err := os.CreateTemp(dir, ".twitchtoken-check-*")
 	if err != nil {
-		var pe *iofs.PathError
 		if errors.As(err, &pe) {
 			err = pe.Err // the path is a temporary name of no interest
 		}
-		return fmt.Errorf("-store %s: cannot write in %s: %w", path, dir, err)
+		return fmt.Errorf("-store: cannot write in the directory of the file: %w", err)
 	}
 	f.Close()
 	os.Remove(f.Name())
@@ -219,37 +241,36 @@ func swallowedFlag(fs *flag.FlagSet) error {
 	return err
 }
 
-// The flag package's errors, which carry no type, for flagError to reword.
-var (
-	needsValueRE = regexp.MustCompile(`^flag needs an argument: -(\S+)$`)
-	badValueRE   = regexp.MustCompile(`^invalid value ".*" for flag -([^\s:]+): (.*)$`)
-	badBoolRE    = regexp.MustCompile(`^invalid boolean value (".*") for -([^\s:]+): `)
-	unknownRE    = regexp.MustCompile(`^flag provided but not defined: -(\S+)$`)
-)
-
-// flagError rewords an error of fs.Parse as one line that names the flag and what it expects:
-// "-port: \"abc\" is not a port number (…)" rather than "invalid value … : parse error".
-func flagError(fs *flag.FlagSet, err error) error {
+// flagError rewords an error of fs.Parse over args as one line that names the flag and what it
+// expects, such as "-port: not a port number (…)" rather than "invalid value … : parse error". It
+// never repeats what was given: failed, which guardFlags set up, says why a value was refused; an
+// argument that is not a flag is named by its position, or as a typo of a flag (a secret is no
+// near miss of a flag's name).
+func flagError(fs *flag.FlagSet, args []string, failed *flagFailure, err error) error {
+	if failed.name != "" {
+		return fmt.Errorf("-%s: %s", failed.name, failed.why)
+	}
 	msg := err.Error()
-	if m := needsValueRE.FindStringSubmatch(msg); m != nil {
-		if want, ok := expects[m[1]]; ok {
-			return fmt.Errorf("-%s needs a value: %s", m[1], want)
+	if name, ok := strings.CutPrefix(msg, "flag needs an argument: -"); ok && fs.Lookup(name) != nil {
+		if want, ok := expects[name]; ok {
+			return fmt.Errorf("-%s needs a value: %s", name, want)
 		}
+		return fmt.Errorf("-%s needs a value", name)
 	}
-	if m := badValueRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("-%s: %s", m[1], m[2]) // the value's own Set says what is wrong, e.g. portValue's
-	}
-	if m := badBoolRE.FindStringSubmatch(msg); m != nil {
-		return fmt.Errorf("-%s: %s is not true or false (or give -%[1]s alone)", m[2], m[1])
-	}
-	if m := unknownRE.FindStringSubmatch(msg); m != nil {
-		name := strings.SplitN(m[1], "=", 2)[0]
+	if name, ok := strings.CutPrefix(msg, "flag provided but not defined: -"); ok {
+		name, _, _ = strings.Cut(name, "=")
 		if near := closestFlag(fs, name); near != "" {
 			return fmt.Errorf("-%s is not a flag (did you mean -%s?)", name, near)
 		}
-		return fmt.Errorf("-%s is not a flag", name)
+		for i, a := range args {
+			if n, _, _ := strings.Cut(strings.TrimLeft(a, "-"), "="); strings.HasPrefix(a, "-") && n == name {
+				return fmt.Errorf("argument #%d starts with - but is not a flag (%d characters, not shown: it may be a secret)",
+					i+1, utf8.RuneCountInString(a))
+			}
+		}
 	}
-	return err
+	// "bad flag syntax: -=…" and the like quote the argument.
+	return errors.New("an argument starting with - is not a flag (not shown: it may be a secret)")
 }
 
 // closestFlag returns the name of fs's flag nearest to name, if one is near enough to be a typo.
@@ -276,7 +297,7 @@ func (p *portValue) String() string {
 func (p *portValue) Set(s string) error {
 	n, err := strconv.Atoi(s)
 	if err != nil || n < 0 || n > 65535 {
-		return fmt.Errorf("%q is not a port number (0-65535; 0 picks a free one)", s)
+		return errors.New("not a port number (0-65535; 0 picks a free one)")
 	}
 	*p = portValue(n)
 	return nil

@@ -18,13 +18,14 @@ func TestFlagErrorIsOneLine(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-port", "abc"}, `-port: "abc" is not a port number (0-65535; 0 picks a free one)`},
-		{[]string{"-port", "-1"}, `-port: "-1" is not a port number (0-65535; 0 picks a free one)`},
+		{[]string{"-port", "abc"}, `-port: not a port number (0-65535; 0 picks a free one)`},
+		{[]string{"-port", "-1"}, `-port: not a port number (0-65535; 0 picks a free one)`},
 		{[]string{"-port"}, "-port needs a value: a port number (0-65535; 0 picks a free one)"},
 		{[]string{"-scopes"}, "-scopes needs a value: scopes such as chat:read,chat:edit"},
-		{[]string{"-device=maybe"}, `-device: "maybe" is not true or false (or give -device alone)`},
+		{[]string{"-device=maybe"}, `-device: not true or false (or give -device alone)`},
 		{[]string{"-devcie"}, "-devcie is not a flag (did you mean -device?)"},
-		{[]string{"-nonsense"}, "-nonsense is not a flag"},
+		{[]string{"-nonsense"}, "argument #1 starts with - but is not a flag (9 characters, not shown: it may be a secret)"},
+		{[]string{"-device", "-=x"}, "an argument starting with - is not a flag (not shown: it may be a secret)"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -67,15 +68,17 @@ func TestBadURLAndStoreCheckedFirst(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"not a url", []string{"-auth-base-url", "not a url"}, `-auth-base-url: "not a url" is not an http or https URL (Twitch's is https://id.twitch.tv/oauth2/)`},
-		{"no scheme", []string{"-auth-base-url", "id.twitch.tv/oauth2"}, `-auth-base-url: "id.twitch.tv/oauth2" is not an http or https URL`},
-		{"ftp", []string{"-auth-base-url", "ftp://id.twitch.tv/"}, `-auth-base-url: "ftp://id.twitch.tv/" is not an http or https URL`},
-		{"no host", []string{"-auth-base-url", "http:///oauth2"}, `-auth-base-url: "http:///oauth2" is not an http or https URL`},
-		{"password hidden", []string{"-auth-base-url", "ftp://me:hunter2@example.com/"}, `"ftp://me:xxxxx@example.com/" is not an http or https URL`},
+		{"not a url", []string{"-auth-base-url", "not a url"}, `-auth-base-url: not an http or https URL (Twitch's is https://id.twitch.tv/oauth2/)`},
+		{"no scheme", []string{"-auth-base-url", "id.twitch.tv/oauth2"}, `-auth-base-url: not an http or https URL`},
+		{"ftp", []string{"-auth-base-url", "ftp://id.twitch.tv/"}, `-auth-base-url: not an http or https URL`},
+		{"no host", []string{"-auth-base-url", "http:///oauth2"}, `-auth-base-url: an http or https URL without a host`},
+		{"bad escape", []string{"-auth-base-url", "http://host/%zz"}, `-auth-base-url: not a URL`},
+		{"password hidden", []string{"-auth-base-url", "ftp://me:hunter2@example.com/"}, `-auth-base-url: not an http or https URL`},
 		{"missing dir", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(dir, "missing", "tok.json")},
-			"the directory " + filepath.Join(dir, "missing") + " does not exist; create it first"},
-		{"dir is a file", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(file, "tok.json")}, file + " is not a directory"},
-		{"store is a dir", []string{"-auth-base-url", fake.URL, "-store", dir}, "-store " + dir + " is a directory: name a file in it"},
+			"-store: the directory of the file does not exist; create it first"},
+		{"dir is a file", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(file, "tok.json")},
+			"-store: what should be the directory of the file is not a directory"},
+		{"store is a dir", []string{"-auth-base-url", fake.URL, "-store", dir}, "-store names a directory: name a file in it"},
 	}
 	if os.Geteuid() != 0 { // root writes anywhere
 		ro := filepath.Join(dir, "ro")
@@ -86,7 +89,8 @@ func TestBadURLAndStoreCheckedFirst(t *testing.T) {
 			name string
 			args []string
 			want string
-		}{"read-only dir", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(ro, "tok.json")}, "cannot write in " + ro + ": permission denied"})
+		}{"read-only dir", []string{"-auth-base-url", fake.URL, "-store", filepath.Join(ro, "tok.json")},
+			"-store: cannot write in the directory of the file: permission denied"})
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -137,7 +137,7 @@ func login(ctx context.Context, o *out) error {
 		h := twitchoauth.NewUserAuthenticationStorageHelper(c, o.cfg.scopes)
 		h.StoragePath = o.cfg.store
 		h.AuthGenerator = func(ctx context.Context, c *twitchoauth.Client, scopes []twitchoauth.Scope) (*oauth2.Token, error) {
-			fmt.Fprintf(o.stderr, "No usable token in %s: logging in.\n", o.cfg.store)
+			fmt.Fprintln(o.stderr, "No usable token in the -store file: logging in.")
 			return o.newToken(ctx, c, scopes, true)
 		}
 		var src *twitchoauth.UserTokenSource

@@ -71,7 +71,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		err = login(ctx, o)
 	}
 	if err != nil {
-		fmt.Fprintf(stderr, "twitchtoken: %s\n", explain(err, cfg))
+		fmt.Fprintf(stderr, "twitchtoken: %s\n", cfg.hide(explain(err, cfg)))
 		if ctx.Err() != nil {
 			return 130
 		}

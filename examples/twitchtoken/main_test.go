@@ -73,14 +73,15 @@ func TestFlagErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"-scopes", "chat:read,chat:reed"}, `unknown scope "chat:reed" (did you mean "chat:read"?)`},
-		{[]string{"-scopes", "nonsense"}, `unknown scope "nonsense"`},
+		{[]string{"-scopes", "chat:read,chat:reed"}, `-scopes: unknown scope "chat:reed" (did you mean "chat:read"?)`},
+		{[]string{"-scopes", "chat:read nonsense"}, `-scopes: scope #2 is not one of Twitch's (8 characters, not shown: it may be a secret)`},
 		{[]string{"-device", "-no-browser"}, "-device never opens a browser"},
 		{[]string{"-refresh", "r"}, "-refresh and -revoke need your app's client ID"},
 		{[]string{"-client-id", "x", "-validate", "a", "-revoke", "b"}, "one of -validate, -refresh and -revoke"},
-		{[]string{"-port", "70000"}, `-port: "70000" is not a port number (0-65535; 0 picks a free one)`},
+		{[]string{"-port", "70000"}, `-port: not a port number (0-65535; 0 picks a free one)`},
 		{[]string{"extra"}, "unexpected argument #1 (5 characters, not shown: it may be a secret)"},
-		{[]string{"-bogus"}, "-bogus is not a flag"},
+		{[]string{"-bogus"}, "argument #1 starts with - but is not a flag (6 characters, not shown: it may be a secret)"},
+		{[]string{"-devcie"}, "-devcie is not a flag (did you mean -device?)"},
 	}
 	for _, tt := range tests {
 		code, _, stderr := runCmd(t, t.Context(), tt.args...)

@@ -4,23 +4,27 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/twitchoauth/twitchoauth"
 )
 
-// parseScopes reads a comma- or space-separated list and checks every scope against Twitch's.
+// parseScopes reads -scopes, a comma- or space-separated list, and checks every scope against
+// Twitch's. An unknown scope is shown only when it is a typo of a known one (a secret given to
+// -scopes is no near miss of a scope); otherwise its position in the list is.
 func parseScopes(s string) ([]twitchoauth.Scope, error) {
 	known := map[twitchoauth.Scope]bool{}
 	for _, sc := range twitchoauth.AllScopes() {
 		known[sc] = true
 	}
 	var scopes []twitchoauth.Scope
-	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
+	for i, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' }) {
 		sc := twitchoauth.Scope(f)
 		if !known[sc] {
-			msg := fmt.Sprintf("unknown scope %q", f)
+			msg := fmt.Sprintf("-scopes: scope #%d is not one of Twitch's (%d characters, not shown: it may be a secret)",
+				i+1, utf8.RuneCountInString(f))
 			if near := closest(f, twitchoauth.AllScopes()); near != "" {
-				msg += fmt.Sprintf(" (did you mean %q?)", near)
+				msg = fmt.Sprintf("-scopes: unknown scope %q (did you mean %q?)", f, near)
 			}
 			return nil, errors.New(msg + "; see https://dev.twitch.tv/docs/authentication/scopes/")
 		}

@@ -5,12 +5,17 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"regexp"
 	"strings"
 )
 
 // The flags whose value is a secret take it in one of three forms: the secret itself, which every
 // user of the machine sees in ps and the shell keeps in its history; "-", to read it from standard
 // input (its first line, trimmed); or "env:NAME", to read it from the variable NAME.
+
+// envNameRE matches a variable's name as shells and people write them, in capitals; a name that
+// is not such is not shown, as it may be a secret written after env: by mistake.
+var envNameRE = regexp.MustCompile(`^[A-Z_][A-Z0-9_]{0,63}$`)
 
 // maxSecretLine caps what is read from standard input for a secret.
 const maxSecretLine = 64 << 10
@@ -47,8 +52,11 @@ func resolveSecrets(ctx context.Context, cfg *config, getenv func(string) string
 		case strings.HasPrefix(v, "env:"):
 			name := strings.TrimPrefix(v, "env:")
 			s := strings.TrimSpace(getenv(name))
-			if s == "" {
+			if s == "" && envNameRE.MatchString(name) {
 				return fmt.Errorf("-%s env:%s: the variable %s is not set, or empty", f.name, name, name)
+			} else if s == "" {
+				// Not a variable's usual name: perhaps the secret itself, after env:.
+				return fmt.Errorf("-%s env:NAME: the variable (its name not shown: it may be a secret) is not set, or empty", f.name)
 			}
 			*f.value = s
 		}
