@@ -40,9 +40,6 @@ func NewFileStore(dir string) *FileStore {
 	return &FileStore{Path: filepath.Join(dir, DefaultStoragePath)}
 }
 
-// maxTokenFileSize caps what Load reads: a token file is a few hundred bytes.
-const maxTokenFileSize = 1 << 16
-
 // file returns the token file of key.
 func (s *FileStore) file(key string) (string, error) {
 	path := s.Path
@@ -74,7 +71,7 @@ func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) 
 // loadTokenFile reads and decodes the token file at path, making it private first when private is
 // set.
 func loadTokenFile(path string, private bool) (*StoredToken, error) {
-	data, err := readFileCapped(path, maxTokenFileSize, private)
+	data, err := readFileCapped(path, MaxStoredTokenSize, private)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
 	}
@@ -110,7 +107,8 @@ func readFileCapped(path string, limit int64, private bool) ([]byte, error) {
 
 // Save writes tok under key atomically: a temporary file in the same directory, synced, then
 // renamed over the old one. A missing directory is created (mode 0700). Writers of one token file
-// take turns, across processes, and each removes what writers that crashed left behind.
+// take turns, across processes, and each removes what writers that crashed left behind. A token
+// whose file would be larger than [MaxStoredTokenSize] is refused, and nothing is written.
 func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) error {
 	path, err := s.file(key)
 	if err != nil {
@@ -161,7 +159,8 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 	return writeFileAtomic(path, data)
 }
 
-// encodeTokenFile returns tok in the token file's format.
+// encodeTokenFile returns tok in the token file's format: no more than MaxStoredTokenSize bytes,
+// which Load reads, or an error that gives its size (never its contents, which hold secrets).
 func encodeTokenFile(tok *StoredToken) ([]byte, error) {
 	if tok == nil {
 		return nil, errors.New("twitchoauth: save token: nil token")
@@ -170,7 +169,11 @@ func encodeTokenFile(tok *StoredToken) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: save token: %w", err)
 	}
-	return append(data, '\n'), nil
+	data = append(data, '\n')
+	if len(data) > MaxStoredTokenSize {
+		return nil, fmt.Errorf("twitchoauth: save token: the token file would be %d bytes, more than the %d a store takes", len(data), MaxStoredTokenSize)
+	}
+	return data, nil
 }
 
 // renameFile is os.Rename; tests replace it to simulate a crash before the rename.

@@ -234,3 +234,11 @@ func sameStored(a, b *StoredToken) bool { return samePair(a, b) && sameMark(a.Sp
 // [ConditionalSaver.SaveIf] makes before it stores. A store whose SaveIf reads the stored token
 // and writes in one step (a transaction, a version column) can compare with it.
 func (st *StoredToken) Matches(prev *StoredToken) bool { return sameStored(st, prev) }
+
+// MaxStoredTokenSize is the largest encoded record a store takes: 64 KiB, where a token is a few
+// hundred bytes. Save (and [ConditionalSaver.SaveIf]) refuses a larger record, writing nothing,
+// with an error that gives its size and this limit and never quotes it; Load calls a larger one
+// corrupt ([ErrTokenCorrupt]). [FileStore]'s record is the token file, and its Load fails on a
+// larger file with a read error instead, so that a large file at its path, which is no token
+// file, never makes the storage helper start a login that would replace it.
+const MaxStoredTokenSize = 64 << 10

@@ -48,9 +48,6 @@ import (
 // DefaultPrefix starts every key a [Store] uses unless its Prefix says otherwise.
 const DefaultPrefix = "twitchoauth:"
 
-// maxTokenSize caps what Load accepts: a stored token is a few hundred bytes.
-const maxTokenSize = 1 << 16
-
 // Lock polling: the first wait, and the longest; each wait is jittered around its value.
 const (
 	firstLockWait = 5 * time.Millisecond
@@ -165,8 +162,8 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 // decode reads a stored token. Its errors describe what is wrong without quoting the value, which
 // may hold a token.
 func decode(rkey string, data []byte) (*twitchoauth.StoredToken, error) {
-	if len(data) > maxTokenSize {
-		return nil, fmt.Errorf("%w: redis key %q holds %d bytes, more than a token", twitchoauth.ErrTokenCorrupt, rkey, len(data))
+	if len(data) > twitchoauth.MaxStoredTokenSize {
+		return nil, fmt.Errorf("%w: redis key %q holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, rkey, len(data), twitchoauth.MaxStoredTokenSize)
 	}
 	st, err := twitchoauth.DecodeStoredToken(data)
 	if err != nil {
@@ -175,13 +172,27 @@ func decode(rkey string, data []byte) (*twitchoauth.StoredToken, error) {
 	return st, nil
 }
 
+// encode returns tok's JSON: no more than [twitchoauth.MaxStoredTokenSize] bytes, which Load
+// reads, or an error that gives its size (never its contents, which hold secrets).
+func encode(tok *twitchoauth.StoredToken) ([]byte, error) {
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > twitchoauth.MaxStoredTokenSize {
+		return nil, fmt.Errorf("the token's JSON is %d bytes, more than the %d a store takes", len(data), twitchoauth.MaxStoredTokenSize)
+	}
+	return data, nil
+}
+
 // Save stores tok under key with a single SET and no expiry, replacing what was there: a reader
-// sees the old token or the new one, never a mix.
+// sees the old token or the new one, never a mix. A token whose JSON is larger than
+// [twitchoauth.MaxStoredTokenSize] is refused, and nothing is written; SaveIf refuses it too.
 func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredToken) error {
 	if tok == nil {
 		return errors.New("redisstore: save token: nil token")
 	}
-	data, err := json.Marshal(tok)
+	data, err := encode(tok)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
@@ -320,7 +331,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if prev == nil || next == nil {
 		return errors.New("redisstore: save token: SaveIf needs the token it replaces and a new one")
 	}
-	data, err := json.Marshal(next)
+	data, err := encode(next)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}

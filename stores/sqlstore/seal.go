@@ -28,6 +28,9 @@ var ErrCannotUnseal = errors.New("sqlstore: cannot open the sealed token")
 // KeySize is the size of a Keyring key: AES-256 takes 32 bytes.
 const KeySize = 32
 
+// sealOverhead is what sealing adds to the sealed pair's JSON: the nonce and GCM's tag.
+const sealOverhead = 12 + 16
+
 // validKeyID is what a key ID may be: short, printable and plain, so that it can be logged.
 var validKeyID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
