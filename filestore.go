@@ -16,9 +16,11 @@ import (
 // FileStore keeps each token in a JSON file of its own, in the format of [StoredToken] (which
 // pyTwitchAPI reads too), written atomically with mode 0600. The token of key "" is the file at
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",
-// user_token.12345.json key "12345"): [NewFileStore] keeps them in a directory of their own. Locks
-// are advisory file locks on a ".lock" file beside each token file, so they hold across
-// processes; the operating system releases a dead process's lock.
+// user_token.12345.json key "12345"): [NewFileStore] keeps them in a directory of their own. A key
+// that cannot be part of a file's name (one holding a path separator or a colon, or one that
+// makes the name longer than 239 bytes) is an error. Locks are advisory file locks on a ".lock"
+// file beside each token file, so they hold across processes; the operating system releases a
+// dead process's lock.
 //
 // Beside the token file are also, while they are held, the lock that writers hold while they write
 // it (a hidden ".write.lock" file) and the key's lock, and for a moment the temporary file of each
@@ -40,6 +42,11 @@ func NewFileStore(dir string) *FileStore {
 	return &FileStore{Path: filepath.Join(dir, DefaultStoragePath)}
 }
 
+// maxTokenFileName caps the name of a key's token file: its temporary files' names add 16 bytes
+// to it ("." before, ".tmp-" and up to 10 digits after), and most file systems take a name of 255
+// bytes at most.
+const maxTokenFileName = 255 - 16
+
 // file returns the token file of key.
 func (s *FileStore) file(key string) (string, error) {
 	path := s.Path
@@ -50,10 +57,14 @@ func (s *FileStore) file(key string) (string, error) {
 		return path, nil
 	}
 	if key == "." || key == ".." || strings.ContainsAny(key, `/\:`+"\x00") {
-		return "", fmt.Errorf("twitchoauth: key %q cannot name a file", key)
+		return "", fmt.Errorf("twitchoauth: key %s cannot name a file", QuoteKey(key))
 	}
 	ext := filepath.Ext(path)
-	return strings.TrimSuffix(path, ext) + "." + key + ext, nil
+	file := strings.TrimSuffix(path, ext) + "." + key + ext
+	if n := len(filepath.Base(file)); n > maxTokenFileName {
+		return "", fmt.Errorf("twitchoauth: key %s cannot name a file: the name would be %d bytes, more than %d", QuoteKey(key), n, maxTokenFileName)
+	}
+	return file, nil
 }
 
 // Load reads the token stored under key. A token file that others may read (a pyTwitchAPI file

@@ -88,8 +88,8 @@ func WantShortError(t *testing.T, op string, err error) {
 	t.Helper()
 	switch {
 	case err == nil:
-		t.Errorf("%s with a key of %d bytes: no error", op, len(LongKey))
+		t.Errorf("%s with a long key: no error", op)
 	case len(err.Error()) >= maxErrorLen:
-		t.Errorf("%s with a key of %d bytes: an error of %d bytes: %.200s…", op, len(LongKey), len(err.Error()), err)
+		t.Errorf("%s with a long key: an error of %d bytes, %d or more: %.200s…", op, len(err.Error()), maxErrorLen, err)
 	}
 }

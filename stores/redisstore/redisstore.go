@@ -151,7 +151,7 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 	rkey := s.tokenKey(key)
 	data, err := s.Client.Get(ctx, rkey).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("%w: redis key %q does not exist", twitchoauth.ErrTokenNotFound, rkey)
+		return nil, fmt.Errorf("%w: redis key %s does not exist", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(rkey))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load token: %w", redisError(ctx, err))
@@ -163,11 +163,11 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 // may hold a token.
 func decode(rkey string, data []byte) (*twitchoauth.StoredToken, error) {
 	if len(data) > twitchoauth.MaxStoredTokenSize {
-		return nil, fmt.Errorf("%w: redis key %q holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, rkey, len(data), twitchoauth.MaxStoredTokenSize)
+		return nil, fmt.Errorf("%w: redis key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(rkey), len(data), twitchoauth.MaxStoredTokenSize)
 	}
 	st, err := twitchoauth.DecodeStoredToken(data)
 	if err != nil {
-		return nil, fmt.Errorf("redis key %q: %w", rkey, err)
+		return nil, fmt.Errorf("redis key %s: %w", twitchoauth.QuoteKey(rkey), err)
 	}
 	return st, nil
 }
@@ -241,7 +241,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 		ok, err := s.tryLock(ctx, lkey, owner, ttl)
 		if err != nil {
 			s.abandon(ctx, lkey, owner, err)
-			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, redisError(ctx, err))
+			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
 		}
 		if ok {
 			return &lease{s: s, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}, nil
@@ -250,7 +250,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, ctx.Err())
+			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, maxLockWait)
@@ -291,7 +291,7 @@ func (s *Store) unlocker(ctx context.Context, lkey, owner string) func() error {
 		defer cancel()
 		// 0 means the lease ran out: the lock is gone or another's, and is left alone.
 		if err := releaseScript.Run(ctx, s.Client, []string{lkey}, owner).Err(); err != nil {
-			return fmt.Errorf("redisstore: unlock %q: %w", lkey, redisError(ctx, err))
+			return fmt.Errorf("redisstore: unlock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
 		}
 		return nil
 	})
@@ -312,10 +312,10 @@ type lease struct {
 func (l *lease) Renew(ctx context.Context) error {
 	n, err := renewScript.Run(ctx, l.s.Client, []string{l.lkey}, l.owner, l.ttl.Milliseconds()).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: renew lock %q: %w", l.lkey, redisError(ctx, err))
+		return fmt.Errorf("redisstore: renew lock %s: %w", twitchoauth.QuoteKey(l.lkey), redisError(ctx, err))
 	}
 	if n == 0 {
-		return fmt.Errorf("redisstore: renew lock %q: %w", l.lkey, twitchoauth.ErrLeaseLost)
+		return fmt.Errorf("redisstore: renew lock %s: %w", twitchoauth.QuoteKey(l.lkey), twitchoauth.ErrLeaseLost)
 	}
 	return nil
 }
@@ -345,7 +345,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: redis key %q holds another pair", twitchoauth.ErrTokenChanged, rkey)
+		return fmt.Errorf("%w: redis key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
 	}
 	return nil
 }

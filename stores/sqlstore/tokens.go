@@ -38,7 +38,7 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 	}
 	r, err := s.read(ctx, q, key)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: no row for key %q", twitchoauth.ErrTokenNotFound, key)
+		return nil, fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(key))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: load token: %w", err)
@@ -53,25 +53,25 @@ func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
 	// The JSON holds the sealed pair's JSON, and more: a sealed value longer than the limit's
 	// and the seal's overhead makes a token over the limit, and is not opened.
 	if len(r.token) > twitchoauth.MaxStoredTokenSize || len(r.sealed) > twitchoauth.MaxStoredTokenSize+sealOverhead {
-		return nil, fmt.Errorf("%w: the row of key %q holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, key, len(r.token)+len(r.sealed), twitchoauth.MaxStoredTokenSize)
+		return nil, fmt.Errorf("%w: the row of key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(r.token)+len(r.sealed), twitchoauth.MaxStoredTokenSize)
 	}
 	data := []byte(r.token)
 	switch {
 	case r.sealed == nil && !r.keyID.Valid:
 	case r.sealed == nil || !r.keyID.Valid:
-		return nil, fmt.Errorf("%w: the row of key %q has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, key)
+		return nil, fmt.Errorf("%w: the row of key %s has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key))
 	default:
 		var err error
 		if data, err = s.Keyring.open(key, r.keyID.String, r.sealed, data); err != nil {
-			return nil, fmt.Errorf("sqlstore: row of key %q: %w", key, err)
+			return nil, fmt.Errorf("sqlstore: row of key %s: %w", twitchoauth.QuoteKey(key), err)
 		}
 		if len(data) > twitchoauth.MaxStoredTokenSize {
-			return nil, fmt.Errorf("%w: the token of the row of key %q is %d bytes unsealed, more than the %d of a token", twitchoauth.ErrTokenCorrupt, key, len(data), twitchoauth.MaxStoredTokenSize)
+			return nil, fmt.Errorf("%w: the token of the row of key %s is %d bytes unsealed, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(data), twitchoauth.MaxStoredTokenSize)
 		}
 	}
 	st, err := twitchoauth.DecodeStoredToken(data)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: row of key %q: %w", key, err)
+		return nil, fmt.Errorf("sqlstore: row of key %s: %w", twitchoauth.QuoteKey(key), err)
 	}
 	return st, nil
 }
@@ -149,7 +149,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	}
 	r, err := s.read(ctx, q, key)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: no row for key %q", twitchoauth.ErrTokenChanged, key)
+		return fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 	}
 	if err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
@@ -161,7 +161,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	case err != nil:
 		return err
 	case !cur.Matches(prev):
-		return fmt.Errorf("%w: the row of key %q holds another pair", twitchoauth.ErrTokenChanged, key)
+		return fmt.Errorf("%w: the row of key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 	}
 	res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
 	if err != nil {
@@ -170,7 +170,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	} else if n == 0 {
-		return fmt.Errorf("%w: the row of key %q was written since it was read", twitchoauth.ErrTokenChanged, key)
+		return fmt.Errorf("%w: the row of key %s was written since it was read", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 	}
 	return nil
 }
