@@ -16,9 +16,11 @@ import (
 // FileStore keeps each token in a JSON file of its own, in the format of [StoredToken] (which
 // pyTwitchAPI reads too), written atomically with mode 0600. The token of key "" is the file at
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",
-// user_token.12345.json key "12345"): [NewFileStore] keeps them in a directory of their own. Locks
-// are advisory file locks on a ".lock" file beside each token file, so they hold across
-// processes; the operating system releases a dead process's lock.
+// user_token.12345.json key "12345"): [NewFileStore] keeps them in a directory of their own. A key
+// that cannot be part of a file's name (one holding a path separator or a colon, or one that
+// makes the name longer than 239 bytes) is an error. Locks are advisory file locks on a ".lock"
+// file beside each token file, so they hold across processes; the operating system releases a
+// dead process's lock.
 //
 // Beside the token file are also, while they are held, the lock that writers hold while they write
 // it (a hidden ".write.lock" file) and the key's lock, and for a moment the temporary file of each
@@ -40,8 +42,10 @@ func NewFileStore(dir string) *FileStore {
 	return &FileStore{Path: filepath.Join(dir, DefaultStoragePath)}
 }
 
-// maxTokenFileSize caps what Load reads: a token file is a few hundred bytes.
-const maxTokenFileSize = 1 << 16
+// maxTokenFileName caps the name of a key's token file: its temporary files' names add 16 bytes
+// to it ("." before, ".tmp-" and up to 10 digits after), and most file systems take a name of 255
+// bytes at most.
+const maxTokenFileName = 255 - 16
 
 // file returns the token file of key.
 func (s *FileStore) file(key string) (string, error) {
@@ -53,10 +57,14 @@ func (s *FileStore) file(key string) (string, error) {
 		return path, nil
 	}
 	if key == "." || key == ".." || strings.ContainsAny(key, `/\:`+"\x00") {
-		return "", fmt.Errorf("twitchoauth: key %q cannot name a file", key)
+		return "", fmt.Errorf("twitchoauth: key %s cannot name a file", QuoteKey(key))
 	}
 	ext := filepath.Ext(path)
-	return strings.TrimSuffix(path, ext) + "." + key + ext, nil
+	file := strings.TrimSuffix(path, ext) + "." + key + ext
+	if n := len(filepath.Base(file)); n > maxTokenFileName {
+		return "", fmt.Errorf("twitchoauth: key %s cannot name a file: the name would be %d bytes, more than %d", QuoteKey(key), n, maxTokenFileName)
+	}
+	return file, nil
 }
 
 // Load reads the token stored under key. A token file that others may read (a pyTwitchAPI file
@@ -74,7 +82,7 @@ func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) 
 // loadTokenFile reads and decodes the token file at path, making it private first when private is
 // set.
 func loadTokenFile(path string, private bool) (*StoredToken, error) {
-	data, err := readFileCapped(path, maxTokenFileSize, private)
+	data, err := readFileCapped(path, MaxStoredTokenSize, private)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
 	}
@@ -110,7 +118,8 @@ func readFileCapped(path string, limit int64, private bool) ([]byte, error) {
 
 // Save writes tok under key atomically: a temporary file in the same directory, synced, then
 // renamed over the old one. A missing directory is created (mode 0700). Writers of one token file
-// take turns, across processes, and each removes what writers that crashed left behind.
+// take turns, across processes, and each removes what writers that crashed left behind. A token
+// whose file would be larger than [MaxStoredTokenSize] is refused, and nothing is written.
 func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) error {
 	path, err := s.file(key)
 	if err != nil {
@@ -161,7 +170,8 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 	return writeFileAtomic(path, data)
 }
 
-// encodeTokenFile returns tok in the token file's format.
+// encodeTokenFile returns tok in the token file's format: no more than MaxStoredTokenSize bytes,
+// which Load reads, or an error that gives its size (never its contents, which hold secrets).
 func encodeTokenFile(tok *StoredToken) ([]byte, error) {
 	if tok == nil {
 		return nil, errors.New("twitchoauth: save token: nil token")
@@ -170,7 +180,11 @@ func encodeTokenFile(tok *StoredToken) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: save token: %w", err)
 	}
-	return append(data, '\n'), nil
+	data = append(data, '\n')
+	if len(data) > MaxStoredTokenSize {
+		return nil, fmt.Errorf("twitchoauth: save token: the token file would be %d bytes, more than the %d a store takes", len(data), MaxStoredTokenSize)
+	}
+	return data, nil
 }
 
 // renameFile is os.Rename; tests replace it to simulate a crash before the rename.

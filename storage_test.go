@@ -374,7 +374,7 @@ func TestFileStoreKeys(t *testing.T) {
 		t.Errorf("missing file: %v", err)
 	}
 	big := filepath.Join(t.TempDir(), "big.json")
-	os.WriteFile(big, bytes.Repeat([]byte(" "), maxTokenFileSize+2), 0o600)
+	os.WriteFile(big, bytes.Repeat([]byte(" "), MaxStoredTokenSize+2), 0o600)
 	if _, err := (&FileStore{Path: big}).Load(t.Context(), ""); err == nil || errors.Is(err, ErrTokenCorrupt) {
 		t.Errorf("oversized file: err = %v, want a read error (not a corrupt token that would start a login)", err)
 	}

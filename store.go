@@ -234,3 +234,28 @@ func sameStored(a, b *StoredToken) bool { return samePair(a, b) && sameMark(a.Sp
 // [ConditionalSaver.SaveIf] makes before it stores. A store whose SaveIf reads the stored token
 // and writes in one step (a transaction, a version column) can compare with it.
 func (st *StoredToken) Matches(prev *StoredToken) bool { return sameStored(st, prev) }
+
+// MaxStoredTokenSize is the largest encoded record a store takes: 64 KiB, where a token is a few
+// hundred bytes. Save (and [ConditionalSaver.SaveIf]) refuses a larger record, writing nothing,
+// with an error that gives its size and this limit and never quotes it; Load calls a larger one
+// corrupt ([ErrTokenCorrupt]). [FileStore]'s record is the token file, and its Load fails on a
+// larger file with a read error instead, so that a large file at its path, which is no token
+// file, never makes the storage helper start a login that would replace it.
+const MaxStoredTokenSize = 64 << 10
+
+// QuoteKey is how a store quotes key in an error or a log line: %q of the key when it is at most
+// 64 bytes, else %q of its first 32 bytes (cut at a rune boundary) followed by "… (N bytes)", so
+// that a long key never makes a long message.
+func QuoteKey(key string) string {
+	const whole, prefix = 64, 32
+	if len(key) <= whole {
+		return fmt.Sprintf("%q", key)
+	}
+	cut := prefix
+	// Back off over the continuation bytes (10xxxxxx) of a rune the cut would split; a UTF-8
+	// rune has three at most.
+	for i := 0; i < 3 && key[cut]&0xc0 == 0x80; i++ {
+		cut--
+	}
+	return fmt.Sprintf("%q… (%d bytes)", key[:cut], len(key))
+}

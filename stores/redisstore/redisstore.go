@@ -48,9 +48,6 @@ import (
 // DefaultPrefix starts every key a [Store] uses unless its Prefix says otherwise.
 const DefaultPrefix = "twitchoauth:"
 
-// maxTokenSize caps what Load accepts: a stored token is a few hundred bytes.
-const maxTokenSize = 1 << 16
-
 // Lock polling: the first wait, and the longest; each wait is jittered around its value.
 const (
 	firstLockWait = 5 * time.Millisecond
@@ -154,7 +151,7 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 	rkey := s.tokenKey(key)
 	data, err := s.Client.Get(ctx, rkey).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return nil, fmt.Errorf("%w: redis key %q does not exist", twitchoauth.ErrTokenNotFound, rkey)
+		return nil, fmt.Errorf("%w: redis key %s does not exist", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(rkey))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load token: %w", redisError(ctx, err))
@@ -165,23 +162,37 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 // decode reads a stored token. Its errors describe what is wrong without quoting the value, which
 // may hold a token.
 func decode(rkey string, data []byte) (*twitchoauth.StoredToken, error) {
-	if len(data) > maxTokenSize {
-		return nil, fmt.Errorf("%w: redis key %q holds %d bytes, more than a token", twitchoauth.ErrTokenCorrupt, rkey, len(data))
+	if len(data) > twitchoauth.MaxStoredTokenSize {
+		return nil, fmt.Errorf("%w: redis key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(rkey), len(data), twitchoauth.MaxStoredTokenSize)
 	}
 	st, err := twitchoauth.DecodeStoredToken(data)
 	if err != nil {
-		return nil, fmt.Errorf("redis key %q: %w", rkey, err)
+		return nil, fmt.Errorf("redis key %s: %w", twitchoauth.QuoteKey(rkey), err)
 	}
 	return st, nil
 }
 
+// encode returns tok's JSON: no more than [twitchoauth.MaxStoredTokenSize] bytes, which Load
+// reads, or an error that gives its size (never its contents, which hold secrets).
+func encode(tok *twitchoauth.StoredToken) ([]byte, error) {
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return nil, err
+	}
+	if len(data) > twitchoauth.MaxStoredTokenSize {
+		return nil, fmt.Errorf("the token's JSON is %d bytes, more than the %d a store takes", len(data), twitchoauth.MaxStoredTokenSize)
+	}
+	return data, nil
+}
+
 // Save stores tok under key with a single SET and no expiry, replacing what was there: a reader
-// sees the old token or the new one, never a mix.
+// sees the old token or the new one, never a mix. A token whose JSON is larger than
+// [twitchoauth.MaxStoredTokenSize] is refused, and nothing is written; SaveIf refuses it too.
 func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredToken) error {
 	if tok == nil {
 		return errors.New("redisstore: save token: nil token")
 	}
-	data, err := json.Marshal(tok)
+	data, err := encode(tok)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
@@ -230,7 +241,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 		ok, err := s.tryLock(ctx, lkey, owner, ttl)
 		if err != nil {
 			s.abandon(ctx, lkey, owner, err)
-			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, redisError(ctx, err))
+			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
 		}
 		if ok {
 			return &lease{s: s, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}, nil
@@ -239,7 +250,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("redisstore: lock %q: %w", lkey, ctx.Err())
+			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, maxLockWait)
@@ -280,7 +291,7 @@ func (s *Store) unlocker(ctx context.Context, lkey, owner string) func() error {
 		defer cancel()
 		// 0 means the lease ran out: the lock is gone or another's, and is left alone.
 		if err := releaseScript.Run(ctx, s.Client, []string{lkey}, owner).Err(); err != nil {
-			return fmt.Errorf("redisstore: unlock %q: %w", lkey, redisError(ctx, err))
+			return fmt.Errorf("redisstore: unlock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
 		}
 		return nil
 	})
@@ -301,10 +312,10 @@ type lease struct {
 func (l *lease) Renew(ctx context.Context) error {
 	n, err := renewScript.Run(ctx, l.s.Client, []string{l.lkey}, l.owner, l.ttl.Milliseconds()).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: renew lock %q: %w", l.lkey, redisError(ctx, err))
+		return fmt.Errorf("redisstore: renew lock %s: %w", twitchoauth.QuoteKey(l.lkey), redisError(ctx, err))
 	}
 	if n == 0 {
-		return fmt.Errorf("redisstore: renew lock %q: %w", l.lkey, twitchoauth.ErrLeaseLost)
+		return fmt.Errorf("redisstore: renew lock %s: %w", twitchoauth.QuoteKey(l.lkey), twitchoauth.ErrLeaseLost)
 	}
 	return nil
 }
@@ -320,7 +331,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if prev == nil || next == nil {
 		return errors.New("redisstore: save token: SaveIf needs the token it replaces and a new one")
 	}
-	data, err := json.Marshal(next)
+	data, err := encode(next)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
@@ -334,7 +345,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}
 	if n == 0 {
-		return fmt.Errorf("%w: redis key %q holds another pair", twitchoauth.ErrTokenChanged, rkey)
+		return fmt.Errorf("%w: redis key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
 	}
 	return nil
 }

@@ -165,7 +165,7 @@ func TestCorrupt(t *testing.T) {
 		{"array", `["sekrit"]`},
 		{"bad expiry", `{"token":"sekrit","expiry":"sekrit-time"}`},
 		{"bad field type", `{"token":"sekrit","scopes":"sekrit"}`},
-		{"too large", `{"token":"sekrit","login":"` + strings.Repeat("x", maxTokenSize) + `"}`},
+		{"too large", `{"token":"sekrit","login":"` + strings.Repeat("x", twitchoauth.MaxStoredTokenSize) + `"}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if err := rdb.Set(t.Context(), "twitchoauth:token:bad", tc.value, 0).Err(); err != nil {

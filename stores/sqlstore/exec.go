@@ -20,19 +20,24 @@ const (
 	maxBusyWait   = 25 * time.Millisecond
 )
 
-// exec runs a statement that returns no rows. On SQLite, the writes of one Store take turns: the
-// database takes one writer at a time anyway, and a writer that waits its turn here does not poll
-// the database meanwhile. The turn and the database's lock are waited for BusyTimeout at most,
-// together.
+// exec runs a statement that returns no rows, as write runs a write.
 func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result, error) {
 	var res sql.Result
-	run := func() error {
+	err := s.write(ctx, func() error {
 		var err error
 		res, err = s.DB.ExecContext(ctx, query, args...)
 		return err
-	}
+	})
+	return res, err
+}
+
+// write runs f, a write, as retryBusy does. On SQLite, the writes of one Store take turns: the
+// database takes one writer at a time anyway, and a writer that waits its turn here does not poll
+// the database meanwhile. The turn and the database's lock are waited for BusyTimeout at most,
+// together.
+func (s *Store) write(ctx context.Context, f func() error) error {
 	if s.Dialect != SQLite {
-		return res, s.retryBusy(ctx, time.Time{}, run)
+		return s.retryBusy(ctx, time.Time{}, f)
 	}
 	deadline := time.Now().Add(s.busyTimeout())
 	s.writeOnce.Do(func() { s.writes = make(chan struct{}, 1) })
@@ -41,12 +46,12 @@ func (s *Store) exec(ctx context.Context, query string, args ...any) (sql.Result
 	select {
 	case s.writes <- struct{}{}:
 	case <-ctx.Done():
-		return nil, fmt.Errorf("%w (waiting for this process's other writes to the SQLite database)", ctx.Err())
+		return fmt.Errorf("%w (waiting for this process's other writes to the SQLite database)", ctx.Err())
 	case <-t.C:
-		return nil, fmt.Errorf("this process's other writes to the SQLite database took %v and more", s.busyTimeout())
+		return fmt.Errorf("this process's other writes to the SQLite database took %v and more", s.busyTimeout())
 	}
 	defer func() { <-s.writes }()
-	return res, s.retryBusy(ctx, deadline, run)
+	return s.retryBusy(ctx, deadline, f)
 }
 
 // maxReadTries is how many times a read runs on connections that turn out to be dead.

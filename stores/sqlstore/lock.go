@@ -74,7 +74,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 		}
 		if err != nil {
 			s.abandon(ctx, q, key, holder)
-			return nil, fmt.Errorf("sqlstore: lock key %q: %w", key, err)
+			return nil, fmt.Errorf("sqlstore: lock key %s: %w", twitchoauth.QuoteKey(key), err)
 		}
 		if n == 1 {
 			return &lease{s: s, q: q, key: key, holder: holder, ms: ms, unlock: s.unlocker(ctx, q, key, holder)}, nil
@@ -83,7 +83,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("sqlstore: lock key %q: %w", key, ctx.Err())
+			return nil, fmt.Errorf("sqlstore: lock key %s: %w", twitchoauth.QuoteKey(key), ctx.Err())
 		case <-t.C:
 		}
 		wait = min(2*wait, maxLockWait)
@@ -106,7 +106,7 @@ func (s *Store) unlocker(ctx context.Context, q *queries, key, holder string) fu
 		defer cancel()
 		// No row deleted means the lease ran out and another holder took the lock: left alone.
 		if _, err := s.exec(ctx, q.unlock, key, holder); err != nil {
-			return fmt.Errorf("sqlstore: unlock key %q: %w", key, err)
+			return fmt.Errorf("sqlstore: unlock key %s: %w", twitchoauth.QuoteKey(key), err)
 		}
 		return nil
 	})
@@ -141,10 +141,10 @@ func (l *lease) Renew(ctx context.Context) error {
 		n, err = res.RowsAffected()
 	}
 	if err != nil {
-		return fmt.Errorf("sqlstore: renew lock of key %q: %w", l.key, err)
+		return fmt.Errorf("sqlstore: renew lock of key %s: %w", twitchoauth.QuoteKey(l.key), err)
 	}
 	if n == 0 {
-		return fmt.Errorf("sqlstore: renew lock of key %q: %w", l.key, twitchoauth.ErrLeaseLost)
+		return fmt.Errorf("sqlstore: renew lock of key %s: %w", twitchoauth.QuoteKey(l.key), twitchoauth.ErrLeaseLost)
 	}
 	return nil
 }

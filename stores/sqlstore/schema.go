@@ -208,36 +208,37 @@ func (s *Store) queries(ctx context.Context) (*queries, error) {
 	return q, nil
 }
 
-// createSchema creates the tables. On PostgreSQL it runs in one transaction that holds an advisory
-// lock, so that replicas starting together do not trip over each other's CREATE TABLE; on SQLite
-// each statement is idempotent, and the database's write lock takes them one at a time.
+// createSchema creates the tables, and records their version, in one transaction, so that a
+// replica starting beside this one never finds the tables without their version. On PostgreSQL
+// the transaction holds an advisory lock, so that replicas starting together do not trip over
+// each other's CREATE TABLE; on SQLite it is a write, run again whole while another connection
+// holds the database's lock.
 func (s *Store) createSchema(ctx context.Context, q *queries) error {
 	if s.Dialect == SQLite {
-		for stmt := range strings.SplitSeq(q.schema, ";") {
-			if strings.TrimSpace(stmt) == "" {
-				continue
-			}
-			if _, err := s.exec(ctx, stmt); err != nil {
-				return err
-			}
-		}
-		return nil
+		return s.write(ctx, func() error { return s.schemaTx(ctx, q) })
 	}
+	return dbError(ctx, s.schemaTx(ctx, q))
+}
+
+// schemaTx runs the schema's statements in one transaction.
+func (s *Store) schemaTx(ctx context.Context, q *queries) error {
 	tx, err := s.DB.BeginTx(ctx, nil)
 	if err != nil {
-		return dbError(ctx, err)
+		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "twitchoauth schema"); err != nil {
-		return dbError(ctx, err)
+	if s.Dialect == Postgres {
+		if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "twitchoauth schema"); err != nil {
+			return err
+		}
 	}
 	for stmt := range strings.SplitSeq(q.schema, ";") {
 		if strings.TrimSpace(stmt) == "" {
 			continue
 		}
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
-			return dbError(ctx, err)
+			return err
 		}
 	}
-	return dbError(ctx, tx.Commit())
+	return tx.Commit()
 }

@@ -28,6 +28,9 @@ var ErrCannotUnseal = errors.New("sqlstore: cannot open the sealed token")
 // KeySize is the size of a Keyring key: AES-256 takes 32 bytes.
 const KeySize = 32
 
+// sealOverhead is what sealing adds to the sealed pair's JSON: the nonce and GCM's tag.
+const sealOverhead = 12 + 16
+
 // validKeyID is what a key ID may be: short, printable and plain, so that it can be logged.
 var validKeyID = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
@@ -52,12 +55,12 @@ type Keyring struct {
 // errors name the IDs, never the keys.
 func NewKeyring(current string, keys map[string][]byte) (*Keyring, error) {
 	if _, ok := keys[current]; !ok {
-		return nil, fmt.Errorf("sqlstore: keyring: no key has the current ID %q", current)
+		return nil, fmt.Errorf("sqlstore: keyring: no key has the current ID %s", twitchoauth.QuoteKey(current))
 	}
 	k := &Keyring{current: current, aeads: make(map[string]cipher.AEAD, len(keys))}
 	for id, key := range keys {
 		if !validKeyID.MatchString(id) {
-			return nil, fmt.Errorf("sqlstore: keyring: key ID %q is not 1 to 64 letters, digits, '.', '_' or '-'", id)
+			return nil, fmt.Errorf("sqlstore: keyring: key ID %s is not 1 to 64 letters, digits, '.', '_' or '-'", twitchoauth.QuoteKey(id))
 		}
 		if len(key) != KeySize {
 			return nil, fmt.Errorf("sqlstore: keyring: key %q is %d bytes, want %d (AES-256)", id, len(key), KeySize)
@@ -123,11 +126,11 @@ func (k *Keyring) seal(key, access, refresh string) (string, []byte, error) {
 // clear, the row's JSON, with the pair put back in it.
 func (k *Keyring) open(key, keyID string, sealed []byte, clear []byte) ([]byte, error) {
 	if k == nil {
-		return nil, fmt.Errorf("%w: the row is sealed with key %q, and the Store has no Keyring", ErrCannotUnseal, keyID)
+		return nil, fmt.Errorf("%w: the row is sealed with key %s, and the Store has no Keyring", ErrCannotUnseal, twitchoauth.QuoteKey(keyID))
 	}
 	aead, ok := k.aeads[keyID]
 	if !ok {
-		return nil, fmt.Errorf("%w: the row is sealed with key %q, which the Keyring does not hold", ErrCannotUnseal, keyID)
+		return nil, fmt.Errorf("%w: the row is sealed with key %s, which the Keyring does not hold", ErrCannotUnseal, twitchoauth.QuoteKey(keyID))
 	}
 	if len(sealed) < aead.NonceSize()+aead.Overhead() {
 		return nil, fmt.Errorf("%w: the sealed value is %d bytes, too short", ErrCannotUnseal, len(sealed))
@@ -135,7 +138,7 @@ func (k *Keyring) open(key, keyID string, sealed []byte, clear []byte) ([]byte, 
 	n := aead.NonceSize()
 	plain, err := aead.Open(nil, sealed[:n], sealed[n:], additionalData(keyID, key))
 	if err != nil {
-		return nil, fmt.Errorf("%w: key %q does not open it (another key under that ID, or a row altered or moved)", ErrCannotUnseal, keyID)
+		return nil, fmt.Errorf("%w: key %s does not open it (another key under that ID, or a row altered or moved)", ErrCannotUnseal, twitchoauth.QuoteKey(keyID))
 	}
 	var sec secret
 	if err := json.Unmarshal(plain, &sec); err != nil {
@@ -219,5 +222,5 @@ func (s *Store) reseal(ctx context.Context, q *queries, key string) (bool, error
 			return true, nil
 		}
 	}
-	return false, fmt.Errorf("the row of key %q kept changing: %w", key, twitchoauth.ErrTokenChanged)
+	return false, fmt.Errorf("the row of key %s kept changing: %w", twitchoauth.QuoteKey(key), twitchoauth.ErrTokenChanged)
 }

@@ -143,9 +143,6 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*Store, error) {
 		tag := map[Dialect]string{Postgres: "sqlstore_nopostgres", SQLite: "sqlstore_nosqlite"}[dialect]
 		return nil, fmt.Errorf("sqlstore: open: the %v driver %q was left out of this build (build tag %s)", dialect, name, tag)
 	}
-	if dialect == SQLite {
-		dsn = sqliteDSN(dsn)
-	}
 	db, err := sql.Open(name, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %v database: %w", dialect, err) // the driver does not quote the DSN
@@ -159,23 +156,37 @@ func Open(ctx context.Context, dialect Dialect, dsn string) (*Store, error) {
 	}
 	s := New(db, dialect)
 	s.owned = true
-	if err := db.PingContext(ctx); err != nil {
+	// On a new SQLite file, even the first statement may find the database locked by another
+	// process opening it.
+	if err := s.retryBusy(ctx, time.Time{}, func() error { return db.PingContext(ctx) }); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("sqlstore: open %v database: %w", dialect, dbError(ctx, err))
+		return nil, fmt.Errorf("sqlstore: open %v database: %w", dialect, err)
+	}
+	if dialect == SQLite && wantsWAL(dsn) {
+		if err := s.walMode(ctx); err != nil {
+			db.Close()
+			return nil, fmt.Errorf("sqlstore: open SQLite database: put it in WAL mode: %w", err)
+		}
 	}
 	return s, nil
 }
 
-// sqliteDSN returns dsn with WAL mode asked for, unless it names a journal mode of its own.
-func sqliteDSN(dsn string) string {
-	if strings.Contains(strings.ToLower(dsn), "journal_mode") || isMemory(dsn) {
-		return dsn
-	}
-	sep := "?"
-	if strings.Contains(dsn, "?") {
-		sep = "&"
-	}
-	return dsn + sep + "_pragma=journal_mode(WAL)"
+// wantsWAL reports whether Open puts the SQLite file of dsn in WAL mode: unless dsn names a
+// journal mode of its own, or an in-memory database.
+func wantsWAL(dsn string) bool {
+	lower := strings.ToLower(dsn)
+	return !strings.Contains(lower, "journal_mode") && !strings.Contains(lower, "_journal") && !isMemory(dsn)
+}
+
+// walMode puts the SQLite file in WAL mode, which the file keeps: each connection opened after
+// finds it so. The change takes the database's lock, which another process opening the same new
+// file may hold (putting it in WAL mode too, or creating the tables), so it is a write like
+// another: waited for, and run again, BusyTimeout at most.
+func (s *Store) walMode(ctx context.Context) error {
+	return s.write(ctx, func() error {
+		var mode string
+		return s.DB.QueryRowContext(ctx, "PRAGMA journal_mode = WAL").Scan(&mode)
+	})
 }
 
 // isMemory reports whether an SQLite DSN names an in-memory database.

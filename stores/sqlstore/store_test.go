@@ -288,7 +288,7 @@ func TestCorrupt(t *testing.T) {
 			`null`,
 			`["sekrit"]`,
 			`{"token":"sekrit","expiry":"sekrit-time"}`,
-			`{"token":"sekrit","login":"` + strings.Repeat("x", maxTokenSize) + `"}`,
+			`{"token":"sekrit","login":"` + strings.Repeat("x", twitchoauth.MaxStoredTokenSize) + `"}`,
 		} {
 			key := fmt.Sprint("bad", i)
 			if _, err := s.DB.ExecContext(ctx, ins, key, value); err != nil {

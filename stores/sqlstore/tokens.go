@@ -10,9 +10,6 @@ import (
 	"github.com/twitchoauth/twitchoauth"
 )
 
-// maxTokenSize caps what Load accepts: a stored token is a few hundred bytes.
-const maxTokenSize = 1 << 16
-
 // row is a tokens row as read.
 type row struct {
 	token   string
@@ -41,7 +38,7 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 	}
 	r, err := s.read(ctx, q, key)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("%w: no row for key %q", twitchoauth.ErrTokenNotFound, key)
+		return nil, fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(key))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: load token: %w", err)
@@ -50,46 +47,57 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 }
 
 // decode reads a row's token. Its errors describe what is wrong without quoting the row, which
-// may hold a token.
+// may hold a token. A token whose JSON, with its pair unsealed, is larger than
+// [twitchoauth.MaxStoredTokenSize] is corrupt, as it is when Save refuses it.
 func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
-	if len(r.token) > maxTokenSize {
-		return nil, fmt.Errorf("%w: the row of key %q holds %d bytes, more than a token", twitchoauth.ErrTokenCorrupt, key, len(r.token))
+	// The JSON holds the sealed pair's JSON, and more: a sealed value longer than the limit's
+	// and the seal's overhead makes a token over the limit, and is not opened.
+	if len(r.token) > twitchoauth.MaxStoredTokenSize || len(r.sealed) > twitchoauth.MaxStoredTokenSize+sealOverhead {
+		return nil, fmt.Errorf("%w: the row of key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(r.token)+len(r.sealed), twitchoauth.MaxStoredTokenSize)
 	}
 	data := []byte(r.token)
 	switch {
 	case r.sealed == nil && !r.keyID.Valid:
 	case r.sealed == nil || !r.keyID.Valid:
-		return nil, fmt.Errorf("%w: the row of key %q has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, key)
+		return nil, fmt.Errorf("%w: the row of key %s has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key))
 	default:
 		var err error
 		if data, err = s.Keyring.open(key, r.keyID.String, r.sealed, data); err != nil {
-			return nil, fmt.Errorf("sqlstore: row of key %q: %w", key, err)
+			return nil, fmt.Errorf("sqlstore: row of key %s: %w", twitchoauth.QuoteKey(key), err)
+		}
+		if len(data) > twitchoauth.MaxStoredTokenSize {
+			return nil, fmt.Errorf("%w: the token of the row of key %s is %d bytes unsealed, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(data), twitchoauth.MaxStoredTokenSize)
 		}
 	}
 	st, err := twitchoauth.DecodeStoredToken(data)
 	if err != nil {
-		return nil, fmt.Errorf("sqlstore: row of key %q: %w", key, err)
+		return nil, fmt.Errorf("sqlstore: row of key %s: %w", twitchoauth.QuoteKey(key), err)
 	}
 	return st, nil
 }
 
 // encode returns the values of a row holding tok: the token file's JSON, and when the Store has a
 // Keyring, the sealed pair and the ID of the key that sealed it (the JSON then holds an empty
-// pair). Unsealed, sealed and keyID are nil.
+// pair). Unsealed, sealed and keyID are nil. A token whose JSON (before sealing) is larger than
+// [twitchoauth.MaxStoredTokenSize] is refused with an error that gives its size, never its
+// contents.
 func (s *Store) encode(key string, tok *twitchoauth.StoredToken) (token string, sealed, keyID any, err error) {
 	if tok == nil {
 		return "", nil, nil, errors.New("nil token")
 	}
+	data, err := json.Marshal(tok)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	if len(data) > twitchoauth.MaxStoredTokenSize {
+		return "", nil, nil, fmt.Errorf("the token's JSON is %d bytes, more than the %d a store takes", len(data), twitchoauth.MaxStoredTokenSize)
+	}
 	if s.Keyring == nil {
-		data, err := json.Marshal(tok)
-		if err != nil {
-			return "", nil, nil, err
-		}
 		return string(data), nil, nil, nil
 	}
 	clear := *tok
 	clear.AccessToken, clear.RefreshToken = "", ""
-	data, err := json.Marshal(&clear)
+	data, err = json.Marshal(&clear)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -102,7 +110,8 @@ func (s *Store) encode(key string, tok *twitchoauth.StoredToken) (token string, 
 
 // Save stores tok under key with one upsert (INSERT ... ON CONFLICT DO UPDATE), replacing what was
 // there and adding one to the row's version: a reader sees the old token or the new one, never a
-// mix.
+// mix. A token whose JSON is larger than [twitchoauth.MaxStoredTokenSize] (the JSON of the whole
+// token, before any sealing) is refused, and nothing is written; SaveIf refuses it too.
 func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredToken) error {
 	q, err := s.queries(ctx)
 	if err != nil {
@@ -140,7 +149,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	}
 	r, err := s.read(ctx, q, key)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: no row for key %q", twitchoauth.ErrTokenChanged, key)
+		return fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 	}
 	if err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
@@ -152,7 +161,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	case err != nil:
 		return err
 	case !cur.Matches(prev):
-		return fmt.Errorf("%w: the row of key %q holds another pair", twitchoauth.ErrTokenChanged, key)
+		return fmt.Errorf("%w: the row of key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 	}
 	res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
 	if err != nil {
@@ -161,7 +170,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if n, err := res.RowsAffected(); err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	} else if n == 0 {
-		return fmt.Errorf("%w: the row of key %q was written since it was read", twitchoauth.ErrTokenChanged, key)
+		return fmt.Errorf("%w: the row of key %s was written since it was read", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 	}
 	return nil
 }
