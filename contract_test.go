@@ -171,3 +171,12 @@ var _ = func() {
 	var _ oauth2.TokenSource = a
 	var _ func(*oauth2.Token) string = t.IRCPassword
 }
+
+// Nothing stranded: the registry's lock ttl, a doubt settled, and a source's end.
+var _ = func() {
+	u := &t.UserTokens{LockTTL: time.Duration(0), OnRecovered: func(userID string) {}}
+	_ = u
+	s := &t.UserTokenSource{}
+	var _ func() <-chan struct{} = s.Done
+	var _ func() error = s.Err
+}

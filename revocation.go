@@ -278,7 +278,7 @@ func (h *revocationHandler) revoke(w http.ResponseWriter, r *http.Request, hd ev
 		return
 	case m == nil:
 		h.u.log(r.Context(), slog.LevelDebug, "twitchoauth: an EventSub message handled already",
-			slog.String("message_id", hd.id), slog.String("user_id", userID))
+			slog.String("message_id", hd.id), keyAttr("user_id", userID))
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
@@ -288,7 +288,7 @@ func (h *revocationHandler) revoke(w http.ResponseWriter, r *http.Request, hd ev
 	h.seen.finish(hd.id, m, err == nil)
 	if err != nil {
 		h.u.log(ctx, slog.LevelError, "twitchoauth: remove a user who revoked the app's authorization; Twitch will send it again",
-			slog.String("message_id", hd.id), slog.String("user_id", userID), slog.String("error", err.Error()))
+			slog.String("message_id", hd.id), keyAttr("user_id", userID), slog.String("error", err.Error()))
 		http.Error(w, "the user could not be removed", http.StatusInternalServerError)
 		return
 	}
@@ -335,12 +335,12 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 	}
 	if newer {
 		u.log(ctx, slog.LevelInfo, "twitchoauth: kept a user whose revocation came after a new login",
-			slog.String("user_id", userID))
+			keyAttr("user_id", userID))
 		return nil
 	}
 	if e == nil && !stored {
 		u.log(ctx, slog.LevelDebug, "twitchoauth: a user the registry does not hold revoked the app's authorization",
-			slog.String("user_id", userID))
+			keyAttr("user_id", userID))
 		return nil
 	}
 	cause := revokedCause(userID)
@@ -354,7 +354,7 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 		}
 	}
 	u.log(ctx, slog.LevelWarn, "twitchoauth: a user revoked the app's authorization; they must log in again",
-		slog.String("user_id", userID))
+		keyAttr("user_id", userID))
 	if f := u.OnRevoked; f != nil {
 		f(userID, cause)
 	}
@@ -403,7 +403,7 @@ func (u *UserTokens) overtaken(ctx context.Context, e *userEntry, validated time
 	cause := revokedCause(userID)
 	if u.KeepRevoked {
 		if err := e.src.end(ctx, cause); err != nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: end a revoked user's source", slog.String("user_id", userID),
+			u.log(ctx, slog.LevelWarn, "twitchoauth: end a revoked user's source", keyAttr("user_id", userID),
 				slog.String("error", err.Error()))
 		}
 	} else {

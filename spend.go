@@ -376,7 +376,7 @@ func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*Stor
 		return nil, nil
 	}
 	s.log(ctx, slog.LevelInfo, "twitchoauth: another holder is spending the refresh token; waiting for its new pair",
-		slog.String("key", s.key), slog.Time("until", deadline))
+		keyAttr("key", s.key), slog.Time("until", deadline))
 	pause := 50 * time.Millisecond
 	for {
 		t := time.NewTimer(min(pause, time.Until(deadline)))

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -247,9 +248,29 @@ const MaxStoredTokenSize = 64 << 10
 // 64 bytes, else %q of its first 32 bytes (cut at a rune boundary) followed by "… (N bytes)", so
 // that a long key never makes a long message.
 func QuoteKey(key string) string {
+	short, cut := cutKey(key)
+	if !cut {
+		return fmt.Sprintf("%q", short)
+	}
+	return fmt.Sprintf("%q… (%d bytes)", short, len(key))
+}
+
+// keyAttr is key as a log attribute: whole when it is at most 64 bytes, else its first 32 bytes
+// and its length, as QuoteKey has them.
+func keyAttr(name, key string) slog.Attr {
+	short, cut := cutKey(key)
+	if cut {
+		short = fmt.Sprintf("%s… (%d bytes)", short, len(key))
+	}
+	return slog.String(name, short)
+}
+
+// cutKey returns key when it is at most 64 bytes, else its first 32 bytes (cut at a rune
+// boundary), and whether it cut it.
+func cutKey(key string) (string, bool) {
 	const whole, prefix = 64, 32
 	if len(key) <= whole {
-		return fmt.Sprintf("%q", key)
+		return key, false
 	}
 	cut := prefix
 	// Back off over the continuation bytes (10xxxxxx) of a rune the cut would split; a UTF-8
@@ -257,5 +278,5 @@ func QuoteKey(key string) string {
 	for i := 0; i < 3 && key[cut]&0xc0 == 0x80; i++ {
 		cut--
 	}
-	return fmt.Sprintf("%q… (%d bytes)", key[:cut], len(key))
+	return key[:cut], true
 }

@@ -80,3 +80,12 @@ func TestFileStoreLongKeyErrors(t *testing.T) {
 		t.Errorf("Keys = %d keys, %v; want the key of %d bytes", len(keys), err, len(longest))
 	}
 }
+
+// TestRegistryLongKeyErrors: the registry quotes a short prefix of a long user ID in its errors,
+// as the stores do.
+func TestRegistryLongKeyErrors(t *testing.T) {
+	u := twitchoauth.NewUserTokens(twitchoauth.NewClient("id", ""), twitchoauth.NewFileStore(t.TempDir()))
+	_, err := u.Source(storetest.LongKey)
+	storetest.WantShortError(t, "Source", err)
+	storetest.WantShortError(t, "Remove", u.Remove(t.Context(), storetest.LongKey, false))
+}

@@ -307,7 +307,7 @@ func (u *UserTokens) addValidatedAt(ctx context.Context, tok *oauth2.Token, v *V
 		})
 		if err != nil {
 			u.log(ctx, slog.LevelWarn, "twitchoauth: store the intents a user lost",
-				slog.String("user_id", id), slog.String("error", err.Error()))
+				keyAttr("user_id", id), slog.String("error", err.Error()))
 		}
 	}
 	return v, err
@@ -358,7 +358,7 @@ func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
 	e := u.users[userID]
 	u.mu.RUnlock()
 	if e == nil {
-		return nil, fmt.Errorf("%w: user %q is not registered", ErrTokenNotFound, userID)
+		return nil, fmt.Errorf("%w: user %s is not registered", ErrTokenNotFound, QuoteKey(userID))
 	}
 	return &e.src, nil
 }
@@ -420,7 +420,7 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 		case err != nil && !errors.Is(err, ErrTokenCorrupt):
 			return err
 		case !known && (err != nil || st.UserID != userID):
-			return fmt.Errorf("%w: the token stored under %q is not that user's, and the registry does not know the user", ErrTokenNotFound, userID)
+			return fmt.Errorf("%w: the token stored under %s is not that user's, and the registry does not know the user", ErrTokenNotFound, QuoteKey(userID))
 		}
 		if revoke && err == nil { // a corrupt record holds nothing to revoke
 			if err := u.revokeStored(ctx, userID, st); err != nil {
@@ -436,7 +436,7 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 	e := u.users[userID]
 	u.mu.RUnlock()
 	if e != nil {
-		u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed: %w", userID, ErrTokenNotFound))
+		u.forget(ctx, e, fmt.Errorf("twitchoauth: user %s was removed: %w", QuoteKey(userID), ErrTokenNotFound))
 	}
 	return nil
 }

@@ -294,7 +294,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		// A public client's refresh token lapses after 30 days unused: renewed well before.
 		if u.lapsing(st) && !refreshed {
 			u.log(ctx, slog.LevelInfo, "twitchoauth: renewing a refresh token before it lapses unused",
-				slog.String("user_id", e.src.key))
+				keyAttr("user_id", e.src.key))
 			if _, err := src.ForceRefresh(ctx, src.cur.Load()); err != nil {
 				return u.failed(ctx, e, "refresh", err)
 			}
@@ -348,7 +348,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		}
 		// Twitch rejected the token (validate marked it): refresh it, then validate the new one.
 		u.log(ctx, slog.LevelInfo, "twitchoauth: a user's token is no longer valid; refreshing",
-			slog.String("user_id", e.src.key))
+			keyAttr("user_id", e.src.key))
 		if _, err := src.ForceRefresh(ctx, tok); err != nil {
 			return u.failed(ctx, e, "refresh", err)
 		}
@@ -375,7 +375,7 @@ func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserToke
 
 // goneFromStore drops e, whose token another replica deleted.
 func (u *UserTokens) goneFromStore(ctx context.Context, e *userEntry) outcome {
-	u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.src.key, ErrTokenNotFound))
+	u.forget(ctx, e, fmt.Errorf("twitchoauth: user %s was removed from the store: %w", QuoteKey(e.src.key), ErrTokenNotFound))
 	return dropped
 }
 
@@ -395,7 +395,7 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 			return retry
 		case rerr != nil:
 			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; will try again",
-				slog.String("user_id", e.src.key), slog.String("error", rerr.Error()))
+				keyAttr("user_id", e.src.key), slog.String("error", rerr.Error()))
 			return retry
 		}
 		return dropped
@@ -404,7 +404,7 @@ func (u *UserTokens) failed(ctx context.Context, e *userEntry, step string, err 
 	case ctx.Err() != nil:
 		return retry
 	}
-	u.log(ctx, slog.LevelWarn, "twitchoauth: validation failed; will try again", slog.String("user_id", e.src.key),
+	u.log(ctx, slog.LevelWarn, "twitchoauth: validation failed; will try again", keyAttr("user_id", e.src.key),
 		slog.String("step", step), slog.String("error", err.Error()))
 	return retry
 }

@@ -132,7 +132,7 @@ func (u *UserTokens) dropUnlisted(ctx context.Context, keys []string) (errs []er
 		_, err := u.store.Load(ctx, e.src.key)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
-			u.forget(ctx, e, fmt.Errorf("twitchoauth: user %q was removed from the store: %w", e.src.key, ErrTokenNotFound))
+			u.forget(ctx, e, fmt.Errorf("twitchoauth: user %s was removed from the store: %w", QuoteKey(e.src.key), ErrTokenNotFound))
 		case err != nil && !errors.Is(err, ErrTokenCorrupt):
 			errs = append(errs, err)
 		}
@@ -216,7 +216,7 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetTimeout)
 		defer cancel()
 		if eerr := e.src.end(ectx, err); eerr != nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: end a removed user's source", slog.String("user_id", e.src.key),
+			u.log(ctx, slog.LevelWarn, "twitchoauth: end a removed user's source", keyAttr("user_id", e.src.key),
 				slog.String("error", eerr.Error()))
 		}
 	}
@@ -261,17 +261,17 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, cause error) {
 		}
 		if err != nil {
 			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; Run will try again",
-				slog.String("user_id", e.src.key), slog.String("error", err.Error()))
+				keyAttr("user_id", e.src.key), slog.String("error", err.Error()))
 		}
 	}
 	if errors.Is(cause, ErrRefreshInDoubt) {
 		u.soon(e) // Run looks at the store for the pair every doubtRecheck
 		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's refresh token is in doubt; they are kept, and usable again if its new pair turns up",
-			slog.String("user_id", e.src.key))
-		cause = fmt.Errorf("twitchoauth: user %q: kept, and usable again if the pair turns up; else add them again after a new login: %w", e.src.key, cause)
+			keyAttr("user_id", e.src.key))
+		cause = fmt.Errorf("twitchoauth: user %s: kept, and usable again if the pair turns up; else add them again after a new login: %w", QuoteKey(e.src.key), cause)
 	} else {
-		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", slog.String("user_id", e.src.key))
-		cause = fmt.Errorf("twitchoauth: user %q: after a new login, add them again (AddUserForToken or AddUserForCode): %w", e.src.key, cause)
+		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", keyAttr("user_id", e.src.key))
+		cause = fmt.Errorf("twitchoauth: user %s: after a new login, add them again (AddUserForToken or AddUserForCode): %w", QuoteKey(e.src.key), cause)
 	}
 	if f := u.OnRevoked; f != nil {
 		e.src.safely(func() { f(e.src.key, cause) })

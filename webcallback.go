@@ -59,7 +59,7 @@ func (wl *WebLogin) serveCallback(w http.ResponseWriter, r *http.Request) {
 	}
 	if log := wl.client.Logger; log != nil {
 		log.LogAttrs(r.Context(), slog.LevelDebug, "twitchoauth: web login",
-			slog.String("user_id", res.Validation.UserID), slog.String("login", res.Validation.Login))
+			keyAttr("user_id", res.Validation.UserID), slog.String("login", res.Validation.Login))
 	}
 	if wl.OnLogin != nil {
 		wl.OnLogin(w, r, res)
