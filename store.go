@@ -193,6 +193,27 @@ type ConditionalSaver interface {
 	SaveIf(ctx context.Context, key string, prev, next *StoredToken) error
 }
 
+// ChangeWatcher is a [TokenStore] that reports which of its records changed, so that replicas
+// sharing it hear of each other's work at once instead of at their next read: a token another
+// replica refreshed, a user added or removed elsewhere, a spending mark resolved. [UserTokens.Run]
+// watches a store that implements it (stores/redisstore through pub/sub, stores/sqlstore through
+// PostgreSQL's LISTEN/NOTIFY and SQLite's data_version, [FileStore] by polling the files).
+type ChangeWatcher interface {
+	// WatchChanges calls changed with the key of each record saved or deleted through any client
+	// of the store, this one included, until ctx ends; it then returns ctx's error. It returns
+	// sooner only with an error that will not pass (a store that cannot be watched as it is set
+	// up); a store it cannot reach is tried again, with a backoff.
+	//
+	// Once it watches, and again each time it watches anew after a time in which changes may have
+	// been missed (the connection or the store was lost), it calls changed with the empty key "":
+	// the caller then looks again at every key it cares about (and lists the store), since a
+	// change made meanwhile is found that way, not by a notification. Calls come one at a time,
+	// in the order the store reports them; changed must not block for long. A key may be reported
+	// more than once for one change, or for a write that changed nothing. A notification carries
+	// the key only, never a token.
+	WatchChanges(ctx context.Context, changed func(key string)) error
+}
+
 // samePair reports whether a and b hold the same access and refresh tokens.
 func samePair(a, b *StoredToken) bool {
 	return a.AccessToken == b.AccessToken && a.RefreshToken == b.RefreshToken

@@ -41,6 +41,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("SpendMark", func(t *testing.T) { testSpendMark(t, open) })
 	t.Run("MarkedByAnother", func(t *testing.T) { testMarkedByAnother(t, open) })
 	t.Run("PendingPair", func(t *testing.T) { testPendingPair(t, open) })
+	t.Run("Watch", func(t *testing.T) { testWatch(t, open) })
 }
 
 // Twitch starts the fake identity server for the test and returns a confidential client of it.
