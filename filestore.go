@@ -281,23 +281,42 @@ func (s *FileStore) Delete(ctx context.Context, key string) error {
 // of Path itself, nor lock or temporary files. When Path has no extension, a key ending in
 // ".lock" cannot be told from a lock file and is not listed.
 func (s *FileStore) Keys(ctx context.Context) ([]string, error) {
+	var keys []string
+	err := s.tokenFiles(func(key string, _ fs.DirEntry) {
+		if key != "" {
+			keys = append(keys, key)
+		}
+	})
+	return keys, err
+}
+
+// tokenFiles calls fn with each token file in Path's directory, and its key: Path's own (key "")
+// and those beside it, not lock or temporary files. A directory that does not exist holds none.
+func (s *FileStore) tokenFiles(fn func(key string, e fs.DirEntry)) error {
 	path, err := s.file("")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	ext := filepath.Ext(path)
-	prefix := strings.TrimSuffix(filepath.Base(path), ext) + "."
+	base := filepath.Base(path)
+	prefix := strings.TrimSuffix(base, ext) + "."
 	entries, err := os.ReadDir(filepath.Dir(path))
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: list token files: %w", err)
+		return fmt.Errorf("twitchoauth: list token files: %w", err)
 	}
-	var keys []string
 	for _, e := range entries {
 		name := e.Name()
-		if !e.Type().IsRegular() || !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ext) ||
+		if !e.Type().IsRegular() {
+			continue
+		}
+		if name == base {
+			fn("", e)
+			continue
+		}
+		if !strings.HasPrefix(name, prefix) || !strings.HasSuffix(name, ext) ||
 			len(name) <= len(prefix)+len(ext) || (ext == "" && strings.HasSuffix(name, ".lock")) {
 			continue
 		}
@@ -305,7 +324,7 @@ func (s *FileStore) Keys(ctx context.Context) ([]string, error) {
 		if f, err := s.file(key); err != nil || filepath.Base(f) != name {
 			continue
 		}
-		keys = append(keys, key)
+		fn(key, e)
 	}
-	return keys, nil
+	return nil
 }
