@@ -30,6 +30,9 @@ func NewAppTokenSource(c *Client) *AppTokenSource {
 // flushLocked persists nothing: an app token is not kept.
 func (s *AppTokenSource) flushLocked(context.Context, bool) error { return nil }
 
+// newerStored finds nothing: an app token is not stored.
+func (s *AppTokenSource) newerStored(context.Context, *oauth2.Token) *oauth2.Token { return nil }
+
 // renew gets a new app token; s.refreshing is held.
 func (s *AppTokenSource) renew(ctx context.Context, _ *oauth2.Token) (*oauth2.Token, error) {
 	tok, err := s.c.AppAccessToken(ctx)

@@ -48,6 +48,10 @@ var (
 	// turns up in the store. Errors that match it are [*RefreshInDoubtError]s and also match
 	// ErrInvalidRefreshToken.
 	ErrRefreshInDoubt = errors.New("twitchoauth: the refresh token may have been spent")
+	// ErrNoFreshToken: a reader replica ([UserTokens.ReadOnly]), which never refreshes, found no
+	// live token in the store: the one there has expired (or an API refused it) and no writer
+	// stored a new one in time. It passes once a writer does.
+	ErrNoFreshToken = errors.New("twitchoauth: no live token in the store, and this replica only reads")
 )
 
 // RefreshInDoubtError is the error of a public client's refresh that the package refuses to send:

@@ -55,14 +55,20 @@ func (t *bearerTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
-	if !t.src.rejected(ctx, tok) {
-		return resp, nil // a missing scope, or no verdict: the caller sees Helix's 401
+	// Another replica may have refreshed the token already: the store is read first, and its
+	// token, if newer, used without asking Twitch anything.
+	newer := t.owner.newerStored(ctx, tok)
+	if newer == nil && (t.src.reader() || !t.src.rejected(ctx, tok)) {
+		// A missing scope, or no verdict; or a reader, which asks Twitch nothing: the caller sees
+		// Helix's 401.
+		return resp, nil
 	}
 	if req.Body != nil && req.Body != http.NoBody && req.GetBody == nil {
 		return resp, nil // the body is spent and cannot be sent again
 	}
-	tok, err = t.src.forceRefresh(ctx, tok, t.owner)
-	if err != nil {
+	if newer != nil {
+		tok = newer
+	} else if tok, err = t.src.forceRefresh(ctx, tok, t.owner); err != nil {
 		return resp, nil // the caller sees Helix's 401
 	}
 	retry := t.authorize(req, tok)

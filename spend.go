@@ -377,6 +377,7 @@ func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*Stor
 	}
 	s.log(ctx, slog.LevelInfo, "twitchoauth: another holder is spending the refresh token; waiting for its new pair",
 		keyAttr("key", s.key), slog.Time("until", deadline))
+	changes := s.storeChanges() // a store that reports its changes ends the wait at once
 	pause := 50 * time.Millisecond
 	for {
 		t := time.NewTimer(min(pause, time.Until(deadline)))
@@ -384,6 +385,8 @@ func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*Stor
 		case <-ctx.Done():
 			t.Stop()
 			return nil, fmt.Errorf("twitchoauth: wait for another holder's refresh: %w", context.Cause(ctx))
+		case <-changes:
+			t.Stop()
 		case <-t.C:
 		}
 		cur, err := s.store.Load(ctx, s.key)

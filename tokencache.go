@@ -85,6 +85,37 @@ type cacheState struct {
 	doubt     string                    // the hash of a refresh token whose answer was lost; guarded by refreshing
 	sent      string                    // the hash of the refresh token this source last sent; guarded by refreshing
 	settled   bool                      // a doubt ended, for the listener to hear as refreshing is released; guarded by refreshing
+
+	// changes, once a wait on the store made it, tells that wait the stored token changed (the
+	// registry heard so from the store): one slot, so a change is never lost while the waiter
+	// reads.
+	changes atomic.Pointer[chan struct{}]
+}
+
+// storeChanges returns the channel that tells a wait on the store that it changed, making it if
+// need be.
+func (tc *tokenCache) storeChanges() <-chan struct{} {
+	x := tc.state()
+	if p := x.changes.Load(); p != nil {
+		return *p
+	}
+	ch := make(chan struct{}, 1)
+	if x.changes.CompareAndSwap(nil, &ch) {
+		return ch
+	}
+	return *x.changes.Load()
+}
+
+// wakeWaiters tells a wait on the store, if one listens, that the stored token changed.
+func (tc *tokenCache) wakeWaiters() {
+	if x := tc.more.Load(); x != nil {
+		if p := x.changes.Load(); p != nil {
+			select {
+			case *p <- struct{}{}:
+			default:
+			}
+		}
+	}
 }
 
 // state returns tc's cacheState, making it if need be.
@@ -145,10 +176,13 @@ type sourceListener interface {
 
 // renewer is what a tokenCache's owner does for it, holding refreshing: renew gets a new token in
 // place of stale (nil: the current one, found wanting) and publishes it in cur itself;
-// flushLocked persists the pending token, trying whatever the backoff says when now is set.
+// flushLocked persists the pending token, trying whatever the backoff says when now is set. Not
+// holding refreshing: newerStored takes up a live token that another replica stored in place of
+// stale, and returns it (nil: none, or nothing is stored).
 type renewer interface {
 	renew(ctx context.Context, stale *oauth2.Token) (*oauth2.Token, error)
 	flushLocked(ctx context.Context, now bool) error
+	newerStored(ctx context.Context, stale *oauth2.Token) *oauth2.Token
 }
 
 // floorState is the error every call gets without a request until a time.

@@ -18,7 +18,11 @@ const expiryMargin = time.Minute
 func (tc *tokenCache) init(c *Client, tok *oauth2.Token) {
 	tc.c = c
 	tc.cur.Store(tok) // not shared yet: no reader to tell
-	tc.until.Store(freshUntil(tok))
+	if tc.reader() {
+		tc.until.Store(liveUntil(tok)) // a reader cannot renew it sooner
+	} else {
+		tc.until.Store(freshUntil(tok))
+	}
 }
 
 // publish makes tok the current token.
@@ -44,7 +48,11 @@ func (tc *tokenCache) publishIf(old, tok *oauth2.Token) {
 func (tc *tokenCache) write(tok *oauth2.Token) {
 	tc.ver.Add(1)
 	tc.cur.Store(tok)
-	tc.until.Store(freshUntil(tok))
+	if tc.reader() {
+		tc.until.Store(liveUntil(tok)) // a reader cannot renew it sooner
+	} else {
+		tc.until.Store(freshUntil(tok))
+	}
 	tc.ver.Add(1)
 }
 
@@ -76,6 +84,15 @@ func freshUntil(tok *oauth2.Token) int64 {
 		return 0
 	}
 	return tok.Expiry.Add(-expiryMargin).UnixNano()
+}
+
+// liveUntil is freshUntil without the margin: when tok expires, which a reader replica, unable
+// to renew it sooner, hands it out until.
+func liveUntil(tok *oauth2.Token) int64 {
+	if u := freshUntil(tok); u == 0 || u == math.MaxInt64 {
+		return u
+	}
+	return tok.Expiry.UnixNano()
 }
 
 // maxNanoSeconds bounds the Unix seconds whose nanoseconds (less the margin) an int64 holds.

@@ -186,6 +186,9 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 	if s.store == nil {
 		return s.refreshUnstored(ctx)
 	}
+	if s.reader() {
+		return s.renewRead(ctx, stale)
+	}
 	// The token found wanting: the one the caller named, else the one held.
 	bad := stale
 	if bad == nil {
@@ -230,6 +233,30 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 		// The mark was taken back, or another came: look again under the lock.
 	}
 	return nil, errors.New("twitchoauth: refresh: the stored token kept changing")
+}
+
+// newerStored reads the store, and takes up the token it holds when that is live and not stale
+// (another replica refreshed it): an API that refused stale is then asked again with it, with no
+// validation and no refresh. It returns the token taken up, or nil.
+func (s *UserTokenSource) newerStored(ctx context.Context, stale *oauth2.Token) *oauth2.Token {
+	if s.store == nil {
+		return nil
+	}
+	st, err := s.store.Load(ctx, s.key)
+	if err != nil {
+		return nil
+	}
+	tok := st.Token()
+	if !live(tok) || tok.AccessToken == stale.AccessToken {
+		return nil
+	}
+	if s.adopt(ctx, tok) != nil {
+		return nil
+	}
+	if cur := s.cur.Load(); cur != nil && cur.AccessToken == tok.AccessToken {
+		return cur
+	}
+	return nil
 }
 
 // watchMark looks at the stored token while another holds its lock: another holder's mark on

@@ -95,6 +95,22 @@ type UserTokens struct {
 	// It is called after the source's lock is released, by the goroutine that found it; it must
 	// not block for long. A panic in it is logged.
 	OnRecovered func(userID string)
+	// ReadOnly makes this replica a reader: it never sends a refresh token, nor a validation
+	// (which may lead to one), and so needs neither the client secret's use nor the store's locks.
+	// Its sources hand out the token the store holds until that token expires (a reader cannot
+	// renew it sooner); one that has expired, or that an API refused, is read from the store again,
+	// waiting up to ReaderWait for a writer's new pair, and otherwise fails with an error that Is
+	// [ErrNoFreshToken]. Run on a reader only lists and watches the store. Another replica, the
+	// writer, keeps everyone's tokens fresh: set KeepFresh on it. AddUserForToken, AddUserForCode
+	// and Remove with revoke, which may refresh, are refused. Defaults to false.
+	ReadOnly bool
+	// ReaderWait is how long a reader's source waits for a writer's new pair when the stored token
+	// has expired. Defaults to 10 seconds.
+	ReaderWait time.Duration
+	// KeepFresh makes Run refresh each user's token before it expires (10 minutes before), whether
+	// or not this process uses it, so that reader replicas always find a live token in the store.
+	// Set it on the writer of readers. Defaults to false: a token is refreshed when it is used.
+	KeepFresh bool
 	// LockTTL is how long a user's lock in the store lives unless released: a replica that dies
 	// holding it blocks that user's refreshes and validations on the other replicas for LockTTL
 	// at most. It does not bound the wait for another holder's refresh: a refresh token another
@@ -207,6 +223,9 @@ func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, int
 // addUser is AddUserForToken; minted says tok is a pair Twitch has just issued (a code's), held
 // nowhere else.
 func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool, intents []string) (*Validation, error) {
+	if u.ReadOnly {
+		return nil, fmt.Errorf("twitchoauth: add user: %w; add users on the writer", errReadOnly)
+	}
 	if tok == nil || tok.AccessToken == "" {
 		return nil, errors.New("twitchoauth: add user: no access token")
 	}
@@ -339,6 +358,9 @@ func rebaseHeld(next, old *StoredToken, read bool, spent string, made time.Time)
 // [UserAuthenticator.AuthURL] or a web login) for a token, and adds its user as
 // [UserTokens.AddUserForToken] does. redirectURI must be the one the login named.
 func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI string, intents ...string) (*Validation, error) {
+	if u.ReadOnly {
+		return nil, fmt.Errorf("twitchoauth: add user: %w; add users on the writer", errReadOnly)
+	}
 	if code == "" {
 		return nil, errors.New("twitchoauth: add user: no code")
 	}
@@ -408,6 +430,9 @@ func (u *UserTokens) Users() []string {
 func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) error {
 	if userID == "" {
 		return errors.New("twitchoauth: remove user: no user ID")
+	}
+	if revoke && u.ReadOnly {
+		return fmt.Errorf("twitchoauth: remove user: revoking may refresh, and %w; remove with revoke on the writer", errReadOnly)
 	}
 	u.mu.RLock()
 	known := u.users[userID] != nil

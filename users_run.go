@@ -10,6 +10,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // outcome is what one validation of a user came to.
@@ -47,6 +49,10 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		return errors.New("twitchoauth: UserTokens.Run is already running")
 	}
 	u.running = true
+	if u.ReadOnly {
+		u.mu.Unlock()
+		return u.runReader(ctx)
+	}
 	var due dueHeap
 	for _, e := range u.users {
 		due = append(due, e)
@@ -65,7 +71,7 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	now := time.Now()
 	for i, e := range due {
 		e.failures = 0
-		e.due = u.nextSlot(e.src.key, now)
+		e.due = u.nextDue(e, now)
 		if e.src.Pending() || e.src.inDoubt() {
 			e.due = now // a pair kept before Run started is stored first; a doubt looked at again
 		}
@@ -110,6 +116,9 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { u.syncLoop(ctx) })
+	if cw, ok := u.store.(ChangeWatcher); ok {
+		wg.Go(func() { u.watch(ctx, cw) })
+	}
 	defer wg.Wait()
 	defer close(work)
 
@@ -154,7 +163,7 @@ func (u *UserTokens) Run(ctx context.Context) error {
 				r.e.due = latest(r.e.due, now.Add(r.e.wait), r.e.floor())
 			} else {
 				r.e.failures = 0
-				r.e.due = u.nextSlot(r.e.src.key, now) // the slot after the one just passed
+				r.e.due = u.nextDue(r.e, now) // the slot after the one just passed, or the token's refresh
 			}
 			heap.Push(&due, r.e)
 		}
@@ -169,7 +178,7 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		now := time.Now()
 		for _, e := range added {
 			e.failures = 0
-			e.due = u.nextSlot(e.src.key, now)
+			e.due = u.nextDue(e, now)
 			heap.Push(&due, e)
 		}
 		for _, e := range gone {
@@ -238,6 +247,46 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	}
 }
 
+// scheduling reports whether Run's schedule takes entries added, gone and hurried: Run runs,
+// on a replica that validates; u.mu is held.
+func (u *UserTokens) scheduling() bool { return u.running && !u.ReadOnly }
+
+// runReader is Run on a reader replica: it lists and watches the store, and validates nothing.
+func (u *UserTokens) runReader(ctx context.Context) error {
+	defer func() {
+		u.mu.Lock()
+		u.running = false
+		u.mu.Unlock()
+	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { u.syncLoop(ctx) })
+	if cw, ok := u.store.(ChangeWatcher); ok {
+		wg.Go(func() { u.watch(ctx, cw) })
+	}
+	<-ctx.Done()
+	wg.Wait()
+	return ctx.Err()
+}
+
+// nextDue is when Run passes over e next after now: at the user's next slot, or, with KeepFresh,
+// when its token is due to be refreshed, if that is sooner.
+func (u *UserTokens) nextDue(e *userEntry, now time.Time) time.Time {
+	due := u.nextSlot(e.src.key, now)
+	if at, ok := u.refreshDue(e.src.cur.Load()); ok && at.Before(due) {
+		due = latest(at, now)
+	}
+	return due
+}
+
+// refreshDue returns when a KeepFresh writer refreshes tok: keepFreshAhead before it expires;
+// ok is false when it does not (no KeepFresh, no refresh token, or no expiry).
+func (u *UserTokens) refreshDue(tok *oauth2.Token) (at time.Time, ok bool) {
+	if !u.KeepFresh || tok == nil || tok.RefreshToken == "" || tok.Expiry.IsZero() {
+		return time.Time{}, false
+	}
+	return tok.Expiry.Add(-keepFreshAhead), true
+}
+
 // syncLoop runs Sync now and every SyncEvery until ctx is done.
 func (u *UserTokens) syncLoop(ctx context.Context) {
 	every := u.SyncEvery
@@ -287,6 +336,14 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		u.noteStored(ctx, e, src, st)
 		if src.revokedErr() != nil {
 			return retry // in doubt still: look again for the pair after a backoff
+		}
+		// A writer of readers refreshes a token before it expires, used or not.
+		if at, ok := u.refreshDue(st.Token()); ok && !refreshed && !time.Now().Before(at) {
+			if _, err := src.ForceRefresh(ctx, st.Token()); err != nil {
+				return u.failed(ctx, e, "refresh", err)
+			}
+			refreshed = true
+			continue
 		}
 		if u.recent(st.ValidatedAt) {
 			return validated

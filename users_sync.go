@@ -162,7 +162,7 @@ func (u *UserTokens) put(st *StoredToken) (e *userEntry, losers map[string][]str
 // held.
 func (u *UserTokens) registerLocked(e *userEntry) {
 	u.users[e.src.key] = e
-	if u.running {
+	if u.scheduling() {
 		u.added = append(u.added, e)
 	}
 }
@@ -204,7 +204,7 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 			}
 		}
 	}
-	if !e.removed.Swap(true) && u.running {
+	if !e.removed.Swap(true) && u.scheduling() {
 		u.gone = append(u.gone, e) // Run takes it off its schedule, so nothing holds it
 	}
 	u.mu.Unlock()
@@ -231,7 +231,7 @@ const forgetTimeout = time.Minute
 // refresh token is in doubt).
 func (u *UserTokens) soon(e *userEntry) {
 	u.mu.Lock()
-	if !u.running {
+	if !u.scheduling() {
 		u.mu.Unlock()
 		return
 	}
