@@ -23,6 +23,13 @@
 // The lease of the lock is renewed while the refresh is in flight, and the save replaces only the
 // pair that was read, so a replica whose lease ran out can never overwrite a newer one.
 //
+// Each write of a token publishes its key on the Pub/Sub channel Prefix+"changes"
+// ("twitchoauth:changes" by default), in the same step as the write; [Store.WatchChanges] reports
+// those keys, so that replicas hear of each other's refreshes and of users added or removed
+// elsewhere within a millisecond on loopback. After any gap in its subscription (a lost
+// connection, a restarted server) it reports the empty key: the messages of the gap are lost, and
+// the caller looks at every key again.
+//
 // Run Redis with AOF persistence (appendonly yes): a restart from an older RDB snapshot brings
 // spent refresh tokens back, and the users refreshed since must log in again. See the README.
 package redisstore
