@@ -1,6 +1,7 @@
 package redisstore
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/twitchoauth/twitchoauth"
@@ -39,4 +40,34 @@ func BenchmarkStoreRefresh(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkSave measures one write of a token over loopback: Save (a plain write) and SaveIf
+// (the fenced write, a Lua script), each replacing the pair it wrote before.
+func BenchmarkSave(b *testing.B) {
+	srv := startRedis(b)
+	store := &Store{Client: newClient(b, srv.Addr), Prefix: "bench:"}
+	tok := func(i int) *twitchoauth.StoredToken {
+		return &twitchoauth.StoredToken{AccessToken: fmt.Sprintf("a%d", i), RefreshToken: fmt.Sprintf("r%d", i), UserID: "u"}
+	}
+	b.Run("Save", func(b *testing.B) {
+		for i := 0; b.Loop(); i++ {
+			if err := store.Save(b.Context(), "save", tok(i)); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("SaveIf", func(b *testing.B) {
+		prev := tok(0)
+		if err := store.Save(b.Context(), "saveif", prev); err != nil {
+			b.Fatal(err)
+		}
+		for i := 1; b.Loop(); i++ {
+			next := tok(i)
+			if err := store.SaveIf(b.Context(), "saveif", prev, next); err != nil {
+				b.Fatal(err)
+			}
+			prev = next
+		}
+	})
 }

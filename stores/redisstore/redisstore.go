@@ -23,6 +23,13 @@
 // The lease of the lock is renewed while the refresh is in flight, and the save replaces only the
 // pair that was read, so a replica whose lease ran out can never overwrite a newer one.
 //
+// Each write of a token publishes its key on the Pub/Sub channel Prefix+"changes"
+// ("twitchoauth:changes" by default), in the same step as the write; [Store.WatchChanges] reports
+// those keys, so that replicas hear of each other's refreshes and of users added or removed
+// elsewhere within a millisecond on loopback. After any gap in its subscription (a lost
+// connection, a restarted server) it reports the empty key: the messages of the gap are lost, and
+// the caller looks at every key again.
+//
 // Run Redis with AOF persistence (appendonly yes): a restart from an older RDB snapshot brings
 // spent refresh tokens back, and the users refreshed since must log in again. See the README.
 package redisstore
@@ -73,10 +80,29 @@ else
 	return 0
 end`)
 
+// The scripts that write a token publish the store's key of what they changed (ARGV[2] of
+// saveScript and deleteScript, ARGV[7] of saveIfScript) on the store's channel (ARGV[1], ARGV[1],
+// ARGV[6]) in the same step as the write, for [Store.WatchChanges]. The PUBLISH runs with
+// redis.pcall: one that Redis refuses (an ACL user without the channel) never fails a write that
+// is already made.
+
+// saveScript sets a token to ARGV[3] and publishes its key.
+var saveScript = redis.NewScript(`redis.call("set", KEYS[1], ARGV[3])
+redis.pcall("publish", ARGV[1], ARGV[2])
+return 1`)
+
+// deleteScript deletes a token and, when there was one, publishes its key. It returns how many
+// keys it deleted.
+var deleteScript = redis.NewScript(`local n = redis.call("del", KEYS[1])
+if n > 0 then
+	redis.pcall("publish", ARGV[1], ARGV[2])
+end
+return n`)
+
 // saveIfScript replaces a token only while it holds the access and refresh tokens of ARGV[1] and
 // ARGV[2] and the spending mark of ARGV[3] and ARGV[4] (its refresh hash and holder; "" and "" for
-// none), in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[5], 0
-// when the token changed or is missing or unreadable.
+// none), in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[5] (and
+// published its key), 0 when the token changed or is missing or unreadable.
 var saveIfScript = redis.NewScript(`local cur = redis.call("get", KEYS[1])
 if not cur then
 	return 0
@@ -99,17 +125,20 @@ if t["token"] ~= ARGV[1] or str(t["refresh"]) ~= ARGV[2] or hash ~= ARGV[3] or h
 	return 0
 end
 redis.call("set", KEYS[1], ARGV[5])
+redis.pcall("publish", ARGV[6], ARGV[7])
 return 1`)
 
 // Store is a [twitchoauth.TokenStore] in Redis. The token of key k is the string value at
 // Prefix+"token:"+k, holding the JSON of [twitchoauth.StoredToken] (the token file's format) with
-// no expiry; its lock is Prefix+"lock:"+k. Each command names a single key, so a Store works on a
-// Redis Cluster too. A Store is safe for concurrent use; replicas each make their own.
+// no expiry; its lock is Prefix+"lock:"+k. Each write of a token publishes k on the Pub/Sub
+// channel Prefix+"changes". Each command names a single key, so a Store works on a Redis Cluster
+// too. A Store is safe for concurrent use; replicas each make their own.
 //
 // Store also implements [twitchoauth.LeaseLocker] (a lease that can be renewed while a slow
 // refresh is in flight), [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
-// out cannot make over a newer pair) and [twitchoauth.KeyLister] (so that replicas' registries
-// see each other's users).
+// out cannot make over a newer pair), [twitchoauth.KeyLister] (so that replicas' registries
+// see each other's users) and [twitchoauth.ChangeWatcher] (so that they hear of each other's
+// writes at once).
 type Store struct {
 	// Client is the Redis connection: a *redis.Client, *redis.ClusterClient or
 	// *redis.Ring. Store does not close it.
@@ -117,12 +146,17 @@ type Store struct {
 	// Prefix starts every key, so that one Redis can serve several apps. Defaults to
 	// DefaultPrefix (also when empty).
 	Prefix string
+
+	// watchPing is how long WatchChanges waits with nothing received before it pings Redis.
+	// Defaults to defaultWatchPing; the tests shorten it.
+	watchPing time.Duration
 }
 
 var (
 	_ twitchoauth.LeaseLocker      = (*Store)(nil)
 	_ twitchoauth.ConditionalSaver = (*Store)(nil)
 	_ twitchoauth.KeyLister        = (*Store)(nil)
+	_ twitchoauth.ChangeWatcher    = (*Store)(nil)
 )
 
 // New returns a Store on client with the default prefix.
@@ -186,7 +220,8 @@ func encode(tok *twitchoauth.StoredToken) ([]byte, error) {
 }
 
 // Save stores tok under key with a single SET and no expiry, replacing what was there: a reader
-// sees the old token or the new one, never a mix. A token whose JSON is larger than
+// sees the old token or the new one, never a mix. A Lua script runs the SET and publishes key on
+// the store's channel (see [Store.WatchChanges]) in one step. A token whose JSON is larger than
 // [twitchoauth.MaxStoredTokenSize] is refused, and nothing is written; SaveIf refuses it too.
 func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredToken) error {
 	if tok == nil {
@@ -196,7 +231,7 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
-	if err := s.Client.Set(ctx, s.tokenKey(key), data, 0).Err(); err != nil {
+	if err := saveScript.Run(ctx, s.Client, []string{s.tokenKey(key)}, s.changesChannel(), key, data).Err(); err != nil {
 		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}
 	return nil
@@ -325,8 +360,9 @@ func (l *lease) Unlock() error { return l.unlock() }
 
 // SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
 // and refresh tokens and its spending mark: a Lua script reads the value, compares them (cjson
-// decodes it) and sets the new one, in one step. When they differ, or nothing readable is stored, it stores nothing
-// and the error Is [twitchoauth.ErrTokenChanged]. Any other error is Redis's.
+// decodes it), sets the new one and publishes key, in one step. When they differ, or nothing
+// readable is stored, it stores nothing and the error Is [twitchoauth.ErrTokenChanged]. Any other
+// error is Redis's.
 func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
 	if prev == nil || next == nil {
 		return errors.New("redisstore: save token: SaveIf needs the token it replaces and a new one")
@@ -340,7 +376,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if m := prev.Spending; m != nil {
 		hash, holder = m.Refresh, m.Holder
 	}
-	n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, hash, holder, data).Int()
+	n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, hash, holder, data, s.changesChannel(), key).Int()
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}
@@ -366,10 +402,11 @@ func newOwner() string {
 	return hex.EncodeToString(b[:])
 }
 
-// Delete removes key's token with one DEL; a key with no token is not an error. A lock held on the
-// key stays until its holder releases it or its lease ends.
+// Delete removes key's token with one DEL and, when there was one, publishes key on the store's
+// channel, in one step (a Lua script); a key with no token is not an error. A lock held on the key
+// stays until its holder releases it or its lease ends.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	if err := s.Client.Del(ctx, s.tokenKey(key)).Err(); err != nil {
+	if err := deleteScript.Run(ctx, s.Client, []string{s.tokenKey(key)}, s.changesChannel(), key).Err(); err != nil {
 		return fmt.Errorf("redisstore: delete token: %w", redisError(ctx, err))
 	}
 	return nil
