@@ -43,10 +43,15 @@ const (
 // # Replicas
 //
 // Several replicas of a service can share one store (e.g. Redis, see stores/redisstore):
-//   - A user added on one replica is seen by the others: Run lists the store's keys every
-//     SyncEvery ([UserTokens.Sync] does it at once); a user removed on one replica is dropped by
-//     the others the same way. Intents travel with the token in the store and reach the other
-//     replicas within ValidateEvery.
+//   - Over a store that reports its changes ([ChangeWatcher]: Redis, PostgreSQL, SQLite and
+//     FileStore do), what one replica does reaches the others at once while Run runs: a token it
+//     refreshed (OnRefresh and subscribers hear it), a user it added or removed, a mark it
+//     resolved. Otherwise, and after a gap in the notifications, a user added on one replica is
+//     seen by the others when Run lists the store's keys every SyncEvery ([UserTokens.Sync] does
+//     it at once), and a user removed is dropped the same way. Intents travel with the token in
+//     the store.
+//   - A replica may be a reader (ReadOnly) that never refreshes, beside a writer (KeepFresh) that
+//     keeps every token fresh; see stores/README.md for which deployment suits which service.
 //   - A token is refreshed once across replicas: a refresh takes the user's lock in the store,
 //     adopts a fresh token another replica stored, and only otherwise refreshes and saves.
 //   - Validation is spread, not done once per replica: every replica validates a user in the same

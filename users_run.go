@@ -26,8 +26,11 @@ const (
 // Run validates every user's token once per ValidateEvery until ctx is done, and returns ctx's
 // error then (or at once, an error when Run is already running). It is one goroutine with a pool
 // of MaxInFlight workers, and one more that lists the store every SyncEvery (reading the users it
-// finds new with up to MaxInFlight readers of its own meanwhile), all ended before it returns; it
-// starts none per user.
+// finds new with up to MaxInFlight readers of its own meanwhile); over a store that reports its
+// changes ([ChangeWatcher]), one more watches it and reads each changed user again with up to
+// MaxInFlight readers, so that what another replica did reaches this one at once. All are ended
+// before it returns; it starts none per user. On a reader replica (ReadOnly), Run only lists and
+// watches the store.
 //
 // Each user has a slot in the period, derived from the user ID and spread evenly over it (see
 // [UserTokens] for how replicas share the work), so that 10,000 users added at once are validated
