@@ -366,3 +366,70 @@ func TestReaderReplicas(t *testing.T) {
 		}
 	})
 }
+
+// countingStore counts the reads one replica makes of a shared store.
+type countingStore struct {
+	*watchedStore
+	loads atomic.Int64
+}
+
+func (c *countingStore) Load(ctx context.Context, key string) (*StoredToken, error) {
+	c.loads.Add(1)
+	return c.watchedStore.Load(ctx, key)
+}
+
+// TestUserTokensReadsWithNotifications: 4 replicas share 10,000 users over a store that reports
+// its changes. Each replica reads each user's record about once per ValidateEvery (its slot: one
+// replica validates, the others find the validation recent) plus once per change it hears of (a
+// validation's save): the figures are logged, and held under a bound.
+func TestUserTokensReadsWithNotifications(t *testing.T) {
+	if testing.Short() {
+		t.Skip("10,000 users")
+	}
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		shared := newWatchedStore()
+		users := ids(10000)
+		for _, id := range users {
+			access, refresh := b.fake.IssueToken(faketwitch.ClientID, faketwitch.UserID, []string{"chat:read"}, 100*time.Hour)
+			st := &StoredToken{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(100 * time.Hour),
+				UserID: id, ClientID: faketwitch.ClientID}
+			if err := shared.memStore.Save(t.Context(), id, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		shared.memStore.saves.Store(0)
+		replicas := make([]*countingStore, 4)
+		ctx, cancel := context.WithCancel(t.Context())
+		var wg sync.WaitGroup
+		for i := range replicas {
+			replicas[i] = &countingStore{watchedStore: shared}
+			u := NewUserTokens(b.c, replicas[i])
+			if err := u.Sync(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			wg.Go(func() { u.Run(ctx) })
+		}
+		time.Sleep(time.Hour) // the first period: each user validated once, by one replica
+		synctest.Wait()
+		var before [4]int64
+		for i, r := range replicas {
+			before[i] = r.loads.Load()
+		}
+		saves0 := shared.memStore.saves.Load()
+		const hours = 2
+		time.Sleep(hours * time.Hour)
+		synctest.Wait()
+		cancel()
+		wg.Wait()
+		changes := float64(shared.memStore.saves.Load()-saves0) / float64(len(users)) / hours
+		for i, r := range replicas {
+			perUser := float64(r.loads.Load()-before[i]) / float64(len(users)) / hours
+			t.Logf("replica %d: %.2f reads per user per hour (changes per user per hour: %.2f)", i, perUser, changes)
+			// At most once per period, plus once per change it hears of.
+			if limit := 1 + changes; perUser > limit {
+				t.Errorf("replica %d: %.2f reads per user per hour, more than %.2f", i, perUser, limit)
+			}
+		}
+	})
+}

@@ -139,6 +139,9 @@ type UserTokens struct {
 	gone    []*userEntry      // entries forgotten while Run runs, not yet taken off its schedule
 	hurry   []*userEntry      // entries whose source holds a pair to store, to pass over soon
 	wake    chan struct{}     // tells Run that added, gone or hurry has entries
+	// watching is set while Run watches the store's changes with no gap since it last read every
+	// user: what the entries last read is what the store holds.
+	watching atomic.Bool
 
 	revocations recentRevocations // the revocations RevocationHandler handled lately
 }
@@ -150,6 +153,9 @@ type userEntry struct {
 	intents []string // guarded by UserTokens.mu
 	removed atomic.Bool
 	synced  uint32 // the last Sync whose listing held the user; guarded by UserTokens.mu
+	// validatedAt is the stored ValidatedAt as last read (Unix nanoseconds): while the store's
+	// changes are watched, a validation another replica made is known without a read.
+	validatedAt atomic.Int64
 
 	// Owned by Run's scheduler.
 	index    int32 // in Run's schedule (a heap), or -1

@@ -327,6 +327,11 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	if err := src.revokedErr(); err != nil && !errors.Is(*err, ErrRefreshInDoubt) {
 		return u.failed(ctx, e, "refresh", *err) // the grant is gone: finish the user's removal
 	}
+	// Over a store whose changes are watched, a validation another replica made this slot is
+	// known without reading the store.
+	if at := e.validatedAt.Load(); u.watching.Load() && at != 0 && u.recent(time.Unix(0, at)) && !e.src.Pending() {
+		return validated
+	}
 	refreshed := false
 	for range 4 { // a refresh, or another replica's token to adopt, makes another round
 		st, err := u.store.Load(ctx, e.src.key)
@@ -420,6 +425,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 // noteStored brings e up to date with what the store holds: the intents, a doubt over the
 // refresh token that the store shows over, and a fresh token another replica stored.
 func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserTokenSource, st *StoredToken) {
+	e.validatedAt.Store(st.ValidatedAt.UnixNano())
 	u.mu.Lock()
 	if u.users[e.src.key] == e && !slices.Equal(e.intents, st.Intents) {
 		u.setIntentsLocked(e, st.Intents)

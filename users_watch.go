@@ -18,10 +18,11 @@ const watchRetry = time.Minute
 // A watch that gives up is started again after watchRetry; Sync, every SyncEvery, covers the
 // time between.
 func (u *UserTokens) watch(ctx context.Context, cw ChangeWatcher) {
-	q := &changeQueue{keys: map[string]struct{}{}, wake: make(chan struct{}, 1)}
+	q := &changeQueue{u: u, keys: map[string]struct{}{}, wake: make(chan struct{}, 1)}
 	var wg sync.WaitGroup
 	wg.Go(func() { u.applyChanges(ctx, q) })
 	defer wg.Wait()
+	defer u.watching.Store(false)
 	for {
 		err := cw.WatchChanges(ctx, q.add)
 		if ctx.Err() != nil {
@@ -30,6 +31,7 @@ func (u *UserTokens) watch(ctx context.Context, cw ChangeWatcher) {
 		u.log(ctx, slog.LevelWarn, "twitchoauth: the store's change notifications stopped; listing it every SyncEvery meanwhile",
 			slog.String("error", errString(err)))
 		q.lost()
+		u.watching.Store(false)
 		t := time.NewTimer(watchRetry)
 		select {
 		case <-ctx.Done():
@@ -43,6 +45,7 @@ func (u *UserTokens) watch(ctx context.Context, cw ChangeWatcher) {
 // changeQueue holds the changes a watch reported that Run has not taken up: each key once, however
 // often it was reported meanwhile.
 type changeQueue struct {
+	u       *UserTokens
 	mu      sync.Mutex
 	keys    map[string]struct{}
 	resyncs int  // the empty keys reported: look at everything
@@ -55,6 +58,7 @@ func (q *changeQueue) add(key string) {
 	q.mu.Lock()
 	if key == "" {
 		q.resyncs++
+		q.u.watching.Store(false) // a gap, or the watch's start: not current until read again
 	} else {
 		q.keys[key] = struct{}{}
 	}
@@ -104,6 +108,7 @@ func (u *UserTokens) applyChanges(ctx context.Context, q *changeQueue) {
 		}
 		keys, resync, all := q.take(&first)
 		if resync {
+			u.watching.Store(false) // until every user is read again
 			if err := u.Sync(ctx); err != nil && ctx.Err() == nil {
 				u.log(ctx, slog.LevelWarn, "twitchoauth: list the store's users after a gap in its notifications failed; will try again",
 					slog.String("error", err.Error()))
@@ -113,6 +118,9 @@ func (u *UserTokens) applyChanges(ctx context.Context, q *changeQueue) {
 			}
 		}
 		u.readChanged(ctx, keys)
+		if resync && ctx.Err() == nil {
+			u.watching.Store(true)
+		}
 	}
 }
 
