@@ -1,7 +1,7 @@
 package storetest
 
 import (
-	"io"
+	"bytes"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -20,7 +20,8 @@ type Proxy struct {
 	ln     net.Listener
 
 	dropping atomic.Bool
-	dropped  atomic.Int64 // bytes of replies lost
+	dropped  atomic.Int64           // bytes of replies lost
+	trigger  atomic.Pointer[[]byte] // what a client sends that starts dropping replies
 
 	mu    sync.Mutex
 	cut   bool
@@ -80,13 +81,38 @@ func (p *Proxy) forward(down net.Conn) {
 	p.conns[down], p.conns[up] = true, true
 	p.mu.Unlock()
 	var both sync.WaitGroup
-	both.Go(func() { io.Copy(up, down); up.Close(); down.Close() })
+	both.Go(func() { p.request(up, down); up.Close(); down.Close() })
 	both.Go(func() { p.reply(down, up); up.Close(); down.Close() })
 	both.Wait()
 	p.mu.Lock()
 	delete(p.conns, down)
 	delete(p.conns, up)
 	p.mu.Unlock()
+}
+
+// request copies a client's bytes from down to up. Bytes that hold the trigger start the dropping
+// of replies before they reach the server, so that the reply to them is lost for certain.
+func (p *Proxy) request(up, down net.Conn) {
+	buf := make([]byte, 32<<10)
+	var tail []byte // the last bytes of the previous read: the trigger may straddle two
+	for {
+		n, err := down.Read(buf)
+		if n > 0 {
+			if trig := p.trigger.Load(); trig != nil {
+				seen := append(tail, buf[:n]...)
+				if bytes.Contains(seen, *trig) && p.trigger.CompareAndSwap(trig, nil) {
+					p.dropping.Store(true)
+				}
+				tail = append(tail[:0], seen[max(0, len(seen)-len(*trig)+1):]...)
+			}
+			if _, werr := up.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // reply copies the server's bytes from up to down, throwing them away while replies are dropped.
@@ -121,6 +147,15 @@ func reset(c net.Conn) {
 // Heal.
 func (p *Proxy) DropReplies() { p.dropping.Store(true) }
 
+// DropRepliesAfter makes the proxy start dropping replies (as DropReplies does) when a client
+// sends trigger, before the bytes that hold it reach the server: the reply to the request that
+// carries trigger is lost, whichever connection carries it, and whatever requests went before it
+// on the way to it (a read, say) were answered.
+func (p *Proxy) DropRepliesAfter(trigger []byte) {
+	trig := bytes.Clone(trigger)
+	p.trigger.Store(&trig)
+}
+
 // Dropping reports whether the server's replies are being dropped.
 func (p *Proxy) Dropping() bool { return p.dropping.Load() }
 
@@ -145,4 +180,5 @@ func (p *Proxy) Heal() {
 	defer p.mu.Unlock()
 	p.cut = false
 	p.dropping.Store(false)
+	p.trigger.Store(nil)
 }

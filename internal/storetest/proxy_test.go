@@ -88,13 +88,12 @@ func TestProxy(t *testing.T) {
 	if _, err := c.Read(buf); err == nil {
 		t.Error("a read on a cut connection succeeded")
 	}
-	refused, err := net.Dial("tcp", p.Addr)
-	if err != nil {
-		t.Fatal(err) // the port is kept: the connection is taken, then reset
-	}
-	defer refused.Close()
-	if _, err := refused.Read(buf); err == nil {
-		t.Error("a connection made while the proxy is cut was not reset")
+	// The port is kept: a connection is taken, then reset (at once, or once it is accepted).
+	if refused, err := net.Dial("tcp", p.Addr); err == nil {
+		defer refused.Close()
+		if _, err := refused.Read(buf); err == nil {
+			t.Error("a connection made while the proxy is cut was not reset")
+		}
 	}
 	p.Heal()
 	again, err := net.Dial("tcp", p.Addr)
@@ -108,4 +107,43 @@ func TestProxy(t *testing.T) {
 	if _, err := io.ReadFull(again, buf[:1]); err != nil || buf[0] != 'D' {
 		t.Errorf("after the heal: read %q, %v", buf[:1], err)
 	}
+}
+
+// TestProxyDropRepliesAfter: the replies are dropped from the request that holds the trigger on:
+// the one before it is answered, it reaches the server, and its reply is lost.
+func TestProxyDropRepliesAfter(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), FaultTimeout)
+	defer cancel()
+	got := make(chan byte, 8)
+	p := StartProxy(t, upperServer(t, got))
+	c, err := net.Dial("tcp", p.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	p.DropRepliesAfter([]byte("t"))
+	send := func(b byte) {
+		t.Helper()
+		if _, err := c.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-got:
+		case <-ctx.Done():
+			t.Fatalf("the server never read %q", b)
+		}
+	}
+	send('x')
+	buf := make([]byte, 1)
+	if _, err := io.ReadFull(c, buf); err != nil || buf[0] != 'X' {
+		t.Fatalf("read %q, %v; want the reply to the request before the trigger", buf, err)
+	}
+	if p.Dropping() {
+		t.Fatal("dropping before the trigger was sent")
+	}
+	send('t')
+	if !p.Dropping() {
+		t.Fatal("the trigger reached the server, and replies are not dropped")
+	}
+	WaitUntil(t, ctx, "the reply to the trigger dropped", func() bool { return p.Dropped() == 1 })
 }
