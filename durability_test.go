@@ -415,9 +415,60 @@ func TestKillAfterRefreshBeforeSave(t *testing.T) {
 	c := publicClient(fake)
 	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
 	old := seedStored(t, store, fake, c, "u")
-
 	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
 	defer cancel()
+	killAtSave(t, ctx, store, fake)
+
+	_, err := replica(c, store, "u").Token()
+	if !errors.Is(err, ErrRefreshInDoubt) || !errors.Is(err, ErrInvalidRefreshToken) {
+		t.Errorf("the next process: err = %v, want the doubt", err)
+	}
+	wantNoReuse(t, fake, 1)
+	if st, err := store.Load(t.Context(), "u"); err != nil || st.RefreshToken != old.RefreshToken || st.Spending == nil {
+		t.Errorf("stored record %+v, %v; want it kept, with the dead process's mark", st, err)
+	}
+}
+
+// TestKillDecidedWithinBound: as TestKillAfterRefreshBeforeSave, with the next process's source
+// as a program makes it (the default lock ttl and mark bound). The dead process's file lock died
+// with it: what is tested is the bound. The next process fails with the doubt alone (not a lease
+// or context error), 35 s after the dead holder's mark at most and not before a refresh could
+// have ended (30 s), sending nothing; the record is kept, mark and all.
+func TestKillDecidedWithinBound(t *testing.T) {
+	t.Parallel()
+	_, fake := newTestClient(t)
+	c := publicClient(fake)
+	store := &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}
+	old := seedStored(t, store, fake, c, "u")
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	killAtSave(t, ctx, store, fake)
+	marked, err := store.Load(ctx, "u")
+	if err != nil || marked.Spending == nil || marked.RefreshToken != old.RefreshToken {
+		t.Fatalf("stored record %+v, %v; want the old pair with the dead process's mark", marked, err)
+	}
+
+	_, err = NewStoreTokenSource(c, store, "u", nil).TokenContext(ctx)
+	took := time.Since(marked.Spending.At)
+	t.Logf("the next process decided %v after the dead holder's mark: %v", took.Round(time.Millisecond), err)
+	if !errors.Is(err, ErrRefreshInDoubt) || !errors.Is(err, ErrInvalidRefreshToken) ||
+		errors.Is(err, ErrLeaseLost) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("the next process: err = %v, want the doubt alone", err)
+	}
+	if took > defaultMarkBound+2*time.Second || took < refreshTimeout {
+		t.Errorf("decided %v after the mark; want within %v of it, and no sooner than a refresh may take (%v)", took, defaultMarkBound, refreshTimeout)
+	}
+	wantNoReuse(t, fake, 1)
+	if st, err := store.Load(ctx, "u"); err != nil || !st.Matches(marked) || !st.Spending.At.Equal(marked.Spending.At) {
+		t.Errorf("stored record %+v, %v; want it kept, with the dead process's mark", st, err)
+	}
+}
+
+// killAtSave runs this test binary as a process that refreshes the token of store's key "u" at
+// the fake (see killChild), and kills it (SIGKILL: no deferred function, no unlock) once Twitch
+// has answered and before it stores the new pair.
+func killAtSave(t *testing.T, ctx context.Context, store *FileStore, fake *faketwitch.Server) {
+	t.Helper()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestKillAfterRefreshBeforeSave$", "-test.count=1")
 	cmd.Env = append(os.Environ(), "TWITCHOAUTH_KILL_CHILD="+store.Path, "TWITCHOAUTH_KILL_BASE="+fake.BaseURL())
 	out, err := cmd.StdoutPipe()
@@ -442,15 +493,6 @@ func TestKillAfterRefreshBeforeSave(t *testing.T) {
 	}
 	if n := fake.CountGrant("refresh_token"); n != 1 {
 		t.Fatalf("%d refreshes before the kill, want 1", n)
-	}
-
-	_, err = replica(c, store, "u").Token()
-	if !errors.Is(err, ErrRefreshInDoubt) || !errors.Is(err, ErrInvalidRefreshToken) {
-		t.Errorf("the next process: err = %v, want the doubt", err)
-	}
-	wantNoReuse(t, fake, 1)
-	if st, err := store.Load(t.Context(), "u"); err != nil || st.RefreshToken != old.RefreshToken || st.Spending == nil {
-		t.Errorf("stored record %+v, %v; want it kept, with the dead process's mark", st, err)
 	}
 }
 

@@ -23,7 +23,7 @@ import (
 	"github.com/twitchoauth/twitchoauth/internal/storetest"
 )
 
-// This file and proxy_test.go and crash_test.go fail Redis for real under a public client's
+// This file and partition_test.go and crash_test.go fail Redis for real under a public client's
 // refreshes (its refresh tokens work once: one sent twice ends the user's grant at the fake, as
 // at Twitch): a Redis stopped (SIGSTOP) past the lease, killed (SIGKILL) and restarted from its
 // AOF, cut off from one replica, and a holder killed between Twitch's answer and the save. None

@@ -268,8 +268,15 @@ func watchdog(bin, dir string) {
 
 // dsn returns the connection string of database db as an application named app, which
 // pg_stat_activity shows (and pg_terminate_backend finds).
-func (s *pgServer) dsn(db, app string) string {
-	return fmt.Sprintf("host=127.0.0.1 port=%d user=postgres dbname=%s sslmode=disable application_name=%s connect_timeout=5", s.port, db, app)
+func (s *pgServer) dsn(db, app string) string { return dsnAt(s.addr(), db, app) }
+
+// addr is the server's loopback address.
+func (s *pgServer) addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.port)) }
+
+// dsnAt is dsn for the server at addr (its own address, or a proxy's).
+func dsnAt(addr, db, app string) string {
+	host, port, _ := net.SplitHostPort(addr)
+	return fmt.Sprintf("host=%s port=%s user=postgres dbname=%s sslmode=disable application_name=%s connect_timeout=5", host, port, db, app)
 }
 
 // freePort returns a loopback port that nothing listened on a moment ago.
@@ -296,9 +303,12 @@ func uniquePrefix() string { return fmt.Sprintf("t%d_", serial.Add(1)) }
 
 // pgDB opens a connection pool of its own (a replica's) to the server's postgres database,
 // named app in pg_stat_activity, closed when the test ends.
-func pgDB(t testing.TB, srv *pgServer, app string) *sql.DB {
+func pgDB(t testing.TB, srv *pgServer, app string) *sql.DB { return pgDBAt(t, srv.addr(), app) }
+
+// pgDBAt is pgDB for the server at addr (its own address, or a proxy's).
+func pgDBAt(t testing.TB, addr, app string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("pgx", srv.dsn("postgres", app))
+	db, err := sql.Open("pgx", dsnAt(addr, "postgres", app))
 	if err != nil {
 		t.Fatal(err)
 	}
