@@ -74,7 +74,7 @@ func (u *UserTokens) Run(ctx context.Context) error {
 	now := time.Now()
 	for i, e := range due {
 		e.failures = 0
-		e.due = u.nextDue(e, now)
+		e.due = u.nextDue(e, now, 0)
 		if e.src.Pending() || e.src.inDoubt() {
 			e.due = now // a pair kept before Run started is stored first; a doubt looked at again
 		}
@@ -166,7 +166,10 @@ func (u *UserTokens) Run(ctx context.Context) error {
 				r.e.due = latest(r.e.due, now.Add(r.e.wait), r.e.floor())
 			} else {
 				r.e.failures = 0
-				r.e.due = u.nextDue(r.e, now) // the slot after the one just passed, or the token's refresh
+				// The slot after the one just passed, or the token's refresh, a minute on at the
+				// soonest: a token Twitch issues for less than keepFreshAhead is not refreshed
+				// over and over.
+				r.e.due = u.nextDue(r.e, now, time.Minute)
 			}
 			heap.Push(&due, r.e)
 		}
@@ -181,7 +184,7 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		now := time.Now()
 		for _, e := range added {
 			e.failures = 0
-			e.due = u.nextDue(e, now)
+			e.due = u.nextDue(e, now, 0)
 			heap.Push(&due, e)
 		}
 		for _, e := range gone {
@@ -272,13 +275,21 @@ func (u *UserTokens) runReader(ctx context.Context) error {
 }
 
 // nextDue is when Run passes over e next after now: at the user's next slot, or, with KeepFresh,
-// when its token is due to be refreshed, if that is sooner.
-func (u *UserTokens) nextDue(e *userEntry, now time.Time) time.Time {
+// when its token is due to be refreshed (gap after now at the soonest), if that is sooner.
+func (u *UserTokens) nextDue(e *userEntry, now time.Time, gap time.Duration) time.Time {
 	due := u.nextSlot(e.src.key, now)
-	if at, ok := u.refreshDue(e.src.cur.Load()); ok && at.Before(due) {
-		due = latest(at, now)
+	if at, ok := u.refreshDue(e.src.cur.Load()); ok {
+		if at = latest(at, now.Add(gap)); at.Before(due) {
+			due = at
+		}
 	}
 	return due
+}
+
+// refreshDueNow reports whether src's token is due to be refreshed by a KeepFresh writer.
+func (u *UserTokens) refreshDueNow(src *UserTokenSource) bool {
+	at, ok := u.refreshDue(src.cur.Load())
+	return ok && !time.Now().Before(at)
 }
 
 // refreshDue returns when a KeepFresh writer refreshes tok: keepFreshAhead before it expires;
@@ -329,7 +340,7 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 	}
 	// Over a store whose changes are watched, a validation another replica made this slot is
 	// known without reading the store.
-	if at := e.validatedAt.Load(); u.watching.Load() && at != 0 && u.recent(time.Unix(0, at)) && !e.src.Pending() {
+	if at := e.validatedAt.Load(); u.watching.Load() && at != 0 && u.recent(time.Unix(0, at)) && !u.refreshDueNow(src) {
 		return validated
 	}
 	refreshed := false
