@@ -22,6 +22,57 @@ type stamp struct {
 	updatedAt      string
 }
 
+// stamps are the stamps of the token rows, as a watch last read them. A read goes through every
+// row, comparing each with what was seen in place, so that a read that finds little changed
+// allocates little.
+type stamps struct {
+	rows map[string]*seenRow
+	read uint64 // the number of the read under way, or the last one
+}
+
+// seenRow is a row's stamp, and the number of the read that last found the row.
+type seenRow struct {
+	stamp
+	read uint64
+}
+
+// begin starts a read of every row.
+func (ss *stamps) begin() {
+	if ss.rows == nil {
+		ss.rows = make(map[string]*seenRow)
+	}
+	ss.read++
+}
+
+// see records that the read found key's row with the given stamp, and reports whether its
+// stamp changed (or it is new).
+func (ss *stamps) see(key []byte, rowid, version int64, updatedAt []byte) bool {
+	r, ok := ss.rows[string(key)]
+	if !ok {
+		ss.rows[string(key)] = &seenRow{stamp: stamp{rowid, version, string(updatedAt)}, read: ss.read}
+		return true
+	}
+	r.read = ss.read
+	if r.rowid == rowid && r.version == version && r.updatedAt == string(updatedAt) {
+		return false
+	}
+	r.stamp = stamp{rowid, version, string(updatedAt)}
+	return true
+}
+
+// end ends a read that went through every row: it forgets the keys the read did not find, and
+// returns them.
+func (ss *stamps) end() []string {
+	var gone []string
+	for k, r := range ss.rows {
+		if r.read != ss.read {
+			gone = append(gone, k)
+			delete(ss.rows, k)
+		}
+	}
+	return gone
+}
+
 // poll watches an SQLite database as WatchChanges says, on a connection of DB of its own, until
 // ctx ends or the database fails with an error that a later poll would not pass.
 func (s *Store) poll(ctx context.Context, changed func(string), watching func()) error {
@@ -41,8 +92,8 @@ func (s *Store) poll(ctx context.Context, changed func(string), watching func())
 	if err := conn.QueryRowContext(ctx, "PRAGMA data_version").Scan(&version); err != nil {
 		return describe(ctx, err)
 	}
-	seen, err := readStamps(ctx, conn, q.stamps)
-	if err != nil {
+	var seen stamps
+	if _, err := seen.readAll(ctx, conn, q.stamps); err != nil {
 		return err
 	}
 	watching()
@@ -59,22 +110,24 @@ func (s *Store) poll(ctx context.Context, changed func(string), watching func())
 		if err == nil && now == version {
 			continue
 		}
-		var cur map[string]stamp
+		var keys []string
 		if err == nil {
-			cur, err = readStamps(ctx, conn, q.stamps)
+			keys, err = seen.readAll(ctx, conn, q.stamps)
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		for _, key := range keys { // found changed before an error too: seen holds their stamps
+			changed(key)
 		}
 		switch {
 		case err == nil:
+			version = now
 		case isBusy(err) && ctx.Err() == nil:
 			continue // another connection holds the lock: the next tick asks again
 		default:
 			return describe(ctx, err)
 		}
-		version = now
-		for _, key := range changedKeys(seen, cur) {
-			changed(key)
-		}
-		seen = cur
 	}
 }
 
@@ -99,42 +152,33 @@ func notInMemory(ctx context.Context, conn *sql.Conn) error {
 	return describe(ctx, rows.Err())
 }
 
-// readStamps returns the stamp of every token row, by key.
-func readStamps(ctx context.Context, conn *sql.Conn, query string) (map[string]stamp, error) {
+// readAll reads the stamp of every token row, and returns, in order, the keys whose stamp changed
+// since the last read, appeared or went. A read that fails part way returns the keys it found
+// changed so far (and ss holds their new stamps), but none that went.
+func (ss *stamps) readAll(ctx context.Context, conn *sql.Conn, query string) ([]string, error) {
 	rows, err := conn.QueryContext(ctx, query)
 	if err != nil {
 		return nil, describe(ctx, err)
 	}
 	defer rows.Close()
-	out := make(map[string]stamp)
+	ss.begin()
+	var keys []string
+	var key, updatedAt sql.RawBytes
+	var rowid, version int64
 	for rows.Next() {
-		var key string
-		var st stamp
-		if err := rows.Scan(&key, &st.rowid, &st.version, &st.updatedAt); err != nil {
-			return nil, err
+		if err := rows.Scan(&key, &rowid, &version, &updatedAt); err != nil {
+			slices.Sort(keys)
+			return keys, err
 		}
-		out[key] = st
+		if ss.see(key, rowid, version, updatedAt) {
+			keys = append(keys, string(key))
+		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, describe(ctx, err)
+		slices.Sort(keys)
+		return keys, describe(ctx, err)
 	}
-	return out, nil
-}
-
-// changedKeys returns, in order, the keys whose stamp differs between old and cur: saved,
-// deleted, or both.
-func changedKeys(old, cur map[string]stamp) []string {
-	var keys []string
-	for k, st := range cur {
-		if was, ok := old[k]; !ok || was != st {
-			keys = append(keys, k)
-		}
-	}
-	for k := range old {
-		if _, ok := cur[k]; !ok {
-			keys = append(keys, k)
-		}
-	}
+	keys = append(keys, ss.end()...)
 	slices.Sort(keys)
-	return keys
+	return keys, nil
 }
