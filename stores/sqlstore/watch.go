@@ -37,8 +37,9 @@ const (
 // a key over 7,999 bytes, too long for a notification: it then means "look at every key"); the
 // notification is delivered when the write commits, and not if it does not. WatchChanges LISTENs
 // on a connection of DB, which must have been opened with pgx's database/sql driver
-// (github.com/jackc/pgx/v5/stdlib): a change is reported within a millisecond or so on a local
-// network. LISTEN and NOTIFY need no privilege beyond connecting. A connection that stays quiet
+// (github.com/jackc/pgx/v5/stdlib). LISTEN and NOTIFY need no privilege beyond connecting. On
+// loopback, with 10,000 users stored, a change was reported 0.35 ms after its Save started
+// (median; 0.7 ms at the 99th percentile; the Save itself takes 0.3 ms). A connection that stays quiet
 // for 30 seconds is checked with an empty statement, so that one a network dropped unannounced
 // is found. When the connection is lost (the server restarted, or the backend was terminated),
 // WatchChanges connects again, with a backoff (100 ms doubling to 10 s, jittered), and calls
@@ -51,8 +52,10 @@ const (
 // and stamp (its rowid, version and updated_at: a save changes the version, a row deleted and
 // saved anew starts at version 1 again but gets a new rowid or time) and reports the keys whose
 // stamp changed, appeared or went, in key order. A change is reported within SQLitePollInterval
-// and a read of the table, by design only to processes on the machine that holds the file. An
-// in-memory database is refused: the watch would hold its only connection.
+// and a read of the table, by design only to processes on the machine that holds the file: with
+// 10,000 users stored, 70 ms after its Save started (median; 110 to 135 ms at the 99th
+// percentile), a read of every row's stamp taking 7 to 12 ms. An in-memory database is refused:
+// the watch would hold its only connection.
 //
 // It returns sooner only with an error that will not pass: a PostgreSQL DB whose driver is not
 // pgx, an in-memory SQLite database, an invalid Prefix, a closed DB, or an error of the database
