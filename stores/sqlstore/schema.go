@@ -160,7 +160,7 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 	}
 	switch dialect {
 	case Postgres:
-		// Every write of a token row notifies the watchers (see Store.WatchChanges) in its own
+		// Every write of a token row notifies the watchers (see Store.WatchChanges) in the write's
 		// statement: the notification is sent when the write commits, and not when it does not,
 		// and costs no statement more. The SELECT returns a row per row written, so that SaveIf
 		// still counts the rows it updated.

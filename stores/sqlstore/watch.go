@@ -32,7 +32,7 @@ const (
 // It runs in the caller's goroutine and starts nothing that outlives it. It holds one connection
 // of DB for as long as it runs (mind the pool's size), and gives it back when it returns.
 //
-// On PostgreSQL, every write of a token row notifies, in its own statement, the channel
+// On PostgreSQL, every write of a token row notifies, in the same statement, the channel
 // Prefix+"changes" (twitchoauth_changes by default), with the row's key as the payload (or "" for
 // a key over 7,999 bytes, too long for a notification: it then means "look at every key"); the
 // notification is delivered when the write commits, and not if it does not. WatchChanges LISTENs
