@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -56,6 +57,35 @@ func BenchmarkLoad(b *testing.B) {
 				}
 			})
 		}
+	})
+}
+
+// BenchmarkSave measures one save of a stored user's token: one upsert, a commit. Parallel runs
+// eight savers at once, each on a user of its own, as a registry's validations run: their commits
+// share PostgreSQL's group commit, and on SQLite take turns.
+func BenchmarkSave(b *testing.B) {
+	benchDialects(b, func(b *testing.B, connect func(b *testing.B) *Store) {
+		s := connect(b)
+		b.Run("serial", func(b *testing.B) {
+			for i := range b.N {
+				if err := s.Save(b.Context(), "u", benchToken(i)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("parallel", func(b *testing.B) {
+			var next atomic.Int64
+			b.SetParallelism(max(1, 8/runtime.GOMAXPROCS(0)))
+			b.RunParallel(func(pb *testing.PB) {
+				key := "p" + strconv.FormatInt(next.Add(1), 10)
+				for i := 0; pb.Next(); i++ {
+					if err := s.Save(b.Context(), key, benchToken(i)); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	})
 }
 

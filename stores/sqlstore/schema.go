@@ -101,7 +101,16 @@ type queries struct {
 	schema, tableExists, version                 string
 	load, save, saveIf, delete, deleteLock, keys string
 	lock, renew, unlock, unsealed                string
+	stamps                                       string // SQLite: what a watch compares
 }
+
+// maxNotifyKey is the longest key a PostgreSQL notification carries: its payload must be shorter
+// than 8000 bytes. A longer key's write notifies "" (see [Store.WatchChanges]).
+const maxNotifyKey = 7999
+
+// changesChannel is the PostgreSQL notification channel of the tables whose names start with
+// prefix, a checked prefix: an identifier that needs no quotes, as the tables' names are.
+func changesChannel(prefix string) string { return prefix + "changes" }
 
 // newQueries returns the statements of dialect on the tables whose names start with prefix.
 func newQueries(dialect Dialect, prefix string) (*queries, error) {
@@ -149,9 +158,24 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 		unlock:   "DELETE FROM {locks} WHERE key = $1 AND holder = $2",
 		unsealed: unsealed,
 	}
-	names := strings.NewReplacer("{tokens}", prefix+"tokens", "{locks}", prefix+"locks", "{schema}", prefix+"schema")
+	switch dialect {
+	case Postgres:
+		// Every write of a token row notifies the watchers (see Store.WatchChanges) in the write's
+		// statement: the notification is sent when the write commits, and not when it does not,
+		// and costs no statement more. The SELECT returns a row per row written, so that SaveIf
+		// still counts the rows it updated.
+		notify := func(write string) string {
+			return fmt.Sprintf("WITH w AS (%s RETURNING key) SELECT pg_notify('{channel}', CASE WHEN octet_length(key) <= %d THEN key ELSE '' END) FROM w",
+				write, maxNotifyKey)
+		}
+		q.save, q.saveIf, q.delete = notify(q.save), notify(q.saveIf), notify(q.delete)
+	case SQLite:
+		q.stamps = "SELECT key, rowid, version, updated_at FROM {tokens}"
+	}
+	names := strings.NewReplacer("{tokens}", prefix+"tokens", "{locks}", prefix+"locks", "{schema}", prefix+"schema",
+		"{channel}", changesChannel(prefix))
 	for _, p := range []*string{&q.version, &q.load, &q.save, &q.saveIf, &q.delete, &q.deleteLock, &q.keys,
-		&q.lock, &q.renew, &q.unlock, &q.unsealed} {
+		&q.lock, &q.renew, &q.unlock, &q.unsealed, &q.stamps} {
 		*p = names.Replace(*p)
 		if dialect == SQLite {
 			*p = sqlitePlaceholders(*p)

@@ -17,6 +17,14 @@
 // they reach the database, and keys can rotate.
 //
 // A Store starts no goroutine: nothing runs in the background, and there is nothing to stop.
+// [Store.WatchChanges], through which a replica hears at once of the tokens the others save and
+// delete, runs in the goroutine that calls it and starts nothing that outlives it. On PostgreSQL,
+// every write of a token row notifies the channel Prefix+"changes" (twitchoauth_changes) with the
+// row's key, never a token (LISTEN and NOTIFY need no privilege beyond connecting), and a watch
+// hears of it within a millisecond on loopback. On SQLite, a watch asks the file every
+// [SQLitePollInterval] (100 ms) whether it changed, and hears of a change within some 120 ms; all
+// processes sharing the file run on one machine. After a gap, when changes may have gone
+// unheard (the connection was lost), a watch reports the empty key: look again at every key.
 package sqlstore
 
 import (
@@ -83,8 +91,9 @@ const DefaultBusyTimeout = 5 * time.Second
 //
 // Store also implements [twitchoauth.LeaseLocker] (a lease that can be renewed while a slow
 // refresh is in flight), [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
-// out cannot make over a newer pair: a compare-and-set on the row's version) and
-// [twitchoauth.KeyLister] (so that replicas' registries see each other's users).
+// out cannot make over a newer pair: a compare-and-set on the row's version),
+// [twitchoauth.KeyLister] (so that replicas' registries see each other's users) and
+// [twitchoauth.ChangeWatcher] (so that they hear at once of each other's writes).
 type Store struct {
 	// DB is the database. A Store made by [New] never closes it; one made by [Open] closes it in
 	// Close.
