@@ -433,3 +433,53 @@ func TestUserTokensReadsWithNotifications(t *testing.T) {
 		}
 	})
 }
+
+// TestUserTokensGapRereads: notifications stop for a while (the watch's connection lost) and
+// changes made meanwhile go unreported; once the store reports the gap (the empty key), the
+// replica reads every user again and lists the store: a token refreshed meanwhile reaches its
+// subscribers, a user removed meanwhile is dropped, and one added is registered.
+func TestUserTokensGapRereads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := publicBubble(t)
+		store := newWatchedStore()
+		seedExpired(t, b.fake, store, "1", "2")
+		r := NewUserTokens(b.c, store)
+		r.SyncEvery = 24 * time.Hour // only the gap's reread can tell it
+		if err := r.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		stop := run(t, r)
+		defer stop()
+		synctest.Wait()
+		src, _ := r.Source("1")
+		got := make(chan *oauth2.Token, 4)
+		defer src.Subscribe(func(tok *oauth2.Token) { got <- tok })()
+
+		// Meanwhile, unreported: another replica refreshes user 1, removes user 2, adds user 3.
+		other := NewStoreTokenSource(replicaClient(b, true, nil), store.memStore, "1", nil)
+		tok, err := other.Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		store.memStore.Delete(t.Context(), "2")
+		seedExpired(t, b.fake, store.memStore, "3")
+		synctest.Wait()
+		if u := r.Users(); !slices.Equal(u, []string{"1", "2"}) {
+			t.Fatalf("users %v before the gap is reported; want the replica unaware", u)
+		}
+		store.notify("") // the watch is back: changes may have been missed
+		synctest.Wait()
+		select {
+		case g := <-got:
+			if g.AccessToken != tok.AccessToken {
+				t.Errorf("the subscriber heard %q, want %q", g.AccessToken, tok.AccessToken)
+			}
+		default:
+			t.Error("the subscriber did not hear the token refreshed during the gap")
+		}
+		if u := r.Users(); !slices.Equal(u, []string{"1", "3"}) {
+			t.Errorf("users %v after the gap; want [1 3]", u)
+		}
+		wantNoReuse(t, b.fake, 1)
+	})
+}
