@@ -172,10 +172,16 @@ var _ = func() {
 	var _ func(*oauth2.Token) string = t.IRCPassword
 }
 
-// Nothing stranded: the registry's lock ttl, a doubt settled, and a source's end.
+// Nothing stranded: the registry's lock ttl, a doubt settled, and a source's end; replicas that
+// hear at once, and readers; one record limit, and keys quoted short.
 var _ = func() {
-	u := &t.UserTokens{LockTTL: time.Duration(0), OnRecovered: func(userID string) {}}
+	u := &t.UserTokens{LockTTL: time.Duration(0), OnRecovered: func(userID string) {},
+		ReadOnly: false, ReaderWait: time.Duration(0), KeepFresh: false}
 	_ = u
+	var _ t.ChangeWatcher = &t.FileStore{}
+	var _ error = t.ErrNoFreshToken
+	var _ func(string) string = t.QuoteKey
+	var _ int = t.MaxStoredTokenSize
 	s := &t.UserTokenSource{}
 	var _ func() <-chan struct{} = s.Done
 	var _ func() error = s.Err
