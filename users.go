@@ -117,8 +117,8 @@ type UserTokens struct {
 	// Set it on the writer of readers. Defaults to false: a token is refreshed when it is used.
 	KeepFresh bool
 	// LockTTL is how long a user's lock in the store lives unless released: a replica that dies
-	// holding it blocks that user's refreshes and validations on the other replicas for LockTTL
-	// at most. It does not bound the wait for another holder's refresh: a refresh token another
+	// holding it, or is cut off from the store before it can release it, blocks that user's
+	// refreshes and validations on the other replicas for LockTTL at most. It does not bound the wait for another holder's refresh: a refresh token another
 	// holder marked as being spent is waited for without the lock, and decided on (its pair, or
 	// in doubt) within 35 seconds of the mark, whatever LockTTL. Defaults to [DefaultLockTTL].
 	LockTTL time.Duration
