@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/twitchoauth/twitchoauth"
 )
@@ -92,4 +93,38 @@ func WantShortError(t *testing.T, op string, err error) {
 	case len(err.Error()) >= maxErrorLen:
 		t.Errorf("%s with a long key: an error of %d bytes, %d or more: %.200s…", op, len(err.Error()), maxErrorLen, err)
 	}
+}
+
+// KeyedStore is a store with the optional interfaces WantShortKeyErrors drives.
+type KeyedStore interface {
+	twitchoauth.TokenStore
+	twitchoauth.LeaseLocker
+	twitchoauth.ConditionalSaver
+}
+
+// WantShortKeyErrors checks that store's errors quote a short prefix of key at most when a
+// canceled context ends each operation, and when a held lock is waited for until the context
+// ends; it returns the lease it holds on key, for the caller to lose and check further.
+func WantShortKeyErrors(t *testing.T, ctx context.Context, s KeyedStore, key string, prev, next *twitchoauth.StoredToken) twitchoauth.Lease {
+	t.Helper()
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	_, err := s.Load(canceled, key)
+	WantShortError(t, "Load with a canceled context", err)
+	WantShortError(t, "Save with a canceled context", s.Save(canceled, key, prev))
+	WantShortError(t, "SaveIf with a canceled context", s.SaveIf(canceled, key, prev, next))
+	WantShortError(t, "Delete with a canceled context", s.Delete(canceled, key))
+	_, err = s.Lock(canceled, key, time.Minute)
+	WantShortError(t, "Lock with a canceled context", err)
+
+	l, err := s.LockLease(ctx, key, time.Minute)
+	if err != nil {
+		t.Fatalf("LockLease of a key of %d bytes: %.300v", len(key), err)
+	}
+	// Held: another holder polls it until its context ends (whenever that is, the error is the same).
+	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
+	_, err = s.Lock(short, key, time.Minute)
+	cancelShort()
+	WantShortError(t, "Lock of a held lock until the context ends", err)
+	return l
 }

@@ -1,7 +1,6 @@
 package redisstore
 
 import (
-	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -54,25 +53,7 @@ func TestLongKeyErrors(t *testing.T) {
 		storetest.WantShortError(t, "SaveIf over a value "+name, s.SaveIf(ctx, bad, prev, next))
 	}
 
-	canceled, cancel := context.WithCancel(ctx)
-	cancel()
-	_, err = s.Load(canceled, key)
-	storetest.WantShortError(t, "Load with a canceled context", err)
-	storetest.WantShortError(t, "Save with a canceled context", s.Save(canceled, key, prev))
-	storetest.WantShortError(t, "SaveIf with a canceled context", s.SaveIf(canceled, key, prev, next))
-	storetest.WantShortError(t, "Delete with a canceled context", s.Delete(canceled, key))
-	_, err = s.Lock(canceled, key, time.Minute)
-	storetest.WantShortError(t, "Lock with a canceled context", err)
-
-	l, err := s.LockLease(ctx, key, time.Minute)
-	if err != nil {
-		t.Fatalf("LockLease of a key of %d bytes: %.300v", len(key), err)
-	}
-	// Held: another holder polls it until its context ends (whenever that is, the error is the same).
-	short, cancelShort := context.WithTimeout(ctx, 20*time.Millisecond)
-	_, err = s.Lock(short, key, time.Minute)
-	cancelShort()
-	storetest.WantShortError(t, "Lock of a held lock until the context ends", err)
+	l := storetest.WantShortKeyErrors(t, ctx, s, key, prev, next)
 	if err := rdb.Del(ctx, s.lockKey(key)).Err(); err != nil {
 		t.Fatal(err)
 	}
