@@ -483,3 +483,28 @@ func TestUserTokensGapRereads(t *testing.T) {
 		wantNoReuse(t, b.fake, 1)
 	})
 }
+
+// TestUserTokensWatchStartRereads: a token stored after the replica read its users and before
+// its watch began is taken up as the watch begins, not when the replica's token expires.
+func TestUserTokensWatchStartRereads(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := publicBubble(t)
+		store := newWatchedStore()
+		seedExpired(t, b.fake, store, "1")
+		r := NewUserTokens(b.c, store)
+		if err := r.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		tok, err := NewStoreTokenSource(replicaClient(b, true, nil), store.memStore, "1", nil).Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		stop := run(t, r)
+		defer stop()
+		synctest.Wait()
+		src, _ := r.Source("1")
+		if cur := src.cur.Load(); cur == nil || cur.AccessToken != tok.AccessToken {
+			t.Errorf("the replica holds %v once its watch began; want the token stored before it did", cur)
+		}
+	})
+}

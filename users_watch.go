@@ -30,7 +30,6 @@ func (u *UserTokens) watch(ctx context.Context, cw ChangeWatcher) {
 		}
 		u.log(ctx, slog.LevelWarn, "twitchoauth: the store's change notifications stopped; listing it every SyncEvery meanwhile",
 			slog.String("error", errString(err)))
-		q.lost()
 		u.watching.Store(false)
 		t := time.NewTimer(watchRetry)
 		select {
@@ -45,19 +44,18 @@ func (u *UserTokens) watch(ctx context.Context, cw ChangeWatcher) {
 // changeQueue holds the changes a watch reported that Run has not taken up: each key once, however
 // often it was reported meanwhile.
 type changeQueue struct {
-	u       *UserTokens
-	mu      sync.Mutex
-	keys    map[string]struct{}
-	resyncs int  // the empty keys reported: look at everything
-	lapsed  bool // a watch ended: the next empty key follows a gap
-	wake    chan struct{}
+	u      *UserTokens
+	mu     sync.Mutex
+	keys   map[string]struct{}
+	resync bool // an empty key was reported: look at everything
+	wake   chan struct{}
 }
 
 // add is the watch's callback: it never blocks.
 func (q *changeQueue) add(key string) {
 	q.mu.Lock()
 	if key == "" {
-		q.resyncs++
+		q.resync = true
 		q.u.watching.Store(false) // a gap, or the watch's start: not current until read again
 	} else {
 		q.keys[key] = struct{}{}
@@ -69,53 +67,38 @@ func (q *changeQueue) add(key string) {
 	}
 }
 
-// lost records that a watch ended: changes may be missed until the next one watches.
-func (q *changeQueue) lost() {
-	q.mu.Lock()
-	q.lapsed = true
-	q.mu.Unlock()
-}
-
 // take returns the keys reported since the last take, and whether everything must be looked at
-// again (an empty key that followed a gap).
-func (q *changeQueue) take(first *bool) (keys []string, resync, all bool) {
+// again: an empty key was reported, as the watch began or after a gap. Even the first is such: a
+// user read before the watch began may have changed before it did.
+func (q *changeQueue) take() (keys []string, resync bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	for key := range q.keys {
 		keys = append(keys, key)
 	}
 	clear(q.keys)
-	if q.resyncs > 0 {
-		resync = true
-		// The first empty key of the first watch says it watches: the registry was listed as Run
-		// started. Any other follows a gap.
-		all = !*first || q.resyncs > 1 || q.lapsed
-		*first, q.resyncs, q.lapsed = false, 0, false
-	}
-	return keys, resync, all
+	resync, q.resync = q.resync, false
+	return keys, resync
 }
 
 // applyChanges takes up the changes in q until ctx ends: the users whose record changed are read
-// again, MaxInFlight at a time (see heard); after an empty key the store is listed, and after a
-// gap every registered user is read again.
+// again, MaxInFlight at a time (see heard); after an empty key (the watch began, or came back after
+// a gap) the store is listed and every registered user is read again.
 func (u *UserTokens) applyChanges(ctx context.Context, q *changeQueue) {
-	first := true
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-q.wake:
 		}
-		keys, resync, all := q.take(&first)
+		keys, resync := q.take()
 		if resync {
 			u.watching.Store(false) // until every user is read again
 			if err := u.Sync(ctx); err != nil && ctx.Err() == nil {
 				u.log(ctx, slog.LevelWarn, "twitchoauth: list the store's users after a gap in its notifications failed; will try again",
 					slog.String("error", err.Error()))
 			}
-			if all {
-				keys = append(keys, u.Users()...)
-			}
+			keys = append(keys, u.Users()...)
 		}
 		u.readChanged(ctx, keys)
 		if resync && ctx.Err() == nil {
