@@ -4,9 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"io"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,19 +129,60 @@ func next[T any](ctx context.Context, t *testing.T, ran <-chan error, what strin
 	panic("unreachable")
 }
 
-// TestDemo runs the offline demo that `go run .` runs: it ends without error, says what happened,
-// and prints no token.
-func TestDemo(t *testing.T) {
-	var out bytes.Buffer
-	if err := demo(t.Context(), &out); err != nil {
-		t.Fatalf("demo: %v\n%s", err, out.String())
+// TestMain runs the reader's role when the demo starts the test binary as its reader, as it
+// starts the program under go run.
+func TestMain(m *testing.M) {
+	if len(os.Args) > 1 && os.Args[1] == "-role" {
+		if err := run(os.Args[1:], os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
+	os.Exit(m.Run())
+}
+
+// TestDemo runs the offline demo that `go run .` runs, a writer in this process and a reader bot
+// in another: the reader's IRC client takes the writer's refreshed token within readerBound and
+// reconnects with it, the reader sends nothing to the token endpoint, and its process has ended
+// when the demo returns. Every wait is for a line of the reader's or an event of the chat server.
+func TestDemo(t *testing.T) {
+	ctx, cancel := context.WithTimeout(t.Context(), 40*time.Second)
+	defer cancel()
+	var out bytes.Buffer
+	var mu sync.Mutex // the demo prints from several goroutines; its say orders them
+	run, err := demo(ctx, lockedWriter{&mu, &out})
+	mu.Lock()
 	got := out.String()
+	mu.Unlock()
+	if err != nil {
+		t.Fatalf("demo: %v\n%s", err, got)
+	}
+	switch {
+	case run.refreshed == nil:
+		t.Fatal("the writer did not refresh")
+	case run.readerTook <= 0 || run.readerTook > readerBound:
+		t.Errorf("the reader's IRC client took the new token %v after the refresh, want within %v", run.readerTook, readerBound)
+	case run.reconnectPass != twitchoauth.IRCPassword(run.refreshed):
+		t.Error("the reader's reconnect did not send the writer's new token as its PASS")
+	}
+	if run.writerSent != 1 || run.tokenRequests != run.writerSent {
+		t.Errorf("the token endpoint received %d requests, the writer sent %d: want 1, the writer's refresh", run.tokenRequests, run.writerSent)
+	}
+	if run.readerSent != 0 {
+		t.Errorf("the reader says it sent %d requests to the token endpoint", run.readerSent)
+	}
+	// The reader process has been waited for (Wait returned: it exited and was reaped), and it
+	// exited of its own accord, not killed.
+	if run.reader == nil || !run.reader.Exited() || run.reader.ExitCode() != 0 {
+		t.Errorf("the reader process: %v, want exited with status 0", run.reader)
+	}
 	for _, want := range []string{
-		"chat server: coolbot logged in with a live token: welcome\n  chat server: coolbot joined #coolchannel",
-		"the IRC client has the new token for its next connect\n",
-		"reconnects:\n  chat server: coolbot logged in with a live token: welcome\n  chat server: coolbot joined #coolchannel",
-		"The bot never sent a dead token.",
+		"  reader: " + lineJoined + "coolchannel\n",
+		"the reader's IRC client had the new token",
+		"  reader: " + lineToken + tokenID(run.refreshed) + "\n",
+		"  reader: " + lineRequests + "0" + lineNoneSent + "\n",
+		"the reader sent none.",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q:\n%s", want, got)
@@ -146,4 +191,15 @@ func TestDemo(t *testing.T) {
 	if regexp.MustCompile(`[a-z0-9]{30}`).MatchString(got) {
 		t.Errorf("the demo printed a token:\n%s", got)
 	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (l lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }
