@@ -64,25 +64,19 @@ type reader struct {
 // to out, and at the end how many requests it sent to the token endpoint: none.
 func runReader(ctx context.Context, c *twitchoauth.Client, r reader, out io.Writer) error {
 	sent := countRequests(c)
-	watching := make(chan struct{})
-	store := watchedStore{twitchoauth.NewFileStore(r.dir), sync.OnceFunc(func() { close(watching) })}
+	store := twitchoauth.NewFileStore(r.dir)
 	users := twitchoauth.NewUserTokens(c, store)
 	users.ReadOnly = true
-
+	if err := users.Sync(ctx); err != nil {
+		return err
+	}
+	// Run watches the store: as its watch begins, and from then on, every token the writer stores
+	// is taken up, also one stored since Sync.
 	runCtx, stopRun := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Go(func() { users.Run(runCtx) })
 	defer wg.Wait()
 	defer stopRun()
-	// Read the store once Run watches it: a token the writer stores from then on is heard of.
-	select {
-	case <-watching:
-	case <-ctx.Done():
-		return nil
-	}
-	if err := users.Sync(ctx); err != nil {
-		return err
-	}
 	login, err := chatLogin(ctx, users, store)
 	if err != nil {
 		return err
@@ -118,22 +112,6 @@ func chatLogin(ctx context.Context, users *twitchoauth.UserTokens, store twitcho
 		return st.Login, nil
 	}
 	return "", fmt.Errorf("no user has the chat intent in the store: start the writer first: %w", twitchoauth.ErrTokenNotFound)
-}
-
-// watchedStore is a FileStore that tells, once, that a watch of it has begun: its first report is
-// the empty key, made once it has looked at the files.
-type watchedStore struct {
-	*twitchoauth.FileStore
-	watching func()
-}
-
-func (s watchedStore) WatchChanges(ctx context.Context, changed func(key string)) error {
-	return s.FileStore.WatchChanges(ctx, func(key string) {
-		changed(key)
-		if key == "" {
-			s.watching()
-		}
-	})
 }
 
 // requestCounter counts the requests a Client sends, by endpoint.
