@@ -508,3 +508,31 @@ func TestPairSaveReplyLost(t *testing.T) {
 		wantNoReuse(t, b.fake, 1)
 	})
 }
+
+// slowMark is a memStore whose write of a spending mark takes 25 s to come back.
+type slowMark struct{ *memStore }
+
+func (s slowMark) Save(ctx context.Context, key string, st *StoredToken) error {
+	err := s.memStore.Save(ctx, key, st)
+	if st.Spending != nil {
+		time.Sleep(25 * time.Second)
+	}
+	return err
+}
+
+// TestSlowMarkNotSent: a mark whose write took so long that the refresh could not be over by the
+// mark's bound (when other holders stop waiting for it) is taken back, and nothing is sent.
+func TestSlowMarkNotSent(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := publicBubble(t)
+		seedExpired(t, b.fake, b.store, "u")
+		src := NewStoreTokenSource(b.c, slowMark{b.store}, "u", nil)
+		if _, err := src.Token(); err == nil || errors.Is(err, ErrRefreshInDoubt) {
+			t.Errorf("Token() = %v; want an error that nothing was sent", err)
+		}
+		if st := b.store.stored("u"); st.Spending != nil {
+			t.Errorf("stored %+v; want the mark taken back", st)
+		}
+		wantNoReuse(t, b.fake, 0)
+	})
+}
