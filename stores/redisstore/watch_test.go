@@ -159,7 +159,7 @@ func TestWatchServerRestarted(t *testing.T) {
 func TestWatchConnectionCut(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
-	proxy := startProxy(t, srv.Addr)
+	proxy := storetest.StartProxy(t, srv.Addr)
 	writer := New(newClient(t, srv.Addr))
 	testGap(t, proxy.Addr, writer, 0, proxy.Cut, proxy.Heal)
 }
