@@ -445,8 +445,13 @@ func (u *UserTokens) noteStored(ctx context.Context, e *userEntry, src *UserToke
 	if src.inDoubt() {
 		src.settleFrom(ctx, st)
 	}
-	if stored := st.Token(); fresh(stored) && !sameAccess(stored, src.cur.Load()) {
+	switch stored, cur := st.Token(), src.cur.Load(); {
+	case fresh(stored) && !sameAccess(stored, cur):
 		src.adopt(ctx, stored)
+	case !live(stored) && sameAccess(stored, cur) && live(cur):
+		// The store says the token held here is dead (an expiry written there): it is not handed
+		// out again, and the next use renews it (a reader waits for its writer's).
+		src.markRejected(cur)
 	}
 }
 
