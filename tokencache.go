@@ -162,10 +162,10 @@ func (tc *tokenCache) isApp() bool {
 
 // sourceListener hears what a source cannot settle alone. revoked is called once each time the
 // grant is found gone (revoked is set), after the lock is released; recovered once each time a
-// grant in doubt is settled, after the lock is released and the new token (if any) handed out; pendingKept when a renewed
-// pair could not be persisted and is kept pending, holding the lock, so it must not block;
-// changed with each change of the token, in order, as subscribers are (see notify.go), if
-// hearsChanges says so.
+// grant in doubt is settled, after the lock is released and the new token (if any) handed out;
+// pendingKept when a renewed pair could not be persisted and is kept pending, holding the lock,
+// so it must not block; changed with each change of the token, in order, as subscribers are (see
+// notify.go), if hearsChanges says so.
 type sourceListener interface {
 	revoked(ctx context.Context, err error)
 	recovered()
