@@ -173,7 +173,7 @@ var _ = func() {
 }
 
 // Nothing stranded: the registry's lock ttl, a doubt settled, and a source's end; replicas that
-// hear at once, and readers; one record limit, and keys quoted short.
+// hear at once, and readers; one record limit, and keys quoted short; the registry's health.
 var _ = func() {
 	u := &t.UserTokens{LockTTL: time.Duration(0), OnRecovered: func(userID string) {},
 		ReadOnly: false, ReaderWait: time.Duration(0), KeepFresh: false}
@@ -185,4 +185,14 @@ var _ = func() {
 	s := &t.UserTokenSource{}
 	var _ func() <-chan struct{} = s.Done
 	var _ func() error = s.Err
+	var _ func(context.Context, t.HealthOptions) *t.Health = u.Health
+	var _ func() http.Handler = u.HealthHandler
+	_ = t.HealthOptions{Lapsing: time.Duration(0)}
+	_ = t.Health{At: time.Time{}, Running: false, Watching: false, ReadOnly: false,
+		Store: t.StoreHealth{Reachable: false, Latency: time.Duration(0), Error: ""}, Users: 0,
+		States:     t.HealthCounts{InDoubt: 0, Revoked: 0, Pending: 0, BackingOff: 0, Idle: 0, Fresh: 0},
+		NeedAction: []t.UserHealth{{UserID: "", State: t.HealthInDoubt, Error: "", ValidatedAt: time.Time{}}},
+		Lapsing: &t.LapsingHealth{Within: time.Duration(0), Read: 0, Unread: 0, Error: "",
+			Users: []t.LapsingUser{{UserID: "", Expiry: time.Time{}}}}}
+	_ = []t.HealthState{t.HealthInDoubt, t.HealthRevoked, t.HealthPending, t.HealthBackingOff, t.HealthIdle, t.HealthFresh}
 }
