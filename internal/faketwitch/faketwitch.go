@@ -8,6 +8,10 @@
 // without scopes. It serves authorize, token, device, validate, revoke and
 // userinfo, both under /oauth2/ and at the root.
 //
+// Beyond the identity server, it serves one endpoint of Twitch's API:
+// Helix's Get Authorization By User at /helix/authorization/users (see
+// AuthorizationsEndpoint), answered from the grants it issued.
+//
 // Its OIDC side: a code exchange whose scope holds openid answers an
 // id_token, signed RS256 with an RSA key of the server's (see RotateKey),
 // carrying the nonce /authorize was given and the claims its claims
@@ -249,6 +253,7 @@ func New() *Server {
 
 // Start starts serving on a loopback port and returns the base URL,
 // "http://127.0.0.1:PORT/oauth2/". Calling Start again returns the same URL.
+// Helix is served under "http://127.0.0.1:PORT/helix/" (see HelixURL).
 func (s *Server) Start() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -287,6 +292,17 @@ func (s *Server) BaseURL() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.base
+}
+
+// HelixURL returns the base URL of the Helix endpoints the server serves,
+// "http://127.0.0.1:PORT/helix/", or "" before Start.
+func (s *Server) HelixURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.srv == nil {
+		return ""
+	}
+	return s.srv.URL + "/helix/"
 }
 
 // Connections returns the number of TCP connections accepted so far.

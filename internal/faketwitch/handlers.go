@@ -70,6 +70,8 @@ func (s *Server) route(endpoint string, r *http.Request) reply {
 		methods, h = []string{http.MethodGet}, s.keysReply
 	case ".well-known/openid-configuration":
 		methods, h = []string{http.MethodGet}, s.discovery
+	case AuthorizationsEndpoint:
+		methods, h = []string{http.MethodGet}, s.authorizations
 	default:
 		return errorReply(http.StatusNotFound, "Not Found", false)
 	}
