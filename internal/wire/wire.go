@@ -1,4 +1,5 @@
-// Package wire decodes the JSON answers of Twitch's identity server. It knows Twitch's departures from
+// Package wire decodes the JSON answers of Twitch's identity server, and of the one Helix endpoint
+// the package calls itself (GET /helix/authorization/users). It knows Twitch's departures from
 // the RFCs (error bodies of the form {"status","message","error"}, "scope" as a JSON array, "scopes":
 // null) and nothing else: no HTTP, no policy. Every function accepts arbitrary bytes without panicking.
 package wire
@@ -169,6 +170,53 @@ func ParseClaims(body []byte) (map[string]any, error) {
 		return nil, errors.New("answer lacks sub")
 	}
 	return claims, nil
+}
+
+// UserAuthorization is one entry of the answer of Helix's GET /authorization/users.
+type UserAuthorization struct {
+	UserID        string
+	UserLogin     string
+	UserName      string
+	Scopes        []string
+	HasAuthorized bool
+}
+
+// ParseUserAuthorizations reads the answer of Helix's GET /authorization/users:
+// {"data":[{"user_id","user_name","user_login","scopes":[...],"has_authorized":true}, ...]}. It
+// fails when the body is not a JSON object or lacks the data array; entries without a user_id
+// are dropped. Scopes are read as scope fields are elsewhere (an array, a string, or null).
+func ParseUserAuthorizations(body []byte) ([]UserAuthorization, error) {
+	var raw struct {
+		Data *[]struct {
+			UserID        any             `json:"user_id"`
+			UserLogin     any             `json:"user_login"`
+			UserName      any             `json:"user_name"`
+			Scopes        json.RawMessage `json:"scopes"`
+			HasAuthorized any             `json:"has_authorized"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return nil, ErrNotJSON
+	}
+	if raw.Data == nil {
+		return nil, errors.New("answer lacks data")
+	}
+	out := make([]UserAuthorization, 0, len(*raw.Data))
+	for _, d := range *raw.Data {
+		id := asString(d.UserID)
+		if id == "" {
+			continue
+		}
+		authorized, _ := d.HasAuthorized.(bool)
+		out = append(out, UserAuthorization{
+			UserID:        id,
+			UserLogin:     asString(d.UserLogin),
+			UserName:      asString(d.UserName),
+			Scopes:        scopeList(d.Scopes),
+			HasAuthorized: authorized,
+		})
+	}
+	return out, nil
 }
 
 // maxSeconds caps durations read from the wire (about 290 years), so that a hostile value cannot

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"reflect"
 	"slices"
 	"testing"
 )
@@ -107,6 +108,30 @@ func TestParseClaims(t *testing.T) {
 	}
 }
 
+func TestParseUserAuthorizations(t *testing.T) {
+	got, err := ParseUserAuthorizations([]byte(`{"data":[
+		{"user_id":"141981764","user_name":"TwitchDev","user_login":"twitchdev","scopes":["chat:read","bits:read"],"has_authorized":true},
+		{"user_id":"2","user_name":"","user_login":"gone","scopes":[],"has_authorized":false},
+		{"user_id":3,"has_authorized":true},
+		{"user_id":"4","scopes":null,"has_authorized":"yes"}]}`))
+	want := []UserAuthorization{
+		{UserID: "141981764", UserLogin: "twitchdev", UserName: "TwitchDev", Scopes: []string{"chat:read", "bits:read"}, HasAuthorized: true},
+		{UserID: "2", UserLogin: "gone"},
+		{UserID: "4"}, // has_authorized that is not a JSON true says nothing was authorized
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("ParseUserAuthorizations = %+v, %v; want %+v", got, err, want)
+	}
+	if got, err := ParseUserAuthorizations([]byte(`{"data":[]}`)); err != nil || len(got) != 0 {
+		t.Errorf("an empty data: %v, %v; want none and no error", got, err)
+	}
+	for _, body := range []string{`{}`, `{"data":null}`, `{"data":{}}`, `null`, `[]`, `<html>`} {
+		if _, err := ParseUserAuthorizations([]byte(body)); err == nil {
+			t.Errorf("ParseUserAuthorizations(%s): want error", body)
+		}
+	}
+}
+
 // FuzzDecode feeds arbitrary bytes to every decoder: none may panic, and whatever one accepts holds
 // what it promises.
 func FuzzDecode(f *testing.F) {
@@ -118,6 +143,7 @@ func FuzzDecode(f *testing.F) {
 		`{"client_id":"c","login":null,"scopes":null,"user_id":null,"expires_in":0}`,
 		`{"device_code":"d","expires_in":1800,"interval":5,"user_code":"U","verification_uri":"v"}`,
 		`{"sub":"1","email_verified":true}`,
+		`{"data":[{"user_id":"1","user_login":"a","user_name":"A","scopes":["chat:read"],"has_authorized":true}]}`,
 		`<html><body>502 Bad Gateway</body></html>`,
 		``, `null`, `{`, `{"scope":[1,2,{}]}`, `{"status":-1,"message":""}`,
 	} {
@@ -140,6 +166,13 @@ func FuzzDecode(f *testing.F) {
 		}
 		if c, err := ParseClaims(body); err == nil && c["sub"] == "" {
 			t.Errorf("ParseClaims accepted %v", c)
+		}
+		if as, err := ParseUserAuthorizations(body); err == nil {
+			for _, a := range as {
+				if a.UserID == "" || slices.Contains(a.Scopes, "") {
+					t.Errorf("ParseUserAuthorizations accepted %+v", a)
+				}
+			}
 		}
 	})
 }
