@@ -83,11 +83,11 @@ func (e *RefreshInDoubtError) Is(target error) bool {
 }
 
 // APIError is any non-success answer of Twitch's identity server (pyTwitchAPI TwitchAPIException),
-// including a success status whose body lacks what it must carry. Its text never holds a token, code
+// or of the Helix endpoint the package calls itself ([Client.UserAuthorizations]), including a success status whose body lacks what it must carry. Its text never holds a token, code
 // or secret.
 type APIError struct {
-	// Endpoint is "token", "validate", "revoke", "device", "userinfo", "keys" (the OIDC key set) or
-	// "authorize".
+	// Endpoint is "token", "validate", "revoke", "device", "userinfo", "keys" (the OIDC key set),
+	// "authorize", or "authorization/users" (Helix's Get Authorization By User).
 	Endpoint string
 	// StatusCode is the HTTP status; 0 for an error the authorize redirect carried.
 	StatusCode int
@@ -148,6 +148,8 @@ func (e *APIError) Is(target error) bool {
 			return e.StatusCode == http.StatusUnauthorized
 		case "revoke":
 			return e.StatusCode == http.StatusBadRequest && msg == "invalid token"
+		case authorizationsEndpoint:
+			return e.StatusCode == http.StatusUnauthorized // not a live app token of this client
 		}
 	case ErrAccessDenied:
 		return e.ErrorCode == "access_denied" || msg == "access_denied"

@@ -55,6 +55,9 @@ const (
 	DefaultRedirectURL = "http://localhost:17563"
 	// DefaultPort is the port [UserAuthenticator] listens on by default.
 	DefaultPort = 17563
+	// DefaultHelixBaseURL is the base URL of Twitch's API (Helix), for the few Helix calls the
+	// package makes itself, such as [Client.UserAuthorizations].
+	DefaultHelixBaseURL = "https://api.twitch.tv/helix/"
 )
 
 // Client is a Twitch application: its credentials and how to reach Twitch (pyTwitchAPI: the Twitch
@@ -69,9 +72,14 @@ type Client struct {
 	// AuthBaseURL is the identity server's base URL, with or without the trailing "/".
 	// Defaults to DefaultAuthBaseURL.
 	AuthBaseURL string
+	// HelixBaseURL is the base URL of Twitch's API (Helix), with or without the trailing "/", for
+	// the Helix calls the package makes itself ([Client.UserAuthorizations]). Defaults to
+	// DefaultHelixBaseURL.
+	HelixBaseURL string
 	// HTTPClient sends every request. Defaults to one package-wide client with timeouts that keeps
-	// connections alive. Requests to the identity server use its transport, cookie jar and timeout,
-	// but never follow a redirect, whatever its CheckRedirect says: a 3xx answer is an [*APIError].
+	// connections alive. Requests to the identity server, and the package's own Helix calls, use
+	// its transport, cookie jar and timeout, but never follow a redirect, whatever its
+	// CheckRedirect says: a 3xx answer is an [*APIError].
 	HTTPClient *http.Client
 	// Logger receives what the package has to say (at Debug: each request's endpoint, status and
 	// duration; at Info: what a person must do, such as opening a URL). Defaults to no logging. It is
@@ -144,7 +152,16 @@ func (c *Client) endpointURL(endpoint string) string {
 	return strings.TrimRight(base, "/") + "/" + endpoint
 }
 
-// request is one call to the identity server. Secrets lists the sensitive values it carries, which
+// helixURL returns the URL of a Helix endpoint ("authorization/users") under HelixBaseURL.
+func (c *Client) helixURL(endpoint string) string {
+	base := c.HelixBaseURL
+	if base == "" {
+		base = DefaultHelixBaseURL
+	}
+	return strings.TrimRight(base, "/") + "/" + endpoint
+}
+
+// request is one call to the identity server, or to Helix. Secrets lists the sensitive values it carries, which
 // are scrubbed from any error it produces (the client secret always is).
 type request struct {
 	endpoint string
@@ -152,7 +169,9 @@ type request struct {
 	form     url.Values // sent as an application/x-www-form-urlencoded body
 	query    url.Values // only for twitch-cli's mock, which reads nothing else
 	auth     string     // the Authorization header
-	secrets  []string
+	// helix sends the request to endpoint under HelixBaseURL, with a Client-Id header.
+	helix   bool
+	secrets []string
 	// spends is set for a request that spends a single-use credential (a refresh token): its
 	// sending is traced, so that a failure after it was sent whole is told apart (errAnswerLost).
 	spends bool
@@ -213,15 +232,22 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 		body = strings.NewReader(r.form.Encode())
 	}
 	u := c.endpointURL(r.endpoint)
+	if r.helix {
+		u = c.helixURL(r.endpoint)
+	}
 	if r.query != nil {
 		u += "?" + r.query.Encode()
 	}
 	secrets := append(slices.Clip(r.secrets), c.ClientSecret)
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
-		// Only a malformed AuthBaseURL gets here; url errors quote the URL, which holds no secret
-		// except for the mock's query, so name the endpoint instead.
-		return nil, &APIError{Endpoint: r.endpoint, Message: "cannot build request: bad AuthBaseURL",
+		// Only a malformed AuthBaseURL (or HelixBaseURL) gets here; url errors quote the URL,
+		// which holds no secret except for the mock's query, so name the endpoint instead.
+		msg := "cannot build request: bad AuthBaseURL"
+		if r.helix {
+			msg = "cannot build request: bad HelixBaseURL"
+		}
+		return nil, &APIError{Endpoint: r.endpoint, Message: msg,
 			cause: scrubError(errors.Unwrap(err), secrets)}
 	}
 	if r.form != nil {
@@ -229,6 +255,9 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	}
 	if r.auth != "" {
 		req.Header.Set("Authorization", r.auth)
+	}
+	if r.helix {
+		req.Header.Set("Client-Id", c.ClientID)
 	}
 	req.Header.Set("Accept", "application/json")
 	var sent *sendTrace
