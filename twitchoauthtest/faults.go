@@ -11,8 +11,13 @@ import (
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
 )
 
+// AuthorizationsEndpoint names Helix's Get Authorization By User (GET
+// HelixURL+"authorization/users") for [Server.Fail], [Server.RateLimit], [Server.Requests] and the
+// other methods that take an endpoint.
+const AuthorizationsEndpoint = faketwitch.AuthorizationsEndpoint
+
 // endpoints are the endpoints the Server serves, as Fail and Requests name them.
-var endpoints = []string{"authorize", "token", "device", "validate", "revoke", "userinfo", "keys"}
+var endpoints = []string{"authorize", "token", "device", "validate", "revoke", "userinfo", "keys", AuthorizationsEndpoint}
 
 // checkEndpoint panics unless endpoint is one of endpoints.
 func checkEndpoint(method, endpoint string) {
@@ -22,7 +27,7 @@ func checkEndpoint(method, endpoint string) {
 }
 
 // Fail makes the next n requests to endpoint ("authorize", "token", "device", "validate",
-// "revoke", "userinfo" or "keys", the OIDC key set) fail with this HTTP status, 400 to 599, and a Twitch error body,
+// "revoke", "userinfo", "keys", the OIDC key set, or [AuthorizationsEndpoint]) fail with this HTTP status, 400 to 599, and a Twitch error body,
 // {"error":"Bad Gateway","message":"Bad Gateway","status":502} for 502: an outage (5xx), a rate
 // limit (429), an answer the code under test does not expect. n <= 0 fails every request until
 // [Server.ClearFaults]. Faults queued for one endpoint apply in turn. The requests are recorded.

@@ -15,6 +15,9 @@ import (
 // Server's own Transport reaches it.
 const memoryURL = "http://id.twitch.test/oauth2/"
 
+// memoryHelixURL is the Helix base URL of a Server without a listener.
+const memoryHelixURL = "http://api.twitch.test/helix/"
+
 // NewInMemory returns a Server that does not listen: [Server.Client] and [Server.PublicClient]
 // reach it through an in-process [http.RoundTripper] ([Server.Transport]), so it works inside a
 // [testing/synctest] bubble, where no socket may be used. There, time.Sleep moves the clock that
@@ -33,7 +36,7 @@ const memoryURL = "http://id.twitch.test/oauth2/"
 func NewInMemory(t testing.TB) *Server {
 	t.Helper()
 	s := newServer()
-	s.URL = memoryURL
+	s.URL, s.HelixURL = memoryURL, memoryHelixURL
 	s.mem = &memTransport{fake: s.fake}
 	s.browser = newBrowser(s.URL, s.mem)
 	t.Cleanup(s.Close)

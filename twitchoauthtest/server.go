@@ -33,7 +33,12 @@
 // [twitchoauth.CodeFlow]). Tokens: [Server.IssueUserToken], [Server.Expire], [Server.ExpireAll],
 // [Server.Revoke], [Server.Advance]. Faults: [Server.Fail], [Server.Delay], [Server.Hang],
 // [Server.FailIDToken], and [Server.RotateKey] for a key rotation. What the
-// code under test sent: [Server.Requests]. Twitch's API: [Server.RequireToken].
+// code under test sent: [Server.Requests]. Twitch's API: [Server.RequireToken] guards a fake
+// endpoint of your own; the Server itself serves Get Authorization By User (for
+// [twitchoauth.Client.UserAuthorizations] and [twitchoauth.UserTokens.Audit]) at HelixURL,
+// answered from the tokens it issued: a user's scopes are those of their logins that still stand,
+// and a user whose every login was revoked ([Server.Revoke]) has not authorized the app. Its
+// endpoint, for [Server.Fail], [Server.RateLimit] and the others, is [AuthorizationsEndpoint].
 //
 // Misuse that can only be a bug in the test, such as an unknown endpoint or user, or a token the
 // server never issued, panics with a message saying what is wrong. Secrets never appear in these
@@ -87,6 +92,10 @@ type Server struct {
 	// URL is the base URL to use as [twitchoauth.Client.AuthBaseURL]:
 	// "http://127.0.0.1:PORT/oauth2/".
 	URL string
+	// HelixURL is the base URL to use as [twitchoauth.Client.HelixBaseURL], where the Server
+	// serves the one Helix endpoint it fakes, Get Authorization By User (see
+	// [Server.IssueUserToken]): "http://127.0.0.1:PORT/helix/".
+	HelixURL string
 
 	fake    *faketwitch.Server
 	mem     *memTransport // the in-process transport of a Server from NewInMemory; nil otherwise
@@ -110,6 +119,7 @@ func NewServer(t testing.TB) *Server {
 func New() *Server {
 	s := newServer()
 	s.URL = s.fake.Start()
+	s.HelixURL = s.fake.HelixURL()
 	s.browser = newBrowser(s.URL, nil)
 	return s
 }
@@ -131,7 +141,7 @@ func (s *Server) Close() {
 }
 
 // Client returns a new [twitchoauth.Client] of the Server's confidential app ([ClientID],
-// [ClientSecret]) with AuthBaseURL set to the Server's URL. Each call returns a new Client, so a
+// [ClientSecret]) with AuthBaseURL set to the Server's URL and HelixBaseURL to its HelixURL. Each call returns a new Client, so a
 // test may set its Logger or HTTPClient.
 func (s *Server) Client() *twitchoauth.Client {
 	return s.client(ClientID, ClientSecret)
@@ -140,7 +150,7 @@ func (s *Server) Client() *twitchoauth.Client {
 // client returns a Client of the app with this ID and secret, reaching the Server.
 func (s *Server) client(id, secret string) *twitchoauth.Client {
 	c := twitchoauth.NewClient(id, secret)
-	c.AuthBaseURL = s.URL
+	c.AuthBaseURL, c.HelixBaseURL = s.URL, s.HelixURL
 	if s.mem != nil {
 		c.HTTPClient = &http.Client{Transport: s.mem}
 	}
@@ -205,7 +215,8 @@ func deviceErr(method string, err error) error {
 // IssueUserToken returns a token of the confidential app for this user with these scopes, as a
 // login would have got it: an access token that lives 4 hours (its Expiry says so), a refresh
 // token, TokenType "bearer", and the scopes readable with [twitchoauth.TokenScopes]. It makes no
-// request. The user must be [UserID] or one added with [Server.AddUser]; another panics.
+// request. From then on, Get Authorization By User says the user authorized the app with these
+// scopes (and those of their other logins that still stand), until [Server.Revoke]. The user must be [UserID] or one added with [Server.AddUser]; another panics.
 func (s *Server) IssueUserToken(userID string, scopes ...twitchoauth.Scope) *oauth2.Token {
 	s.mu.Lock()
 	known := s.users[userID]
