@@ -196,3 +196,22 @@ var _ = func() {
 			Users: []t.LapsingUser{{UserID: "", Expiry: time.Time{}}}}}
 	_ = []t.HealthState{t.HealthInDoubt, t.HealthRevoked, t.HealthPending, t.HealthBackingOff, t.HealthIdle, t.HealthFresh}
 }
+
+// Get Authorization By User, and the registry's audit on it.
+var _ = func() {
+	_ = t.DefaultHelixBaseURL
+	c := &t.Client{HelixBaseURL: ""}
+	var _ int = t.MaxAuthorizationUsers
+	var _ func(context.Context, oauth2.TokenSource, ...string) ([]t.UserAuthorization, error) = c.UserAuthorizations
+	_ = t.UserAuthorization{UserID: "", Login: "", Name: "", Scopes: []t.Scope{}, HasAuthorized: false, Unknown: false}
+	u := &t.UserTokens{}
+	var _ func(context.Context, t.AuditOptions) (*t.AuditResult, error) = u.Audit
+	_ = t.AuditOptions{App: oauth2.TokenSource(nil), IntentScopes: func(intent string) []t.Scope { return nil },
+		Interval: time.Duration(0), MaxCalls: 0, Cursor: ""}
+	_ = t.AuditResult{Started: time.Time{}, Finished: time.Time{}, Checked: 0, Calls: 0, Done: false, Cursor: "", Error: "",
+		Findings: []t.AuditFinding{{UserID: "", Login: "", Problem: t.AuditMissingScopes, Intents: []string{}, Missing: []t.Scope{}}}}
+	_ = []t.AuditProblem{t.AuditMissingScopes, t.AuditNotAuthorized, t.AuditUnknownUser}
+	s := &tt.Server{HelixURL: ""}
+	_ = s
+	_ = tt.AuthorizationsEndpoint
+}

@@ -12,6 +12,9 @@
 //     [oauth2.TokenSource] that keeps the token fresh while the program runs.
 //   - [Client.RefreshAccessToken], [Client.ValidateToken], [Client.RevokeToken], [Client.GetUserInfo] and
 //     [Client.AppAccessToken] call Twitch's identity server directly.
+//   - [Client.UserAuthorizations] asks Helix which scopes each user granted the app, and
+//     [UserTokens.Audit] checks a whole registry with it: whose grant lacks a scope their intent
+//     needs, or is gone.
 //
 // A bot gets a user token that survives restarts in a few lines:
 //
