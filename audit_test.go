@@ -159,7 +159,7 @@ func TestUserTokensAudit(t *testing.T) {
 		}
 		for _, tok := range append(w.tokens, appTok.AccessToken) {
 			if strings.Contains(string(out), tok) {
-				t.Errorf("the result's JSON holds a token: %s", out)
+				t.Errorf("the result's JSON holds a token (not printed here)")
 			}
 		}
 		if !strings.Contains(string(out), `"problem":"missing_scopes","intents":["chatbot:`+lacking+`","mod"],"missing_scopes":["chat:edit","moderator:manage:banned_users"]`) {
@@ -210,7 +210,8 @@ func TestUserTokensAuditPaced(t *testing.T) {
 }
 
 // TestUserTokensAuditWaitsOut429: a call Twitch answers 429 is sent again once the wait Twitch
-// asked for is over, not before, and the audit goes on to the end.
+// asked for is over, not before, and the audit goes on to the end; a ctx that ends during the
+// wait ends it then.
 func TestUserTokensAuditWaitsOut429(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		w := newAuditWorld(t, 25)
@@ -236,6 +237,18 @@ func TestUserTokensAuditWaitsOut429(t *testing.T) {
 		}
 		if d := at[2].Sub(start); d > 41*time.Second {
 			t.Errorf("the refused call was sent again %v after the start, want soon after the 40s", d)
+		}
+
+		// A ctx that ends during the wait ends the audit then, with the cursor where it was.
+		w.fake.ResetRequests()
+		w.fake.Fail(faketwitch.AuthorizationsEndpoint, faketwitch.Fault{Status: http.StatusTooManyRequests, Count: 1,
+			Body: `{"error":"Too Many Requests","status":429,"message":"Too Many Requests"}`, Header: map[string]string{"Retry-After": "40"}})
+		ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+		defer cancel()
+		start = time.Now()
+		res, err = w.u.Audit(ctx, AuditOptions{App: app})
+		if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) != 10*time.Second || res.Calls != 1 || res.Checked != 0 {
+			t.Errorf("%+v, %v after %v; want ctx's error at its deadline, 10s, after the one refused call", res, err, time.Since(start))
 		}
 	})
 }
@@ -280,7 +293,7 @@ func TestUserTokensAuditGivesUp(t *testing.T) {
 			t.Errorf("%+v, %v; want one call, refused with an error that Is ErrInvalidToken", res, err)
 		}
 		if strings.Contains(err.Error(), user) || strings.Contains(res.Error, user) {
-			t.Errorf("error %q holds the token", err)
+			t.Errorf("the error's text holds the token sent (not printed here)")
 		}
 	})
 }
