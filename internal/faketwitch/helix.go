@@ -68,8 +68,9 @@ func (s *Server) authorizations(r *http.Request) reply {
 }
 
 // grantedLocked returns the scopes the user granted the client in the logins that still stand (a
-// refresh token that works, or a live access token), sorted, and whether there is any; s.mu is
-// held.
+// refresh token not revoked, or a live access token), sorted, and whether there is any; s.mu is
+// held. A public client's refresh token that lapsed unused still counts: the user did not
+// withdraw the authorization.
 func (s *Server) grantedLocked(clientID, userID string) ([]string, bool) {
 	var scopes []string
 	live := false
@@ -82,7 +83,7 @@ func (s *Server) grantedLocked(clientID, userID string) ([]string, bool) {
 		}
 	}
 	for _, g := range s.refresh {
-		if g.clientID == clientID && g.userID == userID && s.refreshLiveLocked(g) {
+		if g.clientID == clientID && g.userID == userID {
 			take(*g)
 		}
 	}
@@ -93,13 +94,6 @@ func (s *Server) grantedLocked(clientID, userID string) ([]string, bool) {
 	}
 	slices.Sort(scopes)
 	return scopes, live
-}
-
-// refreshLiveLocked reports whether a refresh token's grant still works: a public client's
-// lapses 30 days after it was issued; s.mu is held.
-func (s *Server) refreshLiveLocked(g *grant) bool {
-	c := s.clients[g.clientID]
-	return c == nil || c.secret != "" || s.now().Before(g.refreshIssued.Add(PublicRefreshTTL))
 }
 
 // displayName is a login's display name as the fake makes it: its first letter upper-cased.
