@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"strconv"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -60,11 +61,11 @@ type recorder struct {
 	userIDs bool
 
 	refresh, validation, request, store metric.Float64Histogram
-	changes, served                     metric.Int64Counter
+	changes                             metric.Int64Counter
 
-	// The attribute sets of the counters, made once: a token handed out records without
-	// allocating.
-	servedUser, servedApp metric.MeasurementOption
+	// Tokens handed out are counted here and read at each collection: a counter's Add on every
+	// Token would cost more than the Token itself.
+	servedUser, servedApp atomic.Int64
 }
 
 // NewHooks returns hooks that record what the package does as metrics and spans. Set them as a
@@ -129,12 +130,21 @@ func newRecorder(opts Options) (*recorder, error) {
 	r.request = hist("http.client.request.duration", "Requests to Twitch's identity server.", requestBuckets)
 	r.store = hist("twitchoauth.store.operation.duration", "Operations on the token store.", storeBuckets)
 	r.changes = count("twitchoauth.user.changes", "{change}", "Users added, removed, revoked, put in doubt and recovered.")
-	r.served = count("twitchoauth.tokens.served", "{token}", "Tokens handed out by sources.")
+	served, err := m.Int64ObservableCounter("twitchoauth.tokens.served", metric.WithUnit("{token}"),
+		metric.WithDescription("Tokens handed out by sources."))
+	errs = append(errs, err)
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	r.servedUser = metric.WithAttributeSet(attribute.NewSet(TokenKindKey.String("user")))
-	r.servedApp = metric.WithAttributeSet(attribute.NewSet(TokenKindKey.String("app")))
+	user := metric.WithAttributeSet(attribute.NewSet(TokenKindKey.String("user")))
+	app := metric.WithAttributeSet(attribute.NewSet(TokenKindKey.String("app")))
+	if _, err := m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(served, r.servedUser.Load(), user)
+		o.ObserveInt64(served, r.servedApp.Load(), app)
+		return nil
+	}, served); err != nil {
+		return nil, err
+	}
 	return r, nil
 }
 
@@ -276,12 +286,12 @@ func (r *recorder) userChanged(ctx context.Context, e twitchoauth.UserEvent) {
 	r.changes.Add(ctx, 1, metric.WithAttributes(UserChangeKey.String(string(e.Change))))
 }
 
-func (r *recorder) tokenServed(ctx context.Context, _ string, app bool) {
+func (r *recorder) tokenServed(_ context.Context, _ string, app bool) {
 	if app {
-		r.served.Add(ctx, 1, r.servedApp)
+		r.servedApp.Add(1)
 		return
 	}
-	r.served.Add(ctx, 1, r.servedUser)
+	r.servedUser.Add(1)
 }
 
 // splitHost splits host:port; port is 0 when there is none.
