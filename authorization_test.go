@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -218,5 +220,32 @@ func TestUserAuthorizationsContext(t *testing.T) {
 	var ae *APIError
 	if errors.As(err, &ae) || !strings.HasPrefix(err.Error(), "twitchoauth: authorization/users: ") {
 		t.Errorf("error %q, want ctx's, named after the endpoint", err)
+	}
+}
+
+// TestUserAuthorizationsHooks: the Helix request reaches Client.Hooks as every request does,
+// named "authorization/users", with Helix's host and the answer's status.
+func TestUserAuthorizationsHooks(t *testing.T) {
+	c, fake := newHelixClient(t)
+	users := addUsers(fake, c.ClientID, 2)
+	app := NewAppTokenSource(c)
+	if _, err := app.TokenContext(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var seen []RequestEvent
+	c.Hooks = &Hooks{RequestEnd: func(_ context.Context, e RequestEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		seen = append(seen, e)
+	}}
+	if _, err := c.UserAuthorizations(t.Context(), app, users...); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	helix, _ := url.Parse(c.HelixBaseURL)
+	if len(seen) != 1 || seen[0].Endpoint != "authorization/users" || seen[0].Status != 200 || seen[0].Host != helix.Host || seen[0].Method != "GET" {
+		t.Errorf("hooks heard %+v, want one GET of authorization/users at %s answered 200", seen, helix.Host)
 	}
 }

@@ -197,6 +197,34 @@ var _ = func() {
 	_ = []t.HealthState{t.HealthInDoubt, t.HealthRevoked, t.HealthPending, t.HealthBackingOff, t.HealthIdle, t.HealthFresh}
 }
 
+// Operations: the hooks a program (or the otel module) counts and traces through, and a
+// registry's users counted for gauges.
+var _ = func() {
+	_ = t.Client{Hooks: &t.Hooks{
+		RequestStart: func(context.Context, t.RequestEvent) context.Context { return nil },
+		RequestEnd:   func(context.Context, t.RequestEvent) {},
+		RefreshStart: func(context.Context, t.RefreshEvent) context.Context { return nil },
+		RefreshEnd:   func(context.Context, t.RefreshEvent) {},
+		StoreStart:   func(context.Context, t.StoreEvent) context.Context { return nil },
+		StoreEnd:     func(context.Context, t.StoreEvent) {},
+		Validation:   func(context.Context, t.ValidationEvent) {},
+		UserChange:   func(context.Context, t.UserEvent) {},
+		TokenServed:  func(ctx context.Context, userID string, app bool) {},
+	}}
+	_ = t.RequestEvent{Endpoint: "", Method: "", Host: "", Status: 0, Duration: time.Duration(0), Err: nil}
+	_ = t.RefreshEvent{UserID: "", App: false, Outcome: t.RefreshOK, Status: 0, Duration: time.Duration(0), Err: nil}
+	_ = []t.RefreshOutcome{t.RefreshOK, t.RefreshRejected, t.RefreshInDoubt, t.RefreshTransient, t.RefreshCanceled, t.RefreshFailed}
+	_ = t.ValidationEvent{UserID: "", Outcome: t.ValidationOK, Status: 0, Duration: time.Duration(0), Err: nil}
+	_ = []t.ValidationOutcome{t.ValidationOK, t.ValidationInvalid, t.ValidationRateLimited, t.ValidationServerError,
+		t.ValidationNetwork, t.ValidationCanceled, t.ValidationFailed}
+	_ = t.StoreEvent{Op: t.StoreLoad, Key: "", Duration: time.Duration(0), Err: nil}
+	_ = []t.StoreOp{t.StoreLoad, t.StoreSave, t.StoreSaveIf, t.StoreDelete, t.StoreLock, t.StoreRenew, t.StoreUnlock, t.StoreKeys}
+	_ = t.UserEvent{UserID: "", Change: t.UserAdded}
+	_ = []t.UserChange{t.UserAdded, t.UserRemoved, t.UserRevoked, t.UserInDoubt, t.UserRecovered}
+	var _ func() t.UserCounts = (&t.UserTokens{}).Counts
+	_ = t.UserCounts{Users: 0, States: t.HealthCounts{}, PendingPairs: 0, PendingMarks: 0, Refreshing: 0}
+}
+
 // Get Authorization By User, and the registry's audit on it.
 var _ = func() {
 	_ = t.DefaultHelixBaseURL

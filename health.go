@@ -187,6 +187,57 @@ func (u *UserTokens) Health(ctx context.Context, opts HealthOptions) *Health {
 	return h
 }
 
+// UserCounts are a registry's users counted from memory: what a gauge reads.
+type UserCounts struct {
+	// Users is the number of registered users: the sum of States.
+	Users int
+	// States counts the users by state, each once, in the most urgent of its states, as
+	// [UserTokens.Health] does.
+	States HealthCounts
+	// PendingPairs and PendingMarks split the users of States.Pending: those whose source holds
+	// a refreshed pair the store has not taken, and those whose source holds a spending mark to
+	// take back.
+	PendingPairs, PendingMarks int
+	// Refreshing is the number of users whose renewal is under way.
+	Refreshing int
+}
+
+// Counts returns the registry's users counted by state, from memory: no store read and no
+// allocation, so that a metrics gauge can call it at every collection (10,000 users take tens of
+// microseconds). It is safe to call at any time, also while Run runs.
+func (u *UserTokens) Counts() UserCounts {
+	var c UserCounts
+	now := time.Now().UnixNano()
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	c.Users = len(u.users)
+	for _, e := range u.users {
+		switch e.healthState(now) {
+		case HealthInDoubt:
+			c.States.InDoubt++
+		case HealthRevoked:
+			c.States.Revoked++
+		case HealthPending:
+			c.States.Pending++
+			if p := e.src.pendingPair(); p != nil && p.takesBackMark() {
+				c.PendingMarks++
+			} else {
+				c.PendingPairs++
+			}
+		case HealthBackingOff:
+			c.States.BackingOff++
+		case HealthIdle:
+			c.States.Idle++
+		default:
+			c.States.Fresh++
+		}
+		if m := e.src.more.Load(); m != nil && m.refreshing.held() {
+			c.Refreshing++
+		}
+	}
+	return c
+}
+
 // healthState returns e's most urgent state at now (wall clock Unix nanoseconds); it makes
 // nothing.
 func (e *userEntry) healthState(now int64) HealthState {

@@ -308,3 +308,30 @@ func BenchmarkUserTokensHealth(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(users)), "ns/user")
 }
+
+// TestUserTokensCounts: Counts counts users as Health does, from memory, and tells a pending
+// mark from a pending pair.
+func TestUserTokensCounts(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newHealthWorld(t)
+		h := w.u.Health(t.Context(), HealthOptions{})
+		c := w.u.Counts()
+		if c.States != h.States || c.Users != h.Users {
+			t.Errorf("Counts() = %+v; want Health's %d users, %+v", c, h.Users, h.States)
+		}
+		if c.PendingMarks != 1 || c.PendingPairs != 0 || c.Refreshing != 0 {
+			t.Errorf("Counts() = %+v; want the one pending user's mark, nothing refreshing", c)
+		}
+	})
+}
+
+// TestUserTokensCountsAllocs: a gauge's Counts allocates nothing.
+func TestUserTokensCountsAllocs(t *testing.T) {
+	u := NewUserTokens(NewClient("app", ""), newMemStore())
+	for _, id := range ids(100) {
+		u.put(t.Context(), &StoredToken{AccessToken: "t" + id, UserID: id})
+	}
+	if n := testing.AllocsPerRun(10, func() { u.Counts() }); n != 0 {
+		t.Errorf("Counts allocates %v times", n)
+	}
+}

@@ -116,6 +116,23 @@ func (c *Client) exchangeCode(ctx context.Context, code, redirectURI string) (*o
 // this at start-up and hourly. An invalid, expired or revoked token gives an error that Is
 // [ErrInvalidToken] (pyTwitchAPI returns the 401 answer instead).
 func (c *Client) ValidateToken(ctx context.Context, accessToken string) (*Validation, error) {
+	h := c.hooks()
+	if h == nil || h.Validation == nil {
+		return c.validateToken(ctx, accessToken)
+	}
+	start := time.Now()
+	v, err := c.validateToken(ctx, accessToken)
+	e := ValidationEvent{Duration: time.Since(start), Err: err}
+	e.Outcome, e.Status = validationOutcome(ctx, err)
+	if v != nil {
+		e.UserID = v.UserID
+	}
+	h.Validation(ctx, e)
+	return v, err
+}
+
+// validateToken is ValidateToken, unobserved.
+func (c *Client) validateToken(ctx context.Context, accessToken string) (*Validation, error) {
 	body, err := c.do(ctx, request{endpoint: "validate", method: http.MethodGet,
 		auth: "OAuth " + accessToken, secrets: []string{accessToken}})
 	if err != nil {

@@ -88,6 +88,9 @@ type Client struct {
 	// duration; at Info: what a person must do, such as opening a URL). Defaults to no logging. It is
 	// never given a token, code, state or secret.
 	Logger *slog.Logger
+	// Hooks, if set, hear what the package does, to count, time and trace it (see [Hooks]; the
+	// otel module sets them). Set them before the Client is used. Defaults to none.
+	Hooks *Hooks
 }
 
 // NewClient returns a Client for the application with this ID and secret (secret "" for a public client).
@@ -268,12 +271,22 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 		sent = new(sendTrace)
 		req = req.WithContext(sent.trace(ctx))
 	}
+	h := c.hooks()
+	if h != nil {
+		if hctx := c.requestStart(ctx, h, req, r.endpoint); hctx != ctx {
+			ctx = hctx
+			req = req.WithContext(ctx)
+		}
+	}
 	start := time.Now()
 	resp, err := c.identityClient().Do(req)
 	if err != nil {
 		err = transportError(ctx, r.endpoint, err, secrets...)
 		if sent != nil && sent.maySent(err) {
 			err = &lostAnswer{err}
+		}
+		if h != nil {
+			requestEnd(ctx, h, req, r.endpoint, 0, start, err)
 		}
 		return nil, err
 	}
@@ -294,6 +307,9 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	// A success cut short: the server acted on the request, and its answer is lost.
 	if err != nil && r.spends && readErr != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
 		err = &lostAnswer{err}
+	}
+	if h != nil {
+		requestEnd(ctx, h, req, r.endpoint, resp.StatusCode, start, err)
 	}
 	return data, err
 }

@@ -183,7 +183,7 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 			return saveIf(ctx, s.store, s.key, cur, next)
 		})
 	default:
-		if cs, ok := s.store.(ConditionalSaver); ok {
+		if cs, ok := asConditionalSaver(s.store); ok {
 			err = cs.SaveIf(ctx, s.key, p.prev, p.next)
 		} else {
 			err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context) error {

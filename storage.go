@@ -72,13 +72,13 @@ func (h *UserAuthenticationStorageHelper) defaultAuthGenerator(ctx context.Conte
 
 func (h *UserAuthenticationStorageHelper) store() TokenStore {
 	if h.Store != nil {
-		return h.Store
+		return observeStore(h.c.hooks(), h.Store)
 	}
 	path := h.StoragePath
 	if path == "" {
 		path = DefaultStoragePath
 	}
-	return &FileStore{Path: path}
+	return observeStore(h.c.hooks(), &FileStore{Path: path})
 }
 
 // loginReason is why Bind must log the user in; its text says so to a person.

@@ -133,7 +133,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		}
 		sent := time.Now()
 		var err error
-		if ll, ok := store.(LeaseLocker); ok {
+		if ll, ok := asLeaseLocker(store); ok {
 			k.renewable = true
 			k.lease, err = ll.LockLease(lctx, key, k.ttl)
 		} else {
@@ -273,7 +273,7 @@ func unleased(ctx context.Context) (context.Context, context.CancelFunc) {
 // when it has one (then even after the lease ended), else by a Load, a comparison and a Save
 // under the lock, which fence off only a holder that finds its lease lost before it saves.
 func saveIf(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) error {
-	if cs, ok := store.(ConditionalSaver); ok {
+	if cs, ok := asConditionalSaver(store); ok {
 		ctx, cancel := unleased(ctx)
 		defer cancel()
 		return cs.SaveIf(ctx, key, prev, next)
@@ -302,7 +302,7 @@ func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next
 		return next, err
 	}
 	lctx, cancel := ctx, context.CancelFunc(func() {})
-	if _, ok := store.(ConditionalSaver); ok {
+	if _, ok := asConditionalSaver(store); ok {
 		lctx, cancel = unleased(ctx)
 	}
 	defer cancel()

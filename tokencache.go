@@ -204,9 +204,47 @@ func (tc *tokenCache) token(ctx context.Context, owner renewer) (*oauth2.Token, 
 		if tc.pendingPair() != nil {
 			tc.flushSoon(ctx, owner)
 		}
+		if h := tc.c.Hooks; h != nil && h.TokenServed != nil {
+			h.TokenServed(ctx, userOf(owner), tc.isApp())
+		}
 		return tok, nil
 	}
-	return tc.refresh(ctx, nil, owner)
+	tok, err := tc.refresh(ctx, nil, owner)
+	if err == nil {
+		if h := tc.c.Hooks; h != nil && h.TokenServed != nil {
+			h.TokenServed(ctx, userOf(owner), tc.isApp())
+		}
+	}
+	return tok, err
+}
+
+// renewObserved is owner.renew, which c's hooks hear of.
+func (tc *tokenCache) renewObserved(ctx context.Context, stale *oauth2.Token, owner renewer) (*oauth2.Token, error) {
+	h := tc.c.hooks()
+	if h == nil || (h.RefreshStart == nil && h.RefreshEnd == nil) {
+		return owner.renew(ctx, stale)
+	}
+	e := RefreshEvent{UserID: userOf(owner), App: tc.isApp()}
+	if h.RefreshStart != nil {
+		ctx = h.RefreshStart(ctx, e)
+	}
+	start := time.Now()
+	tok, err := owner.renew(ctx, stale)
+	if h.RefreshEnd != nil {
+		e.Duration, e.Err = time.Since(start), err
+		e.Outcome, e.Status = refreshOutcome(ctx, err)
+		h.RefreshEnd(ctx, e)
+	}
+	return tok, err
+}
+
+// userOf returns the user (store key) of a cache's owner: "" for an app token or a source
+// without a store.
+func userOf(owner renewer) string {
+	if s, ok := owner.(*UserTokenSource); ok && s.store != nil {
+		return s.key
+	}
+	return ""
 }
 
 // forceRefresh renews the token unless another caller already replaced stale (nil: the current
@@ -263,7 +301,7 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	if f := tc.state().floor.Load(); f != nil && time.Now().Before(f.until) {
 		return nil, false, f.err
 	}
-	tok, err = owner.renew(ctx, stale)
+	tok, err = tc.renewObserved(ctx, stale, owner)
 	tc.state().lastErr = err
 	if ctx.Err() != nil {
 		tc.state().lastErr = nil
@@ -429,6 +467,12 @@ func (l *lazyLock) tryLock() bool {
 
 // unlock releases l, which is held.
 func (l *lazyLock) unlock() { <-l.ch() }
+
+// held reports whether l is held now, without making its channel.
+func (l *lazyLock) held() bool {
+	p := l.p.Load()
+	return p != nil && len(*p) > 0
+}
 
 // ch returns the lock's channel, making it if need be.
 func (l *lazyLock) ch() chan struct{} {

@@ -79,7 +79,7 @@ func NewUserTokenSource(c *Client, tok *oauth2.Token, onRefresh func(*oauth2.Tok
 // send the same refresh token.
 func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.Token) *UserTokenSource {
 	s := NewUserTokenSource(c, tok, nil)
-	s.store, s.key = store, key
+	s.store, s.key = observeStore(c.hooks(), store), key
 	return s
 }
 

@@ -179,6 +179,7 @@ func (e *userEntry) revoked(ctx context.Context, err error) { e.u.revoked(ctx, e
 
 // recovered hears from e's source that a refresh token in doubt is settled: the user is usable.
 func (e *userEntry) recovered() {
+	e.u.c.userChange(context.Background(), e.src.key, UserRecovered)
 	if f := e.u.OnRecovered; f != nil {
 		e.src.safely(func() { f(e.src.key) })
 	}
@@ -206,7 +207,7 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 	}
 	return &UserTokens{
 		c:       c,
-		store:   store,
+		store:   observeStore(c.hooks(), store),
 		seed:    rand.Uint64(),
 		users:   map[string]*userEntry{},
 		intents: map[string]string{},
@@ -312,7 +313,7 @@ func (u *UserTokens) addValidatedAt(ctx context.Context, tok *oauth2.Token, v *V
 	if st == nil {
 		st = record(nil) // the store was not read
 	}
-	e, losers := u.put(st)
+	e, losers := u.put(ctx, st)
 	if err != nil {
 		// The new pair exists only here: held by the source, and stored before anything else.
 		p := &pendingSave{next: st, rebase: rebaseHeld(st, old, read, spent, now)}

@@ -119,7 +119,7 @@ func (u *UserTokens) Run(ctx context.Context) error {
 		})
 	}
 	wg.Go(func() { u.syncLoop(ctx) })
-	if cw, ok := u.store.(ChangeWatcher); ok {
+	if cw, ok := asChangeWatcher(u.store); ok {
 		wg.Go(func() { u.watch(ctx, cw) })
 	}
 	defer wg.Wait()
@@ -266,7 +266,7 @@ func (u *UserTokens) runReader(ctx context.Context) error {
 	}()
 	var wg sync.WaitGroup
 	wg.Go(func() { u.syncLoop(ctx) })
-	if cw, ok := u.store.(ChangeWatcher); ok {
+	if cw, ok := asChangeWatcher(u.store); ok {
 		wg.Go(func() { u.watch(ctx, cw) })
 	}
 	<-ctx.Done()

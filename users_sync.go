@@ -16,7 +16,7 @@ import (
 // such as the storage helper's key "") are left alone. Over a store that cannot list its keys
 // (not a [KeyLister]), it does nothing.
 func (u *UserTokens) Sync(ctx context.Context) error {
-	kl, ok := u.store.(KeyLister)
+	kl, ok := asKeyLister(u.store)
 	if !ok {
 		return nil
 	}
@@ -66,12 +66,12 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 				default:
 					// Made outside the registry's lock; dropped if the user was added meanwhile.
 					if batch = append(batch, syncedUser{u.newEntry(st), st.Intents}); len(batch) == cap(batch) {
-						u.addNew(batch)
+						u.addNew(ctx, batch)
 						batch = batch[:0]
 					}
 				}
 			}
-			u.addNew(batch)
+			u.addNew(ctx, batch)
 		})
 	}
 	wg.Wait()
@@ -97,10 +97,12 @@ type syncedUser struct {
 }
 
 // addNew registers the users of batch the registry does not have.
-func (u *UserTokens) addNew(batch []syncedUser) {
+func (u *UserTokens) addNew(ctx context.Context, batch []syncedUser) {
 	if len(batch) == 0 {
 		return
 	}
+	h := u.c.hooks()
+	var added []string
 	u.mu.Lock()
 	for _, n := range batch {
 		if u.users[n.e.src.key] != nil {
@@ -108,9 +110,15 @@ func (u *UserTokens) addNew(batch []syncedUser) {
 		}
 		u.registerLocked(n.e)
 		u.setIntentsLocked(n.e, n.intents)
+		if h != nil && h.UserChange != nil {
+			added = append(added, n.e.src.key)
+		}
 	}
 	u.mu.Unlock()
 	u.poke()
+	for _, id := range added {
+		u.c.userChange(ctx, id, UserAdded)
+	}
 }
 
 // dropUnlisted forgets the registered users missing from keys, a listing of the store, that the
@@ -142,7 +150,7 @@ func (u *UserTokens) dropUnlisted(ctx context.Context, keys []string) (errs []er
 
 // put registers st's user, or updates the user's intents, and returns the entry and the intents
 // it took from other users (by user ID).
-func (u *UserTokens) put(st *StoredToken) (e *userEntry, losers map[string][]string) {
+func (u *UserTokens) put(ctx context.Context, st *StoredToken) (e *userEntry, losers map[string][]string) {
 	u.mu.Lock()
 	e = u.users[st.UserID]
 	isNew := e == nil
@@ -154,6 +162,7 @@ func (u *UserTokens) put(st *StoredToken) (e *userEntry, losers map[string][]str
 	u.mu.Unlock()
 	if isNew {
 		u.poke()
+		u.c.userChange(ctx, st.UserID, UserAdded)
 	}
 	return e, losers
 }
@@ -196,7 +205,8 @@ func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string
 // forget removes e from the registry and, with a non-nil err, ends its source with err.
 func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	u.mu.Lock()
-	if u.users[e.src.key] == e {
+	removed := u.users[e.src.key] == e
+	if removed {
 		delete(u.users, e.src.key)
 		for _, in := range e.intents {
 			if u.intents[in] == e.src.key {
@@ -209,6 +219,9 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	}
 	u.mu.Unlock()
 	u.poke()
+	if removed {
+		u.c.userChange(ctx, e.src.key, UserRemoved)
+	}
 	if err != nil {
 		// Not cut short by the caller's ctx (Remove's, say, once the store has dropped the user):
 		// a removed user's source must stop handing out its token. It waits for a renewal under
@@ -263,6 +276,11 @@ func (u *UserTokens) revoked(ctx context.Context, e *userEntry, cause error) {
 			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; Run will try again",
 				keyAttr("user_id", e.src.key), slog.String("error", err.Error()))
 		}
+	}
+	if errors.Is(cause, ErrRefreshInDoubt) {
+		u.c.userChange(ctx, e.src.key, UserInDoubt)
+	} else {
+		u.c.userChange(ctx, e.src.key, UserRevoked)
 	}
 	if errors.Is(cause, ErrRefreshInDoubt) {
 		u.soon(e) // Run looks at the store for the pair every doubtRecheck

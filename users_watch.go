@@ -146,7 +146,7 @@ func (u *UserTokens) heard(ctx context.Context, key string) {
 		// Unreadable for now: the user's next use, validation or Sync reads it again.
 	case e == nil:
 		if st.UserID == key {
-			u.addNew([]syncedUser{{u.newEntry(st), st.Intents}})
+			u.addNew(ctx, []syncedUser{{u.newEntry(st), st.Intents}})
 		}
 	default:
 		e.src.wakeWaiters() // first: a waiter holds the source's lock, which noteStored may take

@@ -1,0 +1,176 @@
+package twitchoauth
+
+import (
+	"context"
+	"time"
+)
+
+// observedStore is a TokenStore whose operations its Client's hooks hear of. It has every
+// optional interface's methods, but the package finds them through the as… functions below, which
+// say whether the store underneath has them.
+type observedStore struct {
+	inner TokenStore
+	h     *Hooks
+}
+
+// observeStore returns store, or store wrapped so that h hears of its operations when h has a
+// store hook.
+func observeStore(h *Hooks, store TokenStore) TokenStore {
+	if h == nil || (h.StoreStart == nil && h.StoreEnd == nil) || store == nil {
+		return store
+	}
+	if o, ok := store.(*observedStore); ok && o.h == h {
+		return store
+	}
+	return &observedStore{inner: store, h: h}
+}
+
+// start tells the hooks that op on key begins.
+func (o *observedStore) start(ctx context.Context, op StoreOp, key string) (context.Context, time.Time) {
+	if o.h.StoreStart != nil {
+		ctx = o.h.StoreStart(ctx, StoreEvent{Op: op, Key: key})
+	}
+	return ctx, time.Now()
+}
+
+// end tells the hooks that op on key, begun at start, ended with err.
+func (o *observedStore) end(ctx context.Context, op StoreOp, key string, start time.Time, err error) {
+	if o.h.StoreEnd != nil {
+		o.h.StoreEnd(ctx, StoreEvent{Op: op, Key: key, Duration: time.Since(start), Err: err})
+	}
+}
+
+func (o *observedStore) Load(ctx context.Context, key string) (*StoredToken, error) {
+	ctx, start := o.start(ctx, StoreLoad, key)
+	st, err := o.inner.Load(ctx, key)
+	o.end(ctx, StoreLoad, key, start, err)
+	return st, err
+}
+
+func (o *observedStore) Save(ctx context.Context, key string, tok *StoredToken) error {
+	ctx, start := o.start(ctx, StoreSave, key)
+	err := o.inner.Save(ctx, key, tok)
+	o.end(ctx, StoreSave, key, start, err)
+	return err
+}
+
+func (o *observedStore) Delete(ctx context.Context, key string) error {
+	ctx, start := o.start(ctx, StoreDelete, key)
+	err := o.inner.Delete(ctx, key)
+	o.end(ctx, StoreDelete, key, start, err)
+	return err
+}
+
+func (o *observedStore) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	lctx, start := o.start(ctx, StoreLock, key)
+	unlock, err := o.inner.Lock(lctx, key, ttl)
+	o.end(lctx, StoreLock, key, start, err)
+	if err != nil {
+		return nil, err
+	}
+	octx := context.WithoutCancel(ctx) // only the parent of the unlock's span
+	return func() error {
+		uctx, start := o.start(octx, StoreUnlock, key)
+		err := unlock()
+		o.end(uctx, StoreUnlock, key, start, err)
+		return err
+	}, nil
+}
+
+// SaveIf is the underlying store's; only asConditionalSaver hands it out.
+func (o *observedStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	ctx, start := o.start(ctx, StoreSaveIf, key)
+	err := o.inner.(ConditionalSaver).SaveIf(ctx, key, prev, next)
+	o.end(ctx, StoreSaveIf, key, start, err)
+	return err
+}
+
+// LockLease is the underlying store's; only asLeaseLocker hands it out.
+func (o *observedStore) LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
+	lctx, start := o.start(ctx, StoreLock, key)
+	l, err := o.inner.(LeaseLocker).LockLease(lctx, key, ttl)
+	o.end(lctx, StoreLock, key, start, err)
+	if err != nil {
+		return nil, err
+	}
+	return &observedLease{inner: l, o: o, key: key, ctx: context.WithoutCancel(ctx)}, nil
+}
+
+// Keys is the underlying store's; only asKeyLister hands it out.
+func (o *observedStore) Keys(ctx context.Context) ([]string, error) {
+	ctx, start := o.start(ctx, StoreKeys, "")
+	keys, err := o.inner.(KeyLister).Keys(ctx)
+	o.end(ctx, StoreKeys, "", start, err)
+	return keys, err
+}
+
+// WatchChanges is the underlying store's, unobserved: it lasts as long as Run.
+func (o *observedStore) WatchChanges(ctx context.Context, changed func(key string)) error {
+	return o.inner.(ChangeWatcher).WatchChanges(ctx, changed)
+}
+
+// observedLease is a Lease whose Renew and Unlock its store's hooks hear of.
+type observedLease struct {
+	inner Lease
+	o     *observedStore
+	key   string
+	ctx   context.Context // the parent of the spans of Unlock, which takes no context
+}
+
+func (l *observedLease) Renew(ctx context.Context) error {
+	ctx, start := l.o.start(ctx, StoreRenew, l.key)
+	err := l.inner.Renew(ctx)
+	l.o.end(ctx, StoreRenew, l.key, start, err)
+	return err
+}
+
+func (l *observedLease) Unlock() error {
+	ctx, start := l.o.start(l.ctx, StoreUnlock, l.key)
+	err := l.inner.Unlock()
+	l.o.end(ctx, StoreUnlock, l.key, start, err)
+	return err
+}
+
+// under returns the store an observed store wraps, or store itself.
+func under(store TokenStore) TokenStore {
+	if o, ok := store.(*observedStore); ok {
+		return o.inner
+	}
+	return store
+}
+
+// asConditionalSaver returns store as a ConditionalSaver if the store underneath is one.
+func asConditionalSaver(store TokenStore) (ConditionalSaver, bool) {
+	if _, ok := under(store).(ConditionalSaver); !ok {
+		return nil, false
+	}
+	cs, ok := store.(ConditionalSaver)
+	return cs, ok
+}
+
+// asLeaseLocker returns store as a LeaseLocker if the store underneath is one.
+func asLeaseLocker(store TokenStore) (LeaseLocker, bool) {
+	if _, ok := under(store).(LeaseLocker); !ok {
+		return nil, false
+	}
+	ll, ok := store.(LeaseLocker)
+	return ll, ok
+}
+
+// asKeyLister returns store as a KeyLister if the store underneath is one.
+func asKeyLister(store TokenStore) (KeyLister, bool) {
+	if _, ok := under(store).(KeyLister); !ok {
+		return nil, false
+	}
+	kl, ok := store.(KeyLister)
+	return kl, ok
+}
+
+// asChangeWatcher returns store as a ChangeWatcher if the store underneath is one.
+func asChangeWatcher(store TokenStore) (ChangeWatcher, bool) {
+	if _, ok := under(store).(ChangeWatcher); !ok {
+		return nil, false
+	}
+	cw, ok := store.(ChangeWatcher)
+	return cw, ok
+}
