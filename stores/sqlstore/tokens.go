@@ -52,7 +52,7 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
 	// The JSON holds the sealed pair's JSON, and more: a sealed value longer than the limit's
 	// and the seal's overhead makes a token over the limit, and is not opened.
-	if len(r.token) > twitchoauth.MaxStoredTokenSize || len(r.sealed) > twitchoauth.MaxStoredTokenSize+sealOverhead {
+	if len(r.token) > twitchoauth.MaxStoredTokenSize || len(r.sealed) > twitchoauth.MaxStoredTokenSize+twitchoauth.SealOverhead {
 		return nil, fmt.Errorf("%w: the row of key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(r.token)+len(r.sealed), twitchoauth.MaxStoredTokenSize)
 	}
 	data := []byte(r.token)
@@ -62,8 +62,8 @@ func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
 		return nil, fmt.Errorf("%w: the row of key %s has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key))
 	default:
 		var err error
-		if data, err = s.Keyring.open(key, r.keyID.String, r.sealed, data); err != nil {
-			return nil, fmt.Errorf("sqlstore: row of key %s: %w", twitchoauth.QuoteKey(key), err)
+		if data, err = s.openRow(key, r.keyID.String, r.sealed, data); err != nil {
+			return nil, fmt.Errorf("sqlstore: %w", err) // it names the key
 		}
 		if len(data) > twitchoauth.MaxStoredTokenSize {
 			return nil, fmt.Errorf("%w: the token of the row of key %s is %d bytes unsealed, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(data), twitchoauth.MaxStoredTokenSize)
@@ -101,7 +101,7 @@ func (s *Store) encode(key string, tok *twitchoauth.StoredToken) (token string, 
 	if err != nil {
 		return "", nil, nil, err
 	}
-	id, box, err := s.Keyring.seal(key, tok.AccessToken, tok.RefreshToken)
+	id, box, err := s.Keyring.Seal(key, tok.AccessToken, tok.RefreshToken)
 	if err != nil {
 		return "", nil, nil, err
 	}
