@@ -54,15 +54,19 @@ func (s *FileStore) reseal(ctx context.Context, key string) (bool, error) {
 		return false, err
 	}
 	defer release()
-	st, data, err := s.loadTokenFile(key, path, false)
-	switch {
-	case errors.Is(err, ErrTokenNotFound):
+	data, err := readFileCapped(path, MaxStoredTokenSize, false)
+	if errors.Is(err, fs.ErrNotExist) {
 		return false, nil // deleted meanwhile
-	case err != nil:
-		return false, err
+	}
+	if err != nil {
+		return false, fmt.Errorf("twitchoauth: read token file: %w", err)
 	}
 	if id, sealed := SealedKeyID(data); sealed && id == s.Keyring.Current() {
 		return false, nil // written meanwhile, or already
+	}
+	st, err := s.Keyring.DecodeStoredToken(key, data)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", path, err)
 	}
 	next, err := s.encodeTokenFile(key, st)
 	if err != nil {
