@@ -199,7 +199,7 @@ func TestBindLeavesSealedFileWithWrongKey(t *testing.T) {
 			}
 			e.wantLogins(t, 0)
 			if after, _ := os.ReadFile(e.path); !bytes.Equal(after, before) {
-				t.Errorf("the token file changed:\n%s\nwas\n%s", after, before)
+				t.Errorf("the token file changed: %d bytes, was %d", len(after), len(before)) // never printed: it may hold a token
 			}
 			if entries, _ := os.ReadDir(filepath.Dir(e.path)); len(entries) != 1 {
 				t.Errorf("the directory holds %d files, want the token file alone", len(entries))
