@@ -29,10 +29,17 @@ import (
 // rest is one file. A token file others can read is made private (mode 0600) when it is loaded,
 // wherever the system allows it.
 //
+// With a Keyring, each file holds its access and refresh tokens sealed (see
+// [Keyring.EncodeStoredToken]); without one, it is exactly the token file pyTwitchAPI reads.
+//
 // FileStore implements [LeaseLocker] and [ConditionalSaver].
 type FileStore struct {
 	// Path is the token file of key "". Defaults to DefaultStoragePath.
 	Path string
+	// Keyring, if set, seals the access and refresh tokens of every file written with its current
+	// key, and opens files sealed with any of its keys; files written before it was set are read
+	// as they are, and sealed at their next write. Defaults to none: pyTwitchAPI's plain file.
+	Keyring *Keyring
 }
 
 // NewFileStore returns a FileStore that keeps its tokens in dir: user 12345's token in
@@ -76,24 +83,26 @@ func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) 
 	if err != nil {
 		return nil, err
 	}
-	return loadTokenFile(path, true)
+	st, _, err := s.loadTokenFile(key, path, true)
+	return st, err
 }
 
-// loadTokenFile reads and decodes the token file at path, making it private first when private is
-// set.
-func loadTokenFile(path string, private bool) (*StoredToken, error) {
+// loadTokenFile reads and decodes key's token file at path, making it private first when private
+// is set, and returns its bytes too. A sealed file the Keyring cannot open is an error that Is
+// ErrCannotUnseal.
+func (s *FileStore) loadTokenFile(key, path string, private bool) (*StoredToken, []byte, error) {
 	data, err := readFileCapped(path, MaxStoredTokenSize, private)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
+		return nil, nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: read token file: %w", err)
+		return nil, nil, fmt.Errorf("twitchoauth: read token file: %w", err)
 	}
-	st, err := DecodeStoredToken(data)
+	st, err := s.Keyring.DecodeStoredToken(key, data)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		return nil, data, fmt.Errorf("%s: %w", path, err)
 	}
-	return st, nil
+	return st, data, nil
 }
 
 // readFileCapped reads at most limit bytes of path; with private, it first takes the permission
@@ -125,7 +134,7 @@ func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) erro
 	if err != nil {
 		return err
 	}
-	data, err := encodeTokenFile(tok)
+	data, err := s.encodeTokenFile(key, tok)
 	if err != nil {
 		return err
 	}
@@ -139,7 +148,9 @@ func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) erro
 
 // SaveIf writes next under key as Save does, but only if the token file still holds prev's access
 // and refresh tokens and spending mark; otherwise it writes nothing and returns an error that Is [ErrTokenChanged].
-// The check and the write are one step for every writer of the file, in any process.
+// The check and the write are one step for every writer of the file, in any process. A sealed file
+// is opened before it is compared; one the Keyring cannot open is an error that Is
+// [ErrCannotUnseal], not a change, and is left as it is.
 func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
 	path, err := s.file(key)
 	if err != nil {
@@ -148,7 +159,7 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 	if prev == nil {
 		return errors.New("twitchoauth: save token: SaveIf needs the token it replaces")
 	}
-	data, err := encodeTokenFile(next)
+	data, err := s.encodeTokenFile(key, next)
 	if err != nil {
 		return err
 	}
@@ -157,7 +168,7 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 		return err
 	}
 	defer release()
-	cur, err := loadTokenFile(path, false)
+	cur, _, err := s.loadTokenFile(key, path, false)
 	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
 		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
 	}
@@ -170,13 +181,11 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 	return writeFileAtomic(path, data)
 }
 
-// encodeTokenFile returns tok in the token file's format: no more than MaxStoredTokenSize bytes,
-// which Load reads, or an error that gives its size (never its contents, which hold secrets).
-func encodeTokenFile(tok *StoredToken) ([]byte, error) {
-	if tok == nil {
-		return nil, errors.New("twitchoauth: save token: nil token")
-	}
-	data, err := json.MarshalIndent(tok, "", "  ")
+// encodeTokenFile returns key's tok in the token file's format, sealed when the store has a
+// Keyring: no more than MaxStoredTokenSize bytes, which Load reads, or an error that gives its size
+// (never its contents, which hold secrets).
+func (s *FileStore) encodeTokenFile(key string, tok *StoredToken) ([]byte, error) {
+	data, err := s.Keyring.encodeRecord(key, tok, indentJSON)
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: save token: %w", err)
 	}
@@ -186,6 +195,9 @@ func encodeTokenFile(tok *StoredToken) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// indentJSON is the token file's JSON: indented by two spaces.
+func indentJSON(v any) ([]byte, error) { return json.MarshalIndent(v, "", "  ") }
 
 // renameFile is os.Rename; tests replace it to simulate a crash before the rename.
 var renameFile = os.Rename

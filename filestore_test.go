@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/storetest"
 	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
@@ -24,6 +25,32 @@ func TestFileStoreSuite(t *testing.T) {
 	twitchoauthtest.TestTokenStore(t, func(t *testing.T) func(t *testing.T) twitchoauth.TokenStore {
 		path := filepath.Join(t.TempDir(), "user_token.json")
 		return func(*testing.T) twitchoauth.TokenStore { return &twitchoauth.FileStore{Path: path} }
+	})
+}
+
+// TestFileStoreSealing runs the sealing suite on token files: a tampered file refused, a wrong
+// key refused with one summary error and nothing overwritten, SaveIf against a stale pair refused,
+// and a key rotated under concurrent refreshes, after which no issued token is in any file.
+func TestFileStoreSealing(t *testing.T) {
+	storetest.RunSealing(t, func(t *testing.T) storetest.SealedBackend {
+		dir := t.TempDir()
+		path := filepath.Join(dir, "user_token.json")
+		return storetest.SealedBackend{
+			Connect: func(t *testing.T, k *twitchoauth.Keyring) storetest.SealedStore {
+				return &twitchoauth.FileStore{Path: path, Keyring: k}
+			},
+			Tamper: func(t *testing.T, key string) {
+				file := filepath.Join(dir, "user_token."+key+".json")
+				data, err := os.ReadFile(file)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(file, storetest.TamperJSON(t, data), 0o600); err != nil {
+					t.Fatal(err)
+				}
+			},
+			AtRest: func(t *testing.T) []string { return []string{dir} },
+		}
 	})
 }
 

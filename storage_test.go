@@ -388,14 +388,15 @@ func FuzzDecodeStoredToken(f *testing.F) {
 	f.Add([]byte(`{"token":1}`))
 	f.Add([]byte(`{"token":"a","expiry":"sekrit-value"}`))
 	f.Add([]byte(`{"token":"sekrit-value","scopes":"sekrit-value"}`))
+	f.Add([]byte(`{"token":"","refresh":"","sealed":"c2Vrcml0LXZhbHVl","key_id":"k1"}`))
 	f.Add([]byte(``))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		st, err := DecodeStoredToken(data)
 		if err == nil && st.AccessToken == "" {
 			t.Error("accepted a file without a token")
 		}
-		if err != nil && !errors.Is(err, ErrTokenCorrupt) {
-			t.Errorf("err = %v, want ErrTokenCorrupt", err)
+		if err != nil && !errors.Is(err, ErrTokenCorrupt) && !errors.Is(err, ErrCannotUnseal) {
+			t.Errorf("err = %v, want ErrTokenCorrupt (or ErrCannotUnseal: a sealed record)", err)
 		}
 		if err != nil && bytes.Contains(data, []byte("sekrit")) && strings.Contains(err.Error(), "sekrit") {
 			t.Errorf("error repeats the data: %v", err)

@@ -55,25 +55,25 @@ type StoredToken struct {
 }
 
 // DecodeStoredToken reads a token in the token file's JSON format. Its error Is ErrTokenCorrupt
-// and never repeats the data, which holds secrets.
+// and never repeats the data, which holds secrets. A record sealed by a store's [Keyring] is not
+// opened: its error Is [ErrCannotUnseal] (read it with [Keyring.DecodeStoredToken]).
 func DecodeStoredToken(data []byte) (*StoredToken, error) {
-	var st StoredToken
-	if err := json.Unmarshal(data, &st); err != nil {
-		var syn *json.SyntaxError
-		var typ *json.UnmarshalTypeError
-		switch {
-		case errors.As(err, &syn):
-			return nil, fmt.Errorf("%w: not valid JSON (at byte %d)", ErrTokenCorrupt, syn.Offset)
-		case errors.As(err, &typ):
-			return nil, fmt.Errorf("%w: %q is not a %s", ErrTokenCorrupt, typ.Field, typ.Type)
-		default:
-			return nil, fmt.Errorf("%w: a value has the wrong form", ErrTokenCorrupt)
-		}
+	return (*Keyring)(nil).DecodeStoredToken("", data)
+}
+
+// corruptJSON is the error of a record that is not the JSON of a token: it Is ErrTokenCorrupt
+// and says where, never what.
+func corruptJSON(err error) error {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Errorf("%w: not valid JSON (at byte %d)", ErrTokenCorrupt, syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Errorf("%w: %q is not a %s", ErrTokenCorrupt, typ.Field, typ.Type)
+	default:
+		return fmt.Errorf("%w: a value has the wrong form", ErrTokenCorrupt)
 	}
-	if st.AccessToken == "" {
-		return nil, fmt.Errorf("%w: it holds no \"token\"", ErrTokenCorrupt)
-	}
-	return &st, nil
 }
 
 // Token returns the stored token as an *oauth2.Token whose scopes [TokenScopes] reads.

@@ -81,7 +81,8 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	if listed < held {
 		errs = append(errs, u.dropUnlisted(ctx, keys)...)
 	}
-	if err := errors.Join(errs...); err != nil {
+	// Tokens a Keyring cannot open make one line, however many: a wrong key fails them all.
+	if err := JoinStoreErrors(errs...); err != nil {
 		return fmt.Errorf("twitchoauth: sync stored users: %w", err)
 	}
 	return nil

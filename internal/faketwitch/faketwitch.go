@@ -30,6 +30,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -474,6 +475,14 @@ func (s *Server) ReusedRefreshTokens() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.reused
+}
+
+// IssuedTokens returns every access and refresh token the server has issued, in no particular
+// order: a test looks for each of them where no token may be (a store's files at rest, a log).
+func (s *Server) IssuedTokens() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Collect(maps.Keys(s.issued))
 }
 
 // ResetRequests forgets the recorded requests.

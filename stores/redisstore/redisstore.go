@@ -38,7 +38,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	randv2 "math/rand/v2"
@@ -99,10 +98,11 @@ if n > 0 then
 end
 return n`)
 
-// saveIfScript replaces a token only while it holds the access and refresh tokens of ARGV[1] and
-// ARGV[2] and the spending mark of ARGV[3] and ARGV[4] (its refresh hash and holder; "" and "" for
-// none), in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[5] (and
-// published its key), 0 when the token changed or is missing or unreadable.
+// saveIfScript replaces a plain token only while it holds the access and refresh tokens of ARGV[1]
+// and ARGV[2] and the spending mark of ARGV[3] and ARGV[4] (its refresh hash and holder; "" and ""
+// for none), in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[5]
+// (and published its key), 0 when the token changed or is missing or unreadable, and 2, storing
+// nothing, when the token is sealed: its pair is not there to compare (see swapScript).
 var saveIfScript = redis.NewScript(`local cur = redis.call("get", KEYS[1])
 if not cur then
 	return 0
@@ -110,6 +110,9 @@ end
 local ok, t = pcall(cjson.decode, cur)
 if not ok or type(t) ~= "table" then
 	return 0
+end
+if t["sealed"] ~= nil or t["key_id"] ~= nil then
+	return 2
 end
 local function str(v)
 	if type(v) == "string" then
@@ -126,6 +129,17 @@ if t["token"] ~= ARGV[1] or str(t["refresh"]) ~= ARGV[2] or hash ~= ARGV[3] or h
 end
 redis.call("set", KEYS[1], ARGV[5])
 redis.pcall("publish", ARGV[6], ARGV[7])
+return 1`)
+
+// swapScript replaces a token only while its value is still ARGV[1], byte for byte, sets it to
+// ARGV[2] and publishes its key (ARGV[4]) on the channel ARGV[3], in one step. It returns 1 when
+// it stored, 0 when the value changed or is gone. A sealed value is never written twice (each
+// sealing has a nonce of its own), so a value that is the one read was written by no one since.
+var swapScript = redis.NewScript(`if redis.call("get", KEYS[1]) ~= ARGV[1] then
+	return 0
+end
+redis.call("set", KEYS[1], ARGV[2])
+redis.pcall("publish", ARGV[3], ARGV[4])
 return 1`)
 
 // Store is a [twitchoauth.TokenStore] in Redis. The token of key k is the string value at
@@ -146,6 +160,10 @@ type Store struct {
 	// Prefix starts every key, so that one Redis can serve several apps. Defaults to
 	// DefaultPrefix (also when empty).
 	Prefix string
+	// Keyring, if set, seals the access and refresh tokens of every token written with its current
+	// key, and opens tokens sealed with any of its keys; tokens written before it was set are read
+	// as they are, and sealed at their next write. Defaults to none: the token file's plain JSON.
+	Keyring *twitchoauth.Keyring
 
 	// watchPing is how long WatchChanges waits with nothing received before it pings Redis.
 	// Defaults to defaultWatchPing; the tests shorten it.
@@ -190,26 +208,27 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 	if err != nil {
 		return nil, fmt.Errorf("redisstore: load token: %w", redisError(ctx, err))
 	}
-	return decode(rkey, data)
+	return s.decode(key, rkey, data)
 }
 
-// decode reads a stored token. Its errors describe what is wrong without quoting the value, which
-// may hold a token.
-func decode(rkey string, data []byte) (*twitchoauth.StoredToken, error) {
+// decode reads the token stored under key, at Redis key rkey, opening it when it is sealed. Its
+// errors describe what is wrong without quoting the value, which may hold a token.
+func (s *Store) decode(key, rkey string, data []byte) (*twitchoauth.StoredToken, error) {
 	if len(data) > twitchoauth.MaxStoredTokenSize {
 		return nil, fmt.Errorf("%w: redis key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(rkey), len(data), twitchoauth.MaxStoredTokenSize)
 	}
-	st, err := twitchoauth.DecodeStoredToken(data)
+	st, err := s.Keyring.DecodeStoredToken(key, data)
 	if err != nil {
 		return nil, fmt.Errorf("redis key %s: %w", twitchoauth.QuoteKey(rkey), err)
 	}
 	return st, nil
 }
 
-// encode returns tok's JSON: no more than [twitchoauth.MaxStoredTokenSize] bytes, which Load
-// reads, or an error that gives its size (never its contents, which hold secrets).
-func encode(tok *twitchoauth.StoredToken) ([]byte, error) {
-	data, err := json.Marshal(tok)
+// encode returns the value of key's tok: its JSON, sealed when the Store has a Keyring (see
+// [twitchoauth.Keyring.EncodeStoredToken]), no more than [twitchoauth.MaxStoredTokenSize] bytes,
+// which Load reads, or an error that gives its size (never its contents, which hold secrets).
+func (s *Store) encode(key string, tok *twitchoauth.StoredToken) ([]byte, error) {
+	data, err := s.Keyring.EncodeStoredToken(key, tok)
 	if err != nil {
 		return nil, err
 	}
@@ -227,7 +246,7 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 	if tok == nil {
 		return errors.New("redisstore: save token: nil token")
 	}
-	data, err := encode(tok)
+	data, err := s.encode(key, tok)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
@@ -359,31 +378,78 @@ func (l *lease) Renew(ctx context.Context) error {
 func (l *lease) Unlock() error { return l.unlock() }
 
 // SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
-// and refresh tokens and its spending mark: a Lua script reads the value, compares them (cjson
-// decodes it), sets the new one and publishes key, in one step. When they differ, or nothing
-// readable is stored, it stores nothing and the error Is [twitchoauth.ErrTokenChanged]. Any other
-// error is Redis's.
+// and refresh tokens and its spending mark. Over a plain token, without a Keyring, a Lua script
+// reads the value, compares them (cjson decodes it), sets the new one and publishes key, in one
+// step. With a Keyring, or over a sealed token, SaveIf reads the value, opens and compares it
+// here, and a Lua script sets the new value only while the stored one is still, byte for byte, the
+// one read (each sealing has a nonce of its own, so a value rewritten since never compares equal);
+// a value written in between is read and compared again (a few times), so that a write that kept
+// the pair and the mark (a Reseal) does not fail it. Either way, no token in the clear is sent to
+// Redis when the Store has a Keyring. When the tokens differ, or nothing readable is stored, it
+// stores nothing and the error Is [twitchoauth.ErrTokenChanged]; a sealed token the Keyring cannot
+// open is an error that Is [twitchoauth.ErrCannotUnseal], and is left as it is. Any other error is
+// Redis's.
 func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
 	if prev == nil || next == nil {
 		return errors.New("redisstore: save token: SaveIf needs the token it replaces and a new one")
 	}
-	data, err := encode(next)
+	data, err := s.encode(key, next)
 	if err != nil {
 		return fmt.Errorf("redisstore: save token: %w", err)
 	}
 	rkey := s.tokenKey(key)
-	var hash, holder string
-	if m := prev.Spending; m != nil {
-		hash, holder = m.Refresh, m.Holder
+	if s.Keyring == nil {
+		var hash, holder string
+		if m := prev.Spending; m != nil {
+			hash, holder = m.Refresh, m.Holder
+		}
+		n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, hash, holder, data, s.changesChannel(), key).Int()
+		switch {
+		case err != nil:
+			return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
+		case n == 1:
+			return nil
+		case n == 0:
+			return fmt.Errorf("%w: redis key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
+		}
+		// Sealed: opening it below says why it cannot be.
 	}
-	n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, hash, holder, data, s.changesChannel(), key).Int()
+	for range saveIfReads {
+		cur, err := s.Client.Get(ctx, rkey).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return fmt.Errorf("%w: redis key %s does not exist", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
+		}
+		if err != nil {
+			return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
+		}
+		st, err := s.decode(key, rkey, cur)
+		switch {
+		case errors.Is(err, twitchoauth.ErrTokenCorrupt):
+			return fmt.Errorf("%w: %w", twitchoauth.ErrTokenChanged, err)
+		case err != nil:
+			return err
+		case !st.Matches(prev):
+			return fmt.Errorf("%w: redis key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
+		}
+		if done, err := s.swap(ctx, key, rkey, cur, data); err != nil || done {
+			return err
+		}
+	}
+	return fmt.Errorf("%w: redis key %s kept being written while it was compared", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
+}
+
+// saveIfReads is how many times SaveIf and Reseal read a value that is written between their read
+// and their write before they give up.
+const saveIfReads = 5
+
+// swap sets key's token, at rkey, to data if it still holds cur, and publishes key; it reports
+// whether it did.
+func (s *Store) swap(ctx context.Context, key, rkey string, cur, data []byte) (bool, error) {
+	n, err := swapScript.Run(ctx, s.Client, []string{rkey}, cur, data, s.changesChannel(), key).Int()
 	if err != nil {
-		return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
+		return false, fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}
-	if n == 0 {
-		return fmt.Errorf("%w: redis key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
-	}
-	return nil
+	return n == 1, nil
 }
 
 // redisError returns ctx's error in place of the client's when ctx ended, so that errors.Is

@@ -57,5 +57,5 @@ func ExampleKeyring() {
 	store := sqlstore.New(nil, sqlstore.Postgres) // the service's *sql.DB in place of nil
 	store.Keyring = keyring
 	fmt.Println(keyring)
-	// Output: sqlstore.Keyring(current "2026-01", keys 2025-01,2026-01)
+	// Output: twitchoauth.Keyring(current "2026-01", keys 2025-01,2026-01)
 }

@@ -50,7 +50,7 @@ func TestSealedRowOverLimit(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			key := tc.name
-			id, box, err := s.Keyring.seal(key, strings.Repeat("s", tc.access), "sekrit-refresh")
+			id, box, err := s.Keyring.Seal(key, strings.Repeat("s", tc.access), "sekrit-refresh")
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -7,11 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/storetest"
 )
 
 // testKey derives a 32-byte test key from its ID.
@@ -227,4 +229,64 @@ func keyIDOf(t *testing.T, s *Store, key string) string {
 		t.Fatal(err)
 	}
 	return id
+}
+
+// TestSealingSuite runs the sealing suite on PostgreSQL and on SQLite files: a tampered row
+// refused, a wrong key refused with one summary error and nothing overwritten, SaveIf against a
+// stale pair refused, and a key rotated under concurrent refreshes, after which no issued token is
+// in the SQLite file or its -wal, nor in PostgreSQL's data files and WAL.
+func TestSealingSuite(t *testing.T) {
+	t.Parallel()
+	t.Run("Postgres", func(t *testing.T) {
+		t.Parallel()
+		srv := needPostgres(t)
+		storetest.RunSealing(t, func(t *testing.T) storetest.SealedBackend {
+			prefix := uniquePrefix()
+			admin := pgStore(t, srv, prefix)
+			return storetest.SealedBackend{
+				Connect: func(t *testing.T, k *Keyring) storetest.SealedStore {
+					s := pgStore(t, srv, prefix)
+					s.Keyring = k
+					return s
+				},
+				Tamper: func(t *testing.T, key string) { tamperRow(t, admin, key) },
+				AtRest: func(t *testing.T) []string {
+					if _, err := admin.DB.ExecContext(t.Context(), "CHECKPOINT"); err != nil {
+						t.Fatal(err)
+					}
+					return []string{filepath.Join(srv.data(), "base"), filepath.Join(srv.data(), "pg_wal")}
+				},
+			}
+		})
+	})
+	t.Run("SQLite", func(t *testing.T) {
+		t.Parallel()
+		storetest.RunSealing(t, func(t *testing.T) storetest.SealedBackend {
+			path := sqliteFile(t)
+			admin := sqliteStore(t, path)
+			return storetest.SealedBackend{
+				Connect: func(t *testing.T, k *Keyring) storetest.SealedStore {
+					s := sqliteStore(t, path)
+					s.Keyring = k
+					return s
+				},
+				Tamper: func(t *testing.T, key string) { tamperRow(t, admin, key) },
+				// The file, its -wal (not checkpointed: what it holds is on disk too) and -shm.
+				AtRest: func(t *testing.T) []string { return []string{filepath.Dir(path)} },
+			}
+		})
+	})
+}
+
+// tamperRow changes one byte of the sealed value of key's row.
+func tamperRow(t *testing.T, s *Store, key string) {
+	t.Helper()
+	var sealed []byte
+	if err := s.DB.QueryRowContext(t.Context(), s.placeholders("SELECT sealed FROM "+s.Prefix+"tokens WHERE key = $1"), key).Scan(&sealed); err != nil {
+		t.Fatal(err)
+	}
+	sealed[len(sealed)/2] ^= 1
+	if _, err := s.DB.ExecContext(t.Context(), s.placeholders("UPDATE "+s.Prefix+"tokens SET sealed = $1 WHERE key = $2"), sealed, key); err != nil {
+		t.Fatal(err)
+	}
 }

@@ -52,7 +52,7 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
 	// The JSON holds the sealed pair's JSON, and more: a sealed value longer than the limit's
 	// and the seal's overhead makes a token over the limit, and is not opened.
-	if len(r.token) > twitchoauth.MaxStoredTokenSize || len(r.sealed) > twitchoauth.MaxStoredTokenSize+sealOverhead {
+	if len(r.token) > twitchoauth.MaxStoredTokenSize || len(r.sealed) > twitchoauth.MaxStoredTokenSize+twitchoauth.SealOverhead {
 		return nil, fmt.Errorf("%w: the row of key %s holds %d bytes, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(r.token)+len(r.sealed), twitchoauth.MaxStoredTokenSize)
 	}
 	data := []byte(r.token)
@@ -62,8 +62,8 @@ func (s *Store) decode(key string, r *row) (*twitchoauth.StoredToken, error) {
 		return nil, fmt.Errorf("%w: the row of key %s has a sealed value without a key ID, or a key ID without one", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key))
 	default:
 		var err error
-		if data, err = s.Keyring.open(key, r.keyID.String, r.sealed, data); err != nil {
-			return nil, fmt.Errorf("sqlstore: row of key %s: %w", twitchoauth.QuoteKey(key), err)
+		if data, err = s.openRow(key, r.keyID.String, r.sealed, data); err != nil {
+			return nil, fmt.Errorf("sqlstore: %w", err) // it names the key
 		}
 		if len(data) > twitchoauth.MaxStoredTokenSize {
 			return nil, fmt.Errorf("%w: the token of the row of key %s is %d bytes unsealed, more than the %d of a token", twitchoauth.ErrTokenCorrupt, twitchoauth.QuoteKey(key), len(data), twitchoauth.MaxStoredTokenSize)
@@ -101,7 +101,7 @@ func (s *Store) encode(key string, tok *twitchoauth.StoredToken) (token string, 
 	if err != nil {
 		return "", nil, nil, err
 	}
-	id, box, err := s.Keyring.seal(key, tok.AccessToken, tok.RefreshToken)
+	id, box, err := s.Keyring.Seal(key, tok.AccessToken, tok.RefreshToken)
 	if err != nil {
 		return "", nil, nil, err
 	}
@@ -129,12 +129,14 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 
 // SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
 // and refresh tokens and its spending mark (the same Spending.Refresh and Spending.Holder, or no
-// mark when prev has none). It reads the row with its version, compares, and updates the row only
-// where its version is still the one read (UPDATE ... WHERE key = $1 AND version = $2): a write
-// in between, by anyone, makes the update change no row. Then, or when the tokens differ, or no
-// readable token is stored, it stores nothing and the error Is [twitchoauth.ErrTokenChanged]. A
-// sealed row the Keyring cannot open is an error that Is [ErrCannotUnseal], not a change. Any
-// other error is the database's.
+// mark when prev has none). It reads the row with its version, compares (a sealed row once
+// opened), and updates the row only where its version is still the one read (UPDATE ... WHERE key
+// = $1 AND version = $2). A write in between, by anyone, makes the update change no row; the row is
+// then read and compared again (a few times), so that a write that kept the pair and the mark (a
+// Reseal, a validation's save) does not fail it. When the tokens differ, or no readable token is
+// stored, it stores nothing and the error Is [twitchoauth.ErrTokenChanged]. A sealed row the
+// Keyring cannot open is an error that Is [ErrCannotUnseal], not a change. Any other error is the
+// database's.
 func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
 	if prev == nil || next == nil {
 		return errors.New("sqlstore: save token: SaveIf needs the token it replaces and a new one")
@@ -147,33 +149,39 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	}
-	r, err := s.read(ctx, q, key)
-	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
+	for range saveIfReads {
+		r, err := s.read(ctx, q, key)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
+		}
+		if err != nil {
+			return fmt.Errorf("sqlstore: save token: %w", err)
+		}
+		cur, err := s.decode(key, r)
+		switch {
+		case errors.Is(err, twitchoauth.ErrTokenCorrupt):
+			return fmt.Errorf("%w: %w", twitchoauth.ErrTokenChanged, err)
+		case err != nil:
+			return err
+		case !cur.Matches(prev):
+			return fmt.Errorf("%w: the row of key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
+		}
+		res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
+		if err != nil {
+			return fmt.Errorf("sqlstore: save token: %w", err)
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return fmt.Errorf("sqlstore: save token: %w", err)
+		} else if n == 1 {
+			return nil
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("sqlstore: save token: %w", err)
-	}
-	cur, err := s.decode(key, r)
-	switch {
-	case errors.Is(err, twitchoauth.ErrTokenCorrupt):
-		return fmt.Errorf("%w: %w", twitchoauth.ErrTokenChanged, err)
-	case err != nil:
-		return err
-	case !cur.Matches(prev):
-		return fmt.Errorf("%w: the row of key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
-	}
-	res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
-	if err != nil {
-		return fmt.Errorf("sqlstore: save token: %w", err)
-	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("sqlstore: save token: %w", err)
-	} else if n == 0 {
-		return fmt.Errorf("%w: the row of key %s was written since it was read", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
-	}
-	return nil
+	return fmt.Errorf("%w: the row of key %s kept being written while it was compared", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 }
+
+// saveIfReads is how many times SaveIf reads a row that is written between its read and its
+// update before it gives up.
+const saveIfReads = 5
 
 // Delete removes key's row; a key with no row is not an error. A lock held on the key stays until
 // its holder releases it or its lease ends; a lock row whose lease has ended goes with the token.
