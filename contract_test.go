@@ -243,3 +243,23 @@ var _ = func() {
 	_ = s
 	_ = tt.AuthorizationsEndpoint
 }
+
+// Sealing at rest, in every store: one Keyring, one record format, one summary error.
+var _ = func() {
+	var _ func(string, map[string][]byte) (*t.Keyring, error) = t.NewKeyring
+	var _ int = t.KeySize
+	var _ int = t.SealOverhead
+	var _ error = t.ErrCannotUnseal
+	k := &t.Keyring{}
+	var _ func() string = k.Current
+	var _ func() []string = k.IDs
+	var _ func(key, access, refresh string) (string, []byte, error) = k.Seal
+	var _ func(key, keyID string, sealed []byte) (string, string, error) = k.Open
+	var _ func(string, *t.StoredToken) ([]byte, error) = k.EncodeStoredToken
+	var _ func(string, []byte) (*t.StoredToken, error) = k.DecodeStoredToken
+	var _ func([]byte) (string, bool) = t.SealedKeyID
+	var _ error = &t.UnsealError{Count: 0, Key: "", KeyIDs: []string{}, Held: []string{}}
+	var _ func(...error) error = t.JoinStoreErrors
+	fs := &t.FileStore{Keyring: k}
+	var _ func(context.Context) (int, error) = fs.Reseal
+}

@@ -264,6 +264,8 @@ func storeErrorType(e twitchoauth.StoreEvent) string {
 		return "changed"
 	case errors.Is(err, twitchoauth.ErrLeaseLost):
 		return "lease_lost"
+	case errors.Is(err, twitchoauth.ErrCannotUnseal):
+		return "cannot_unseal"
 	case errors.Is(err, twitchoauth.ErrTokenCorrupt):
 		return "corrupt"
 	case errors.Is(err, twitchoauth.ErrTokenNotFound):
