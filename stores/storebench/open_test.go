@@ -34,7 +34,7 @@ func TestStoresOpen(t *testing.T) {
 				t.Fatal("SaveIf over a token that has changed since it was read succeeded")
 			}
 			for _, public := range []bool{false, true} {
-				src := refreshSource(t, store, public)
+				src, _ := refreshSource(t, store, public)
 				tok, err := src.TokenContext(ctx)
 				if err != nil {
 					t.Fatal(err)
