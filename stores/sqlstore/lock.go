@@ -3,8 +3,11 @@ package sqlstore
 import (
 	"context"
 	"crypto/rand"
+	"database/sql"
+	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
+	"strings"
 	randv2 "math/rand/v2"
 	"sync"
 	"time"
@@ -38,6 +41,8 @@ const (
 // wait at once: Lock never polls a database it cannot reach (on SQLite, a statement waits
 // BusyTimeout at most for another connection's write lock first).
 //
+// The lock's writes commit without waiting for the disk (see execLock): a lock is a lease.
+//
 // unlock deletes the row only if it still holds this holder's ID, with a context of its own, so
 // it works after ctx ended. When the lease already ran out and another holder took the lock
 // since, unlock leaves it alone and returns nil. Calling unlock again does nothing and returns the
@@ -67,7 +72,7 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 	holder := newHolder()
 	wait := firstLockWait
 	for {
-		res, err := s.exec(ctx, q.lock, key, holder, ms)
+		res, err := s.execLock(ctx, q.lock, key, holder, ms)
 		var n int64
 		if err == nil {
 			n, err = res.RowsAffected()
@@ -90,6 +95,47 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 	}
 }
 
+// execLock runs a write of the locks table, as exec runs a write, without waiting for the disk:
+// a lock is a lease, whose loss in a crash of the machine frees it early (the fenced saves and
+// spending marks, which do wait for the disk, still keep a second holder from storing over the
+// first or spending its refresh token) or keeps it until its lease ends. On PostgreSQL the
+// statements say so themselves (see newQueries). On SQLite, in WAL mode, the statement runs on a
+// connection set to synchronous NORMAL for it, and set back after; a connection that cannot be
+// set back is dropped from the pool.
+func (s *Store) execLock(ctx context.Context, query string, args ...any) (sql.Result, error) {
+	if s.Dialect != SQLite {
+		return s.exec(ctx, query, args...)
+	}
+	var res sql.Result
+	err := s.write(ctx, func() error {
+		conn, err := s.DB.Conn(ctx)
+		if err != nil {
+			return err
+		}
+		defer conn.Close()
+		var mode, journal string
+		if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+			return err
+		}
+		if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil {
+			return err
+		}
+		if !strings.EqualFold(journal, "wal") || (mode != "2" && mode != "3") {
+			res, err = conn.ExecContext(ctx, query, args...)
+			return err // NORMAL or less already, or a journal whose NORMAL is not safe against corruption
+		}
+		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
+			return err
+		}
+		res, err = conn.ExecContext(ctx, query, args...)
+		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = "+mode); rerr != nil {
+			conn.Raw(func(any) error { return driver.ErrBadConn }) // never back in the pool unsynced
+		}
+		return err
+	})
+	return res, err
+}
+
 // abandon releases, as well as it can, a lock that a failed statement may have taken after all:
 // one cut off when ctx ended, or whose connection dropped after the server ran it.
 func (s *Store) abandon(ctx context.Context, q *queries, key, holder string) {
@@ -105,7 +151,7 @@ func (s *Store) unlocker(ctx context.Context, q *queries, key, holder string) fu
 		ctx, cancel := context.WithTimeout(ctx, unlockTimeout)
 		defer cancel()
 		// No row deleted means the lease ran out and another holder took the lock: left alone.
-		if _, err := s.exec(ctx, q.unlock, key, holder); err != nil {
+		if _, err := s.execLock(ctx, q.unlock, key, holder); err != nil {
 			return fmt.Errorf("sqlstore: unlock key %s: %w", twitchoauth.QuoteKey(key), err)
 		}
 		return nil
@@ -135,7 +181,7 @@ type lease struct {
 // Is [twitchoauth.ErrLeaseLost]. Any other error is the database's, and leaves the lease as it
 // was.
 func (l *lease) Renew(ctx context.Context) error {
-	res, err := l.s.exec(ctx, l.q.renew, l.key, l.holder, l.ms)
+	res, err := l.s.execLock(ctx, l.q.renew, l.key, l.holder, l.ms)
 	var n int64
 	if err == nil {
 		n, err = res.RowsAffected()

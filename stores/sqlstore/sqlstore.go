@@ -120,6 +120,7 @@ type Store struct {
 	writeOnce sync.Once               // makes writes
 	writes    chan struct{}           // SQLite: held by the write under way
 	q         atomic.Pointer[queries] // the statements, once the schema is known to be there
+	seen      sync.Map                // key → *knownRow: the row as this Store last read or wrote it
 }
 
 var (

@@ -38,12 +38,69 @@ func (s *Store) Load(ctx context.Context, key string) (*twitchoauth.StoredToken,
 	}
 	r, err := s.read(ctx, q, key)
 	if errors.Is(err, sql.ErrNoRows) {
+		s.seen.Delete(key)
 		return nil, fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(key))
 	}
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: load token: %w", err)
 	}
-	return s.decode(key, r)
+	st, err := s.decode(key, r)
+	if err == nil {
+		s.remember(key, r, st)
+	}
+	return st, err
+}
+
+// knownRow is a row as this Store last read or wrote it, and its token: a SaveIf of a token that
+// matches it updates the row without reading it first, if the row still holds those bytes.
+type knownRow struct {
+	row
+	st *twitchoauth.StoredToken
+}
+
+// remember notes that key's row is r, which holds st.
+func (s *Store) remember(key string, r *row, st *twitchoauth.StoredToken) {
+	s.seen.Store(key, &knownRow{*r, st})
+}
+
+// saveSeen is SaveIf without a read, for a prev that matches the row this Store last saw: the
+// update is made only where the row still has that version and those bytes. It reports whether
+// it made it; when it did not (the row changed since), SaveIf reads the row.
+func (s *Store) saveSeen(ctx context.Context, q *queries, key string, prev, next *twitchoauth.StoredToken, token string, sealed, keyID any) (bool, error) {
+	v, ok := s.seen.Load(key)
+	if !ok {
+		return false, nil
+	}
+	seen := v.(*knownRow)
+	if !seen.st.Matches(prev) {
+		return false, nil
+	}
+	res, err := s.exec(ctx, q.saveIfSeen, key, seen.version, token, sealed, keyID, seen.token, seen.sealed)
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("sqlstore: save token: %w", err)
+	}
+	if n == 1 {
+		s.rememberWritten(key, seen.version+1, token, sealed, keyID, next)
+	}
+	return n == 1, nil
+}
+
+// rememberWritten notes that key's row is now at version, holding token, sealed and keyID (as
+// encode made them), which are next.
+func (s *Store) rememberWritten(key string, version int64, token string, sealed, keyID any, next *twitchoauth.StoredToken) {
+	r := row{token: token, version: version}
+	if b, ok := sealed.([]byte); ok {
+		r.sealed = b
+	}
+	if id, ok := keyID.(string); ok {
+		r.keyID = sql.NullString{String: id, Valid: true}
+	}
+	st := *next
+	s.remember(key, &r, &st)
 }
 
 // decode reads a row's token. Its errors describe what is wrong without quoting the row, which
@@ -121,6 +178,7 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 	if err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	}
+	s.seen.Delete(key) // its version is not known
 	if _, err := s.exec(ctx, q.save, key, token, sealed, keyID); err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	}
@@ -149,6 +207,9 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	}
+	if done, err := s.saveSeen(ctx, q, key, prev, next, token, sealed, keyID); done || err != nil {
+		return err
+	}
 	for range saveIfReads {
 		r, err := s.read(ctx, q, key)
 		if errors.Is(err, sql.ErrNoRows) {
@@ -173,6 +234,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		if n, err := res.RowsAffected(); err != nil {
 			return fmt.Errorf("sqlstore: save token: %w", err)
 		} else if n == 1 {
+			s.rememberWritten(key, r.version+1, token, sealed, keyID, next)
 			return nil
 		}
 	}
@@ -190,6 +252,7 @@ func (s *Store) Delete(ctx context.Context, key string) error {
 	if err != nil {
 		return err
 	}
+	s.seen.Delete(key)
 	if _, err := s.exec(ctx, q.delete, key); err != nil {
 		return fmt.Errorf("sqlstore: delete token: %w", err)
 	}
