@@ -7,8 +7,8 @@ import (
 	"database/sql/driver"
 	"encoding/hex"
 	"fmt"
-	"strings"
 	randv2 "math/rand/v2"
+	"strings"
 	"sync"
 	"time"
 
