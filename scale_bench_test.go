@@ -81,92 +81,97 @@ func BenchmarkUserTokensHeap(b *testing.B) {
 // (conns/op). "floor" sends the same 10,000 refreshes with a bare net/http client, one goroutine
 // each, and reads their answers.
 func BenchmarkUserTokensMassRefresh(b *testing.B) {
-	expired := func(b *testing.B) (*faketwitch.Server, *memStore) {
-		fake := faketwitch.New()
-		fake.Start()
-		store := newMemStore()
-		seedStore(b, fake, store, ids(scaleUsers))
-		for _, id := range ids(scaleUsers) {
-			st := store.stored(id)
-			st.Expiry = time.Now().Add(-time.Minute)
-			store.Save(b.Context(), id, st)
-		}
-		return fake, store
-	}
 	report := func(b *testing.B, conns int) {
 		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/scaleUsers, "ns/user")
 		b.ReportMetric(float64(conns)/float64(b.N), "conns/op")
 	}
-	b.Run("UserTokens", func(b *testing.B) {
-		conns := 0
-		for range b.N {
-			b.StopTimer()
-			fake, store := expired(b)
-			c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret) // the package's default HTTP client
-			c.AuthBaseURL = fake.BaseURL()
-			u := NewUserTokens(c, store)
-			if err := u.Sync(b.Context()); err != nil {
-				b.Fatal(err)
+	for _, run := range []struct {
+		name string
+		f    func(testing.TB, *faketwitch.Server, *memStore)
+	}{{"UserTokens", massRefresh}, {"floor", massRefreshFloor}} {
+		b.Run(run.name, func(b *testing.B) {
+			conns := 0
+			for range b.N {
+				b.StopTimer()
+				fake, store := expiredUsers(b)
+				b.StartTimer()
+				run.f(b, fake, store)
+				b.StopTimer()
+				conns += fake.Connections()
+				fake.Close()
+				b.StartTimer()
 			}
-			b.StartTimer()
-			var wg sync.WaitGroup
-			for _, id := range ids(scaleUsers) {
-				wg.Go(func() {
-					src, err := u.Source(id)
-					if err == nil {
-						_, err = src.Token()
-					}
-					if err != nil {
-						b.Error(err)
-					}
-				})
+			report(b, conns)
+		})
+	}
+}
+
+// expiredUsers starts the fake, and stores scaleUsers users' pairs it issued, each expired.
+func expiredUsers(tb testing.TB) (*faketwitch.Server, *memStore) {
+	fake := faketwitch.New()
+	fake.Start()
+	store := newMemStore()
+	seedStore(tb, fake, store, ids(scaleUsers))
+	for _, id := range ids(scaleUsers) {
+		st := store.stored(id)
+		st.Expiry = time.Now().Add(-time.Minute)
+		store.Save(context.Background(), id, st)
+	}
+	return fake, store
+}
+
+// massRefresh asks a registry over store, with the package's default HTTP client, for every
+// user's token at once, one goroutine each.
+func massRefresh(tb testing.TB, fake *faketwitch.Server, store *memStore) {
+	c := NewClient(faketwitch.ClientID, faketwitch.ClientSecret) // the package's default HTTP client
+	c.AuthBaseURL = fake.BaseURL()
+	u := NewUserTokens(c, store)
+	if err := u.Sync(context.Background()); err != nil {
+		tb.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids(scaleUsers) {
+		wg.Go(func() {
+			src, err := u.Source(id)
+			if err == nil {
+				_, err = src.Token()
 			}
-			wg.Wait()
-			b.StopTimer()
-			conns += fake.Connections()
-			fake.Close()
-			b.StartTimer()
-		}
-		report(b, conns)
-	})
-	b.Run("floor", func(b *testing.B) {
-		conns := 0
-		for range b.N {
-			b.StopTimer()
-			fake, store := expired(b)
-			hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
-			endpoint := fake.BaseURL() + "token"
-			b.StartTimer()
-			var wg sync.WaitGroup
-			for _, id := range ids(scaleUsers) {
-				refresh := store.stored(id).RefreshToken
-				wg.Go(func() {
-					form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
-						"client_id": {faketwitch.ClientID}, "client_secret": {faketwitch.ClientSecret}}
-					resp, err := hc.Post(endpoint, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					defer resp.Body.Close()
-					var tok struct {
-						AccessToken  string `json:"access_token"`
-						RefreshToken string `json:"refresh_token"`
-					}
-					if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.RefreshToken == "" {
-						b.Errorf("refresh: %d, %v", resp.StatusCode, err)
-					}
-				})
+			if err != nil {
+				tb.Error(err)
 			}
-			wg.Wait()
-			b.StopTimer()
-			conns += fake.Connections()
-			hc.CloseIdleConnections()
-			fake.Close()
-			b.StartTimer()
-		}
-		report(b, conns)
-	})
+		})
+	}
+	wg.Wait()
+}
+
+// massRefreshFloor sends the same refreshes with a bare net/http client, one goroutine each, and
+// reads their answers.
+func massRefreshFloor(tb testing.TB, fake *faketwitch.Server, store *memStore) {
+	hc := &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	defer hc.CloseIdleConnections()
+	endpoint := fake.BaseURL() + "token"
+	var wg sync.WaitGroup
+	for _, id := range ids(scaleUsers) {
+		refresh := store.stored(id).RefreshToken
+		wg.Go(func() {
+			form := url.Values{"grant_type": {"refresh_token"}, "refresh_token": {refresh},
+				"client_id": {faketwitch.ClientID}, "client_secret": {faketwitch.ClientSecret}}
+			resp, err := hc.Post(endpoint, "application/x-www-form-urlencoded", strings.NewReader(form.Encode()))
+			if err != nil {
+				tb.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var tok struct {
+				AccessToken  string `json:"access_token"`
+				RefreshToken string `json:"refresh_token"`
+			}
+			if err := json.NewDecoder(resp.Body).Decode(&tok); err != nil || tok.RefreshToken == "" {
+				tb.Errorf("refresh: %d, %v", resp.StatusCode, err)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // BenchmarkUserTokensTokenRotating takes a fresh token from the source of each of 10,000 users
