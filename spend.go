@@ -377,6 +377,8 @@ func (s *UserTokenSource) awaitMark(ctx context.Context, st *StoredToken) (*Stor
 	}
 	s.log(ctx, slog.LevelInfo, "twitchoauth: another holder is spending the refresh token; waiting for its new pair",
 		keyAttr("key", s.key), slog.Time("until", deadline))
+	resume := waitingForOthers(ctx) // the users behind this one need not wait too
+	defer resume()
 	changes := s.storeChanges() // a store that reports its changes ends the wait at once
 	pause := 50 * time.Millisecond
 	for {

@@ -126,6 +126,8 @@ func (w *watchError) Unwrap() error { return w.err }
 // asks for lockWatchEvery at a time and calls watch between the asks; an error of watch's ends
 // the wait, as a *watchError.
 func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, watch func(ctx context.Context) error) (time.Time, error) {
+	resume, paused := func() {}, false
+	defer func() { resume() }()
 	for {
 		lctx, cancel := ctx, context.CancelFunc(func() {})
 		if watch != nil {
@@ -145,6 +147,9 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		cancel()
 		if !watching {
 			return sent, err
+		}
+		if !paused { // another holder has had the lock a while: its wait is not this renewal's work
+			resume, paused = waitingForOthers(ctx), true
 		}
 		if err := watch(ctx); err != nil {
 			return sent, &watchError{err}

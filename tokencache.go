@@ -172,6 +172,7 @@ type sourceListener interface {
 	pendingKept()
 	hearsChanges() bool
 	changed(tok *oauth2.Token)
+	turns() chan struct{} // the turns the cache's renewals take (see admit), or nil
 }
 
 // renewer is what a tokenCache's owner does for it, holding refreshing: renew gets a new token in
@@ -301,6 +302,15 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	if f := tc.state().floor.Load(); f != nil && time.Now().Before(f.until) {
 		return nil, false, f.err
 	}
+	var turns chan struct{}
+	if tc.listener != nil {
+		turns = tc.listener.turns()
+	}
+	ctx, done, err := admit(ctx, turns)
+	if err != nil {
+		return nil, false, fmt.Errorf("twitchoauth: refresh: wait for a turn: %w", err)
+	}
+	defer done()
 	tok, err = tc.renewObserved(ctx, stale, owner)
 	tc.state().lastErr = err
 	if ctx.Err() != nil {

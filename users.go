@@ -40,6 +40,12 @@ const (
 // Add the user again after a new login (rather than calling SetToken on the old source, which
 // the registry no longer holds).
 //
+// The users' renewals take turns: at most 128 work at once, and the others wait for a turn before
+// they make anything, so that 10,000 users whose tokens expire together cost 10,000 parked
+// goroutines, not 10,000 half-made refreshes queued for the 64 connections the default transport
+// keeps to Twitch. A renewal waiting for another holder (the store's lock, another replica's mark)
+// gives its turn back meanwhile.
+//
 // # Replicas
 //
 // Several replicas of a service can share one store (e.g. Redis, see stores/redisstore):
@@ -139,6 +145,7 @@ type UserTokens struct {
 	gone    []*userEntry      // entries forgotten while Run runs, not yet taken off its schedule
 	hurry   []*userEntry      // entries whose source holds a pair to store, to pass over soon
 	wake    chan struct{}     // tells Run that added, gone or hurry has entries
+	turns   chan struct{}     // the renewals at work, one value each (see admit)
 	// watching is set while Run watches the store's changes with no gap since it last read every
 	// user: what the entries last read is what the store holds.
 	watching atomic.Bool
@@ -195,6 +202,9 @@ func (e *userEntry) changed(tok *oauth2.Token) {
 	}
 }
 
+// turns returns the registry's renewal turns (see admit).
+func (e *userEntry) turns() chan struct{} { return e.u.turns }
+
 // pendingKept hears from e's source that it holds a pair the store did not take: Run stores it
 // soon, not at e's next slot.
 func (e *userEntry) pendingKept() { e.u.soon(e) }
@@ -212,6 +222,7 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 		users:   map[string]*userEntry{},
 		intents: map[string]string{},
 		wake:    make(chan struct{}, 1),
+		turns:   make(chan struct{}, maxRenewals),
 	}
 }
 

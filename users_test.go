@@ -738,6 +738,7 @@ func (changeCounter) recovered()                     {}
 func (changeCounter) pendingKept()                   {}
 func (changeCounter) hearsChanges() bool             { return true }
 func (c changeCounter) changed(*oauth2.Token)        { c.n.Add(1) }
+func (changeCounter) turns() chan struct{}           { return nil }
 
 // authorizeCode logs the fake's user in to c's app at the fake's authorize page and returns the
 // code its redirect carries.

@@ -1,0 +1,72 @@
+package twitchoauth
+
+import "context"
+
+// A registry's renewals take turns: at most maxRenewals of them work at once, the others wait for
+// a turn before they make anything. Ten thousand users whose tokens expire together then cost
+// ten thousand parked goroutines with small stacks, not ten thousand renewals half made, each with
+// its request built and its stack grown, queued for the transport's connections (64 a host by
+// default). A renewal gives its turn back while it waits for another holder (the key's lock,
+// another holder's mark), so that a wait of seconds never holds up the users behind it.
+
+// maxRenewals is how many renewals work at once: twice the default transport's connections to a
+// host, so that a renewal's store work overlaps another's request.
+const maxRenewals = 2 * maxConnsPerHost
+
+// turnKey is the context key of a renewal's *turn.
+type turnKey struct{}
+
+// turn is a renewal's claim on one of its registry's turns (a channel holding a value per
+// renewal at work); only the renewal's goroutine uses it.
+type turn struct {
+	turns chan struct{}
+	held  bool
+}
+
+// admit waits for one of turns, and returns the context the renewal works with, which carries
+// the turn, and the func that gives it back. It fails only when ctx ends first. With nil turns (a
+// source of no registry), it returns at once.
+func admit(ctx context.Context, turns chan struct{}) (context.Context, func(), error) {
+	if turns == nil {
+		return ctx, func() {}, nil
+	}
+	t := &turn{turns: turns}
+	if err := t.take(ctx); err != nil {
+		return ctx, func() {}, err
+	}
+	return context.WithValue(ctx, turnKey{}, t), t.give, nil
+}
+
+// take waits for a turn, or for ctx to end.
+func (t *turn) take(ctx context.Context) error {
+	if t.held {
+		return nil
+	}
+	select {
+	case t.turns <- struct{}{}:
+		t.held = true
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// give gives the turn back, if it is held.
+func (t *turn) give() {
+	if t.held {
+		t.held = false
+		<-t.turns
+	}
+}
+
+// waitingForOthers gives back the turn of the renewal of ctx, if it holds one, while it waits for
+// another holder; the func it returns takes a turn again. When ctx ends first, the renewal goes on
+// without one: it is about to end.
+func waitingForOthers(ctx context.Context) (resume func()) {
+	t, _ := ctx.Value(turnKey{}).(*turn)
+	if t == nil || !t.held {
+		return func() {}
+	}
+	t.give()
+	return func() { t.take(ctx) }
+}
