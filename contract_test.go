@@ -263,3 +263,5 @@ var _ = func() {
 	fs := &t.FileStore{Keyring: k}
 	var _ func(context.Context) (int, error) = fs.Reseal
 }
+
+var _ func(context.Context, []string, func(context.Context, string) (bool, error)) (int, error) = t.ResealEach

@@ -22,21 +22,8 @@ func (s *FileStore) Reseal(ctx context.Context) (int, error) {
 	if err := s.tokenFiles(func(key string, _ fs.DirEntry) { keys = append(keys, key) }); err != nil {
 		return 0, fmt.Errorf("twitchoauth: reseal: %w", err)
 	}
-	written := 0
-	var errs []error
-	for _, key := range keys {
-		done, err := s.reseal(ctx, key)
-		if err != nil {
-			if ctx.Err() != nil {
-				return written, fmt.Errorf("twitchoauth: reseal: %w", err)
-			}
-			errs = append(errs, err)
-		}
-		if done {
-			written++
-		}
-	}
-	if err := JoinStoreErrors(errs...); err != nil {
+	written, err := ResealEach(ctx, keys, s.reseal)
+	if err != nil {
 		return written, fmt.Errorf("twitchoauth: reseal: %w", err)
 	}
 	return written, nil

@@ -139,38 +139,24 @@ func under(store TokenStore) TokenStore {
 	return store
 }
 
-// asConditionalSaver returns store as a ConditionalSaver if the store underneath is one.
+// asOptional returns store as T, one of the optional store interfaces, if the store underneath
+// is one: an observed store has every optional method, but only the underlying store's work.
+func asOptional[T any](store TokenStore) (T, bool) {
+	var zero T
+	if _, ok := under(store).(T); !ok {
+		return zero, false
+	}
+	v, ok := store.(T)
+	return v, ok
+}
+
+// asConditionalSaver, asLeaseLocker, asKeyLister and asChangeWatcher are asOptional's, by name.
 func asConditionalSaver(store TokenStore) (ConditionalSaver, bool) {
-	if _, ok := under(store).(ConditionalSaver); !ok {
-		return nil, false
-	}
-	cs, ok := store.(ConditionalSaver)
-	return cs, ok
+	return asOptional[ConditionalSaver](store)
 }
 
-// asLeaseLocker returns store as a LeaseLocker if the store underneath is one.
-func asLeaseLocker(store TokenStore) (LeaseLocker, bool) {
-	if _, ok := under(store).(LeaseLocker); !ok {
-		return nil, false
-	}
-	ll, ok := store.(LeaseLocker)
-	return ll, ok
-}
+func asLeaseLocker(store TokenStore) (LeaseLocker, bool) { return asOptional[LeaseLocker](store) }
 
-// asKeyLister returns store as a KeyLister if the store underneath is one.
-func asKeyLister(store TokenStore) (KeyLister, bool) {
-	if _, ok := under(store).(KeyLister); !ok {
-		return nil, false
-	}
-	kl, ok := store.(KeyLister)
-	return kl, ok
-}
+func asKeyLister(store TokenStore) (KeyLister, bool) { return asOptional[KeyLister](store) }
 
-// asChangeWatcher returns store as a ChangeWatcher if the store underneath is one.
-func asChangeWatcher(store TokenStore) (ChangeWatcher, bool) {
-	if _, ok := under(store).(ChangeWatcher); !ok {
-		return nil, false
-	}
-	cw, ok := store.(ChangeWatcher)
-	return cw, ok
-}
+func asChangeWatcher(store TokenStore) (ChangeWatcher, bool) { return asOptional[ChangeWatcher](store) }

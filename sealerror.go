@@ -1,6 +1,7 @@
 package twitchoauth
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
@@ -142,4 +143,27 @@ func JoinStoreErrors(errs ...error) error {
 		return rest[0]
 	}
 	return errors.Join(rest...)
+}
+
+// ResealEach is the loop of a store's Reseal, for the stores that seal (this package's FileStore,
+// redisstore and sqlstore use it): it calls reseal for each key, which rewrites the key's record
+// sealed with the current key unless it already is, and reports whether it wrote it. It returns
+// how many records were written and, when some failed, one error for them all
+// ([JoinStoreErrors]); when ctx ends, it stops with the failure ctx's end caused.
+func ResealEach(ctx context.Context, keys []string, reseal func(ctx context.Context, key string) (bool, error)) (int, error) {
+	written := 0
+	var errs []error
+	for _, key := range keys {
+		done, err := reseal(ctx, key)
+		if err != nil {
+			if ctx.Err() != nil {
+				return written, err
+			}
+			errs = append(errs, err)
+		}
+		if done {
+			written++
+		}
+	}
+	return written, JoinStoreErrors(errs...)
 }

@@ -155,7 +155,8 @@ func tokenKind(app bool) attribute.KeyValue {
 	return TokenKindKey.String("user")
 }
 
-func (r *recorder) requestStart(ctx context.Context, e twitchoauth.RequestEvent) context.Context {
+// requestAttrs are the attributes of a request's span and its duration, but its outcome's.
+func requestAttrs(e twitchoauth.RequestEvent) []attribute.KeyValue {
 	host, port := splitHost(e.Host)
 	attrs := []attribute.KeyValue{
 		semconv.HTTPRequestMethodKey.String(e.Method),
@@ -165,20 +166,16 @@ func (r *recorder) requestStart(ctx context.Context, e twitchoauth.RequestEvent)
 	if port > 0 {
 		attrs = append(attrs, semconv.ServerPort(port))
 	}
-	ctx, _ = r.tracer.Start(ctx, e.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(attrs...))
+	return attrs
+}
+
+func (r *recorder) requestStart(ctx context.Context, e twitchoauth.RequestEvent) context.Context {
+	ctx, _ = r.tracer.Start(ctx, e.Method, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(requestAttrs(e)...))
 	return ctx
 }
 
 func (r *recorder) requestEnd(ctx context.Context, e twitchoauth.RequestEvent) {
-	host, port := splitHost(e.Host)
-	attrs := []attribute.KeyValue{
-		semconv.HTTPRequestMethodKey.String(e.Method),
-		semconv.ServerAddress(host),
-		EndpointKey.String(e.Endpoint),
-	}
-	if port > 0 {
-		attrs = append(attrs, semconv.ServerPort(port))
-	}
+	attrs := requestAttrs(e)
 	if e.Status != 0 {
 		attrs = append(attrs, semconv.HTTPResponseStatusCode(e.Status))
 	}

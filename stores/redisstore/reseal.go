@@ -30,21 +30,8 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("redisstore: reseal: %w", err)
 	}
-	written := 0
-	var errs []error
-	for _, key := range keys {
-		done, err := s.reseal(ctx, key)
-		if err != nil {
-			if ctx.Err() != nil {
-				return written, fmt.Errorf("redisstore: reseal: %w", err)
-			}
-			errs = append(errs, err)
-		}
-		if done {
-			written++
-		}
-	}
-	if err := twitchoauth.JoinStoreErrors(errs...); err != nil {
+	written, err := twitchoauth.ResealEach(ctx, keys, s.reseal)
+	if err != nil {
 		return written, fmt.Errorf("redisstore: reseal: %w", err)
 	}
 	return written, nil

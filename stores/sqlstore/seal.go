@@ -66,22 +66,11 @@ func (s *Store) Reseal(ctx context.Context) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("sqlstore: reseal: list rows: %w", err)
 	}
-	written := 0
-	var errs []error
-	for _, key := range keys {
-		done, err := s.reseal(ctx, q, key)
-		if err != nil {
-			if ctx.Err() != nil {
-				return written, fmt.Errorf("sqlstore: reseal: %w", err)
-			}
-			errs = append(errs, err)
-		}
-		if done {
-			written++
-		}
-	}
 	// Rows the Keyring cannot open make one line, however many.
-	if err := twitchoauth.JoinStoreErrors(errs...); err != nil {
+	written, err := twitchoauth.ResealEach(ctx, keys, func(ctx context.Context, key string) (bool, error) {
+		return s.reseal(ctx, q, key)
+	})
+	if err != nil {
 		return written, fmt.Errorf("sqlstore: reseal: %w", err)
 	}
 	return written, nil
