@@ -3,7 +3,8 @@ package twitchoauth
 import "context"
 
 // A registry's renewals take turns: at most maxRenewals of them work at once, the others wait for
-// a turn before they make anything. Ten thousand users whose tokens expire together then cost
+// a turn before they make anything (before the lock of the user's token, too: a caller that finds
+// another renewing the same token gives its turn back while it waits). Ten thousand users whose tokens expire together then cost
 // ten thousand parked goroutines with small stacks, not ten thousand renewals half made, each with
 // its request built and its stack grown, queued for the transport's connections (64 a host by
 // default). A renewal gives its turn back while it waits for another holder (the key's lock,
@@ -30,10 +31,12 @@ func admit(ctx context.Context, turns chan struct{}) (context.Context, func(), e
 	if turns == nil {
 		return ctx, func() {}, nil
 	}
-	t := &turn{turns: turns}
-	if err := t.take(ctx); err != nil {
-		return ctx, func() {}, err
+	select { // the turn is made once it is had: a waiter holds nothing
+	case turns <- struct{}{}:
+	case <-ctx.Done():
+		return ctx, func() {}, ctx.Err()
 	}
+	t := &turn{turns: turns, held: true}
 	return context.WithValue(ctx, turnKey{}, t), t.give, nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
 )
 
 // TestRenewalTurnsGivenBackWhileWaiting: a registry's renewals take turns, and one that waits for
@@ -67,4 +69,48 @@ func TestRenewalTurnsGivenBackWhileWaiting(t *testing.T) {
 			})
 		})
 	}
+}
+
+// TestRenewalTurnGivenBackForSameToken: a caller that finds another caller renewing the same
+// token waits for that renewal without a turn, so that a third user's refresh is not held up.
+func TestRenewalTurnGivenBackForSameToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		seedStore(t, b.fake, b.store, []string{"slow", "behind"})
+		for _, id := range []string{"slow", "behind"} {
+			st := b.store.stored(id)
+			st.Expiry = time.Now().Add(-time.Minute)
+			if err := b.store.Save(t.Context(), id, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		u := NewUserTokens(b.c, b.store)
+		u.turns = make(chan struct{}, 2)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		b.fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 10 * time.Second, Count: 1}) // the first refresh takes 10 s
+		slow, _ := u.Source("slow")
+		done := make(chan error, 2)
+		for range 2 { // the second caller waits for the first's renewal
+			go func() {
+				_, err := slow.Token()
+				done <- err
+			}()
+			synctest.Wait()
+		}
+		start := time.Now()
+		behind, _ := u.Source("behind")
+		if _, err := behind.Token(); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("a user behind a caller waiting for another's renewal of the same token was refreshed after %v; want at once", took)
+		}
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	})
 }

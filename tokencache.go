@@ -275,9 +275,24 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token, owner re
 	if f := tc.backedOff(); f != nil && time.Now().Before(f.until) {
 		return nil, f.err
 	}
+	var turns chan struct{}
+	if tc.listener != nil {
+		turns = tc.listener.turns()
+	}
+	ctx, done, err := admit(ctx, turns)
+	if err != nil {
+		return nil, fmt.Errorf("twitchoauth: refresh: wait for a turn: %w", err)
+	}
+	defer done()
 	seen := tc.state().attempts.Load()
-	if err := tc.lock(ctx); err != nil {
-		return nil, err
+	if !tc.state().refreshing.tryLock() {
+		// Another caller renews this token: its renewal is not this caller's work.
+		resume := waitingForOthers(ctx)
+		err := tc.lock(ctx)
+		resume()
+		if err != nil {
+			return nil, err
+		}
 	}
 	tok, revoked, err := tc.refreshHeld(ctx, stale, seen, recheck, owner)
 	tc.unlock()
@@ -302,15 +317,6 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	if f := tc.state().floor.Load(); f != nil && time.Now().Before(f.until) {
 		return nil, false, f.err
 	}
-	var turns chan struct{}
-	if tc.listener != nil {
-		turns = tc.listener.turns()
-	}
-	ctx, done, err := admit(ctx, turns)
-	if err != nil {
-		return nil, false, fmt.Errorf("twitchoauth: refresh: wait for a turn: %w", err)
-	}
-	defer done()
 	tok, err = tc.renewObserved(ctx, stale, owner)
 	tc.state().lastErr = err
 	if ctx.Err() != nil {

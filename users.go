@@ -43,8 +43,8 @@ const (
 // The users' renewals take turns: at most 128 work at once, and the others wait for a turn before
 // they make anything, so that 10,000 users whose tokens expire together cost 10,000 parked
 // goroutines, not 10,000 half-made refreshes queued for the 64 connections the default transport
-// keeps to Twitch. A renewal waiting for another holder (the store's lock, another replica's mark)
-// gives its turn back meanwhile.
+// keeps to Twitch. A renewal waiting for another holder (another caller's renewal of the same
+// token, the store's lock, another replica's mark) gives its turn back meanwhile.
 //
 // # Replicas
 //
