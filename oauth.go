@@ -15,6 +15,10 @@
 //   - [Client.UserAuthorizations] asks Helix which scopes each user granted the app, and
 //     [UserTokens.Audit] checks a whole registry with it: whose grant lacks a scope their intent
 //     needs, or is gone.
+//   - In production: [Client.Hooks] hear every request, refresh, validation and store operation
+//     (the module github.com/twitchoauth/twitchoauth/otel makes OpenTelemetry metrics and spans of
+//     them); [UserTokens.Health] names who must log in again; a [Keyring] seals tokens at rest in
+//     every store.
 //
 // A bot gets a user token that survives restarts in a few lines:
 //
