@@ -4,11 +4,12 @@ import "context"
 
 // A registry's renewals take turns: at most maxRenewals of them work at once, the others wait for
 // a turn before they make anything (before the lock of the user's token, too: a caller that finds
-// another renewing the same token gives its turn back while it waits). Ten thousand users whose tokens expire together then cost
-// ten thousand parked goroutines with small stacks, not ten thousand renewals half made, each with
-// its request built and its stack grown, queued for the transport's connections (64 a host by
-// default). A renewal gives its turn back while it waits for another holder (the key's lock,
-// another holder's mark), so that a wait of seconds never holds up the users behind it.
+// another renewing the same token gives its turn back while it waits). Ten thousand users whose
+// tokens expire together then cost ten thousand parked goroutines with small stacks, not ten
+// thousand renewals half made, each with its request built and its stack grown, queued for the
+// transport's connections (64 a host by default). A renewal gives its turn back while it waits for
+// another holder (the key's lock, another holder's mark), so that a wait of seconds never holds up
+// the users behind it.
 
 // maxRenewals is how many renewals work at once: twice the default transport's connections to a
 // host, so that a renewal's store work overlaps another's request.

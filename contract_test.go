@@ -94,7 +94,8 @@ var _ = func() {
 	var _ func(*oauth2.Token) = s.SetToken
 }
 
-// The API of package twitchoauthtest, which other programs' tests compile against, pinned the same way.
+// The API of package twitchoauthtest, which other programs' tests compile against, pinned the same
+// way.
 var _ = func() {
 	_ = tt.ClientID + tt.ClientSecret + tt.PublicClientID + tt.UserID + tt.UserLogin
 	var _ func(testing.TB) *tt.Server = tt.NewServer

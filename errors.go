@@ -15,8 +15,8 @@ import (
 
 // Sentinel errors to branch on with [errors.Is]. An [*APIError] matches the one its answer means.
 var (
-	// ErrInvalidRefreshToken: Twitch rejected the refresh token (400 "Invalid refresh token"); the user
-	// must log in again. pyTwitchAPI: InvalidRefreshTokenException.
+	// ErrInvalidRefreshToken: Twitch rejected the refresh token (400 "Invalid refresh token"); the
+	// user must log in again. pyTwitchAPI: InvalidRefreshTokenException.
 	ErrInvalidRefreshToken = errors.New("twitchoauth: invalid refresh token")
 	// ErrUnauthorized: the token endpoint answered 401 or 403, e.g. a wrong client secret.
 	// pyTwitchAPI: UnauthorizedException.
@@ -34,7 +34,8 @@ var (
 	ErrMissingScope = errors.New("twitchoauth: token lacks a requested scope")
 	// ErrAccessDenied: the user declined, in the browser or on the device activation page.
 	ErrAccessDenied = errors.New("twitchoauth: the user denied access")
-	// ErrDeviceCodeExpired: the device code expired before the user finished (pyTwitchAPI: TimeoutError).
+	// ErrDeviceCodeExpired: the device code expired before the user finished (pyTwitchAPI:
+	// TimeoutError).
 	ErrDeviceCodeExpired = errors.New("twitchoauth: device code expired")
 	// ErrFlowNotStarted: [CodeFlow.WaitForAuthComplete] was called before [CodeFlow.GetCode]
 	// (pyTwitchAPI: ValueError).
@@ -83,8 +84,8 @@ func (e *RefreshInDoubtError) Is(target error) bool {
 }
 
 // APIError is any non-success answer of Twitch's identity server (pyTwitchAPI TwitchAPIException),
-// or of the Helix endpoint the package calls itself ([Client.UserAuthorizations]), including a success status whose body lacks what it must carry. Its text never holds a token, code
-// or secret.
+// or of the Helix endpoint the package calls itself ([Client.UserAuthorizations]), including a
+// success status whose body lacks what it must carry. Its text never holds a token, code or secret.
 type APIError struct {
 	// Endpoint is "token", "validate", "revoke", "device", "userinfo", "keys" (the OIDC key set),
 	// "authorize", or "authorization/users" (Helix's Get Authorization By User).

@@ -147,10 +147,10 @@ func (s *FileStore) Save(ctx context.Context, key string, tok *StoredToken) erro
 }
 
 // SaveIf writes next under key as Save does, but only if the token file still holds prev's access
-// and refresh tokens and spending mark; otherwise it writes nothing and returns an error that Is [ErrTokenChanged].
-// The check and the write are one step for every writer of the file, in any process. A sealed file
-// is opened before it is compared; one the Keyring cannot open is an error that Is
-// [ErrCannotUnseal], not a change, and is left as it is.
+// and refresh tokens and spending mark; otherwise it writes nothing and returns an error that Is
+// [ErrTokenChanged]. The check and the write are one step for every writer of the file, in any
+// process. A sealed file is opened before it is compared; one the Keyring cannot open is an error
+// that Is [ErrCannotUnseal], not a change, and is left as it is.
 func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
 	path, err := s.file(key)
 	if err != nil {

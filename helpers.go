@@ -57,12 +57,13 @@ func newOptionClient(clientID, clientSecret string, opts []Option) *Client {
 }
 
 // RefreshAccessToken trades a refresh token for a new token pair
-// (https://dev.twitch.tv/docs/authentication/refresh-tokens/). Store the refresh token that comes back:
-// it may differ, and a public client's is single-use. When the answer carries no refresh token, the
-// returned token keeps refreshToken (RFC 6749 section 6). A public client (no secret) refreshes without
-// sending one. A rejected refresh token gives an error that Is [ErrInvalidRefreshToken]; a 401 or 403
-// one that Is [ErrUnauthorized]. It sends the request once: a refresh token whose answer was lost
-// may have been spent, so whether to send it again is the caller's call (see [UserTokenSource]).
+// (https://dev.twitch.tv/docs/authentication/refresh-tokens/). Store the refresh token that comes
+// back: it may differ, and a public client's is single-use. When the answer carries no refresh
+// token, the returned token keeps refreshToken (RFC 6749 section 6). A public client (no secret)
+// refreshes without sending one. A rejected refresh token gives an error that Is
+// [ErrInvalidRefreshToken]; a 401 or 403 one that Is [ErrUnauthorized]. It sends the request once:
+// a refresh token whose answer was lost may have been spent, so whether to send it again is the
+// caller's call (see [UserTokenSource]).
 func (c *Client) RefreshAccessToken(ctx context.Context, refreshToken string) (*oauth2.Token, error) {
 	form := url.Values{
 		"grant_type":    {"refresh_token"},
@@ -112,8 +113,8 @@ func (c *Client) exchangeCode(ctx context.Context, code, redirectURI string) (*o
 	}, code)
 }
 
-// ValidateToken asks Twitch whether accessToken is valid and what it grants. Twitch requires apps to do
-// this at start-up and hourly. An invalid, expired or revoked token gives an error that Is
+// ValidateToken asks Twitch whether accessToken is valid and what it grants. Twitch requires apps
+// to do this at start-up and hourly. An invalid, expired or revoked token gives an error that Is
 // [ErrInvalidToken] (pyTwitchAPI returns the 401 answer instead).
 func (c *Client) ValidateToken(ctx context.Context, accessToken string) (*Validation, error) {
 	h := c.hooks()
@@ -176,8 +177,8 @@ func (c *Client) GetUserInfo(ctx context.Context, accessToken string) (*UserInfo
 }
 
 // RevokeToken revokes accessToken (https://dev.twitch.tv/docs/authentication/revoke-tokens/). It
-// returns nil only when Twitch answered 200 (pyTwitchAPI: True); a token that was already invalid gives
-// an error that Is [ErrInvalidToken] (pyTwitchAPI: False).
+// returns nil only when Twitch answered 200 (pyTwitchAPI: True); a token that was already invalid
+// gives an error that Is [ErrInvalidToken] (pyTwitchAPI: False).
 func (c *Client) RevokeToken(ctx context.Context, accessToken string) error {
 	_, err := c.do(ctx, request{endpoint: "revoke", method: http.MethodPost,
 		form: url.Values{"client_id": {c.ClientID}, "token": {accessToken}}, secrets: []string{accessToken}})

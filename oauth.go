@@ -1,17 +1,19 @@
-// Package twitchoauth gets, stores, refreshes, validates and revokes Twitch user OAuth tokens. It is the
-// Go counterpart of pyTwitchAPI's twitchAPI.oauth module: the same pieces under the same names.
+// Package twitchoauth gets, stores, refreshes, validates and revokes Twitch user OAuth tokens. It
+// is the Go counterpart of pyTwitchAPI's twitchAPI.oauth module: the same pieces under the same
+// names.
 //
-//   - [UserAuthenticator] runs the browser login: a redirect server on localhost:17563, Twitch's consent
-//     page in the browser, the code exchanged for a token. Headless programs take [UserAuthenticator.AuthURL]
-//     and [WithUserToken] instead.
+//   - [UserAuthenticator] runs the browser login: a redirect server on localhost:17563, Twitch's
+//     consent page in the browser, the code exchanged for a token. Headless programs take
+//     [UserAuthenticator.AuthURL] and [WithUserToken] instead.
 //   - [CodeFlow] runs the device code grant for machines without a browser.
-//   - [WebLogin] is "Connect with Twitch" (and, with OpenID, "Sign in with Twitch") for a web app: two
-//     handlers to mount on its own server, with the state in a signed cookie and the id_token verified.
+//   - [WebLogin] is "Connect with Twitch" (and, with OpenID, "Sign in with Twitch") for a web app:
+//     two handlers to mount on its own server, with the state in a signed cookie and the id_token
+//     verified.
 //   - [UserAuthenticationStorageHelper] keeps the token in a JSON file, validates and refreshes it at
 //     start, and logs in again only when it must; it hands back a [UserTokenSource], an
 //     [oauth2.TokenSource] that keeps the token fresh while the program runs.
-//   - [Client.RefreshAccessToken], [Client.ValidateToken], [Client.RevokeToken], [Client.GetUserInfo] and
-//     [Client.AppAccessToken] call Twitch's identity server directly.
+//   - [Client.RefreshAccessToken], [Client.ValidateToken], [Client.RevokeToken],
+//     [Client.GetUserInfo] and [Client.AppAccessToken] call Twitch's identity server directly.
 //   - [Client.UserAuthorizations] asks Helix which scopes each user granted the app, and
 //     [UserTokens.Audit] checks a whole registry with it: whose grant lacks a scope their intent
 //     needs, or is gone.
@@ -34,7 +36,8 @@
 //
 // Every request goes through one HTTP client, with parameters in POST form bodies: no token, code or
 // secret is ever put in a URL, an error string or a log line. Tests run on a fake
-// Twitch from package twitchoauthtest, or point [Client.AuthBaseURL] at an httptest server of their own. See https://dev.twitch.tv/docs/authentication/ for Twitch's side.
+// Twitch from package twitchoauthtest, or point [Client.AuthBaseURL] at an httptest server of their
+// own. See https://dev.twitch.tv/docs/authentication/ for Twitch's side.
 package twitchoauth
 
 import (
@@ -55,7 +58,8 @@ import (
 )
 
 const (
-	// DefaultAuthBaseURL is the base URL of Twitch's identity server (pyTwitchAPI TWITCH_AUTH_BASE_URL).
+	// DefaultAuthBaseURL is the base URL of Twitch's identity server (pyTwitchAPI
+	// TWITCH_AUTH_BASE_URL).
 	DefaultAuthBaseURL = "https://id.twitch.tv/oauth2/"
 	// DefaultRedirectURL is the redirect URL [UserAuthenticator] serves by default. Register it in the
 	// Twitch developer console.
@@ -97,7 +101,8 @@ type Client struct {
 	Hooks *Hooks
 }
 
-// NewClient returns a Client for the application with this ID and secret (secret "" for a public client).
+// NewClient returns a Client for the application with this ID and secret (secret "" for a public
+// client).
 func NewClient(clientID, clientSecret string) *Client {
 	return &Client{ClientID: clientID, ClientSecret: clientSecret}
 }
@@ -171,8 +176,8 @@ func (c *Client) helixURL(endpoint string) string {
 	return strings.TrimRight(base, "/") + "/" + endpoint
 }
 
-// request is one call to the identity server, or to Helix. Secrets lists the sensitive values it carries, which
-// are scrubbed from any error it produces (the client secret always is).
+// request is one call to the identity server, or to Helix. Secrets lists the sensitive values it
+// carries, which are scrubbed from any error it produces (the client secret always is).
 type request struct {
 	endpoint string
 	method   string

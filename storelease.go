@@ -299,8 +299,9 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 // longer holds prev (another replica stored a pair after this one read prev: this one's lease
 // ended meanwhile). Then it adopts the stored token when that is fresh and another pair (never
 // prev's, whose refresh token the refresh spent), so that the replicas hold the same one; and
-// otherwise stores next in place of it, if the store still holds what it found. It returns the token to use: the one it adopted, else next, also when next could not be
-// stored (Twitch has issued it, and the old pair may be dead).
+// otherwise stores next in place of it, if the store still holds what it found. It returns the
+// token to use: the one it adopted, else next, also when next could not be stored (Twitch has
+// issued it, and the old pair may be dead).
 func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) (*StoredToken, error) {
 	err := saveIf(ctx, store, key, prev, next)
 	if !errors.Is(err, ErrTokenChanged) {

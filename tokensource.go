@@ -12,9 +12,9 @@ import (
 )
 
 // UserTokenSource keeps one user's token fresh (pyTwitchAPI: Twitch.set_user_authentication with
-// auto_refresh_auth and user_auth_refresh_callback). It implements [oauth2.TokenSource] and is safe for
-// concurrent use: callers share the cached token, and when it expires exactly one of them refreshes it
-// while the others wait for the result.
+// auto_refresh_auth and user_auth_refresh_callback). It implements [oauth2.TokenSource] and is safe
+// for concurrent use: callers share the cached token, and when it expires exactly one of them
+// refreshes it while the others wait for the result.
 //
 // Tokens it returns are shared; do not modify them.
 //
@@ -401,9 +401,9 @@ func carryScopes(tok, prev *oauth2.Token) *oauth2.Token {
 // ask once, and a "valid" verdict stands for a minute): if it is, the 401 answer is returned as
 // is and nothing is refreshed. Only a token Twitch rejects is refreshed, once however many
 // requests saw it refused, and the request is sent again with the new token (when its body can be
-// replayed, see [http.Request.GetBody]), never more. It uses the transport of the Client's HTTPClient and does
-// not follow a redirect to another host or from https to http, so the token never leaves the host
-// it was sent to, nor travels in the clear.
+// replayed, see [http.Request.GetBody]), never more. It uses the transport of the Client's
+// HTTPClient and does not follow a redirect to another host or from https to http, so the token
+// never leaves the host it was sent to, nor travels in the clear.
 func (s *UserTokenSource) HTTPClient() *http.Client {
 	return s.helixClient(s)
 }

@@ -23,9 +23,10 @@ const (
 
 // UserTokens keeps the tokens of many users in one service: a bot account and every broadcaster
 // who connected it (twurple: RefreshingAuthProvider). Each user has one [UserTokenSource], part of
-// the user's entry (a few words until it first refreshes) and shared by every caller; tokens live in a [TokenStore] under the user's ID, and
-// [UserTokens.Run] is the one goroutine that validates them all, as Twitch requires hourly. It is
-// safe for concurrent use. Set its fields before calling any method.
+// the user's entry (a few words until it first refreshes) and shared by every caller; tokens live
+// in a [TokenStore] under the user's ID, and [UserTokens.Run] is the one goroutine that validates
+// them all, as Twitch requires hourly. It is safe for concurrent use. Set its fields before calling
+// any method.
 //
 // Users are added with a token ([UserTokens.AddUserForToken]) or an authorization code
 // ([UserTokens.AddUserForCode]), optionally with intents: what the program uses their token for,
@@ -124,9 +125,10 @@ type UserTokens struct {
 	KeepFresh bool
 	// LockTTL is how long a user's lock in the store lives unless released: a replica that dies
 	// holding it, or is cut off from the store before it can release it, blocks that user's
-	// refreshes and validations on the other replicas for LockTTL at most. It does not bound the wait for another holder's refresh: a refresh token another
-	// holder marked as being spent is waited for without the lock, and decided on (its pair, or
-	// in doubt) within 35 seconds of the mark, whatever LockTTL. Defaults to [DefaultLockTTL].
+	// refreshes and validations on the other replicas for LockTTL at most. It does not bound the
+	// wait for another holder's refresh: a refresh token another holder marked as being spent is
+	// waited for without the lock, and decided on (its pair, or in doubt) within 35 seconds of the
+	// mark, whatever LockTTL. Defaults to [DefaultLockTTL].
 	LockTTL time.Duration
 	// KeepRevoked keeps a user whose grant is gone in the registry and the store, with its source
 	// failing until a new token is added. Defaults to false: such a user is removed from both.

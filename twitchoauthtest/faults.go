@@ -27,10 +27,11 @@ func checkEndpoint(method, endpoint string) {
 }
 
 // Fail makes the next n requests to endpoint ("authorize", "token", "device", "validate",
-// "revoke", "userinfo", "keys", the OIDC key set, or [AuthorizationsEndpoint]) fail with this HTTP status, 400 to 599, and a Twitch error body,
+// "revoke", "userinfo", "keys", the OIDC key set, or [AuthorizationsEndpoint]) fail with this HTTP
+// status, 400 to 599, and a Twitch error body,
 // {"error":"Bad Gateway","message":"Bad Gateway","status":502} for 502: an outage (5xx), a rate
-// limit (429), an answer the code under test does not expect. n <= 0 fails every request until
-// [Server.ClearFaults]. Faults queued for one endpoint apply in turn. The requests are recorded.
+// limit (429), an answer the code under test does not expect. n <= 0 fails every request until [Server.ClearFaults]. Faults queued for
+// one endpoint apply in turn. The requests are recorded.
 //
 // To make a refresh fail as Twitch does when the grant is gone, with 400 "Invalid refresh token",
 // use [Server.Revoke].

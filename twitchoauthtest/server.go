@@ -141,8 +141,8 @@ func (s *Server) Close() {
 }
 
 // Client returns a new [twitchoauth.Client] of the Server's confidential app ([ClientID],
-// [ClientSecret]) with AuthBaseURL set to the Server's URL and HelixBaseURL to its HelixURL. Each call returns a new Client, so a
-// test may set its Logger or HTTPClient.
+// [ClientSecret]) with AuthBaseURL set to the Server's URL and HelixBaseURL to its HelixURL. Each
+// call returns a new Client, so a test may set its Logger or HTTPClient.
 func (s *Server) Client() *twitchoauth.Client {
 	return s.client(ClientID, ClientSecret)
 }
@@ -216,7 +216,8 @@ func deviceErr(method string, err error) error {
 // login would have got it: an access token that lives 4 hours (its Expiry says so), a refresh
 // token, TokenType "bearer", and the scopes readable with [twitchoauth.TokenScopes]. It makes no
 // request. From then on, Get Authorization By User says the user authorized the app with these
-// scopes (and those of their other logins that still stand), until [Server.Revoke]. The user must be [UserID] or one added with [Server.AddUser]; another panics.
+// scopes (and those of their other logins that still stand), until [Server.Revoke]. The user must
+// be [UserID] or one added with [Server.AddUser]; another panics.
 func (s *Server) IssueUserToken(userID string, scopes ...twitchoauth.Scope) *oauth2.Token {
 	s.mu.Lock()
 	known := s.users[userID]

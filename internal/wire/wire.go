@@ -1,7 +1,8 @@
 // Package wire decodes the JSON answers of Twitch's identity server, and of the one Helix endpoint
 // the package calls itself (GET /helix/authorization/users). It knows Twitch's departures from
 // the RFCs (error bodies of the form {"status","message","error"}, "scope" as a JSON array, "scopes":
-// null) and nothing else: no HTTP, no policy. Every function accepts arbitrary bytes without panicking.
+// null) and nothing else: no HTTP, no policy. Every function accepts arbitrary bytes without
+// panicking.
 package wire
 
 import (
@@ -13,9 +14,10 @@ import (
 // ErrNotJSON is returned for a body that is not a JSON object.
 var ErrNotJSON = errors.New("answer is not a JSON object")
 
-// ErrorBody is Twitch's error answer: {"status":400,"message":"Invalid refresh token","error":"Bad Request"}.
-// Its status repeats the HTTP status and is not kept. The RFC 6749 field error_description is read
-// too, for servers that speak it.
+// ErrorBody is Twitch's error answer:
+// {"status":400,"message":"Invalid refresh token","error":"Bad Request"}. Its status repeats the
+// HTTP status and is not kept. The RFC 6749 field error_description is read too, for servers that
+// speak it.
 type ErrorBody struct {
 	Message          string
 	Error            string
@@ -95,7 +97,8 @@ type Validation struct {
 	ExpiresIn int64 // 0 for a token that never expires; negative for one already expired
 }
 
-// ParseValidation reads a validate answer. It fails when the body is not a JSON object or lacks client_id.
+// ParseValidation reads a validate answer. It fails when the body is not a JSON object or lacks
+// client_id.
 func ParseValidation(body []byte) (Validation, error) {
 	var raw struct {
 		ClientID  string          `json:"client_id"`
