@@ -113,16 +113,13 @@ func (s *Store) execLock(ctx context.Context, query string, args ...any) (sql.Re
 			return err
 		}
 		defer conn.Close()
-		var mode, journal string
-		if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+		mode, err := s.lockSyncMode(ctx, conn)
+		if err != nil {
 			return err
 		}
-		if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil {
-			return err
-		}
-		if !strings.EqualFold(journal, "wal") || (mode != "2" && mode != "3") {
+		if mode == "" {
 			res, err = conn.ExecContext(ctx, query, args...)
-			return err // NORMAL or less already, or a journal whose NORMAL is not safe against corruption
+			return err
 		}
 		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
 			return err
@@ -134,6 +131,30 @@ func (s *Store) execLock(ctx context.Context, query string, args ...any) (sql.Re
 		return err
 	})
 	return res, err
+}
+
+// lockSyncMode returns the synchronous setting to set back after a lock's write on SQLite, or ""
+// when there is nothing to change: NORMAL or less already, or a journal other than WAL, whose
+// NORMAL is not safe against corruption. It asks conn once per Store: every connection of the
+// pool is opened with the same settings.
+func (s *Store) lockSyncMode(ctx context.Context, conn *sql.Conn) (string, error) {
+	s.lockSyncMu.Lock()
+	defer s.lockSyncMu.Unlock()
+	if s.lockSync != nil {
+		return *s.lockSync, nil
+	}
+	var mode, journal string
+	if err := conn.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&journal); err != nil {
+		return "", err
+	}
+	if err := conn.QueryRowContext(ctx, "PRAGMA synchronous").Scan(&mode); err != nil {
+		return "", err
+	}
+	if !strings.EqualFold(journal, "wal") || (mode != "2" && mode != "3") {
+		mode = ""
+	}
+	s.lockSync = &mode
+	return mode, nil
 }
 
 // abandon releases, as well as it can, a lock that a failed statement may have taken after all:

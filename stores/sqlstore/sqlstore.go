@@ -121,6 +121,9 @@ type Store struct {
 	writes    chan struct{}           // SQLite: held by the write under way
 	q         atomic.Pointer[queries] // the statements, once the schema is known to be there
 	seen      sync.Map                // key → *knownRow: the row as this Store last read or wrote it
+	// lockSync is what lockSyncMode found, once it found it; guarded by lockSyncMu.
+	lockSync   *string
+	lockSyncMu sync.Mutex
 }
 
 var (
