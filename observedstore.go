@@ -124,6 +124,14 @@ func (l *observedLease) Renew(ctx context.Context) error {
 	return err
 }
 
+// Loaded is the underlying lease's, if it is a LoadedLease.
+func (l *observedLease) Loaded() (*StoredToken, bool, error) {
+	if ll, ok := l.inner.(LoadedLease); ok {
+		return ll.Loaded()
+	}
+	return nil, false, nil
+}
+
 func (l *observedLease) Unlock() error {
 	ctx, start := l.o.start(l.ctx, StoreUnlock, l.key)
 	err := l.inner.Unlock()

@@ -180,6 +180,17 @@ type Lease interface {
 	Unlock() error
 }
 
+// LoadedLease is a [Lease] whose store read key's token in the same round trip as it took the
+// lock: a refresh under the lock then reads nothing more. The package asks for the read once,
+// right after the lock is taken.
+type LoadedLease interface {
+	Lease
+	// Loaded returns the token the store held as the lock was taken, or Load's error then (one
+	// that Is ErrTokenNotFound when there was none), and true; false when the lease holds no
+	// such read, or gave it already: it is given once.
+	Loaded() (*StoredToken, bool, error)
+}
+
 // ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the
 // token the caller read: a fence, so that a replica whose lease ended while it refreshed (a
 // stalled process, a lock lost in a failover) never overwrites a newer pair with an older one,

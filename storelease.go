@@ -40,7 +40,7 @@ func withStoreLockWatch(ctx context.Context, c *Client, store TokenStore, key st
 	}
 	defer k.unlock(ctx, c)
 
-	valued := context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl})
+	valued := context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl, k.lease})
 	if !k.renewable {
 		// Nothing to renew: the work stops at the lease's deadline, with no goroutine to keep it.
 		lost := fmt.Errorf("%w: the store cannot renew it, and the work under it took too long", ErrLeaseLost)
@@ -259,8 +259,22 @@ func (u unlockOnly) Unlock() error               { return u() }
 type unleasedKey struct{}
 
 type unleasedCtx struct {
-	ctx context.Context
-	ttl time.Duration
+	ctx   context.Context
+	ttl   time.Duration
+	lease Lease // the lease held
+}
+
+// loadLocked loads key's token from store, under the lock withStoreLock took: from the read its
+// lease made as the lock was taken ([LoadedLease]) when it has one, else from the store.
+func loadLocked(ctx context.Context, store TokenStore, key string) (*StoredToken, error) {
+	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok {
+		if ll, ok := u.lease.(LoadedLease); ok {
+			if st, ok, err := ll.Loaded(); ok {
+				return st, err
+			}
+		}
+	}
+	return store.Load(ctx, key)
 }
 
 // unleased returns a context for a fenced save (SaveIf) of the work under a lock: it ends with the

@@ -201,7 +201,7 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 	for range 4 {
 		var out *oauth2.Token
 		err := withStoreLockWatch(ctx, s.c, s.store, s.key, s.lockTTL(), watch, func(ctx context.Context) error {
-			st, err := s.store.Load(ctx, s.key)
+			st, err := loadLocked(ctx, s.store, s.key)
 			if err != nil {
 				return err
 			}

@@ -93,3 +93,45 @@ func TestSaveIfWithoutReadIsFenced(t *testing.T) {
 		}
 	})
 }
+
+// TestLockLeaseLoads: on PostgreSQL the statement that takes a lease's lock also reads the token,
+// which the lease gives once, as Load would have (ErrTokenNotFound for none); SQLite's lease has
+// no such read, and the refresh loads the token itself.
+func TestLockLeaseLoads(t *testing.T) {
+	t.Parallel()
+	dialects(t, func(t *testing.T, open func(t *testing.T) func(t *testing.T) *Store) {
+		s := open(t)(t)
+		ctx := t.Context()
+		want := benchToken(7)
+		if err := s.Save(ctx, "k", want); err != nil {
+			t.Fatal(err)
+		}
+		for _, key := range []string{"k", "none"} {
+			lease, err := s.LockLease(ctx, key, time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ll, ok := lease.(twitchoauth.LoadedLease)
+			if !ok {
+				t.Fatal("the lease is not a LoadedLease")
+			}
+			st, ok, err := ll.Loaded()
+			switch {
+			case s.Dialect == SQLite:
+				if ok {
+					t.Errorf("%s: a SQLite lease gave a read: %v, %v", key, st, err)
+				}
+			case key == "k" && (!ok || err != nil || st.AccessToken != want.AccessToken || st.RefreshToken != want.RefreshToken):
+				t.Errorf("k: Loaded() = %v, %v, %v; want the stored token", st, ok, err)
+			case key == "none" && (!ok || !errors.Is(err, twitchoauth.ErrTokenNotFound)):
+				t.Errorf("none: Loaded() = %v, %v, %v; want ErrTokenNotFound", st, ok, err)
+			}
+			if _, ok, _ := ll.Loaded(); ok {
+				t.Errorf("%s: Loaded gave its read twice", key)
+			}
+			if err := lease.Unlock(); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+}

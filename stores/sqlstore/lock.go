@@ -10,6 +10,7 @@ import (
 	randv2 "math/rand/v2"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twitchoauth/twitchoauth"
@@ -48,19 +49,22 @@ const (
 // since, unlock leaves it alone and returns nil. Calling unlock again does nothing and returns the
 // first call's result. Its only errors are the database's; the lease ends the lock then.
 func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error) {
-	l, err := s.lock(ctx, key, ttl)
+	l, err := s.lock(ctx, key, ttl, false)
 	if err != nil {
 		return nil, err
 	}
 	return l.unlock, nil
 }
 
-// LockLease takes key's lock as Lock does and returns its lease, which Renew extends.
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends. On
+// PostgreSQL the statement that takes the lock also reads key's token, which the lease gives once
+// ([twitchoauth.LoadedLease]): a refresh under the lock reads nothing more.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
-	return s.lock(ctx, key, ttl)
+	return s.lock(ctx, key, ttl, true)
 }
 
-func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease, error) {
+// lock takes key's lock; with load, on PostgreSQL, it reads the token row with the same statement.
+func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bool) (*lease, error) {
 	q, err := s.queries(ctx)
 	if err != nil {
 		return nil, err
@@ -72,17 +76,28 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 	holder := newHolder()
 	wait := firstLockWait
 	for {
-		res, err := s.execLock(ctx, q.lock, key, holder, ms)
-		var n int64
-		if err == nil {
-			n, err = res.RowsAffected()
+		var taken bool
+		var read *lockRead
+		var err error
+		if load && q.lockLoad != "" {
+			read, err = s.lockAndRead(ctx, q, key, holder, ms)
+			taken = read != nil
+		} else {
+			var res sql.Result
+			if res, err = s.execLock(ctx, q.lock, key, holder, ms); err == nil {
+				var n int64
+				n, err = res.RowsAffected()
+				taken = n == 1
+			}
 		}
 		if err != nil {
 			s.abandon(ctx, q, key, holder)
 			return nil, fmt.Errorf("sqlstore: lock key %s: %w", twitchoauth.QuoteKey(key), err)
 		}
-		if n == 1 {
-			return &lease{s: s, q: q, key: key, holder: holder, ms: ms, unlock: s.unlocker(ctx, q, key, holder)}, nil
+		if taken {
+			l := &lease{s: s, q: q, key: key, holder: holder, ms: ms, unlock: s.unlocker(ctx, q, key, holder)}
+			l.read.Store(read)
+			return l, nil
 		}
 		t := time.NewTimer(wait/2 + randv2.N(wait))
 		select {
@@ -186,6 +201,40 @@ func newHolder() string {
 	return hex.EncodeToString(b[:])
 }
 
+// lockRead is the token row as the statement that took a lock read it.
+type lockRead struct {
+	found bool // a token row was there
+	r     row
+}
+
+// lockAndRead runs q.lockLoad: it returns the row it read when it took the lock, and nil when
+// another holder has it.
+func (s *Store) lockAndRead(ctx context.Context, q *queries, key, holder string, ms int64) (*lockRead, error) {
+	var read *lockRead
+	err := s.write(ctx, func() error {
+		rows, err := s.DB.QueryContext(ctx, q.lockLoad, key, holder, ms)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		if !rows.Next() {
+			return rows.Err()
+		}
+		var token, keyID sql.NullString
+		var sealed []byte
+		var version sql.NullInt64
+		if err := rows.Scan(&token, &sealed, &keyID, &version); err != nil {
+			return err
+		}
+		read = &lockRead{found: token.Valid, r: row{token: token.String, sealed: sealed, keyID: keyID, version: version.Int64}}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return read, nil
+}
+
 // lease is a lock held as holder.
 type lease struct {
 	s      *Store
@@ -194,6 +243,26 @@ type lease struct {
 	holder string
 	ms     int64 // the ttl, in milliseconds
 	unlock func() error
+	read   atomic.Pointer[lockRead] // the token as the lock was taken, until Loaded gives it
+}
+
+// Loaded gives, once, the token key held as the lock was taken, as Load would have returned it
+// then; see [twitchoauth.LoadedLease]. A lease taken without that read (SQLite's, Lock's) has
+// none.
+func (l *lease) Loaded() (*twitchoauth.StoredToken, bool, error) {
+	read := l.read.Swap(nil)
+	if read == nil {
+		return nil, false, nil
+	}
+	if !read.found {
+		l.s.seen.Delete(l.key)
+		return nil, true, fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(l.key))
+	}
+	st, err := l.s.decode(l.key, &read.r)
+	if err == nil {
+		l.s.remember(l.key, &read.r, st)
+	}
+	return st, true, err
 }
 
 // Renew sets the lease to end ttl from now (the ttl it was taken with, by the database's clock),

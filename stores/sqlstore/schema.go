@@ -102,6 +102,7 @@ type queries struct {
 	load, save, saveIf, delete, deleteLock, keys string
 	saveIfSeen                                   string // saveIf, also checking the row's bytes
 	lock, renew, unlock, unsealed                string
+	lockLoad                                     string // PostgreSQL: lock, and the token row read
 	stamps                                       string // SQLite: what a watch compares
 }
 
@@ -174,6 +175,12 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 			"WHERE {locks}.expires_at <= " + clock
 		q.renew = async + "UPDATE {locks} SET expires_at = " + clock + " + " + ms + " FROM async WHERE key = $1 AND holder = $2 AND expires_at > " + clock
 		q.unlock = async + "DELETE FROM {locks} USING async WHERE key = $1 AND holder = $2"
+		// LockLease takes the lock and reads the token row in one round trip: a row when the lock
+		// was taken (its token columns NULL when there is no token), none when it was not.
+		q.lockLoad = async + ", l AS (INSERT INTO {locks} (key, holder, expires_at) SELECT $1, $2, " + clock + " + " + ms + " FROM async " +
+			"ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at " +
+			"WHERE {locks}.expires_at <= " + clock + " RETURNING key) " +
+			"SELECT t.token, t.sealed, t.key_id, t.version FROM l LEFT JOIN {tokens} t ON t.key = l.key"
 		// Every write of a token row notifies the watchers (see Store.WatchChanges) in the write's
 		// statement: the notification is sent when the write commits, and not when it does not,
 		// and costs no statement more. The SELECT returns a row per row written, so that SaveIf
@@ -190,7 +197,7 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 	names := strings.NewReplacer("{tokens}", prefix+"tokens", "{locks}", prefix+"locks", "{schema}", prefix+"schema",
 		"{channel}", changesChannel(prefix))
 	for _, p := range []*string{&q.version, &q.load, &q.save, &q.saveIf, &q.saveIfSeen, &q.delete, &q.deleteLock, &q.keys,
-		&q.lock, &q.renew, &q.unlock, &q.unsealed, &q.stamps} {
+		&q.lock, &q.renew, &q.unlock, &q.unsealed, &q.stamps, &q.lockLoad} {
 		*p = names.Replace(*p)
 		if dialect == SQLite {
 			*p = sqlitePlaceholders(*p)
