@@ -266,3 +266,9 @@ var _ = func() {
 }
 
 var _ func(context.Context, []string, func(context.Context, string) (bool, error)) (int, error) = t.ResealEach
+
+// A lease that read the token as it took the lock.
+var _ = func() {
+	var l t.LoadedLease
+	var _ func() (*t.StoredToken, bool, error) = l.Loaded
+}

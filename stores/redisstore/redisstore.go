@@ -44,6 +44,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -271,19 +272,23 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 // nothing and returns the first call's result. Its only errors are Redis's; the lease ends the lock
 // then.
 func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock func() error, err error) {
-	l, err := s.lock(ctx, key, ttl)
+	l, err := s.lock(ctx, key, ttl, false)
 	if err != nil {
 		return nil, err
 	}
 	return l.unlock, nil
 }
 
-// LockLease takes key's lock as Lock does and returns its lease, which Renew extends.
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends. The SET that
+// takes the lock goes in one pipeline with a GET of key's token, which the lease gives once
+// ([twitchoauth.LoadedLease]): a refresh under the lock reads nothing more. On one server the GET
+// runs right after the SET; on a Cluster, where they may reach different nodes, it may run just
+// before: a read a moment old, which the fenced saves that follow check like any other.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
-	return s.lock(ctx, key, ttl)
+	return s.lock(ctx, key, ttl, true)
 }
 
-func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease, error) {
+func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bool) (*lease, error) {
 	if ttl <= 0 {
 		ttl = twitchoauth.DefaultLockTTL
 	}
@@ -292,13 +297,21 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 	owner := newOwner()
 	wait := firstLockWait
 	for {
-		ok, err := s.tryLock(ctx, lkey, owner, ttl)
+		var read *redis.StringCmd
+		if load {
+			read = redis.NewStringCmd(ctx, "get", s.tokenKey(key))
+		}
+		ok, err := s.tryLock(ctx, lkey, owner, ttl, read)
 		if err != nil {
 			s.abandon(ctx, lkey, owner, err)
 			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
 		}
 		if ok {
-			return &lease{s: s, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}, nil
+			l := &lease{s: s, key: key, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}
+			if read != nil {
+				l.read.Store(read)
+			}
+			return l, nil
 		}
 		t := time.NewTimer(wait/2 + randv2.N(wait))
 		select {
@@ -313,8 +326,26 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration) (*lease
 
 // tryLock tries once to take the lock. The client may resend a SET whose reply it lost, which
 // then fails because the first one took the lock: the lock holding owner's value means it is held.
-func (s *Store) tryLock(ctx context.Context, lkey, owner string, ttl time.Duration) (bool, error) {
-	ok, err := s.Client.SetNX(ctx, lkey, owner, ttl).Result()
+// With read, that command (a GET) goes in the same pipeline, its answer in read.
+func (s *Store) tryLock(ctx context.Context, lkey, owner string, ttl time.Duration, read *redis.StringCmd) (bool, error) {
+	var ok bool
+	var err error
+	if read == nil {
+		ok, err = s.Client.SetNX(ctx, lkey, owner, ttl).Result()
+	} else {
+		var set *redis.BoolCmd
+		_, err = s.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+			set = p.SetNX(ctx, lkey, owner, ttl)
+			p.Process(ctx, read)
+			return nil
+		})
+		if errors.Is(err, redis.Nil) {
+			err = nil // the GET's: no token, which the read says
+		}
+		if err == nil {
+			ok, err = set.Result()
+		}
+	}
 	if err != nil || ok {
 		return ok, err
 	}
@@ -354,10 +385,31 @@ func (s *Store) unlocker(ctx context.Context, lkey, owner string) func() error {
 // lease is a lock held as owner.
 type lease struct {
 	s      *Store
+	key    string
 	lkey   string
 	owner  string
 	ttl    time.Duration
 	unlock func() error
+	read   atomic.Pointer[redis.StringCmd] // the GET that went with the lock, until Loaded gives it
+}
+
+// Loaded gives, once, the token key held as the lock was taken, as Load would have returned it
+// then; see [twitchoauth.LoadedLease]. A lock taken by Lock has none.
+func (l *lease) Loaded() (*twitchoauth.StoredToken, bool, error) {
+	read := l.read.Swap(nil)
+	if read == nil {
+		return nil, false, nil
+	}
+	rkey := l.s.tokenKey(l.key)
+	data, err := read.Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, true, fmt.Errorf("%w: redis key %s does not exist", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(rkey))
+	}
+	if err != nil {
+		return nil, true, fmt.Errorf("redisstore: load token: %w", err)
+	}
+	st, err := l.s.decode(l.key, rkey, data)
+	return st, true, err
 }
 
 // Renew sets the lock to expire ttl from now, the ttl it was taken with, if it still holds this
