@@ -613,3 +613,47 @@ func testLapsedLeaseFenced(t *testing.T, open Open) {
 		}
 	})
 }
+
+// testLoadedLease: a lease that reads the token as it takes the lock ([twitchoauth.LoadedLease])
+// gives that read once, as Load would have given it then: the token, or ErrTokenNotFound for a key
+// with none. A store whose lease reads nothing is skipped.
+func testLoadedLease(t *testing.T, open Open) {
+	s := open(t)(t)
+	ll, ok := s.(twitchoauth.LeaseLocker)
+	if !ok {
+		t.Skip("the store does not implement twitchoauth.LeaseLocker")
+	}
+	ctx := t.Context()
+	want := &twitchoauth.StoredToken{AccessToken: "acc-loaded", RefreshToken: "ref-loaded", UserID: "42"}
+	if err := s.Save(ctx, "k", want); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []string{"k", "none"} {
+		lease, err := ll.LockLease(ctx, key, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaded, isLoaded := lease.(twitchoauth.LoadedLease)
+		var st *twitchoauth.StoredToken
+		var gave bool
+		if isLoaded {
+			st, gave, err = loaded.Loaded()
+		}
+		if !gave {
+			lease.Unlock()
+			t.Skip("the store's lease reads nothing as it takes the lock")
+		}
+		switch {
+		case key == "k" && (err != nil || st.AccessToken != want.AccessToken || st.RefreshToken != want.RefreshToken):
+			t.Errorf("k: Loaded() = %v, %v; want the stored token", st, err)
+		case key == "none" && !errors.Is(err, twitchoauth.ErrTokenNotFound):
+			t.Errorf("none: Loaded() = %v, %v; want ErrTokenNotFound", st, err)
+		}
+		if _, again, _ := loaded.Loaded(); again {
+			t.Errorf("%s: Loaded gave its read twice", key)
+		}
+		if err := lease.Unlock(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
