@@ -25,12 +25,17 @@ type turn struct {
 	held  bool
 }
 
-// admit waits for one of turns, and returns the context the renewal works with, which carries
-// the turn, and the func that gives it back. It fails only when ctx ends first. With nil turns (a
-// source of no registry), it returns at once.
-func admit(ctx context.Context, turns chan struct{}) (context.Context, func(), error) {
+// admit waits for one of turns, unless later is set (another caller renews the same token: this
+// one takes a turn only if it must renew after all, see haveTurn), and returns the context the
+// renewal works with, which carries the turn, and the func that gives it back. It fails only when
+// ctx ends first. With nil turns (a source of no registry), it returns at once.
+func admit(ctx context.Context, turns chan struct{}, later bool) (context.Context, func(), error) {
 	if turns == nil {
 		return ctx, func() {}, nil
+	}
+	if later {
+		t := &turn{turns: turns}
+		return context.WithValue(ctx, turnKey{}, t), t.give, nil
 	}
 	select { // the turn is made once it is had: a waiter holds nothing
 	case turns <- struct{}{}:
@@ -61,6 +66,15 @@ func (t *turn) give() {
 		t.held = false
 		<-t.turns
 	}
+}
+
+// haveTurn takes a turn again for the renewal of ctx when it gave its turn back (it waited for
+// another caller's renewal of the same token), or waits for ctx to end.
+func haveTurn(ctx context.Context) error {
+	if t, _ := ctx.Value(turnKey{}).(*turn); t != nil {
+		return t.take(ctx)
+	}
+	return nil
 }
 
 // waitingForOthers gives back the turn of the renewal of ctx, if it holds one, while it waits for

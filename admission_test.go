@@ -114,3 +114,46 @@ func TestRenewalTurnGivenBackForSameToken(t *testing.T) {
 		}
 	})
 }
+
+// TestRenewalTurnNotTakenToFindTokenFresh: a caller that waited for another caller's renewal of
+// the same token finds it fresh and returns at once, without queueing for a turn behind other
+// users' refreshes.
+func TestRenewalTurnNotTakenToFindTokenFresh(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		seedStore(t, b.fake, b.store, []string{"slow", "other"})
+		for _, id := range []string{"slow", "other"} {
+			st := b.store.stored(id)
+			st.Expiry = time.Now().Add(-time.Minute)
+			if err := b.store.Save(t.Context(), id, st); err != nil {
+				t.Fatal(err)
+			}
+		}
+		u := NewUserTokens(b.c, b.store)
+		u.turns = make(chan struct{}, 1)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		b.fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 10 * time.Second, Count: 1})
+		b.fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 20 * time.Second, Count: 1})
+		slow, _ := u.Source("slow")
+		other, _ := u.Source("other")
+		done := make(chan error, 2)
+		go func() { _, err := slow.Token(); done <- err }() // renews, 10 s
+		synctest.Wait()
+		go func() { _, err := other.Token(); done <- err }() // queued for the turn, then 20 s
+		synctest.Wait()
+		start := time.Now()
+		if _, err := slow.Token(); err != nil { // waits for the first caller's renewal
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 10*time.Second {
+			t.Errorf("a caller that waited for the renewal of its token returned after %v; want 10s, when that renewal ended", took)
+		}
+		for range 2 {
+			if err := <-done; err != nil {
+				t.Error(err)
+			}
+		}
+	})
+}

@@ -279,18 +279,22 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token, owner re
 	if tc.listener != nil {
 		turns = tc.listener.turns()
 	}
-	ctx, done, err := admit(ctx, turns)
+	// A caller that finds the token being renewed waits for that renewal without a turn.
+	busy := false
+	if m := tc.more.Load(); m != nil {
+		busy = m.refreshing.held()
+	}
+	ctx, done, err := admit(ctx, turns, busy)
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: refresh: wait for a turn: %w", err)
 	}
 	defer done()
 	seen := tc.state().attempts.Load()
 	if !tc.state().refreshing.tryLock() {
-		// Another caller renews this token: its renewal is not this caller's work.
-		resume := waitingForOthers(ctx)
-		err := tc.lock(ctx)
-		resume()
-		if err != nil {
+		// Another caller renews this token: its renewal is not this caller's work, and most
+		// often leaves nothing to do (refreshHeld takes a turn again only to renew).
+		waitingForOthers(ctx)
+		if err := tc.lock(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -316,6 +320,9 @@ func (tc *tokenCache) refreshHeld(ctx context.Context, stale *oauth2.Token, seen
 	}
 	if f := tc.state().floor.Load(); f != nil && time.Now().Before(f.until) {
 		return nil, false, f.err
+	}
+	if err := haveTurn(ctx); err != nil {
+		return nil, false, fmt.Errorf("twitchoauth: refresh: wait for a turn: %w", err)
 	}
 	tok, err = tc.renewObserved(ctx, stale, owner)
 	tc.state().lastErr = err
