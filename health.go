@@ -95,6 +95,24 @@ type HealthCounts struct {
 	Fresh      int `json:"fresh"`
 }
 
+// add counts one user in state s.
+func (c *HealthCounts) add(s HealthState) {
+	switch s {
+	case HealthInDoubt:
+		c.InDoubt++
+	case HealthRevoked:
+		c.Revoked++
+	case HealthPending:
+		c.Pending++
+	case HealthBackingOff:
+		c.BackingOff++
+	case HealthIdle:
+		c.Idle++
+	default:
+		c.Fresh++
+	}
+}
+
 // UserHealth is a user who needs action.
 type UserHealth struct {
 	UserID string      `json:"user_id"`
@@ -154,13 +172,9 @@ func (u *UserTokens) Health(ctx context.Context, opts HealthOptions) *Health {
 	u.mu.RLock()
 	h.Users = len(u.users)
 	for id, e := range u.users {
-		switch s := e.healthState(now); s {
-		case HealthInDoubt, HealthRevoked:
-			if s == HealthInDoubt {
-				h.States.InDoubt++
-			} else {
-				h.States.Revoked++
-			}
+		s := e.healthState(now)
+		h.States.add(s)
+		if s == HealthInDoubt || s == HealthRevoked {
 			uh := UserHealth{UserID: id, State: s}
 			if err := e.src.revokedErr(); err != nil {
 				uh.Error = (*err).Error()
@@ -169,14 +183,6 @@ func (u *UserTokens) Health(ctx context.Context, opts HealthOptions) *Health {
 				uh.ValidatedAt = time.Unix(0, at)
 			}
 			h.NeedAction = append(h.NeedAction, uh)
-		case HealthPending:
-			h.States.Pending++
-		case HealthBackingOff:
-			h.States.BackingOff++
-		case HealthIdle:
-			h.States.Idle++
-		default:
-			h.States.Fresh++
 		}
 	}
 	u.mu.RUnlock()
@@ -212,24 +218,14 @@ func (u *UserTokens) Counts() UserCounts {
 	defer u.mu.RUnlock()
 	c.Users = len(u.users)
 	for _, e := range u.users {
-		switch e.healthState(now) {
-		case HealthInDoubt:
-			c.States.InDoubt++
-		case HealthRevoked:
-			c.States.Revoked++
-		case HealthPending:
-			c.States.Pending++
+		s := e.healthState(now)
+		c.States.add(s)
+		if s == HealthPending {
 			if p := e.src.pendingPair(); p != nil && p.takesBackMark() {
 				c.PendingMarks++
 			} else {
 				c.PendingPairs++
 			}
-		case HealthBackingOff:
-			c.States.BackingOff++
-		case HealthIdle:
-			c.States.Idle++
-		default:
-			c.States.Fresh++
 		}
 		if m := e.src.more.Load(); m != nil && m.refreshing.held() {
 			c.Refreshing++
