@@ -69,7 +69,9 @@ type recorder struct {
 }
 
 // NewHooks returns hooks that record what the package does as metrics and spans. Set them as a
-// Client's Hooks before anything is made from it, or use [Instrument].
+// Client's Hooks before anything is made from it, or use [Instrument]. Each call registers a
+// callback (the count of tokens handed out) for the meter provider's life: make the hooks once and
+// share them among a program's Clients; counts of several hooks on one provider add up.
 func NewHooks(opts Options) (*twitchoauth.Hooks, error) {
 	r, err := newRecorder(opts)
 	if err != nil {
