@@ -272,3 +272,9 @@ var _ = func() {
 	var l t.LoadedLease
 	var _ func() (*t.StoredToken, bool, error) = l.Loaded
 }
+
+// A lease that stores its work's last write and ends itself in one step.
+var _ = func() {
+	var l t.ReleasingLease
+	var _ func(context.Context, *t.StoredToken, *t.StoredToken) error = l.SaveIfUnlock
+}

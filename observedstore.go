@@ -2,6 +2,7 @@ package twitchoauth
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -130,6 +131,20 @@ func (l *observedLease) Loaded() (*StoredToken, bool, error) {
 		return ll.Loaded()
 	}
 	return nil, false, nil
+}
+
+// SaveIfUnlock is the underlying lease's, heard as a save_if (the release comes with it, and no
+// unlock is heard after); errors.ErrUnsupported, and nothing heard, when that lease is no
+// ReleasingLease.
+func (l *observedLease) SaveIfUnlock(ctx context.Context, prev, next *StoredToken) error {
+	rl, ok := l.inner.(ReleasingLease)
+	if !ok {
+		return errors.ErrUnsupported
+	}
+	ctx, start := l.o.start(ctx, StoreSaveIf, l.key)
+	err := rl.SaveIfUnlock(ctx, prev, next)
+	l.o.end(ctx, StoreSaveIf, l.key, start, err)
+	return err
 }
 
 func (l *observedLease) Unlock() error {

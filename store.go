@@ -162,6 +162,10 @@ var (
 // with a LeaseLocker, this package renews the lease every third of its ttl while the work goes
 // on, and stops the work only when a renewal fails. Without it, the work is stopped before the
 // lease ends.
+//
+// A lease may do more than Renew and Unlock ([LoadedLease], [ReleasingLease]): it then reads or
+// writes its store's tokens itself, in place of the store's Load or SaveIf. A store that wraps
+// another and changes what those do must hand out leases with Renew and Unlock alone.
 type LeaseLocker interface {
 	// LockLease takes key's lock as [TokenStore.Lock] does, and returns the lease.
 	LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error)
@@ -189,6 +193,18 @@ type LoadedLease interface {
 	// that Is ErrTokenNotFound when there was none), and true; false when the lease holds no
 	// such read, or gave it already: it is given once.
 	Loaded() (*StoredToken, bool, error)
+}
+
+// ReleasingLease is a [Lease] whose store can make the last write of the work under its lock and
+// end the lease in one step: a refresh then stores its new pair and releases the lock in one
+// commit instead of two. The package uses it for a refresh's save of the pair Twitch gave.
+type ReleasingLease interface {
+	Lease
+	// SaveIfUnlock stores next under the lease's key as [ConditionalSaver.SaveIf] does and, when
+	// it stores it, ends the lease in the same step, as Unlock would; Unlock then does nothing and
+	// returns nil. When it stores nothing (its error Is ErrTokenChanged, or is the store's), the
+	// lease is as it was, and still ended by Unlock.
+	SaveIfUnlock(ctx context.Context, prev, next *StoredToken) error
 }
 
 // ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the

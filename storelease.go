@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync/atomic"
 	"time"
 )
 
@@ -40,7 +41,7 @@ func withStoreLockWatch(ctx context.Context, c *Client, store TokenStore, key st
 	}
 	defer k.unlock(ctx, c)
 
-	valued := context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx, ttl, k.lease})
+	valued := context.WithValue(ctx, unleasedKey{}, unleasedCtx{ctx: ctx, ttl: ttl, key: key, keeper: k})
 	if !k.renewable {
 		// Nothing to renew: the work stops at the lease's deadline, with no goroutine to keep it.
 		lost := fmt.Errorf("%w: the store cannot renew it, and the work under it took too long", ErrLeaseLost)
@@ -162,9 +163,10 @@ type leaseKeeper struct {
 	lease     Lease
 	renewable bool
 	ttl       time.Duration
-	expires   time.Time // the latest the lease is sure to last until
-	renewAt   time.Time // when to renew it next
-	lost      error     // why fn's context was ended; written by keep only
+	expires   time.Time   // the latest the lease is sure to last until
+	renewAt   time.Time   // when to renew it next
+	lost      error       // why fn's context was ended; written by keep only
+	released  atomic.Bool // the lease ended with the work's last save (see saveIfLast)
 }
 
 // extended records that the lease was taken or renewed by a request sent at sent.
@@ -189,8 +191,11 @@ func (k *leaseKeeper) renew(ctx context.Context) error {
 	return nil
 }
 
-// unlock releases the lock, logging a failure through c's Logger.
+// unlock releases the lock, unless the work's last save did, logging a failure through c's Logger.
 func (k *leaseKeeper) unlock(ctx context.Context, c *Client) {
+	if k.released.Load() {
+		return
+	}
 	if err := k.lease.Unlock(); err != nil && c.Logger != nil {
 		c.Logger.LogAttrs(ctx, slog.LevelWarn, "twitchoauth: unlock stored token failed; its lease will end it",
 			slog.String("error", err.Error()))
@@ -212,6 +217,9 @@ func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) 
 			return
 		case <-t.C:
 		}
+		if k.released.Load() {
+			return // the work's last save ended the lease
+		}
 		if time.Now().Before(k.deadline()) {
 			// A renewal still waiting at the deadline (a store client that ignores the context's
 			// deadline, as go-redis does by default) does not keep the work going past it.
@@ -225,8 +233,8 @@ func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) 
 			if err == nil {
 				continue
 			}
-			if ctx.Err() != nil {
-				return // the work is done
+			if ctx.Err() != nil || k.released.Load() {
+				return // the work is done, or its last save ended the lease
 			}
 			if !errors.Is(err, ErrLeaseLost) && time.Now().Before(k.deadline()) {
 				k.renewAt = time.Now().Add(k.ttl / 20) // a passing failure: try again soon
@@ -259,16 +267,17 @@ func (u unlockOnly) Unlock() error               { return u() }
 type unleasedKey struct{}
 
 type unleasedCtx struct {
-	ctx   context.Context
-	ttl   time.Duration
-	lease Lease // the lease held
+	ctx    context.Context
+	ttl    time.Duration
+	key    string
+	keeper *leaseKeeper // the lease held
 }
 
 // loadLocked loads key's token from store, under the lock withStoreLock took: from the read its
 // lease made as the lock was taken ([LoadedLease]) when it has one, else from the store.
 func loadLocked(ctx context.Context, store TokenStore, key string) (*StoredToken, error) {
 	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok {
-		if ll, ok := u.lease.(LoadedLease); ok {
+		if ll, ok := u.keeper.lease.(LoadedLease); ok && u.key == key {
 			if st, ok, err := ll.Loaded(); ok {
 				return st, err
 			}
@@ -309,6 +318,27 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 	return store.Save(ctx, key, next)
 }
 
+// saveIfLast is saveIf for the last write of the work under key's lock: when the lease can store
+// and end itself in one step ([ReleasingLease]), the lock is released with the save, and neither
+// renewed nor unlocked after. Nothing is written under the lock after it. (An observed store's
+// lease is a ReleasingLease that says errors.ErrUnsupported when the one it wraps is not.)
+func saveIfLast(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) error {
+	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok && u.key == key {
+		if rl, ok := u.keeper.lease.(ReleasingLease); ok {
+			sctx, cancel := unleased(ctx)
+			defer cancel()
+			err := rl.SaveIfUnlock(sctx, prev, next)
+			if !errors.Is(err, errors.ErrUnsupported) {
+				if err == nil {
+					u.keeper.released.Store(true)
+				}
+				return err
+			}
+		}
+	}
+	return saveIf(ctx, store, key, prev, next)
+}
+
 // saveRefreshed stores next, the pair a refresh of prev has just given, unless the store no
 // longer holds prev (another replica stored a pair after this one read prev: this one's lease
 // ended meanwhile). Then it adopts the stored token when that is fresh and another pair (never
@@ -317,7 +347,7 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 // token to use: the one it adopted, else next, also when next could not be stored (Twitch has
 // issued it, and the old pair may be dead).
 func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) (*StoredToken, error) {
-	err := saveIf(ctx, store, key, prev, next)
+	err := saveIfLast(ctx, store, key, prev, next)
 	if !errors.Is(err, ErrTokenChanged) {
 		return next, err
 	}
@@ -333,5 +363,5 @@ func saveRefreshed(ctx context.Context, store TokenStore, key string, prev, next
 	if fresh(cur.Token()) && cur.RefreshToken != prev.RefreshToken {
 		return cur, nil
 	}
-	return next, saveIf(ctx, store, key, cur, next)
+	return next, saveIfLast(ctx, store, key, cur, next)
 }

@@ -25,6 +25,9 @@ import (
 // compose returns a store with base's three methods, and LockLease and SaveIf when ll and cs are
 // not nil.
 func compose(base twitchoauth.TokenStore, ll twitchoauth.LeaseLocker, cs twitchoauth.ConditionalSaver) twitchoauth.TokenStore {
+	if ll != nil {
+		ll = plainLocker{ll}
+	}
 	switch {
 	case ll != nil && cs != nil:
 		return struct {
@@ -44,6 +47,19 @@ func compose(base twitchoauth.TokenStore, ll twitchoauth.LeaseLocker, cs twitcho
 		}{base, cs}
 	}
 	return base
+}
+
+// plainLocker hands out its store's leases with Renew and Unlock alone: a composed store's own
+// Load and SaveIf are then used under the lock, not the inner store's through a LoadedLease or a
+// ReleasingLease (as any store that wraps another must do when it changes what those do).
+type plainLocker struct{ ll twitchoauth.LeaseLocker }
+
+func (p plainLocker) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
+	l, err := p.ll.LockLease(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	return struct{ twitchoauth.Lease }{l}, nil
 }
 
 // conditional returns store as a ConditionalSaver, or nil.
@@ -656,4 +672,73 @@ func testLoadedLease(t *testing.T, open Open) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// testReleasingLease: a lease that stores its work's last write and ends itself in one step
+// ([twitchoauth.ReleasingLease]) stores the token as SaveIf would and frees the lock with it, so
+// that another holder takes it at once; one whose save is refused (ErrTokenChanged) still holds
+// the lock until Unlock. A store whose leases cannot is skipped.
+func testReleasingLease(t *testing.T, open Open) {
+	connect := open(t)
+	s, other := connect(t), connect(t)
+	ll, ok := s.(twitchoauth.LeaseLocker)
+	if !ok {
+		t.Skip("the store does not implement twitchoauth.LeaseLocker")
+	}
+	ctx := t.Context()
+	first := &twitchoauth.StoredToken{AccessToken: "acc-releasing-1", RefreshToken: "ref-releasing-1", UserID: "42"}
+	second := &twitchoauth.StoredToken{AccessToken: "acc-releasing-2", RefreshToken: "ref-releasing-2", UserID: "42"}
+	if err := s.Save(ctx, "k", first); err != nil {
+		t.Fatal(err)
+	}
+	lease, err := ll.LockLease(ctx, "k", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rl, ok := lease.(twitchoauth.ReleasingLease)
+	if !ok {
+		lease.Unlock()
+		t.Skip("the store's leases cannot save and end themselves in one step")
+	}
+	// Refused: the stored token is not the one named; the lock stays held.
+	if err := rl.SaveIfUnlock(ctx, second, first); !errors.Is(err, twitchoauth.ErrTokenChanged) {
+		t.Errorf("SaveIfUnlock against a token not stored = %v; want ErrTokenChanged", err)
+	}
+	if held := tryLock(t, other, "k"); !held {
+		t.Error("a refused SaveIfUnlock freed the lock")
+	}
+	// Stored: the lock is free at once, and Unlock after frees nothing of another holder's.
+	if err := rl.SaveIfUnlock(ctx, first, second); err != nil {
+		t.Fatalf("SaveIfUnlock: %v", err)
+	}
+	if st, err := other.Load(ctx, "k"); err != nil || st.AccessToken != second.AccessToken || st.RefreshToken != second.RefreshToken {
+		t.Errorf("stored %v, %v; want the token SaveIfUnlock saved", accessOf(st), err)
+	}
+	unlock, err := other.Lock(ctx, "k", time.Minute)
+	if err != nil {
+		t.Fatalf("the lock after SaveIfUnlock: %v", err)
+	}
+	defer unlock()
+	if err := lease.Unlock(); err != nil {
+		t.Errorf("Unlock after SaveIfUnlock: %v", err)
+	}
+	if held := tryLock(t, s, "k"); !held {
+		t.Error("Unlock after SaveIfUnlock freed another holder's lock")
+	}
+}
+
+// tryLock reports whether key's lock is held by another: a Lock that does not get it within a
+// short wait. A lock it gets is released.
+func tryLock(t *testing.T, s twitchoauth.TokenStore, key string) (held bool) {
+	ctx, cancel := context.WithTimeout(t.Context(), 100*time.Millisecond)
+	defer cancel()
+	unlock, err := s.Lock(ctx, key, time.Minute)
+	if err == nil {
+		unlock()
+		return false
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Lock: %v", err)
+	}
+	return true
 }

@@ -34,6 +34,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("SaveIf", func(t *testing.T) { testSaveIf(t, open) })
 	t.Run("LeaseRenew", func(t *testing.T) { testLeaseRenew(t, open) })
 	t.Run("LoadedLease", func(t *testing.T) { testLoadedLease(t, open) })
+	t.Run("ReleasingLease", func(t *testing.T) { testReleasingLease(t, open) })
 	t.Run("SlowRefreshRenewsLease", func(t *testing.T) { testSlowRefreshRenewsLease(t, open) })
 	t.Run("LateLockReply", func(t *testing.T) { testLateLockReply(t, open) })
 	t.Run("LapsedLeaseFenced", func(t *testing.T) { testLapsedLeaseFenced(t, open) })

@@ -1,0 +1,121 @@
+package twitchoauth
+
+import (
+	"context"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+// releasingStore is a FileStore whose leases store their work's last write and end themselves in
+// one step (ReleasingLease), unless unsupported, and which counts what it is asked.
+type releasingStore struct {
+	*FileStore
+	unsupported bool
+	mu          sync.Mutex
+	calls       []string
+}
+
+func (r *releasingStore) called(what string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.calls = append(r.calls, what)
+}
+
+func (r *releasingStore) SaveIf(ctx context.Context, key string, prev, next *StoredToken) error {
+	r.called("SaveIf")
+	return r.FileStore.SaveIf(ctx, key, prev, next)
+}
+
+func (r *releasingStore) LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
+	l, err := r.FileStore.LockLease(ctx, key, ttl)
+	if err != nil {
+		return nil, err
+	}
+	if r.unsupported {
+		return &countingLease{Lease: l, r: r}, nil
+	}
+	return &releasingLease{countingLease: countingLease{Lease: l, r: r}, key: key}, nil
+}
+
+// countingLease is a lease with Renew and Unlock alone, whose Unlock its store counts.
+type countingLease struct {
+	Lease
+	r *releasingStore
+}
+
+func (l *countingLease) Unlock() error {
+	l.r.called("Unlock")
+	return l.Lease.Unlock()
+}
+
+type releasingLease struct {
+	countingLease
+	key string
+}
+
+func (l *releasingLease) SaveIfUnlock(ctx context.Context, prev, next *StoredToken) error {
+	l.r.called("SaveIfUnlock")
+	if err := l.r.FileStore.SaveIf(ctx, l.key, prev, next); err != nil {
+		return err
+	}
+	return l.Lease.Unlock()
+}
+
+// TestRefreshReleasesWithItsSave: a refresh through a store whose leases can save and end
+// themselves in one step stores its new pair that way, and neither unlocks after nor writes
+// anything more; the mark of a public client's refresh is a plain SaveIf before it. A lease that
+// cannot gets a SaveIf and an Unlock instead, also through store hooks, which hear the same.
+func TestRefreshReleasesWithItsSave(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		public      bool
+		unsupported bool
+		hooks       bool
+		want        []string
+	}{
+		{"confidential", false, false, false, []string{"SaveIfUnlock"}},
+		{"public", true, false, false, []string{"SaveIf", "SaveIfUnlock"}},
+		{"observed", true, false, true, []string{"SaveIf", "SaveIfUnlock"}},
+		{"unsupported", false, true, true, []string{"SaveIf", "Unlock"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, fake := newTestClient(t)
+			if tc.public {
+				c = publicClient(fake)
+			}
+			var mu sync.Mutex
+			var ops []StoreOp
+			if tc.hooks {
+				c.Hooks = &Hooks{StoreEnd: func(ctx context.Context, e StoreEvent) {
+					mu.Lock()
+					defer mu.Unlock()
+					ops = append(ops, e.Op)
+				}}
+			}
+			store := &releasingStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}, unsupported: tc.unsupported}
+			old := seedStored(t, store.FileStore, fake, c, "u")
+			tok, err := replica(c, store, "u").ForceRefresh(t.Context(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st, err := store.Load(t.Context(), "u"); err != nil || st.AccessToken != tok.AccessToken || st.RefreshToken == old.RefreshToken || st.Spending != nil {
+				t.Fatalf("stored %v; want the new pair, unmarked", err)
+			}
+			if !slices.Equal(store.calls, tc.want) {
+				t.Errorf("the refresh asked %v; want %v", store.calls, tc.want)
+			}
+			if tc.hooks {
+				want := []StoreOp{StoreLock, StoreLoad, StoreSaveIf, StoreSaveIf}
+				if tc.unsupported {
+					want = []StoreOp{StoreLock, StoreLoad, StoreSaveIf, StoreUnlock}
+				}
+				if !slices.Equal(ops, want) {
+					t.Errorf("the hooks heard %v; want %v", ops, want)
+				}
+			}
+		})
+	}
+}
