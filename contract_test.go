@@ -267,14 +267,10 @@ var _ = func() {
 
 var _ func(context.Context, []string, func(context.Context, string) (bool, error)) (int, error) = t.ResealEach
 
-// A lease that read the token as it took the lock.
+// A store that reads the token as it takes a lock, and one that releases a lock with its last save.
 var _ = func() {
-	var l t.LoadedLease
-	var _ func() (*t.StoredToken, bool, error) = l.Loaded
-}
-
-// A lease that stores its work's last write and ends itself in one step.
-var _ = func() {
-	var l t.ReleasingLease
-	var _ func(context.Context, *t.StoredToken, *t.StoredToken) error = l.SaveIfUnlock
+	var r t.LeaseReader
+	var _ func(t.Lease) (*t.StoredToken, bool, error) = r.LeaseRead
+	var s t.ReleasingSaver
+	var _ func(context.Context, t.Lease, string, *t.StoredToken, *t.StoredToken) error = s.SaveIfUnlock
 }

@@ -2,7 +2,6 @@ package twitchoauth
 
 import (
 	"context"
-	"errors"
 	"time"
 )
 
@@ -97,6 +96,27 @@ func (o *observedStore) LockLease(ctx context.Context, key string, ttl time.Dura
 	return &observedLease{inner: l, o: o, key: key, ctx: context.WithoutCancel(ctx)}, nil
 }
 
+// LeaseRead is the underlying store's, of the lease an observed lease wraps; only asOptional
+// hands it out.
+func (o *observedStore) LeaseRead(lease Lease) (*StoredToken, bool, error) {
+	if l, ok := lease.(*observedLease); ok {
+		lease = l.inner
+	}
+	return o.inner.(LeaseReader).LeaseRead(lease)
+}
+
+// SaveIfUnlock is the underlying store's, of the lease an observed lease wraps, heard as a
+// save_if (the release comes with it, and no unlock is heard after); only asOptional hands it out.
+func (o *observedStore) SaveIfUnlock(ctx context.Context, lease Lease, key string, prev, next *StoredToken) error {
+	if l, ok := lease.(*observedLease); ok {
+		lease = l.inner
+	}
+	ctx, start := o.start(ctx, StoreSaveIf, key)
+	err := o.inner.(ReleasingSaver).SaveIfUnlock(ctx, lease, key, prev, next)
+	o.end(ctx, StoreSaveIf, key, start, err)
+	return err
+}
+
 // Keys is the underlying store's; only asKeyLister hands it out.
 func (o *observedStore) Keys(ctx context.Context) ([]string, error) {
 	ctx, start := o.start(ctx, StoreKeys, "")
@@ -122,28 +142,6 @@ func (l *observedLease) Renew(ctx context.Context) error {
 	ctx, start := l.o.start(ctx, StoreRenew, l.key)
 	err := l.inner.Renew(ctx)
 	l.o.end(ctx, StoreRenew, l.key, start, err)
-	return err
-}
-
-// Loaded is the underlying lease's, if it is a LoadedLease.
-func (l *observedLease) Loaded() (*StoredToken, bool, error) {
-	if ll, ok := l.inner.(LoadedLease); ok {
-		return ll.Loaded()
-	}
-	return nil, false, nil
-}
-
-// SaveIfUnlock is the underlying lease's, heard as a save_if (the release comes with it, and no
-// unlock is heard after); errors.ErrUnsupported, and nothing heard, when that lease is no
-// ReleasingLease.
-func (l *observedLease) SaveIfUnlock(ctx context.Context, prev, next *StoredToken) error {
-	rl, ok := l.inner.(ReleasingLease)
-	if !ok {
-		return errors.ErrUnsupported
-	}
-	ctx, start := l.o.start(ctx, StoreSaveIf, l.key)
-	err := rl.SaveIfUnlock(ctx, prev, next)
-	l.o.end(ctx, StoreSaveIf, l.key, start, err)
 	return err
 }
 

@@ -163,9 +163,10 @@ var (
 // on, and stops the work only when a renewal fails. Without it, the work is stopped before the
 // lease ends.
 //
-// A lease may do more than Renew and Unlock ([LoadedLease], [ReleasingLease]): it then reads or
-// writes its store's tokens itself, in place of the store's Load or SaveIf. A store that wraps
-// another and changes what those do must hand out leases with Renew and Unlock alone.
+// A store may also read or write under a lease in fewer round trips ([LeaseReader],
+// [ReleasingSaver]), in place of its Load or SaveIf. A store that wraps another and changes what
+// those do must not pass on those two of the inner store's; one that embeds the inner store as a
+// [TokenStore] or [LeaseLocker] interface, as wrappers do, does not.
 type LeaseLocker interface {
 	// LockLease takes key's lock as [TokenStore.Lock] does, and returns the lease.
 	LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error)
@@ -184,27 +185,29 @@ type Lease interface {
 	Unlock() error
 }
 
-// LoadedLease is a [Lease] whose store read key's token in the same round trip as it took the
-// lock: a refresh under the lock then reads nothing more. The package asks for the read once,
-// right after the lock is taken.
-type LoadedLease interface {
-	Lease
-	// Loaded returns the token the store held as the lock was taken, or Load's error then (one
-	// that Is ErrTokenNotFound when there was none), and true; false when the lease holds no
-	// such read, or gave it already: it is given once.
-	Loaded() (*StoredToken, bool, error)
+// LeaseReader is a [LeaseLocker] whose LockLease reads key's token in the same round trip as it
+// takes the lock: a refresh under the lock then reads nothing more. The package asks for the read
+// once, right after the lock is taken.
+type LeaseReader interface {
+	LeaseLocker
+	// LeaseRead returns the token key held as lease's lock was taken, or Load's error then (one
+	// that Is ErrTokenNotFound when there was none), and true; false when lease is not one this
+	// store's LockLease returned with such a read, or gave it already: it is given once.
+	LeaseRead(lease Lease) (*StoredToken, bool, error)
 }
 
-// ReleasingLease is a [Lease] whose store can make the last write of the work under its lock and
-// end the lease in one step: a refresh then stores its new pair and releases the lock in one
-// commit instead of two. The package uses it for a refresh's save of the pair Twitch gave.
-type ReleasingLease interface {
-	Lease
-	// SaveIfUnlock stores next under the lease's key as [ConditionalSaver.SaveIf] does and, when
-	// it stores it, ends the lease in the same step, as Unlock would; Unlock then does nothing and
-	// returns nil. When it stores nothing (its error Is ErrTokenChanged, or is the store's), the
-	// lease is as it was, and still ended by Unlock.
-	SaveIfUnlock(ctx context.Context, prev, next *StoredToken) error
+// ReleasingSaver is a [LeaseLocker] that can make the last write of the work under a lease and end
+// the lease in one step: a refresh then stores its new pair and releases the lock in one commit
+// instead of two. The package uses it for a refresh's save of the pair Twitch gave.
+type ReleasingSaver interface {
+	LeaseLocker
+	// SaveIfUnlock stores next under key as [ConditionalSaver.SaveIf] does, where lease is key's
+	// lock as this store's LockLease returned it, and when it stores it, ends the lease in the
+	// same step, as Unlock would; the lease's Unlock then does nothing and returns nil. When it
+	// stores nothing (its error Is ErrTokenChanged, or is the store's), the lease is as it was,
+	// and still ended by Unlock. A lease that is not this store's lock of key gives
+	// errors.ErrUnsupported, and nothing is done.
+	SaveIfUnlock(ctx context.Context, lease Lease, key string, prev, next *StoredToken) error
 }
 
 // ConditionalSaver is a [TokenStore] that can store a token only if what it holds is still the

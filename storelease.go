@@ -273,12 +273,12 @@ type unleasedCtx struct {
 	keeper *leaseKeeper // the lease held
 }
 
-// loadLocked loads key's token from store, under the lock withStoreLock took: from the read its
-// lease made as the lock was taken ([LoadedLease]) when it has one, else from the store.
+// loadLocked loads key's token from store, under the lock withStoreLock took: from the read the
+// store made as it took the lock ([LeaseReader]) when it has one, else with a Load.
 func loadLocked(ctx context.Context, store TokenStore, key string) (*StoredToken, error) {
-	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok {
-		if ll, ok := u.keeper.lease.(LoadedLease); ok && u.key == key {
-			if st, ok, err := ll.Loaded(); ok {
+	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok && u.key == key {
+		if lr, ok := asOptional[LeaseReader](store); ok {
+			if st, ok, err := lr.LeaseRead(u.keeper.lease); ok {
 				return st, err
 			}
 		}
@@ -318,16 +318,15 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 	return store.Save(ctx, key, next)
 }
 
-// saveIfLast is saveIf for the last write of the work under key's lock: when the lease can store
-// and end itself in one step ([ReleasingLease]), the lock is released with the save, and neither
-// renewed nor unlocked after. Nothing is written under the lock after it. (An observed store's
-// lease is a ReleasingLease that says errors.ErrUnsupported when the one it wraps is not.)
+// saveIfLast is saveIf for the last write of the work under key's lock: when the store can store
+// and end the lease in one step ([ReleasingSaver]), the lock is released with the save, and
+// neither renewed nor unlocked after. Nothing is written under the lock after it.
 func saveIfLast(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) error {
 	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok && u.key == key {
-		if rl, ok := u.keeper.lease.(ReleasingLease); ok {
+		if rs, ok := asOptional[ReleasingSaver](store); ok {
 			sctx, cancel := unleased(ctx)
 			defer cancel()
-			err := rl.SaveIfUnlock(sctx, prev, next)
+			err := rs.SaveIfUnlock(sctx, u.keeper.lease, key, prev, next)
 			if !errors.Is(err, errors.ErrUnsupported) {
 				if err == nil {
 					u.keeper.released.Store(true)

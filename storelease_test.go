@@ -2,6 +2,7 @@ package twitchoauth
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -9,8 +10,9 @@ import (
 	"time"
 )
 
-// releasingStore is a FileStore whose leases store their work's last write and end themselves in
-// one step (ReleasingLease), unless unsupported, and which counts what it is asked.
+// releasingStore is a FileStore that stores a lease's last write and ends the lease in one step
+// (ReleasingSaver), and counts what it is asked. Made unsupported, it refuses with
+// errors.ErrUnsupported, as a store does a lease not its own.
 type releasingStore struct {
 	*FileStore
 	unsupported bool
@@ -34,16 +36,26 @@ func (r *releasingStore) LockLease(ctx context.Context, key string, ttl time.Dur
 	if err != nil {
 		return nil, err
 	}
-	if r.unsupported {
-		return &countingLease{Lease: l, r: r}, nil
-	}
-	return &releasingLease{countingLease: countingLease{Lease: l, r: r}, key: key}, nil
+	return &countingLease{Lease: l, r: r, key: key}, nil
 }
 
-// countingLease is a lease with Renew and Unlock alone, whose Unlock its store counts.
+func (r *releasingStore) SaveIfUnlock(ctx context.Context, lease Lease, key string, prev, next *StoredToken) error {
+	r.called("SaveIfUnlock")
+	l, ok := lease.(*countingLease)
+	if r.unsupported || !ok || l.key != key {
+		return errors.ErrUnsupported
+	}
+	if err := r.FileStore.SaveIf(ctx, key, prev, next); err != nil {
+		return err
+	}
+	return l.Lease.Unlock()
+}
+
+// countingLease is a lease whose Unlock its store counts.
 type countingLease struct {
 	Lease
-	r *releasingStore
+	r   *releasingStore
+	key string
 }
 
 func (l *countingLease) Unlock() error {
@@ -51,23 +63,10 @@ func (l *countingLease) Unlock() error {
 	return l.Lease.Unlock()
 }
 
-type releasingLease struct {
-	countingLease
-	key string
-}
-
-func (l *releasingLease) SaveIfUnlock(ctx context.Context, prev, next *StoredToken) error {
-	l.r.called("SaveIfUnlock")
-	if err := l.r.FileStore.SaveIf(ctx, l.key, prev, next); err != nil {
-		return err
-	}
-	return l.Lease.Unlock()
-}
-
 // TestRefreshReleasesWithItsSave: a refresh through a store whose leases can save and end
 // themselves in one step stores its new pair that way, and neither unlocks after nor writes
-// anything more; the mark of a public client's refresh is a plain SaveIf before it. A lease that
-// cannot gets a SaveIf and an Unlock instead, also through store hooks, which hear the same.
+// anything more; the mark of a public client's refresh is a plain SaveIf before it. A store that
+// refuses a lease gets a SaveIf and an Unlock instead. Store hooks hear the same.
 func TestRefreshReleasesWithItsSave(t *testing.T) {
 	for _, tc := range []struct {
 		name        string
@@ -79,7 +78,7 @@ func TestRefreshReleasesWithItsSave(t *testing.T) {
 		{"confidential", false, false, false, []string{"SaveIfUnlock"}},
 		{"public", true, false, false, []string{"SaveIf", "SaveIfUnlock"}},
 		{"observed", true, false, true, []string{"SaveIf", "SaveIfUnlock"}},
-		{"unsupported", false, true, true, []string{"SaveIf", "Unlock"}},
+		{"unsupported", false, true, true, []string{"SaveIfUnlock", "SaveIf", "Unlock"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c, fake := newTestClient(t)
@@ -110,7 +109,7 @@ func TestRefreshReleasesWithItsSave(t *testing.T) {
 			if tc.hooks {
 				want := []StoreOp{StoreLock, StoreLoad, StoreSaveIf, StoreSaveIf}
 				if tc.unsupported {
-					want = []StoreOp{StoreLock, StoreLoad, StoreSaveIf, StoreUnlock}
+					want = []StoreOp{StoreLock, StoreLoad, StoreSaveIf, StoreSaveIf, StoreUnlock}
 				}
 				if !slices.Equal(ops, want) {
 					t.Errorf("the hooks heard %v; want %v", ops, want)

@@ -25,9 +25,6 @@ import (
 // compose returns a store with base's three methods, and LockLease and SaveIf when ll and cs are
 // not nil.
 func compose(base twitchoauth.TokenStore, ll twitchoauth.LeaseLocker, cs twitchoauth.ConditionalSaver) twitchoauth.TokenStore {
-	if ll != nil {
-		ll = plainLocker{ll}
-	}
 	switch {
 	case ll != nil && cs != nil:
 		return struct {
@@ -47,19 +44,6 @@ func compose(base twitchoauth.TokenStore, ll twitchoauth.LeaseLocker, cs twitcho
 		}{base, cs}
 	}
 	return base
-}
-
-// plainLocker hands out its store's leases with Renew and Unlock alone: a composed store's own
-// Load and SaveIf are then used under the lock, not the inner store's through a LoadedLease or a
-// ReleasingLease (as any store that wraps another must do when it changes what those do).
-type plainLocker struct{ ll twitchoauth.LeaseLocker }
-
-func (p plainLocker) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
-	l, err := p.ll.LockLease(ctx, key, ttl)
-	if err != nil {
-		return nil, err
-	}
-	return struct{ twitchoauth.Lease }{l}, nil
 }
 
 // conditional returns store as a ConditionalSaver, or nil.
@@ -630,14 +614,15 @@ func testLapsedLeaseFenced(t *testing.T, open Open) {
 	})
 }
 
-// testLoadedLease: a lease that reads the token as it takes the lock ([twitchoauth.LoadedLease])
+// testLeaseReader: a store that reads the token as it takes a lock ([twitchoauth.LeaseReader])
 // gives that read once, as Load would have given it then: the token, or ErrTokenNotFound for a key
-// with none. A store whose lease reads nothing is skipped.
-func testLoadedLease(t *testing.T, open Open) {
-	s := open(t)(t)
-	ll, ok := s.(twitchoauth.LeaseLocker)
+// with none; and nothing for a lease not its own. A store that reads nothing so is skipped.
+func testLeaseReader(t *testing.T, open Open) {
+	connect := open(t)
+	s := connect(t)
+	lr, ok := s.(twitchoauth.LeaseReader)
 	if !ok {
-		t.Skip("the store does not implement twitchoauth.LeaseLocker")
+		t.Skip("the store does not implement twitchoauth.LeaseReader")
 	}
 	ctx := t.Context()
 	want := &twitchoauth.StoredToken{AccessToken: "acc-loaded", RefreshToken: "ref-loaded", UserID: "42"}
@@ -645,28 +630,26 @@ func testLoadedLease(t *testing.T, open Open) {
 		t.Fatal(err)
 	}
 	for _, key := range []string{"k", "none"} {
-		lease, err := ll.LockLease(ctx, key, time.Minute)
+		lease, err := lr.LockLease(ctx, key, time.Minute)
 		if err != nil {
 			t.Fatal(err)
 		}
-		loaded, isLoaded := lease.(twitchoauth.LoadedLease)
-		var st *twitchoauth.StoredToken
-		var gave bool
-		if isLoaded {
-			st, gave, err = loaded.Loaded()
+		if other, ok := connect(t).(twitchoauth.LeaseReader); ok {
+			if _, gave, _ := other.LeaseRead(lease); gave {
+				t.Errorf("%s: another store gave the read of this store's lease", key)
+			}
 		}
-		if !gave {
-			lease.Unlock()
-			t.Skip("the store's lease reads nothing as it takes the lock")
-		}
+		st, gave, err := lr.LeaseRead(lease)
 		switch {
+		case !gave:
+			t.Errorf("%s: LeaseRead gave nothing for the lease LockLease just returned", key)
 		case key == "k" && (err != nil || st.AccessToken != want.AccessToken || st.RefreshToken != want.RefreshToken):
-			t.Errorf("k: Loaded() = %v, %v; want the stored token", st, err)
+			t.Errorf("k: LeaseRead = %v, %v; want the stored token", accessOf(st), err)
 		case key == "none" && !errors.Is(err, twitchoauth.ErrTokenNotFound):
-			t.Errorf("none: Loaded() = %v, %v; want ErrTokenNotFound", st, err)
+			t.Errorf("none: LeaseRead = %v, %v; want ErrTokenNotFound", accessOf(st), err)
 		}
-		if _, again, _ := loaded.Loaded(); again {
-			t.Errorf("%s: Loaded gave its read twice", key)
+		if _, again, _ := lr.LeaseRead(lease); again {
+			t.Errorf("%s: LeaseRead gave its read twice", key)
 		}
 		if err := lease.Unlock(); err != nil {
 			t.Fatal(err)
@@ -674,16 +657,17 @@ func testLoadedLease(t *testing.T, open Open) {
 	}
 }
 
-// testReleasingLease: a lease that stores its work's last write and ends itself in one step
-// ([twitchoauth.ReleasingLease]) stores the token as SaveIf would and frees the lock with it, so
-// that another holder takes it at once; one whose save is refused (ErrTokenChanged) still holds
-// the lock until Unlock. A store whose leases cannot is skipped.
-func testReleasingLease(t *testing.T, open Open) {
+// testReleasingSaver: a store that stores a lease's last write and ends the lease in one step
+// ([twitchoauth.ReleasingSaver]) stores the token as SaveIf would and frees the lock with it, so
+// that another holder takes it at once; a save it refuses (ErrTokenChanged) leaves the lock held
+// until Unlock; a lease not its own, or of another key, is refused with errors.ErrUnsupported and
+// nothing stored. A store that cannot is skipped.
+func testReleasingSaver(t *testing.T, open Open) {
 	connect := open(t)
 	s, other := connect(t), connect(t)
-	ll, ok := s.(twitchoauth.LeaseLocker)
+	rs, ok := s.(twitchoauth.ReleasingSaver)
 	if !ok {
-		t.Skip("the store does not implement twitchoauth.LeaseLocker")
+		t.Skip("the store does not implement twitchoauth.ReleasingSaver")
 	}
 	ctx := t.Context()
 	first := &twitchoauth.StoredToken{AccessToken: "acc-releasing-1", RefreshToken: "ref-releasing-1", UserID: "42"}
@@ -691,24 +675,31 @@ func testReleasingLease(t *testing.T, open Open) {
 	if err := s.Save(ctx, "k", first); err != nil {
 		t.Fatal(err)
 	}
-	lease, err := ll.LockLease(ctx, "k", time.Minute)
+	lease, err := rs.LockLease(ctx, "k", time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rl, ok := lease.(twitchoauth.ReleasingLease)
-	if !ok {
-		lease.Unlock()
-		t.Skip("the store's leases cannot save and end themselves in one step")
+	// Not this store's lease, or not of this key: nothing done.
+	if ors, ok := other.(twitchoauth.ReleasingSaver); ok {
+		if err := ors.SaveIfUnlock(ctx, lease, "k", first, second); !errors.Is(err, errors.ErrUnsupported) {
+			t.Errorf("SaveIfUnlock of another store's lease = %v; want errors.ErrUnsupported", err)
+		}
+	}
+	if err := rs.SaveIfUnlock(ctx, lease, "other-key", first, second); !errors.Is(err, errors.ErrUnsupported) {
+		t.Errorf("SaveIfUnlock of the lease of another key = %v; want errors.ErrUnsupported", err)
 	}
 	// Refused: the stored token is not the one named; the lock stays held.
-	if err := rl.SaveIfUnlock(ctx, second, first); !errors.Is(err, twitchoauth.ErrTokenChanged) {
+	if err := rs.SaveIfUnlock(ctx, lease, "k", second, first); !errors.Is(err, twitchoauth.ErrTokenChanged) {
 		t.Errorf("SaveIfUnlock against a token not stored = %v; want ErrTokenChanged", err)
+	}
+	if st, err := other.Load(ctx, "k"); err != nil || st.AccessToken != first.AccessToken {
+		t.Fatalf("stored %v, %v; want the token before, untouched", accessOf(st), err)
 	}
 	if held := tryLock(t, other, "k"); !held {
 		t.Error("a refused SaveIfUnlock freed the lock")
 	}
 	// Stored: the lock is free at once, and Unlock after frees nothing of another holder's.
-	if err := rl.SaveIfUnlock(ctx, first, second); err != nil {
+	if err := rs.SaveIfUnlock(ctx, lease, "k", first, second); err != nil {
 		t.Fatalf("SaveIfUnlock: %v", err)
 	}
 	if st, err := other.Load(ctx, "k"); err != nil || st.AccessToken != second.AccessToken || st.RefreshToken != second.RefreshToken {

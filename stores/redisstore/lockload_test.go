@@ -6,7 +6,7 @@ import (
 )
 
 // TestLockHasNoRead: a lock taken by Lock reads nothing with it; LockLease's read is checked by
-// the store suite's LoadedLease.
+// the store suite's LeaseReader.
 func TestLockHasNoRead(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
@@ -16,7 +16,7 @@ func TestLockHasNoRead(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer l.unlock()
-	if _, ok, _ := l.Loaded(); ok {
+	if _, ok, _ := s.LeaseRead(l); ok {
 		t.Error("a lock taken by Lock gave a read")
 	}
 }

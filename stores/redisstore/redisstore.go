@@ -281,7 +281,7 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock
 
 // LockLease takes key's lock as Lock does and returns its lease, which Renew extends. The SET that
 // takes the lock goes in one pipeline with a GET of key's token, which the lease gives once
-// ([twitchoauth.LoadedLease]): a refresh under the lock reads nothing more. On one server the GET
+// ([Store.LeaseRead]): a refresh under the lock reads nothing more. On one server the GET
 // runs right after the SET; on a Cluster, where they may reach different nodes, it may run just
 // before: a read a moment old, which the fenced saves that follow check like any other.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
@@ -390,17 +390,22 @@ type lease struct {
 	owner  string
 	ttl    time.Duration
 	unlock func() error
-	read   atomic.Pointer[redis.StringCmd] // the GET that went with the lock, until Loaded gives it
+	read   atomic.Pointer[redis.StringCmd] // the GET that went with the lock, until LeaseRead gives it
 }
 
-// Loaded gives, once, the token key held as the lock was taken, as Load would have returned it
-// then; see [twitchoauth.LoadedLease]. A lock taken by Lock has none.
-func (l *lease) Loaded() (*twitchoauth.StoredToken, bool, error) {
+// LeaseRead gives, once, the token key held as the lock held was taken by this Store's
+// LockLease, as Load would have returned it then; see [twitchoauth.LeaseReader]. A lease of
+// another Store, or a lock taken by Lock, has none.
+func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, bool, error) {
+	l, ok := held.(*lease)
+	if !ok || l.s != s {
+		return nil, false, nil
+	}
 	read := l.read.Swap(nil)
 	if read == nil {
 		return nil, false, nil
 	}
-	rkey := l.s.tokenKey(l.key)
+	rkey := s.tokenKey(l.key)
 	data, err := read.Bytes()
 	if errors.Is(err, redis.Nil) {
 		return nil, true, fmt.Errorf("%w: redis key %s does not exist", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(rkey))
@@ -408,7 +413,7 @@ func (l *lease) Loaded() (*twitchoauth.StoredToken, bool, error) {
 	if err != nil {
 		return nil, true, fmt.Errorf("redisstore: load token: %w", err)
 	}
-	st, err := l.s.decode(l.key, rkey, data)
+	st, err := s.decode(l.key, rkey, data)
 	return st, true, err
 }
 
