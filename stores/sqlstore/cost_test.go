@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"encoding/json"
 	"errors"
 	"testing"
 	"time"
@@ -92,4 +93,81 @@ func TestSaveIfWithoutReadIsFenced(t *testing.T) {
 			cur = next
 		}
 	})
+}
+
+// TestLockReadSeesReleasingSave: a lock taken after waiting for the holder before reads the token
+// as that holder's last write left it. The holder's save and its release of the lock commit
+// together (SaveIfUnlock); the next holder's statement, begun before that commit and waiting on
+// the lock's row, must not read the token row as its snapshot had it: it would refresh a token
+// already refreshed, or spend a refresh token already spent.
+func TestLockReadSeesReleasingSave(t *testing.T) {
+	t.Parallel()
+	srv := needPostgres(t)
+	prefix := uniquePrefix()
+	a := pgStore(t, srv, prefix)
+	b := New(pgDB(t, srv, "lock-reader"), Postgres)
+	b.Prefix = prefix
+	ctx := t.Context()
+	if err := a.Save(ctx, "k", benchToken(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := a.LockLease(ctx, "k", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The holder's last write, as SaveIfUnlock makes it, held open.
+	next, err := json.Marshal(benchToken(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := a.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "UPDATE "+prefix+"tokens SET token = $2, version = version + 1 WHERE key = $1", "k", string(next)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+prefix+"locks WHERE key = $1", "k"); err != nil {
+		t.Fatal(err)
+	}
+	type taken struct {
+		lease twitchoauth.Lease
+		err   error
+	}
+	got := make(chan taken, 1)
+	go func() {
+		l, err := b.LockLease(ctx, "k", time.Minute)
+		got <- taken{l, err}
+	}()
+	// Commit once the next holder's statement waits on the lock's row.
+	for {
+		var waiting bool
+		err := a.DB.QueryRowContext(ctx, "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'lock-reader' AND wait_event_type = 'Lock'").Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			break
+		}
+		select {
+		case r := <-got:
+			t.Fatalf("the lock was taken while its holder held it: %v", r.err)
+		case <-time.After(time.Millisecond):
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.lease.Unlock()
+	st, ok, err := b.LeaseRead(r.lease)
+	if !ok || err != nil {
+		t.Fatalf("the lock's read: %v, %v", ok, err)
+	}
+	if st.AccessToken != benchToken(2).AccessToken {
+		t.Errorf("the lock's read gave the token before the holder's last write (%v); want the one it stored as it let go", st.AccessToken == benchToken(1).AccessToken)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"database/sql"
 	"database/sql/driver"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	randv2 "math/rand/v2"
 	"strings"
@@ -56,14 +57,15 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock
 	return l.unlock, nil
 }
 
-// LockLease takes key's lock as Lock does and returns its lease, which Renew extends. On
-// PostgreSQL the statement that takes the lock also reads key's token, which the lease gives once
-// ([twitchoauth.LoadedLease]): a refresh under the lock reads nothing more.
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends. It also
+// reads key's token as it takes the lock, which [Store.LeaseRead] gives once: a refresh under the
+// lock reads nothing more. On PostgreSQL the statement that takes the lock
+// reads it; on SQLite a read on the same connection right after.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
 	return s.lock(ctx, key, ttl, true)
 }
 
-// lock takes key's lock; with load, on PostgreSQL, it reads the token row with the same statement.
+// lock takes key's lock; with load, it reads the token row as it takes it (see LockLease).
 func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bool) (*lease, error) {
 	q, err := s.queries(ctx)
 	if err != nil {
@@ -79,10 +81,13 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bo
 		var taken bool
 		var read *lockRead
 		var err error
-		if load && q.lockLoad != "" {
+		switch {
+		case load && q.lockLoad != "":
 			read, err = s.lockAndRead(ctx, q, key, holder, ms)
 			taken = read != nil
-		} else {
+		case load && s.Dialect == SQLite:
+			taken, read, err = s.lockThenRead(ctx, q, key, holder, ms)
+		default:
 			var res sql.Result
 			if res, err = s.execLock(ctx, q.lock, key, holder, ms); err == nil {
 				var n int64
@@ -122,7 +127,18 @@ func (s *Store) execLock(ctx context.Context, query string, args ...any) (sql.Re
 		return s.exec(ctx, query, args...)
 	}
 	var res sql.Result
-	err := s.write(ctx, func() error {
+	err := s.onLockConn(ctx, func(conn *sql.Conn) error {
+		var err error
+		res, err = conn.ExecContext(ctx, query, args...)
+		return err
+	})
+	return res, err
+}
+
+// onLockConn runs f, a lock's write on SQLite, as write runs a write, on a connection set to
+// synchronous NORMAL for it (see execLock).
+func (s *Store) onLockConn(ctx context.Context, f func(conn *sql.Conn) error) error {
+	return s.write(ctx, func() error {
 		conn, err := s.DB.Conn(ctx)
 		if err != nil {
 			return err
@@ -133,19 +149,42 @@ func (s *Store) execLock(ctx context.Context, query string, args ...any) (sql.Re
 			return err
 		}
 		if mode == "" {
-			res, err = conn.ExecContext(ctx, query, args...)
-			return err
+			return f(conn)
 		}
 		if _, err := conn.ExecContext(ctx, "PRAGMA synchronous = NORMAL"); err != nil {
 			return err
 		}
-		res, err = conn.ExecContext(ctx, query, args...)
+		err = f(conn)
 		if _, rerr := conn.ExecContext(context.WithoutCancel(ctx), "PRAGMA synchronous = "+mode); rerr != nil {
 			conn.Raw(func(any) error { return driver.ErrBadConn }) // never back in the pool unsynced
 		}
 		return err
 	})
-	return res, err
+}
+
+// lockThenRead takes key's lock on SQLite and, when it took it, reads the token row on the same
+// connection, whose pages the lock's write has just brought up to date. A read that fails leaves
+// the lock taken with no read: the refresh under it then loads the token as it would without one.
+func (s *Store) lockThenRead(ctx context.Context, q *queries, key, holder string, ms int64) (taken bool, read *lockRead, err error) {
+	err = s.onLockConn(ctx, func(conn *sql.Conn) error {
+		res, err := conn.ExecContext(ctx, q.lock, key, holder, ms)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n != 1 {
+			return err
+		}
+		taken = true
+		r := &lockRead{found: true}
+		switch err := conn.QueryRowContext(ctx, q.load, key).Scan(&r.r.token, &r.r.sealed, &r.r.keyID, &r.r.version); {
+		case errors.Is(err, sql.ErrNoRows):
+			read = &lockRead{}
+		case err == nil:
+			read = r
+		}
+		return nil
+	})
+	return taken, read, err
 }
 
 // lockSyncMode returns the synchronous setting to set back after a lock's write on SQLite, or ""
@@ -243,26 +282,48 @@ type lease struct {
 	holder string
 	ms     int64 // the ttl, in milliseconds
 	unlock func() error
-	read   atomic.Pointer[lockRead] // the token as the lock was taken, until Loaded gives it
+	read   atomic.Pointer[lockRead] // the token as the lock was taken, until LeaseRead gives it
+	saved  atomic.Bool              // SaveIfUnlock stored its token and released the lock
 }
 
-// Loaded gives, once, the token key held as the lock was taken, as Load would have returned it
-// then; see [twitchoauth.LoadedLease]. A lease taken without that read (SQLite's, Lock's) has
-// none.
-func (l *lease) Loaded() (*twitchoauth.StoredToken, bool, error) {
+// LeaseRead gives, once, the token key held as the lock held was taken by this Store's LockLease,
+// as Load would have returned it then; see [twitchoauth.LeaseReader]. A lease of another Store, or
+// taken without that read (Lock's, or one whose read failed), gives none.
+func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, bool, error) {
+	l, ok := held.(*lease)
+	if !ok || l.s != s {
+		return nil, false, nil
+	}
 	read := l.read.Swap(nil)
 	if read == nil {
 		return nil, false, nil
 	}
 	if !read.found {
-		l.s.seen.Delete(l.key)
+		s.seen.Delete(l.key)
 		return nil, true, fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(l.key))
 	}
-	st, err := l.s.decode(l.key, &read.r)
+	st, err := s.decode(l.key, &read.r)
 	if err == nil {
-		l.s.remember(l.key, &read.r, st)
+		s.remember(l.key, &read.r, st)
 	}
 	return st, true, err
+}
+
+// SaveIfUnlock stores next under key as SaveIf does and, when it stores it, releases held, key's
+// lock as this Store's LockLease took it, in the same commit: on PostgreSQL in the UPDATE's own
+// statement, on SQLite in its transaction. The lease's Unlock then does nothing. When it stores
+// nothing, the lock is held as before. A lease of another Store or key gives
+// errors.ErrUnsupported; see [twitchoauth.ReleasingSaver].
+func (s *Store) SaveIfUnlock(ctx context.Context, held twitchoauth.Lease, key string, prev, next *twitchoauth.StoredToken) error {
+	l, ok := held.(*lease)
+	if !ok || l.s != s || l.key != key {
+		return fmt.Errorf("sqlstore: save token: %w: not a lock this Store took on key %s", errors.ErrUnsupported, twitchoauth.QuoteKey(key))
+	}
+	if err := s.saveIf(ctx, key, l.holder, prev, next); err != nil {
+		return err
+	}
+	l.saved.Store(true)
+	return nil
 }
 
 // Renew sets the lease to end ttl from now (the ttl it was taken with, by the database's clock),
@@ -285,5 +346,11 @@ func (l *lease) Renew(ctx context.Context) error {
 	return nil
 }
 
-// Unlock releases the lock as the unlock function of Lock does.
-func (l *lease) Unlock() error { return l.unlock() }
+// Unlock releases the lock as the unlock function of Lock does; after a SaveIfUnlock that stored
+// its token, it has nothing to release.
+func (l *lease) Unlock() error {
+	if l.saved.Load() {
+		return nil
+	}
+	return l.unlock()
+}

@@ -101,9 +101,12 @@ type queries struct {
 	schema, tableExists, version                 string
 	load, save, saveIf, delete, deleteLock, keys string
 	saveIfSeen                                   string // saveIf, also checking the row's bytes
-	lock, renew, unlock, unsealed                string
-	lockLoad                                     string // PostgreSQL: lock, and the token row read
-	stamps                                       string // SQLite: what a watch compares
+	// PostgreSQL: saveIf and saveIfSeen that also release the lock held as their last parameter
+	// when they update the row, in the same statement (see lease.SaveIfUnlock).
+	saveIfUnlock, saveIfSeenUnlock string
+	lock, renew, unlock, unsealed  string
+	lockLoad                       string // PostgreSQL: lock, and the token row read
+	stamps                         string // SQLite: what a watch compares
 }
 
 // maxNotifyKey is the longest key a PostgreSQL notification carries: its payload must be shorter
@@ -176,11 +179,15 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 		q.renew = async + "UPDATE {locks} SET expires_at = " + clock + " + " + ms + " FROM async WHERE key = $1 AND holder = $2 AND expires_at > " + clock
 		q.unlock = async + "DELETE FROM {locks} USING async WHERE key = $1 AND holder = $2"
 		// LockLease takes the lock and reads the token row in one round trip: a row when the lock
-		// was taken (its token columns NULL when there is no token), none when it was not.
+		// was taken (its token columns NULL when there is no token), none when it was not. The
+		// read is FOR SHARE so that it gives the row as it is once the lock is taken, not as the
+		// statement's snapshot had it: the lock may be taken after waiting for the holder before,
+		// whose last write, in the statement that freed the lock, commits after the snapshot.
 		q.lockLoad = async + ", l AS (INSERT INTO {locks} (key, holder, expires_at) SELECT $1, $2, " + clock + " + " + ms + " FROM async " +
 			"ON CONFLICT (key) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at " +
-			"WHERE {locks}.expires_at <= " + clock + " RETURNING key) " +
-			"SELECT t.token, t.sealed, t.key_id, t.version FROM l LEFT JOIN {tokens} t ON t.key = l.key"
+			"WHERE {locks}.expires_at <= " + clock + " RETURNING key), " +
+			"t AS (SELECT token, sealed, key_id, version FROM {tokens} WHERE key = $1 AND EXISTS (SELECT 1 FROM l) FOR SHARE) " +
+			"SELECT t.token, t.sealed, t.key_id, t.version FROM l LEFT JOIN t ON true"
 		// Every write of a token row notifies the watchers (see Store.WatchChanges) in the write's
 		// statement: the notification is sent when the write commits, and not when it does not,
 		// and costs no statement more. The SELECT returns a row per row written, so that SaveIf
@@ -189,6 +196,15 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 			return fmt.Sprintf("WITH w AS (%s RETURNING key) SELECT pg_notify('{channel}', CASE WHEN octet_length(key) <= %d THEN key ELSE '' END) FROM w",
 				write, maxNotifyKey)
 		}
+		// The last save under a lock releases it in its own statement when it updates the row:
+		// one commit, which waits for the disk as the token's write must.
+		unlocking := func(write, holder string) string {
+			return fmt.Sprintf("WITH w AS (%s RETURNING key), "+
+				"u AS (DELETE FROM {locks} USING w WHERE {locks}.key = w.key AND {locks}.holder = %s) "+
+				"SELECT pg_notify('{channel}', CASE WHEN octet_length(w.key) <= %d THEN w.key ELSE '' END) FROM w",
+				write, holder, maxNotifyKey)
+		}
+		q.saveIfUnlock, q.saveIfSeenUnlock = unlocking(q.saveIf, "$6"), unlocking(q.saveIfSeen, "$8")
 		q.save, q.saveIf, q.saveIfSeen, q.delete = notify(q.save), notify(q.saveIf), notify(q.saveIfSeen), notify(q.delete)
 	case SQLite:
 		q.stamps = "SELECT key, rowid, version, updated_at FROM {tokens}"
@@ -197,7 +213,7 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 	names := strings.NewReplacer("{tokens}", prefix+"tokens", "{locks}", prefix+"locks", "{schema}", prefix+"schema",
 		"{channel}", changesChannel(prefix))
 	for _, p := range []*string{&q.version, &q.load, &q.save, &q.saveIf, &q.saveIfSeen, &q.delete, &q.deleteLock, &q.keys,
-		&q.lock, &q.renew, &q.unlock, &q.unsealed, &q.stamps, &q.lockLoad} {
+		&q.saveIfUnlock, &q.saveIfSeenUnlock, &q.lock, &q.renew, &q.unlock, &q.unsealed, &q.stamps, &q.lockLoad} {
 		*p = names.Replace(*p)
 		if dialect == SQLite {
 			*p = sqlitePlaceholders(*p)

@@ -65,8 +65,9 @@ func (s *Store) remember(key string, r *row, st *twitchoauth.StoredToken) {
 
 // saveSeen is SaveIf without a read, for a prev that matches the row this Store last saw: the
 // update is made only where the row still has that version and those bytes. It reports whether
-// it made it; when it did not (the row changed since), SaveIf reads the row.
-func (s *Store) saveSeen(ctx context.Context, q *queries, key string, prev, next *twitchoauth.StoredToken, token string, sealed, keyID any) (bool, error) {
+// it made it; when it did not (the row changed since), SaveIf reads the row. With a holder, the
+// update releases that holder's lock (see update).
+func (s *Store) saveSeen(ctx context.Context, q *queries, key, holder string, prev, next *twitchoauth.StoredToken, token string, sealed, keyID any) (bool, error) {
 	v, ok := s.seen.Load(key)
 	if !ok {
 		return false, nil
@@ -75,11 +76,7 @@ func (s *Store) saveSeen(ctx context.Context, q *queries, key string, prev, next
 	if !seen.st.Matches(prev) {
 		return false, nil
 	}
-	res, err := s.exec(ctx, q.saveIfSeen, key, seen.version, token, sealed, keyID, seen.token, seen.sealed)
-	if err != nil {
-		return false, fmt.Errorf("sqlstore: save token: %w", err)
-	}
-	n, err := res.RowsAffected()
+	n, err := s.update(ctx, q, q.saveIfSeen, q.saveIfSeenUnlock, holder, key, seen.version, token, sealed, keyID, seen.token, seen.sealed)
 	if err != nil {
 		return false, fmt.Errorf("sqlstore: save token: %w", err)
 	}
@@ -196,6 +193,12 @@ func (s *Store) Save(ctx context.Context, key string, tok *twitchoauth.StoredTok
 // Keyring cannot open is an error that Is [ErrCannotUnseal], not a change. Any other error is the
 // database's.
 func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
+	return s.saveIf(ctx, key, "", prev, next)
+}
+
+// saveIf is SaveIf; with a holder, the write that stores next also releases key's lock held as
+// holder (see update), and a SaveIf that stores nothing leaves the lock as it was.
+func (s *Store) saveIf(ctx context.Context, key, holder string, prev, next *twitchoauth.StoredToken) error {
 	if prev == nil || next == nil {
 		return errors.New("sqlstore: save token: SaveIf needs the token it replaces and a new one")
 	}
@@ -207,7 +210,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 	if err != nil {
 		return fmt.Errorf("sqlstore: save token: %w", err)
 	}
-	if done, err := s.saveSeen(ctx, q, key, prev, next, token, sealed, keyID); done || err != nil {
+	if done, err := s.saveSeen(ctx, q, key, holder, prev, next, token, sealed, keyID); done || err != nil {
 		return err
 	}
 	for range saveIfReads {
@@ -227,18 +230,58 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		case !cur.Matches(prev):
 			return fmt.Errorf("%w: the row of key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
 		}
-		res, err := s.exec(ctx, q.saveIf, key, r.version, token, sealed, keyID)
+		n, err := s.update(ctx, q, q.saveIf, q.saveIfUnlock, holder, key, r.version, token, sealed, keyID)
 		if err != nil {
 			return fmt.Errorf("sqlstore: save token: %w", err)
 		}
-		if n, err := res.RowsAffected(); err != nil {
-			return fmt.Errorf("sqlstore: save token: %w", err)
-		} else if n == 1 {
+		if n == 1 {
 			s.rememberWritten(key, r.version+1, token, sealed, keyID, next)
 			return nil
 		}
 	}
 	return fmt.Errorf("%w: the row of key %s kept being written while it was compared", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(key))
+}
+
+// update runs query, a fenced UPDATE of key's token row whose first parameter is key, and returns
+// how many rows it changed. With a holder, the change also releases key's lock held as holder, in
+// the same commit: on PostgreSQL with unlocking, query's form that deletes the lock row in its own
+// statement; on SQLite in one transaction. The lock row is deleted only when the token row was
+// updated: an update that changed nothing leaves the lock held.
+func (s *Store) update(ctx context.Context, q *queries, query, unlocking, holder string, args ...any) (int64, error) {
+	if holder == "" {
+		res, err := s.exec(ctx, query, args...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
+	if s.Dialect == Postgres {
+		res, err := s.exec(ctx, unlocking, append(args, holder)...)
+		if err != nil {
+			return 0, err
+		}
+		return res.RowsAffected()
+	}
+	var n int64
+	err := s.write(ctx, func() error {
+		tx, err := s.DB.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		defer tx.Rollback()
+		res, err := tx.ExecContext(ctx, query, args...)
+		if err != nil {
+			return err
+		}
+		if n, err = res.RowsAffected(); err != nil || n != 1 {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, q.unlock, args[0], holder); err != nil {
+			return err
+		}
+		return tx.Commit()
+	})
+	return n, err
 }
 
 // saveIfReads is how many times SaveIf reads a row that is written between its read and its
