@@ -1,7 +1,7 @@
 // Package twitchoauth gets, stores, refreshes, validates and revokes Twitch user OAuth tokens. It
 // is the Go counterpart of pyTwitchAPI's twitchAPI.oauth module: the same pieces under the same
-// names. Every piece is made from a [Client], from [NewClient]: the app's ID and secret, and how
-// to reach Twitch.
+// names. Start from a [Client], made with [NewClient]: the app's ID and secret, and how to reach
+// Twitch; the logins, sources and registries below all take one.
 //
 // # The pieces, and where to start
 //
