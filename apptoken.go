@@ -43,12 +43,15 @@ func (s *AppTokenSource) renew(ctx context.Context, _ *oauth2.Token) (*oauth2.To
 	return tok, nil
 }
 
-// Token returns the cached app token while it is valid, and fetches one otherwise.
+// Token returns the cached app token while it is valid, and fetches one otherwise. It is the
+// [oauth2.TokenSource] method, for code that takes a token source; code of your own, which has a
+// context, calls [AppTokenSource.TokenContext].
 func (s *AppTokenSource) Token() (*oauth2.Token, error) {
 	return s.token(context.Background(), s)
 }
 
-// TokenContext is [AppTokenSource.Token] with a context for the fetch, if one is needed.
+// TokenContext is [AppTokenSource.Token] with a context for the fetch, if one is needed: the call
+// to make wherever a context is at hand.
 func (s *AppTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	return s.token(ctx, s)
 }

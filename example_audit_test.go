@@ -43,7 +43,7 @@ func ExampleUserTokens_Audit() {
 		}
 	}
 	bob, _ := users.Source("1002")
-	tok, _ := bob.Token()
+	tok, _ := bob.TokenContext(ctx)
 	fake.Revoke(tok.AccessToken) // bob disconnects the app
 
 	opts := twitchoauth.AuditOptions{

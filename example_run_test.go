@@ -235,11 +235,12 @@ func ExampleUserAuthenticationStorageHelper_Bind() {
 			fmt.Println("logging in") // by default: the browser login
 			return fake.IssueUserToken(twitchoauthtest.UserID, scopes...), nil
 		}
-		src, err := h.Bind(context.Background())
+		ctx := context.Background()
+		src, err := h.Bind(ctx)
 		if err != nil {
 			log.Fatal(err)
 		}
-		tok, err := src.Token()
+		tok, err := src.TokenContext(ctx)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -264,11 +265,12 @@ func ExampleNewUserTokenSource() {
 		fmt.Println("persist the new pair here") // called before anyone sees the new token
 		return nil
 	})
-	tok, err := src.Token()
+	ctx := context.Background()
+	tok, err := src.TokenContext(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
-	again, _ := src.Token()
+	again, _ := src.TokenContext(ctx)
 	fmt.Println(tok.AccessToken != "old", again == tok)
 	// Output:
 	// persist the new pair here
@@ -313,7 +315,7 @@ func ExampleNewStoreTokenSource() {
 		log.Fatal(err)
 	}
 	src := twitchoauth.NewStoreTokenSource(c, store, twitchoauthtest.UserID, nil)
-	tok, err := src.Token() // refreshed under the user's lock, and saved
+	tok, err := src.TokenContext(context.Background()) // refreshed under the user's lock, and saved
 	if err != nil {
 		log.Fatal(err)
 	}

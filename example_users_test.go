@@ -51,7 +51,7 @@ func ExampleUserTokens() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	tok, err := src.Token()
+	tok, err := src.TokenContext(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -39,13 +39,17 @@ type UserInfo struct {
 	Raw               map[string]any // every claim as sent
 }
 
-// Option configures the [Client] behind a package-level helper.
+// Option configures the [Client] behind a package-level function ([ValidateToken],
+// [RefreshAccessToken], [RevokeToken], [GetUserInfo]), as pyTwitchAPI's keyword arguments do.
+// Options exist for those mirrors only: a program with a Client sets its fields instead.
 type Option func(*Client)
 
-// WithHTTPClient sends the helper's request with hc (pyTwitchAPI: session=).
+// WithHTTPClient sends the package function's request with hc (pyTwitchAPI: session=). It sets
+// [Client.HTTPClient], which a program with a Client sets itself.
 func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.HTTPClient = hc } }
 
-// WithAuthBaseURL sends the helper's request to another identity server (pyTwitchAPI: auth_base_url=).
+// WithAuthBaseURL sends the package function's request to another identity server (pyTwitchAPI:
+// auth_base_url=). It sets [Client.AuthBaseURL], which a program with a Client sets itself.
 func WithAuthBaseURL(u string) Option { return func(c *Client) { c.AuthBaseURL = u } }
 
 func newOptionClient(clientID, clientSecret string, opts []Option) *Client {
@@ -116,6 +120,10 @@ func (c *Client) exchangeCode(ctx context.Context, code, redirectURI string) (*o
 // ValidateToken asks Twitch whether accessToken is valid and what it grants. Twitch requires apps
 // to do this at start-up and hourly. An invalid, expired or revoked token gives an error that Is
 // [ErrInvalidToken] (pyTwitchAPI returns the 401 answer instead).
+//
+// It asks about this one access token as it is and changes nothing. For a token a
+// [UserTokenSource] holds, call [UserTokenSource.Validate], which also refreshes a token Twitch
+// ended (and [UserTokenSource.KeepValidated] or [UserTokens.Run] for the hourly validation).
 func (c *Client) ValidateToken(ctx context.Context, accessToken string) (*Validation, error) {
 	h := c.hooks()
 	if h == nil || h.Validation == nil {
@@ -185,22 +193,30 @@ func (c *Client) RevokeToken(ctx context.Context, accessToken string) error {
 	return err
 }
 
-// RefreshAccessToken is [Client.RefreshAccessToken] for the app with this ID and secret.
+// RefreshAccessToken is pyTwitchAPI's refresh_access_token, kept as a thin mirror: it makes a
+// Client of clientID and clientSecret, set by opts, and calls [Client.RefreshAccessToken]. A
+// program with a Client calls the method.
 func RefreshAccessToken(ctx context.Context, refreshToken, clientID, clientSecret string, opts ...Option) (*oauth2.Token, error) {
 	return newOptionClient(clientID, clientSecret, opts).RefreshAccessToken(ctx, refreshToken)
 }
 
-// ValidateToken is [Client.ValidateToken]; validation needs no client ID.
+// ValidateToken is pyTwitchAPI's validate_token, kept as a thin mirror: it makes a Client set by
+// opts (validation needs no client ID) and calls [Client.ValidateToken]. A program with a Client
+// calls the method, or [UserTokenSource.Validate] for a token a source holds.
 func ValidateToken(ctx context.Context, accessToken string, opts ...Option) (*Validation, error) {
 	return newOptionClient("", "", opts).ValidateToken(ctx, accessToken)
 }
 
-// GetUserInfo is [Client.GetUserInfo]; it needs no client ID.
+// GetUserInfo is pyTwitchAPI's get_user_info, kept as a thin mirror: it makes a Client set by
+// opts (userinfo needs no client ID) and calls [Client.GetUserInfo]. A program with a Client
+// calls the method.
 func GetUserInfo(ctx context.Context, accessToken string, opts ...Option) (*UserInfo, error) {
 	return newOptionClient("", "", opts).GetUserInfo(ctx, accessToken)
 }
 
-// RevokeToken is [Client.RevokeToken] for the app with this client ID.
+// RevokeToken is pyTwitchAPI's revoke_token, kept as a thin mirror: it makes a Client of
+// clientID, set by opts, and calls [Client.RevokeToken]. A program with a Client calls the
+// method.
 func RevokeToken(ctx context.Context, clientID, accessToken string, opts ...Option) error {
 	return newOptionClient(clientID, "", opts).RevokeToken(ctx, accessToken)
 }

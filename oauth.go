@@ -1,26 +1,42 @@
 // Package twitchoauth gets, stores, refreshes, validates and revokes Twitch user OAuth tokens. It
 // is the Go counterpart of pyTwitchAPI's twitchAPI.oauth module: the same pieces under the same
-// names.
+// names. Start from a [Client], made with [NewClient]: the app's ID and secret, and how to reach
+// Twitch; the logins, sources and registries below all take one.
 //
-//   - [UserAuthenticator] runs the browser login: a redirect server on localhost:17563, Twitch's
-//     consent page in the browser, the code exchanged for a token. Headless programs take
-//     [UserAuthenticator.AuthURL] and [WithUserToken] instead.
-//   - [CodeFlow] runs the device code grant for machines without a browser.
-//   - [WebLogin] is "Connect with Twitch" (and, with OpenID, "Sign in with Twitch") for a web app:
-//     two handlers to mount on its own server, with the state in a signed cookie and the id_token
-//     verified.
-//   - [UserAuthenticationStorageHelper] keeps the token in a JSON file, validates and refreshes it at
-//     start, and logs in again only when it must; it hands back a [UserTokenSource], an
-//     [oauth2.TokenSource] that keeps the token fresh while the program runs.
-//   - [Client.RefreshAccessToken], [Client.ValidateToken], [Client.RevokeToken],
-//     [Client.GetUserInfo] and [Client.AppAccessToken] call Twitch's identity server directly.
-//   - [Client.UserAuthorizations] asks Helix which scopes each user granted the app, and
-//     [UserTokens.Audit] checks a whole registry with it: whose grant lacks a scope their intent
-//     needs, or is gone.
+// # The pieces, and where to start
+//
+//   - Browser login, for a bot on a desktop: [UserAuthenticator], from [NewUserAuthenticator], then
+//     [UserAuthenticator.Authenticate]. A headless program takes [UserAuthenticator.AuthURL] and
+//     [WithUserToken] instead.
+//   - Device code login, for a machine without a browser: [CodeFlow], from [NewCodeFlow], then
+//     [CodeFlow.GetCode] and [CodeFlow.WaitForAuthComplete].
+//   - "Connect with Twitch" (and, with OpenID, "Sign in with Twitch") in a web app: [WebLogin], from
+//     [NewWebLogin]; mount [WebLogin.LoginHandler] and [WebLogin.CallbackHandler].
+//   - One user's token that survives restarts: [UserAuthenticationStorageHelper], from
+//     [NewUserAuthenticationStorageHelper], then [UserAuthenticationStorageHelper.Bind], which
+//     reuses, refreshes or logs in and hands back a [UserTokenSource].
+//   - A token kept fresh while the program runs: [UserTokenSource], from Bind, [UserTokens.Source]
+//     or [NewUserTokenSource]; [UserTokenSource.TokenContext] for the token,
+//     [UserTokenSource.HTTPClient] for Helix, [UserTokenSource.Subscribe] for a connection that
+//     keeps one (IRC, EventSub), [UserTokenSource.KeepValidated] for Twitch's hourly validation.
+//   - Many users' tokens: [UserTokens], from [NewUserTokens], then go [UserTokens.Run], which
+//     validates each hourly and shares the work between replicas.
+//   - Hearing that a user disconnected the app: [UserTokens.RevocationHandler], an EventSub webhook.
+//   - Where tokens are kept: a [TokenStore]. Files by default, [NewFileStore]; Redis and SQL
+//     (PostgreSQL, SQLite) as modules of their own, so a program pays only for the driver it
+//     imports: [github.com/twitchoauth/twitchoauth/stores/redisstore.New] and
+//     [github.com/twitchoauth/twitchoauth/stores/sqlstore.New].
+//   - Tokens sealed at rest in every store: a [Keyring], from [NewKeyring], set on the store.
+//   - The app's own token (EventSub webhooks, conduits): [AppTokenSource], from [NewAppTokenSource].
+//   - One call to Twitch's identity server: [Client.ValidateToken], [Client.RefreshAccessToken],
+//     [Client.RevokeToken], [Client.GetUserInfo], [Client.AppAccessToken].
+//   - What each user granted, from Twitch: [Client.UserAuthorizations]; a whole registry checked
+//     with it: [UserTokens.Audit].
 //   - In production: [Client.Hooks] hear every request, refresh, validation and store operation
-//     (the module github.com/twitchoauth/twitchoauth/otel makes OpenTelemetry metrics and spans of
-//     them); [UserTokens.Health] names who must log in again; a [Keyring] seals tokens at rest in
-//     every store.
+//     ([github.com/twitchoauth/twitchoauth/otel.Instrument] makes OpenTelemetry metrics and spans
+//     of them); [UserTokens.Health] names who must log in again.
+//   - Tests against a fake Twitch, offline:
+//     [github.com/twitchoauth/twitchoauth/twitchoauthtest.NewServer].
 //
 // A bot gets a user token that survives restarts in a few lines:
 //
@@ -32,12 +48,28 @@
 //	if err != nil {
 //		log.Fatal(err)
 //	}
-//	tok, err := src.Token() // always fresh
+//	tok, err := src.TokenContext(ctx) // always fresh
+//
+// # One way to do each thing
+//
+// Where the package offers two ways, the docs and examples teach the first named here; the other
+// stays because pyTwitchAPI has it, an interface needs it, or it does a little more:
+//
+//   - A [Client]'s fields (AuthBaseURL, HTTPClient) and methods. The package functions
+//     [ValidateToken], [RefreshAccessToken], [RevokeToken] and [GetUserInfo], configured with
+//     [Option] values, are pyTwitchAPI's module functions, each one line over the Client method.
+//   - [UserTokenSource.Validate] for a token a source holds (hourly: [UserTokenSource.KeepValidated],
+//     or [UserTokens.Run] for a registry): it also refreshes a token Twitch ended.
+//     [Client.ValidateToken] asks about one access token as it is and changes nothing.
+//   - [UserTokenSource.TokenContext]; [UserTokenSource.Token] is the [oauth2.TokenSource] method,
+//     for code that takes a token source.
+//   - [UserAuthenticationStorageHelper.Bind]; [UserAuthenticationStorageHelper.BindValidation]
+//     when the program also needs to know whose token it bound, at no extra request.
 //
 // Every request goes through one HTTP client, with parameters in POST form bodies: no token, code or
-// secret is ever put in a URL, an error string or a log line. Tests run on a fake
-// Twitch from package twitchoauthtest, or point [Client.AuthBaseURL] at an httptest server of their
-// own. See https://dev.twitch.tv/docs/authentication/ for Twitch's side.
+// secret is ever put in a URL, an error string or a log line. Tests run on a fake Twitch from
+// package twitchoauthtest, or point [Client.AuthBaseURL] at an httptest server of their own. See
+// https://dev.twitch.tv/docs/authentication/ for Twitch's side.
 package twitchoauth
 
 import (

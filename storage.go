@@ -101,6 +101,10 @@ func (r *loginReason) Unwrap() error { return r.err }
 //
 // The store's lock is held across read, refresh and write, so that processes binding the same
 // token at once refresh it once; it is released while AuthGenerator runs.
+//
+// Bind is pyTwitchAPI's bind() and the call to make; a program that also needs to know whose token
+// it bound calls [UserAuthenticationStorageHelper.BindValidation] instead, which learns it at no
+// extra request.
 func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenSource, error) {
 	src, _, err := h.BindValidation(ctx)
 	return src, err
@@ -108,7 +112,8 @@ func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenS
 
 // BindValidation is [UserAuthenticationStorageHelper.Bind], and what Twitch's validation said of
 // the token it returns: whose it is (Login, UserID), its scopes, and how long it lives. No request
-// is made for it beyond Bind's own.
+// is made for it beyond Bind's own. Call Bind unless the program needs this Validation: a later
+// [UserTokenSource.Validate] gets it only with another request.
 func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*UserTokenSource, *Validation, error) {
 	store := h.store()
 	src := NewStoreTokenSource(h.c, store, h.StoreKey, nil)

@@ -92,11 +92,16 @@ func NewStoreTokenSource(c *Client, store TokenStore, key string, tok *oauth2.To
 // at once, without a request, until [UserTokenSource.SetToken] hands the source a token from a new
 // login. After a transient failure the source stays usable, and the first call after the backoff
 // tries again (see the type's doc).
+//
+// Token is the [oauth2.TokenSource] method, for code that takes a token source (such as
+// [oauth2.NewClient]); a refresh it makes cannot be cancelled. Code of your own, which has a
+// context, calls [UserTokenSource.TokenContext].
 func (s *UserTokenSource) Token() (*oauth2.Token, error) {
 	return s.token(context.Background(), s)
 }
 
-// TokenContext is [UserTokenSource.Token] with a context for the refresh, if one is needed.
+// TokenContext is [UserTokenSource.Token] with a context for the refresh, if one is needed: the
+// call to make wherever a context is at hand. Token exists for [oauth2.TokenSource].
 func (s *UserTokenSource) TokenContext(ctx context.Context) (*oauth2.Token, error) {
 	return s.token(ctx, s)
 }
@@ -415,6 +420,9 @@ func (s *UserTokenSource) HTTPClient() *http.Client {
 // token in force: whose it is (Login, UserID), its scopes, and how long it lives. An error that Is
 // [ErrInvalidRefreshToken] means the grant is gone and the user must log in again; any other error
 // (an outage) leaves the source usable.
+//
+// It is the way to validate a token a source holds; [Client.ValidateToken] asks about one access
+// token as it is and changes nothing, for a token you were handed.
 func (s *UserTokenSource) Validate(ctx context.Context) (*Validation, error) {
 	tok, err := s.TokenContext(ctx)
 	if err != nil {

@@ -152,11 +152,12 @@ func Example_bind() {
 			auth.OpenBrowser = srv.OpenBrowser
 			return auth.Authenticate(ctx)
 		}
-		src, err := h.Bind(context.Background())
+		ctx := context.Background()
+		src, err := h.Bind(ctx)
 		if err != nil {
 			log.Fatal(err)
 		}
-		tok, err := src.Token()
+		tok, err := src.TokenContext(ctx)
 		if err != nil {
 			log.Fatal(err)
 		}
@@ -184,11 +185,12 @@ func ExampleServer_ExpireAll() {
 		fmt.Println("storing the new pair")
 		return nil
 	})
-	fresh, err := src.Token()
+	ctx := context.Background()
+	fresh, err := src.TokenContext(ctx)
 	if err != nil {
 		log.Fatal(err)
 	}
-	_, err = srv.Client().ValidateToken(context.Background(), fresh.AccessToken)
+	_, err = srv.Client().ValidateToken(ctx, fresh.AccessToken)
 	fmt.Println(fresh.AccessToken != tok.AccessToken, err, twitchoauth.TokenScopes(fresh))
 	// Output:
 	// storing the new pair
@@ -204,14 +206,15 @@ func ExampleServer_Revoke() {
 	tok.Expiry = time.Now().Add(-time.Minute) // due for a refresh
 	src := twitchoauth.NewUserTokenSource(srv.Client(), tok, nil)
 
+	ctx := context.Background()
 	srv.Revoke(tok.AccessToken)
-	_, err := src.Token()
+	_, err := src.TokenContext(ctx)
 	fmt.Println(errors.Is(err, twitchoauth.ErrInvalidRefreshToken))
-	_, err = src.Token()
+	_, err = src.TokenContext(ctx)
 	fmt.Println(errors.Is(err, twitchoauth.ErrInvalidRefreshToken), len(srv.Requests("token")), "refresh sent")
 
 	src.SetToken(srv.IssueUserToken(twitchoauthtest.UserID, twitchoauth.ScopeChatRead)) // after a new login
-	_, err = src.Token()
+	_, err = src.TokenContext(ctx)
 	fmt.Println(err)
 	// Output:
 	// true

@@ -28,7 +28,7 @@ const memoryHelixURL = "http://api.twitch.test/helix/"
 //		srv := twitchoauthtest.NewInMemory(t)
 //		src := twitchoauth.NewUserTokenSource(srv.Client(), srv.IssueUserToken(twitchoauthtest.UserID), nil)
 //		time.Sleep(5 * time.Hour)
-//		tok, err := src.Token() // refreshed: the 4-hour token expired on both sides
+//		tok, err := src.TokenContext(t.Context()) // refreshed: the 4-hour token expired on both sides
 //	})
 //
 // Everything else is as with [NewServer], except [Server.OpenBrowser], which needs the program's

@@ -16,12 +16,8 @@ import (
 )
 
 // whoami is the bot's code: whose channel does its token speak for?
-func whoami(ctx context.Context, c *twitchoauth.Client, src *twitchoauth.UserTokenSource) (string, error) {
-	tok, err := src.TokenContext(ctx)
-	if err != nil {
-		return "", err
-	}
-	v, err := c.ValidateToken(ctx, tok.AccessToken)
+func whoami(ctx context.Context, src *twitchoauth.UserTokenSource) (string, error) {
+	v, err := src.Validate(ctx) // refreshes a token that expired, or that Twitch ended
 	if err != nil {
 		return "", err
 	}
@@ -31,20 +27,19 @@ func whoami(ctx context.Context, c *twitchoauth.Client, src *twitchoauth.UserTok
 func TestWhoami(t *testing.T) {
 	srv := twitchoauthtest.NewServer(t) // closed when the test ends
 	srv.AddUser("1234", "streamer")
-	c := srv.Client()
 	tok := srv.IssueUserToken("1234", twitchoauth.ScopeChatRead)
 	tok.Expiry = time.Now().Add(-time.Minute) // the bot slept through the token's 4 hours
-	src := twitchoauth.NewUserTokenSource(c, tok, nil)
+	src := twitchoauth.NewUserTokenSource(srv.Client(), tok, nil)
 
-	if login, err := whoami(t.Context(), c, src); login != "streamer" || err != nil {
+	if login, err := whoami(t.Context(), src); login != "streamer" || err != nil {
 		t.Fatalf("whoami = %q, %v; want streamer", login, err)
 	}
 	if n := len(srv.Requests("token")); n != 1 {
 		t.Errorf("%d refreshes, want 1", n)
 	}
 	srv.Revoke(tok.AccessToken) // the streamer disconnects the bot
-	if _, err := whoami(t.Context(), c, src); !errors.Is(err, twitchoauth.ErrInvalidToken) {
-		t.Errorf("after the revoke: %v, want ErrInvalidToken", err)
+	if _, err := whoami(t.Context(), src); !errors.Is(err, twitchoauth.ErrInvalidRefreshToken) {
+		t.Errorf("after the revoke: %v, want ErrInvalidRefreshToken: the streamer must connect the bot again", err)
 	}
 }
 

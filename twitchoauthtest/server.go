@@ -13,8 +13,7 @@
 // for, under the issuer URL without its trailing "/"; keys serves the key set, and
 // .well-known/openid-configuration a discovery document.
 //
-// A test starts a [Server] ([NewServer] on loopback, or [NewInMemory] without a socket, for a
-// [testing/synctest] bubble whose clock both sides read), points the code under test at it with
+// Start with [NewServer]: a test starts a [Server], points the code under test at it with
 // [Server.Client], and plays the user and Twitch with the Server's methods:
 //
 //	func TestGreeting(t *testing.T) {
@@ -26,6 +25,11 @@
 //		srv.Revoke(tok.AccessToken) // the streamer disconnects the bot
 //		// ... and check what the bot does now.
 //	}
+//
+// The three ways to start a Server do three jobs: [NewServer] in a test (t's Cleanup closes it);
+// [NewInMemory] in a test inside a [testing/synctest] bubble, without a socket, so that time.Sleep
+// moves the clock both sides read; [New] where there is no testing.TB (an Example function, a
+// demo program), with [Server.Close] when done.
 //
 // The user: [Server.AddUser], [Server.AuthorizeAs] (who logs in at the consent page and approves
 // devices), [Server.DenyAuthorize], [Server.OpenBrowser] (a browser for
@@ -85,8 +89,9 @@ const (
 	deviceInterval = 1
 )
 
-// Server is a fake Twitch identity server listening on a loopback port. Create one with
-// [NewServer] or [New]. Its methods are safe for concurrent use, also while the code under test
+// Server is a fake Twitch identity server, on a loopback port (or, from [NewInMemory], in
+// process). Create one with [NewServer] in a test, [NewInMemory] in a synctest bubble, or [New]
+// outside a test. Its methods are safe for concurrent use, also while the code under test
 // sends requests.
 type Server struct {
 	// URL is the base URL to use as [twitchoauth.Client.AuthBaseURL]:
@@ -107,7 +112,8 @@ type Server struct {
 	redirects []string        // redirect URLs registered beyond the default
 }
 
-// NewServer starts a Server that t's Cleanup closes.
+// NewServer starts a Server that t's Cleanup closes: the way a test starts one. See [NewInMemory]
+// for a test in a [testing/synctest] bubble, and [New] for code without a testing.TB.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
 	s := New()
@@ -115,7 +121,8 @@ func NewServer(t testing.TB) *Server {
 	return s
 }
 
-// New starts a Server. Call [Server.Close] when done; in a test, [NewServer] does that for you.
+// New starts a Server, for code that has no testing.TB: an Example function, a demo program.
+// Call [Server.Close] when done; in a test, call [NewServer], which does that for you.
 func New() *Server {
 	s := newServer()
 	s.URL = s.fake.Start()

@@ -154,11 +154,7 @@ func demo(ctx context.Context, w io.Writer) error {
 		if err != nil {
 			return err
 		}
-		tok, err := src.TokenContext(ctx)
-		if err != nil {
-			return err
-		}
-		v, err := c.ValidateToken(ctx, tok.AccessToken)
+		v, err := src.Validate(ctx) // whose token, with which scopes
 		if err != nil {
 			return err
 		}

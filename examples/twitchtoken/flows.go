@@ -132,6 +132,7 @@ func revoke(ctx context.Context, o *out) error {
 func login(ctx context.Context, o *out) error {
 	c := o.client()
 	var tok *oauth2.Token
+	var v *twitchoauth.Validation
 	var err error
 	if o.cfg.store != "" {
 		h := twitchoauth.NewUserAuthenticationStorageHelper(c, o.cfg.scopes)
@@ -141,16 +142,12 @@ func login(ctx context.Context, o *out) error {
 			return o.newToken(ctx, c, scopes, true)
 		}
 		var src *twitchoauth.UserTokenSource
-		if src, err = h.Bind(ctx); err == nil {
+		if src, v, err = h.BindValidation(ctx); err == nil { // v: what Bind's own validation said, at no extra request
 			tok, err = src.TokenContext(ctx)
 		}
-	} else {
-		tok, err = o.newToken(ctx, c, o.cfg.scopes, false)
+	} else if tok, err = o.newToken(ctx, c, o.cfg.scopes, false); err == nil {
+		v, err = c.ValidateToken(ctx, tok.AccessToken)
 	}
-	if err != nil {
-		return err
-	}
-	v, err := c.ValidateToken(ctx, tok.AccessToken)
 	if err != nil {
 		return err
 	}
