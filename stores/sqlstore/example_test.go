@@ -8,10 +8,9 @@ import (
 	"os"
 	"path/filepath"
 
-	_ "modernc.org/sqlite" // or _ "github.com/jackc/pgx/v5/stdlib" and sqlstore.Postgres
-
 	"github.com/twitchoauth/twitchoauth"
 	"github.com/twitchoauth/twitchoauth/stores/sqlstore"
+	_ "github.com/twitchoauth/twitchoauth/stores/sqlstore/sqlite" // the driver "sqlite"; for PostgreSQL: .../sqlstore/postgres, "pgx" and sqlstore.Postgres
 )
 
 // A Store over the *sql.DB a service already has. The tables are created at the first use; the
