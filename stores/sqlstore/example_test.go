@@ -44,6 +44,33 @@ func ExampleNew() {
 	// Output: somebroadcaster
 }
 
+// A Store from a DSN, with the driver that the imported sqlstore/sqlite links in (for
+// PostgreSQL: sqlstore/postgres, sqlstore.Postgres and a connection string). Its Close closes the
+// database it opened.
+func ExampleOpen() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "sqlstore-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	store, err := sqlstore.Open(ctx, sqlstore.SQLite, filepath.Join(dir, "tokens.db"))
+	if err != nil {
+		log.Fatal(err) // without the driver's package: "... import _ \"github.com/.../sqlstore/sqlite\""
+	}
+	defer store.Close()
+
+	if err := store.Save(ctx, "12345", &twitchoauth.StoredToken{AccessToken: "access", RefreshToken: "refresh", Login: "somebroadcaster"}); err != nil {
+		log.Fatal(err)
+	}
+	keys, err := store.Keys(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(keys)
+	// Output: [12345]
+}
+
 // Tokens sealed at rest, under the key of ID "2026-01"; rows sealed with "2025-01" stay readable
 // and are sealed with the new key at their next write, or by Reseal.
 func ExampleKeyring() {
