@@ -11,7 +11,10 @@
 //	users := twitchoauth.NewUserTokens(c, store)
 //	go users.Run(ctx) // validates each token hourly, the work shared between the replicas
 //
-// or a DSN, with [Open], whose [Store.Close] then closes the database.
+// or a DSN, with [Open], whose [Store.Close] then closes the database. The tables are created at
+// first use (CREATE TABLE IF NOT EXISTS); the README gives their SQL, for an operator who creates
+// them by hand. With a [Keyring], the access and refresh tokens are sealed with AES-256-GCM before
+// they reach the database, and keys can rotate.
 //
 // This package imports no database driver: a program imports the package of the one it uses,
 // which links it in, and pays for no other.
@@ -20,10 +23,7 @@
 //	import _ "github.com/twitchoauth/twitchoauth/stores/sqlstore/sqlite"   // modernc.org/sqlite: "sqlite"
 //
 // [Open] of a dialect whose package the program does not import fails saying which to import, and
-// so does [Store.WatchChanges] on PostgreSQL, which LISTENs through pgx. The tables are created at
-// first use (CREATE TABLE IF NOT EXISTS); the README gives their SQL, for an operator who creates
-// them by hand. With a [Keyring], the access and refresh tokens are sealed with AES-256-GCM before
-// they reach the database, and keys can rotate.
+// so does [Store.WatchChanges] on PostgreSQL, which LISTENs through pgx.
 //
 // A Store starts no goroutine: nothing runs in the background, and there is nothing to stop.
 // [Store.WatchChanges], through which a replica hears at once of the tokens the others save and
