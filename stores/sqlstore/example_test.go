@@ -8,10 +8,9 @@ import (
 	"os"
 	"path/filepath"
 
-	_ "modernc.org/sqlite" // or _ "github.com/jackc/pgx/v5/stdlib" and sqlstore.Postgres
-
 	"github.com/twitchoauth/twitchoauth"
 	"github.com/twitchoauth/twitchoauth/stores/sqlstore"
+	_ "github.com/twitchoauth/twitchoauth/stores/sqlstore/sqlite" // the driver "sqlite"; for PostgreSQL: .../sqlstore/postgres, "pgx" and sqlstore.Postgres
 )
 
 // A Store over the *sql.DB a service already has. The tables are created at the first use; the
@@ -43,6 +42,33 @@ func ExampleNew() {
 	//	go users.Run(ctx)
 	fmt.Println(st.Login)
 	// Output: somebroadcaster
+}
+
+// A Store from a DSN, with the driver that the imported sqlstore/sqlite links in (for
+// PostgreSQL: sqlstore/postgres, sqlstore.Postgres and a connection string). Its Close closes the
+// database it opened.
+func ExampleOpen() {
+	ctx := context.Background()
+	dir, err := os.MkdirTemp("", "sqlstore-example-")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	store, err := sqlstore.Open(ctx, sqlstore.SQLite, filepath.Join(dir, "tokens.db"))
+	if err != nil {
+		log.Fatal(err) // without the driver's package: "... import _ \"github.com/.../sqlstore/sqlite\""
+	}
+	defer store.Close()
+
+	if err := store.Save(ctx, "12345", &twitchoauth.StoredToken{AccessToken: "access", RefreshToken: "refresh", Login: "somebroadcaster"}); err != nil {
+		log.Fatal(err)
+	}
+	keys, err := store.Keys(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(keys)
+	// Output: [12345]
 }
 
 // Tokens sealed at rest, under the key of ID "2026-01"; rows sealed with "2025-01" stay readable

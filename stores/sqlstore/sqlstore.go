@@ -6,7 +6,7 @@
 // table, holding the JSON of [twitchoauth.StoredToken] (the token file's format), and a lease row
 // per locked user in a locks table. Hand it the *sql.DB the service already has:
 //
-//	db, err := sql.Open("pgx", os.Getenv("DATABASE_URL")) // github.com/jackc/pgx/v5/stdlib
+//	db, err := sql.Open("pgx", os.Getenv("DATABASE_URL"))
 //	store := sqlstore.New(db, sqlstore.Postgres)
 //	users := twitchoauth.NewUserTokens(c, store)
 //	go users.Run(ctx) // validates each token hourly, the work shared between the replicas
@@ -15,6 +15,15 @@
 // first use (CREATE TABLE IF NOT EXISTS); the README gives their SQL, for an operator who creates
 // them by hand. With a [Keyring], the access and refresh tokens are sealed with AES-256-GCM before
 // they reach the database, and keys can rotate.
+//
+// This package imports no database driver: a program imports the package of the one it uses,
+// which links it in, and pays for no other.
+//
+//	import _ "github.com/twitchoauth/twitchoauth/stores/sqlstore/postgres" // pgx: driver name "pgx"
+//	import _ "github.com/twitchoauth/twitchoauth/stores/sqlstore/sqlite"   // modernc.org/sqlite: "sqlite"
+//
+// [Open] of a dialect whose package the program does not import fails saying which to import, and
+// so does [Store.WatchChanges] on PostgreSQL, which LISTENs through pgx.
 //
 // A Store starts no goroutine: nothing runs in the background, and there is nothing to stop.
 // [Store.WatchChanges], through which a replica hears at once of the tokens the others save and
@@ -32,13 +41,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/stores/sqlstore/internal/drivers"
 )
 
 // Dialect is the SQL of a database: [Postgres] or [SQLite].
@@ -46,11 +55,12 @@ type Dialect int
 
 const (
 	// Postgres is PostgreSQL (11 or later), through github.com/jackc/pgx/v5/stdlib (driver name
-	// "pgx") or any database/sql driver of it. Lease expiry is counted by the server's clock.
+	// "pgx"), which the package sqlstore/postgres links in, or any database/sql driver of it
+	// ([Store.WatchChanges] needs pgx's). Lease expiry is counted by the server's clock.
 	Postgres Dialect = iota + 1
 	// SQLite is SQLite (3.38 or later), through modernc.org/sqlite (driver name "sqlite", no
-	// cgo) or any database/sql driver of it. Lease expiry is counted by the machine's clock, which
-	// every process sharing the file reads.
+	// cgo), which the package sqlstore/sqlite links in, or any database/sql driver of it. Lease
+	// expiry is counted by the machine's clock, which every process sharing the file reads.
 	SQLite
 )
 
@@ -65,15 +75,20 @@ func (d Dialect) String() string {
 	return fmt.Sprintf("Dialect(%d)", int(d))
 }
 
-// driverName is the database/sql driver Open uses for d.
-func (d Dialect) driverName() string {
+// driverKey names d in the registry of drivers (internal/drivers).
+func (d Dialect) driverKey() string {
 	switch d {
 	case Postgres:
-		return "pgx"
+		return drivers.Postgres
 	case SQLite:
-		return "sqlite"
+		return drivers.SQLite
 	}
 	return ""
+}
+
+// driverPackage is the package that links d's driver into a program.
+func (d Dialect) driverPackage() string {
+	return "github.com/twitchoauth/twitchoauth/stores/sqlstore/" + d.driverKey()
 }
 
 // DefaultPrefix starts the name of every table a [Store] uses unless its Prefix says otherwise:
@@ -143,20 +158,25 @@ func New(db *sql.DB, dialect Dialect) *Store {
 // table names, whose Close closes the database. As with New, the tables are created at first use:
 // set the Store's fields before.
 //
+// The driver is the one the dialect's package links into the program: import
+// github.com/twitchoauth/twitchoauth/stores/sqlstore/postgres for Postgres, .../sqlstore/sqlite
+// for SQLite (for its side effect: import _ "..."). Without it, Open fails saying which package
+// to import.
+//
 // For Postgres, dsn is a connection string or URL ("postgres://user@host/db") and the pool is
 // capped at 10 connections (change it with s.DB.SetMaxOpenConns). For SQLite, dsn is a file name
 // or a "file:" URI; unless it sets a journal mode, the file is put in WAL mode, so that readers
 // never wait for a writer. Every process that shares the file must be on the same machine.
 func Open(ctx context.Context, dialect Dialect, dsn string) (*Store, error) {
-	name := dialect.driverName()
-	if name == "" {
+	key := dialect.driverKey()
+	if key == "" {
 		return nil, fmt.Errorf("sqlstore: open: unknown dialect %v", dialect)
 	}
-	if !slices.Contains(sql.Drivers(), name) {
-		tag := map[Dialect]string{Postgres: "sqlstore_nopostgres", SQLite: "sqlstore_nosqlite"}[dialect]
-		return nil, fmt.Errorf("sqlstore: open: the %v driver %q was left out of this build (build tag %s)", dialect, name, tag)
+	d, ok := drivers.Lookup(key)
+	if !ok {
+		return nil, fmt.Errorf("sqlstore: open: this program links no %v driver: import _ %q", dialect, dialect.driverPackage())
 	}
-	db, err := sql.Open(name, dsn)
+	db, err := sql.Open(d.Name, dsn)
 	if err != nil {
 		return nil, fmt.Errorf("sqlstore: open %v database: %w", dialect, err) // the driver does not quote the DSN
 	}

@@ -14,6 +14,8 @@ import (
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
 	"github.com/twitchoauth/twitchoauth/stores/redisstore"
 	"github.com/twitchoauth/twitchoauth/stores/sqlstore"
+	_ "github.com/twitchoauth/twitchoauth/stores/sqlstore/postgres" // sqlstore.Open's drivers
+	_ "github.com/twitchoauth/twitchoauth/stores/sqlstore/sqlite"
 )
 
 // store is what the benchmarks need of a store: every one here is all of these.
