@@ -125,7 +125,31 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.cause.Error())
 	}
+	if h := e.hint(); h != "" {
+		b.WriteString(" (")
+		b.WriteString(h)
+		b.WriteString(")")
+	}
 	return b.String()
+}
+
+// hint says what to check for an answer about the app's own set-up rather than a user's token,
+// or returns "".
+func (e *APIError) hint() string {
+	switch {
+	case e.Is(ErrUnknownClient):
+		h := "Twitch does not know this client ID: check Client.ClientID against the app's Client ID " +
+			"in the Twitch developer console"
+		if e.Endpoint == "token" {
+			h += "; an app registered as Public, without a secret, gets this answer too from a grant " +
+				"that needs a secret"
+		}
+		return h
+	case e.Endpoint == "token" && e.StatusCode == http.StatusBadRequest &&
+		strings.EqualFold(strings.TrimSpace(e.Message), "missing client secret"):
+		return "the app is Confidential: set Client.ClientSecret to its secret from the Twitch developer console"
+	}
+	return ""
 }
 
 // Unwrap returns what cut the answer short (e.g. [io.ErrUnexpectedEOF]), or nil.
