@@ -148,7 +148,8 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // [UserAuthenticator.Stop]. Once ctx has ended or Stop has been called, the error is ctx's or
 // ErrStopped, never one that came of it (such as an exchange cut off); but a token already got for
 // the code is returned, with a nil error, since the code is spent. A port already in use is an
-// error at once, naming the port; on Unix it Is syscall.EADDRINUSE.
+// error at once, naming the port; on Unix it Is syscall.EADDRINUSE. So is a Client without a
+// ClientSecret, which Twitch's code exchange needs (a public app logs in with [CodeFlow]).
 //
 // Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
 // is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
@@ -165,6 +166,11 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	c := a.client
 	if c == nil {
 		return nil, errNoClient
+	}
+	// Twitch's code exchange takes only a confidential client: refused now, not after the user
+	// has consented.
+	if err := c.needSecret("UserAuthenticator", "to trade Twitch's code for a token"); err != nil {
+		return nil, err
 	}
 	var o authenticateOptions
 	for _, opt := range opts {

@@ -107,6 +107,18 @@ func NewClient(clientID, clientSecret string) *Client {
 	return &Client{ClientID: clientID, ClientSecret: clientSecret}
 }
 
+// needSecret returns nil when c has a ClientSecret, and otherwise the error of who, which needs
+// it for what, saying what to set. It is checked when who is made or started, so that a missing
+// secret is not found out by a user who has just gone through Twitch's consent page.
+func (c *Client) needSecret(who, what string) error {
+	if c.ClientSecret != "" {
+		return nil
+	}
+	return errors.New("twitchoauth: " + who + " needs the app's client secret " + what + ", and " +
+		"Client.ClientSecret is empty: set it to the secret from the Twitch developer console (an app " +
+		"registered as Public has none, and logs its users in with CodeFlow instead)")
+}
+
 // maxBodySize caps how much of an answer is read, like golang.org/x/oauth2.
 const maxBodySize = 1 << 20
 

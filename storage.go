@@ -20,8 +20,9 @@ const DefaultStoragePath = "user_token.json"
 type UserAuthenticationStorageHelper struct {
 	// StoragePath is the token file. Defaults to DefaultStoragePath.
 	StoragePath string
-	// AuthGenerator logs the user in when the stored token cannot be used. Defaults to nil: a
-	// [UserAuthenticator] with the helper's ForceVerify and OpenBrowser, which opens the browser.
+	// AuthGenerator logs the user in when the stored token cannot be used. A public client (no
+	// ClientSecret) must set one, e.g. a [CodeFlow] login. Defaults to nil: a [UserAuthenticator]
+	// with the helper's ForceVerify, OpenBrowser and Port, which needs the ClientSecret.
 	AuthGenerator func(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error)
 	// Store keeps the token instead of the file at StoragePath, e.g. a store that replicas share.
 	// Defaults to nil: a [FileStore] at StoragePath.
@@ -101,6 +102,10 @@ func (r *loginReason) Unwrap() error { return r.err }
 //
 // The store's lock is held across read, refresh and write, so that processes binding the same
 // token at once refresh it once; it is released while AuthGenerator runs.
+//
+// Without an AuthGenerator, a Client without a ClientSecret is an error at once, before anything
+// is read: the default login's code exchange needs the secret, and so does the refresh of the
+// token it got, which would otherwise fail hours later.
 func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenSource, error) {
 	src, _, err := h.BindValidation(ctx)
 	return src, err
@@ -110,6 +115,13 @@ func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenS
 // the token it returns: whose it is (Login, UserID), its scopes, and how long it lives. No request
 // is made for it beyond Bind's own.
 func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*UserTokenSource, *Validation, error) {
+	if h.AuthGenerator == nil {
+		err := h.c.needSecret("UserAuthenticationStorageHelper's default AuthGenerator (a browser login)",
+			"to trade Twitch's code for a token and to refresh it")
+		if err != nil {
+			return nil, nil, err
+		}
+	}
 	store := h.store()
 	src := NewStoreTokenSource(h.c, store, h.StoreKey, nil)
 	if h.LockTTL > 0 {
