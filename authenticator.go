@@ -1,11 +1,15 @@
 package twitchoauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/google/uuid"
@@ -48,8 +52,9 @@ type UserAuthenticator struct {
 	// unspecified address such as "0.0.0.0" (IPv4) or "::" (IPv6) listens on all interfaces.
 	// Defaults to "localhost"; "" means "localhost" too.
 	Host string
-	// Port is the port the server listens on; it must match URL's. 0 picks a free port (then
-	// leave URL "" so that it names that port). Defaults to DefaultPort.
+	// Port is the port the server listens on, URL's: Authenticate refuses Port 0 with a URL, and
+	// a port other than a loopback URL's while Host is loopback. 0 picks a free port, which URL ""
+	// names. Defaults to DefaultPort.
 	Port int
 	// State is sent to Twitch and must come back with the redirect; a request without it is
 	// turned away. Defaults to a random UUID, which, like "", leaves the state to the
@@ -148,8 +153,9 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // [UserAuthenticator.Stop]. Once ctx has ended or Stop has been called, the error is ctx's or
 // ErrStopped, never one that came of it (such as an exchange cut off); but a token already got for
 // the code is returned, with a nil error, since the code is spent. A port already in use is an
-// error at once, naming the port; on Unix it Is syscall.EADDRINUSE. So is a Client without a
-// ClientSecret, which Twitch's code exchange needs (a public app logs in with [CodeFlow]).
+// error at once, naming the port; on Unix it Is syscall.EADDRINUSE. So is a Port the redirect to
+// URL cannot reach (see Port), and a Client without a ClientSecret, which Twitch's code exchange
+// needs (a public app logs in with [CodeFlow]).
 //
 // Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
 // is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
@@ -203,8 +209,50 @@ func (a *UserAuthenticator) exchangeUserToken(ctx context.Context, c *Client, co
 	return c.exchangeCode(ctx, code, a.redirectURL(a.Port))
 }
 
+// checkPort says why the redirect server, listening on Port, cannot be where URL sends the
+// browser, or returns nil. A free port (Port 0) is one no URL can name in advance. A URL on
+// loopback names the very server the browser will ask for: with the server on loopback too, a
+// port other than URL's leaves the redirect to a port where nothing listens (a connection
+// refused after the user consented). A URL of another host, or a server on other addresses, may
+// reach Port through a proxy or a port mapping, so only Port 0 is refused there.
+func (a *UserAuthenticator) checkPort() error {
+	if a.URL == "" {
+		return nil
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return fmt.Errorf("twitchoauth: UserAuthenticator.URL: %w", err)
+	}
+	urlPort := cmp.Or(u.Port(), schemePort(u.Scheme))
+	switch {
+	case a.Port == 0:
+		return fmt.Errorf("twitchoauth: UserAuthenticator.Port is 0, a free port, which URL %q cannot name: "+
+			"set Port to %s, URL's port, or set URL to \"\" to redirect to http://localhost:<the port bound> "+
+			"(registered with Twitch)", u.Redacted(), urlPort)
+	case strconv.Itoa(a.Port) != urlPort && isLoopbackName(u.Hostname()) && isLoopbackName(cmp.Or(a.Host, "localhost")):
+		return fmt.Errorf("twitchoauth: UserAuthenticator.Port %d is not the port of URL %q, %s, to which "+
+			"Twitch sends the browser back: set Port to %s, or URL to the redirect URL registered for port %d",
+			a.Port, u.Redacted(), urlPort, urlPort, a.Port)
+	}
+	return nil
+}
+
+// isLoopbackName reports whether host, a host name or IP address, is this machine's loopback:
+// localhost or a loopback address.
+func isLoopbackName(host string) bool {
+	h := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // awaitRedirect is Authenticate with a server that waits for the redirect.
 func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *authenticateOptions) (*oauth2.Token, error) {
+	if err := a.checkPort(); err != nil {
+		return nil, err
+	}
 	srv, err := listen(ctx, a.Host, a.Port)
 	if err != nil {
 		return nil, err

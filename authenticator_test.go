@@ -598,7 +598,7 @@ func TestAuthenticateEnds(t *testing.T) {
 			}
 			port := busy.Addr().(*net.TCPAddr).Port
 			a := newTestAuthenticator(t, c)
-			a.Port, a.URL = port, DefaultRedirectURL
+			a.Port, a.URL = port, "" // http://localhost:<port>
 			start := time.Now()
 			_, err = a.Authenticate(t.Context(), WithAuthURLCallback(func(context.Context, string) error {
 				t.Error("the flow went on with the port busy")

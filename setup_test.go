@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,74 @@ func TestBindRefusesEmptySecret(t *testing.T) {
 			t.Errorf("public refresh = %v, %v", tok, err)
 		}
 	})
+}
+
+// TestAuthenticateRefusesPortURLMismatch: a Port the redirect to URL cannot reach is refused when
+// Authenticate starts, before it listens or opens the browser, instead of ending in "connection
+// refused" after the user consented: Port 0 with the default URL (the free port is never 17563),
+// or another port than a loopback URL's.
+func TestAuthenticateRefusesPortURLMismatch(t *testing.T) {
+	g := checkGoroutines(t)
+	c, fake := newTestClient(t)
+	port := freePort(t)
+	for _, tt := range []struct {
+		name string
+		url  string
+		port int
+		want string
+	}{
+		{"port 0 with the default URL", DefaultRedirectURL, 0,
+			`UserAuthenticator.Port is 0, a free port, which URL "http://localhost:17563" cannot name: set Port to 17563`},
+		{"another port than localhost's", "http://localhost:17563/cb", port,
+			`UserAuthenticator.Port ` + strconv.Itoa(port) + ` is not the port of URL "http://localhost:17563/cb", 17563`},
+		{"another port than 127.0.0.1's", "http://127.0.0.1:17563", port, "set Port to 17563"},
+		{"no port in the URL: 80", "http://[::1]/cb", port, "is not the port of URL \"http://[::1]/cb\", 80"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			a := newTestAuthenticator(t, c) // its OpenBrowser fails the test
+			a.URL, a.Port = tt.url, tt.port
+			_, err := a.Authenticate(t.Context())
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Authenticate: %v, want an error containing %q", err, tt.want)
+			}
+		})
+	}
+	if reqs := fake.Requests(); len(reqs) != 0 {
+		t.Errorf("%d requests to Twitch, want none", len(reqs))
+	}
+	g.assertNoServerLeft(t)
+}
+
+// TestCheckPort: what checkPort lets through. A URL of another host than loopback, or a server
+// listening on more than loopback, may reach Port through a proxy or a port mapping.
+func TestCheckPort(t *testing.T) {
+	for _, tt := range []struct {
+		url, host string
+		port      int
+		ok        bool
+	}{
+		{"", "localhost", 0, true},
+		{"", "localhost", 8080, true},
+		{DefaultRedirectURL, "localhost", DefaultPort, true},
+		{DefaultRedirectURL, "", DefaultPort, true},
+		{"http://LOCALHOST.:8080/cb", "127.0.0.1", 8080, true},
+		{"http://localhost/cb", "localhost", 80, true},
+		{"https://localhost/cb", "localhost", 443, true},
+		{"https://login.example.com/cb", "localhost", 17563, true}, // behind a TLS proxy
+		{"http://localhost:8080", "0.0.0.0", 17563, true},          // a container's port mapped
+		{"http://localhost:8080", "::", 17563, true},
+		{DefaultRedirectURL, "localhost", 0, false},
+		{"https://login.example.com/cb", "0.0.0.0", 0, false},
+		{DefaultRedirectURL, "localhost", 8080, false},
+		{DefaultRedirectURL, "", 8080, false},
+		{DefaultRedirectURL, "::1", 8080, false},
+		{"http://127.0.0.2:17563", "localhost", 8080, false},
+		{"http://[::ffff:127.0.0.1]:17563", "[::1]", 8080, false},
+		{"https://localhost/cb", "localhost", 80, false},
+	} {
+		a := &UserAuthenticator{URL: tt.url, Host: tt.host, Port: tt.port}
+		if err := a.checkPort(); (err == nil) != tt.ok {
+			t.Errorf("URL %q, Host %q, Port %d: %v, want ok %v", tt.url, tt.host, tt.port, err, tt.ok)
+		}
+	}
 }
