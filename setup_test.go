@@ -195,3 +195,37 @@ func TestCheckPort(t *testing.T) {
 		}
 	}
 }
+
+// TestStorageHelperPort: the storage helper's Port means what UserAuthenticator's does: it
+// defaults to DefaultPort, and 0 is a free port, not DefaultPort.
+func TestStorageHelperPort(t *testing.T) {
+	e := newBindEnv(t)
+	if e.h.Port != DefaultPort {
+		t.Errorf("NewUserAuthenticationStorageHelper: Port %d, want DefaultPort", e.h.Port)
+	}
+	e.h.AuthGenerator = nil
+	e.h.Port = 0
+	opened := make(chan string, 1)
+	e.h.OpenBrowser = func(u string) error {
+		opened <- u
+		return errors.New("no browser here")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	errc := make(chan error, 1)
+	go func() {
+		_, err := e.h.Bind(ctx)
+		errc <- err
+	}()
+	select {
+	case u := <-opened:
+		redirect := redirectOf(t, u)
+		if p := portOf(t, redirect); p == 0 || p == DefaultPort || redirect != "http://localhost:"+strconv.Itoa(p) {
+			t.Errorf("Port 0: the login redirects to %q, want http://localhost:<a free port>", redirect)
+		}
+		cancel() // the login URL is logged for a person to open: the login waits for ctx
+		<-errc
+	case err := <-errc:
+		t.Fatalf("Bind ended before opening the browser: %v", err)
+	}
+}

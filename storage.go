@@ -39,7 +39,8 @@ type UserAuthenticationStorageHelper struct {
 	// [UserAuthenticator.OpenBrowser] does. Defaults to nil: the system browser.
 	OpenBrowser func(url string) error
 	// Port is the port of the default AuthGenerator's redirect server, whose redirect URL
-	// http://localhost:Port must be registered with Twitch. Defaults to 0: DefaultPort.
+	// http://localhost:Port must be registered with Twitch; 0 picks a free port, as
+	// [UserAuthenticator.Port] does. Defaults to DefaultPort.
 	Port int
 
 	c      *Client
@@ -47,11 +48,12 @@ type UserAuthenticationStorageHelper struct {
 }
 
 // NewUserAuthenticationStorageHelper returns a helper that keeps a token of c holding scopes in
-// DefaultStoragePath.
+// DefaultStoragePath, and logs the user in on DefaultPort.
 func NewUserAuthenticationStorageHelper(c *Client, scopes []Scope) *UserAuthenticationStorageHelper {
 	return &UserAuthenticationStorageHelper{
 		StoragePath: DefaultStoragePath,
 		ForceVerify: true,
+		Port:        DefaultPort,
 		c:           c,
 		scopes:      scopes,
 	}
@@ -65,9 +67,7 @@ func (h *UserAuthenticationStorageHelper) defaultAuthGenerator(ctx context.Conte
 	if h.OpenBrowser != nil {
 		a.OpenBrowser = h.OpenBrowser
 	}
-	if h.Port != 0 {
-		a.Port, a.URL = h.Port, "" // http://localhost:Port
-	}
+	a.Port, a.URL = h.Port, "" // http://localhost:Port, or the free port bound for Port 0
 	return a.Authenticate(ctx)
 }
 
