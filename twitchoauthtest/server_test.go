@@ -286,7 +286,7 @@ func TestOpenBrowserFails(t *testing.T) {
 		{"another server's URL", func(_ *twitchoauthtest.Server, c *twitchoauth.Client) { c.AuthBaseURL = "http://127.0.0.1:1/oauth2/" },
 			"not this server's authorize URL"},
 		{"unknown app", func(_ *twitchoauthtest.Server, c *twitchoauth.Client) { c.ClientID = "nope" },
-			`answered 400 instead of a redirect: {"error":"Bad Request","message":"invalid client","status":400}`},
+			`answered 400 instead of a redirect: {"message":"invalid client","status":400}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
