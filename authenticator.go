@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/pkg/browser"
@@ -25,7 +26,8 @@ import (
 // [UserAuthenticator.Authenticate]:
 //
 //  1. listens on URL's port on every loopback address of Host (a busy port is an error at once);
-//  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page;
+//  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page, once it has asked
+//     that page itself whether Twitch knows the client ID;
 //  3. waits for Twitch to send the browser back to URL with a code (or an error), turning away any
 //     request that does not carry the login's state or whose Host header names another host than
 //     URL's (see URL), as a page of another site whose name resolves to this machine would send
@@ -157,6 +159,12 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // URL cannot reach (see Port), and a Client without a ClientSecret, which Twitch's code exchange
 // needs (a public app logs in with [CodeFlow]).
 //
+// A client ID Twitch does not know ends the login with an [*APIError] that Is [ErrUnknownClient]
+// before the browser is opened. Twitch tells it only on its consent page, which then redirects
+// nowhere, so the redirect server would wait until stopped: Authenticate asks that page itself
+// first, with the URL the browser is to open, following no redirect and for 5 seconds at most. Any
+// other answer, or none, leaves the login to the browser as before.
+//
 // Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
 // is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
 // way already uses that one, a fresh one), and once the call returns AuthURL names a fresh state:
@@ -269,6 +277,12 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 	defer srv.close(ctx)
 
 	authURL := a.authURL(redirectURI, state)
+	if err := checkClientID(ctx, c, authURL, state); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // stopped during the check: no browser now
+	}
 	opened, err := a.deliverURL(ctx, c, o, authURL)
 	if err != nil {
 		return nil, err
@@ -300,6 +314,29 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// clientCheckTimeout bounds checkClientID, so that a slow Twitch delays the browser by no more.
+const clientCheckTimeout = 5 * time.Second
+
+// checkClientID asks Twitch's consent page at authURL, as the browser is about to, following no
+// redirect, and returns the [*APIError] that Is [ErrUnknownClient] when Twitch answers that it does
+// not know the client ID (400 "invalid client"): the browser would show that page and never come
+// back. Any other answer (the login page, a redirect, an outage), or none, is the browser's to
+// meet: nil. The URL carries the login's state, which no error repeats.
+func checkClientID(ctx context.Context, c *Client, authURL, state string) error {
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientCheckTimeout)
+	defer cancel()
+	_, err = c.do(ctx, request{endpoint: "authorize", method: http.MethodGet, query: u.Query(),
+		secrets: []string{state}, redirects: true})
+	if errors.Is(err, ErrUnknownClient) {
+		return err
+	}
+	return nil
 }
 
 // endErr returns the error that ends a flow whose ctx may be done: ErrStopped after Stop, ctx's

@@ -194,7 +194,7 @@ type request struct {
 	endpoint string
 	method   string
 	form     url.Values // sent as an application/x-www-form-urlencoded body
-	query    url.Values // only for twitch-cli's mock, which reads nothing else
+	query    url.Values // only for twitch-cli's mock, which reads nothing else, and the consent page
 	auth     string     // the Authorization header
 	// helix sends the request to endpoint under HelixBaseURL, with a Client-Id header.
 	helix   bool
@@ -202,6 +202,8 @@ type request struct {
 	// spends is set for a request that spends a single-use credential (a refresh token): its
 	// sending is traced, so that a failure after it was sent whole is told apart (errAnswerLost).
 	spends bool
+	// redirects makes a 3xx answer a success with no body, as the consent page's redirects are.
+	redirects bool
 }
 
 // errAnswerLost: a request was sent whole and its answer never came, or came cut short: the
@@ -320,6 +322,8 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	}
 	if readErr != nil && ctx.Err() != nil {
 		err = transportError(ctx, r.endpoint, readErr, secrets...)
+	} else if r.redirects && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		data = nil
 	} else if data, err = checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets); err != nil {
 		if ae, ok := err.(*APIError); ok {
 			ae.RetryAfter = retryAfter(resp.Header, time.Now())

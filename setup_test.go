@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -227,5 +228,120 @@ func TestStorageHelperPort(t *testing.T) {
 		<-errc
 	case err := <-errc:
 		t.Fatalf("Bind ended before opening the browser: %v", err)
+	}
+}
+
+// TestAuthenticateUnknownClient: a client ID Twitch does not know ends the browser login with an
+// error that Is ErrUnknownClient and says what to check, before the browser is opened on Twitch's
+// error page (which redirects nowhere, so the login waited until the person pressed Ctrl-C).
+func TestAuthenticateUnknownClient(t *testing.T) {
+	for _, mode := range []string{"browser", "URL logged"} {
+		t.Run(mode, func(t *testing.T) {
+			g := checkGoroutines(t)
+			c, fake := newTestClient(t)
+			c.ClientID = "no-such-app"
+			a := newTestAuthenticator(t, c)
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			// The person sees Twitch's error page, gives up and presses Ctrl-C.
+			gaveUp := func(authURL string) {
+				t.Error("the login URL was handed out, to a consent page that cannot redirect")
+				visit(t, newBrowser(t, ""), authURL)
+				cancel()
+			}
+			var opts []AuthenticateOption
+			if mode == "browser" {
+				a.OpenBrowser = func(u string) error { gaveUp(u); return nil }
+			} else {
+				opts = append(opts, WithoutBrowser())
+				c.Logger = slog.New(recordHandler(func(r slog.Record) {
+					r.Attrs(func(at slog.Attr) bool {
+						if at.Key == "url" {
+							gaveUp(at.Value.String())
+						}
+						return true
+					})
+				}))
+			}
+			_, err := a.Authenticate(ctx, opts...)
+			g.assertNoServerLeft(t)
+			var ae *APIError
+			if !errors.Is(err, ErrUnknownClient) || !errors.As(err, &ae) || ae.Endpoint != "authorize" || ae.StatusCode != http.StatusBadRequest {
+				t.Fatalf("Authenticate: %v, want the consent page's 400 that Is ErrUnknownClient", err)
+			}
+			if !strings.Contains(err.Error(), "Twitch does not know this client ID: check Client.ClientID") ||
+				strings.Contains(err.Error(), stateOf(t, a.AuthURL())) {
+				t.Errorf("error %q: want what to check, and no state", err)
+			}
+			reqs := fake.Requests()
+			if len(reqs) != 1 || reqs[0].Endpoint != "authorize" || reqs[0].Method != http.MethodGet ||
+				reqs[0].Query.Get("client_id") != "no-such-app" || reqs[0].Query.Has("client_secret") {
+				t.Errorf("requests %+v, want one GET of the consent page, without the secret", reqs)
+			}
+		})
+	}
+}
+
+// TestAuthenticateClientCheckStopped: a consent page that does not answer holds up neither Stop
+// nor the end of ctx, and no browser opens afterwards.
+func TestAuthenticateClientCheckStopped(t *testing.T) {
+	for _, end := range []string{"Stop", "ctx"} {
+		t.Run(end, func(t *testing.T) {
+			g := checkGoroutines(t)
+			c, fake := newTestClient(t)
+			fake.Fail("authorize", faketwitch.Fault{Hang: true})
+			asked := make(chan struct{})
+			var once sync.Once
+			c.HTTPClient = &http.Client{Transport: roundTripFunc(func(r *http.Request) (*http.Response, error) {
+				if strings.HasSuffix(r.URL.Path, "/authorize") {
+					once.Do(func() { close(asked) })
+				}
+				return http.DefaultTransport.RoundTrip(r)
+			})}
+			a := newTestAuthenticator(t, c) // its OpenBrowser fails the test
+			ctx, cancel := context.WithCancel(t.Context())
+			defer cancel()
+			go func() {
+				<-asked
+				if end == "Stop" {
+					a.Stop()
+				} else {
+					cancel()
+				}
+			}()
+			_, err := a.Authenticate(ctx)
+			want := map[string]error{"Stop": ErrStopped, "ctx": context.Canceled}[end]
+			if !errors.Is(err, want) || errors.Is(err, ErrUnknownClient) {
+				t.Errorf("Authenticate: %v, want %v", err, want)
+			}
+			http.DefaultTransport.(*http.Transport).CloseIdleConnections()
+			g.assertNoServerLeft(t)
+		})
+	}
+}
+
+// TestAuthenticateClientCheckHeard: the consent page check is a request like any other for the
+// Client's hooks, and its redirect (here Twitch's redirect_mismatch, the redirect URL not being
+// registered yet) is an answer, not a failure.
+func TestAuthenticateClientCheckHeard(t *testing.T) {
+	c, fake := newTestClient(t)
+	var mu sync.Mutex
+	var events []RequestEvent
+	c.Hooks = &Hooks{RequestEnd: func(_ context.Context, e RequestEvent) {
+		mu.Lock()
+		defer mu.Unlock()
+		events = append(events, e)
+	}}
+	a := newTestAuthenticator(t, c)
+	if _, err := authenticate(t, t.Context(), a, fake, func(authURL, _ string) {
+		visit(t, newBrowser(t, ""), authURL)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(events) != 2 || events[0].Endpoint != "authorize" || events[0].Method != http.MethodGet ||
+		events[0].Status != http.StatusFound || events[0].Err != nil || events[1].Endpoint != "token" {
+		t.Errorf("requests heard: %+v; want the check's 302 without an error, then the exchange", events)
 	}
 }
