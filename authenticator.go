@@ -237,7 +237,8 @@ func (a *UserAuthenticator) checkPort() error {
 		return fmt.Errorf("twitchoauth: UserAuthenticator.Port is 0, a free port, which URL %q cannot name: "+
 			"set Port to %s, URL's port, or set URL to \"\" to redirect to http://localhost:<the port bound> "+
 			"(registered with Twitch)", u.Redacted(), urlPort)
-	case strconv.Itoa(a.Port) != urlPort && isLoopbackName(u.Hostname()) && isLoopbackName(cmp.Or(a.Host, "localhost")):
+	case strconv.Itoa(a.Port) != urlPort && isLoopbackName(u.Hostname()) &&
+		isLoopbackName(cmp.Or(a.Host, "localhost")):
 		return fmt.Errorf("twitchoauth: UserAuthenticator.Port %d is not the port of URL %q, %s, to which "+
 			"Twitch sends the browser back: set Port to %s, or URL to the redirect URL registered for port %d",
 			a.Port, u.Redacted(), urlPort, urlPort, a.Port)
