@@ -22,8 +22,9 @@ var (
 	// pyTwitchAPI: UnauthorizedException.
 	ErrUnauthorized = errors.New("twitchoauth: unauthorized")
 	// ErrUnknownClient: Twitch does not know the client ID (400 "invalid client" from the token
-	// or device endpoint, 404 "client does not exist" from revoke): check the app's client ID in
-	// the Twitch developer console. "invalid client" also answers a public client (no secret)
+	// or device endpoint, or from the consent page, which [UserAuthenticator.Authenticate] asks
+	// before opening the browser; 404 "client does not exist" from revoke): check the app's client
+	// ID in the Twitch developer console. "invalid client" also answers a public client (no secret)
 	// that tried a flow only a confidential one may use, such as exchanging a code.
 	ErrUnknownClient = errors.New("twitchoauth: unknown client ID")
 	// ErrInvalidToken: the access token is invalid, expired or revoked, not a user token, or another
