@@ -1,12 +1,17 @@
 package twitchoauth
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	"github.com/pkg/browser"
@@ -21,7 +26,8 @@ import (
 // [UserAuthenticator.Authenticate]:
 //
 //  1. listens on URL's port on every loopback address of Host (a busy port is an error at once);
-//  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page;
+//  2. opens the browser at [UserAuthenticator.AuthURL], Twitch's consent page, once it has asked
+//     that page itself whether Twitch knows the client ID;
 //  3. waits for Twitch to send the browser back to URL with a code (or an error), turning away any
 //     request that does not carry the login's state or whose Host header names another host than
 //     URL's (see URL), as a page of another site whose name resolves to this machine would send
@@ -48,8 +54,9 @@ type UserAuthenticator struct {
 	// unspecified address such as "0.0.0.0" (IPv4) or "::" (IPv6) listens on all interfaces.
 	// Defaults to "localhost"; "" means "localhost" too.
 	Host string
-	// Port is the port the server listens on; it must match URL's. 0 picks a free port (then
-	// leave URL "" so that it names that port). Defaults to DefaultPort.
+	// Port is the port the server listens on, URL's: Authenticate refuses Port 0 with a URL, and
+	// a port other than a loopback URL's while Host is loopback. 0 picks a free port, which URL ""
+	// names. Defaults to DefaultPort.
 	Port int
 	// State is sent to Twitch and must come back with the redirect; a request without it is
 	// turned away. Defaults to a random UUID, which, like "", leaves the state to the
@@ -148,7 +155,15 @@ var errNoClient = errors.New("twitchoauth: UserAuthenticator has no Client: crea
 // [UserAuthenticator.Stop]. Once ctx has ended or Stop has been called, the error is ctx's or
 // ErrStopped, never one that came of it (such as an exchange cut off); but a token already got for
 // the code is returned, with a nil error, since the code is spent. A port already in use is an
-// error at once, naming the port; on Unix it Is syscall.EADDRINUSE.
+// error at once, naming the port; on Unix it Is syscall.EADDRINUSE. So is a Port the redirect to
+// URL cannot reach (see Port), and a Client without a ClientSecret, which Twitch's code exchange
+// needs (a public app logs in with [CodeFlow]).
+//
+// A client ID Twitch does not know ends the login with an [*APIError] that Is [ErrUnknownClient]
+// before the browser is opened. Twitch tells it only on its consent page, which then redirects
+// nowhere, so the redirect server would wait until stopped: Authenticate asks that page itself
+// first, with the URL the browser is to open, following no redirect and for 5 seconds at most. Any
+// other answer, or none, leaves the login to the browser as before.
 //
 // Each call that listens for the redirect accepts one state. Unless State is the caller's own, it
 // is the state [UserAuthenticator.AuthURL] named until then (or, when another Authenticate under
@@ -165,6 +180,11 @@ func (a *UserAuthenticator) Authenticate(ctx context.Context, opts ...Authentica
 	c := a.client
 	if c == nil {
 		return nil, errNoClient
+	}
+	// Twitch's code exchange takes only a confidential client: refused now, not after the user
+	// has consented.
+	if err := c.needSecret("UserAuthenticator", "to trade Twitch's code for a token"); err != nil {
+		return nil, err
 	}
 	var o authenticateOptions
 	for _, opt := range opts {
@@ -197,8 +217,51 @@ func (a *UserAuthenticator) exchangeUserToken(ctx context.Context, c *Client, co
 	return c.exchangeCode(ctx, code, a.redirectURL(a.Port))
 }
 
+// checkPort says why the redirect server, listening on Port, cannot be where URL sends the
+// browser, or returns nil. A free port (Port 0) is one no URL can name in advance. A URL on
+// loopback names the very server the browser will ask for: with the server on loopback too, a
+// port other than URL's leaves the redirect to a port where nothing listens (a connection
+// refused after the user consented). A URL of another host, or a server on other addresses, may
+// reach Port through a proxy or a port mapping, so only Port 0 is refused there.
+func (a *UserAuthenticator) checkPort() error {
+	if a.URL == "" {
+		return nil
+	}
+	u, err := url.Parse(a.URL)
+	if err != nil {
+		return fmt.Errorf("twitchoauth: UserAuthenticator.URL: %w", err)
+	}
+	urlPort := cmp.Or(u.Port(), schemePort(u.Scheme))
+	switch {
+	case a.Port == 0:
+		return fmt.Errorf("twitchoauth: UserAuthenticator.Port is 0, a free port, which URL %q cannot name: "+
+			"set Port to %s, URL's port, or set URL to \"\" to redirect to http://localhost:<the port bound> "+
+			"(registered with Twitch)", u.Redacted(), urlPort)
+	case strconv.Itoa(a.Port) != urlPort && isLoopbackName(u.Hostname()) &&
+		isLoopbackName(cmp.Or(a.Host, "localhost")):
+		return fmt.Errorf("twitchoauth: UserAuthenticator.Port %d is not the port of URL %q, %s, to which "+
+			"Twitch sends the browser back: set Port to %s, or URL to the redirect URL registered for port %d",
+			a.Port, u.Redacted(), urlPort, urlPort, a.Port)
+	}
+	return nil
+}
+
+// isLoopbackName reports whether host, a host name or IP address, is this machine's loopback:
+// localhost or a loopback address.
+func isLoopbackName(host string) bool {
+	h := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	if strings.EqualFold(h, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(h)
+	return err == nil && ip.Unmap().IsLoopback()
+}
+
 // awaitRedirect is Authenticate with a server that waits for the redirect.
 func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *authenticateOptions) (*oauth2.Token, error) {
+	if err := a.checkPort(); err != nil {
+		return nil, err
+	}
 	srv, err := listen(ctx, a.Host, a.Port)
 	if err != nil {
 		return nil, err
@@ -215,6 +278,12 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 	defer srv.close(ctx)
 
 	authURL := a.authURL(redirectURI, state)
+	if err := checkClientID(ctx, c, authURL, state); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // stopped during the check: no browser now
+	}
 	opened, err := a.deliverURL(ctx, c, o, authURL)
 	if err != nil {
 		return nil, err
@@ -246,6 +315,29 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// clientCheckTimeout bounds checkClientID, so that a slow Twitch delays the browser by no more.
+const clientCheckTimeout = 5 * time.Second
+
+// checkClientID asks Twitch's consent page at authURL, as the browser is about to, following no
+// redirect, and returns the [*APIError] that Is [ErrUnknownClient] when Twitch answers that it does
+// not know the client ID (400 "invalid client"): the browser would show that page and never come
+// back. Any other answer (the login page, a redirect, an outage), or none, is the browser's to
+// meet: nil. The URL carries the login's state, which no error repeats.
+func checkClientID(ctx context.Context, c *Client, authURL, state string) error {
+	u, err := url.Parse(authURL)
+	if err != nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, clientCheckTimeout)
+	defer cancel()
+	_, err = c.do(ctx, request{endpoint: "authorize", method: http.MethodGet, query: u.Query(),
+		secrets: []string{state}, redirects: true})
+	if errors.Is(err, ErrUnknownClient) {
+		return err
+	}
+	return nil
 }
 
 // endErr returns the error that ends a flow whose ctx may be done: ErrStopped after Stop, ctx's

@@ -278,10 +278,16 @@ func TestAuthenticate(t *testing.T) {
 	}
 	assertPageHeaders(t, got)
 
-	reqs := fake.Requests()
-	if len(reqs) != 2 || reqs[0].Endpoint != "authorize" || reqs[1].Endpoint != "token" {
-		t.Fatalf("requests = %+v, want authorize then token", reqs)
+	// The authenticator's own look at the consent page (does Twitch know the client ID?), the
+	// browser's visit, the exchange.
+	all := fake.Requests()
+	if len(all) != 3 || all[0].Endpoint != "authorize" || all[1].Endpoint != "authorize" || all[2].Endpoint != "token" {
+		t.Fatalf("requests = %+v, want authorize (the check), authorize (the browser), then token", all)
 	}
+	if all[0].Method != http.MethodGet || all[0].RawQuery != all[1].RawQuery {
+		t.Errorf("the check: %s %q; want a GET of the browser's URL %q", all[0].Method, all[0].RawQuery, all[1].RawQuery)
+	}
+	reqs := all[1:]
 	wantQuery := url.Values{
 		"client_id":     {faketwitch.ClientID},
 		"redirect_uri":  {redirect},
@@ -301,7 +307,7 @@ func TestAuthenticate(t *testing.T) {
 	if code == "" || tokenReq.Form.Get("redirect_uri") != redirect || tokenReq.ContentType != "application/x-www-form-urlencoded" {
 		t.Errorf("token request: form %v, Content-Type %q", tokenReq.Form, tokenReq.ContentType)
 	}
-	for _, r := range reqs {
+	for _, r := range all {
 		for _, s := range []string{"client_secret", faketwitch.ClientSecret, code, tok.AccessToken} {
 			if strings.Contains(r.RawQuery, s) {
 				t.Errorf("%s query %q holds %q", r.Endpoint, r.RawQuery, s)
@@ -598,7 +604,7 @@ func TestAuthenticateEnds(t *testing.T) {
 			}
 			port := busy.Addr().(*net.TCPAddr).Port
 			a := newTestAuthenticator(t, c)
-			a.Port, a.URL = port, DefaultRedirectURL
+			a.Port, a.URL = port, "" // http://localhost:<port>
 			start := time.Now()
 			_, err = a.Authenticate(t.Context(), WithAuthURLCallback(func(context.Context, string) error {
 				t.Error("the flow went on with the port busy")

@@ -22,8 +22,9 @@ var (
 	// pyTwitchAPI: UnauthorizedException.
 	ErrUnauthorized = errors.New("twitchoauth: unauthorized")
 	// ErrUnknownClient: Twitch does not know the client ID (400 "invalid client" from the token
-	// or device endpoint, 404 "client does not exist" from revoke): check the app's client ID in
-	// the Twitch developer console. "invalid client" also answers a public client (no secret)
+	// or device endpoint, or from the consent page, which [UserAuthenticator.Authenticate] asks
+	// before opening the browser; 404 "client does not exist" from revoke): check the app's client
+	// ID in the Twitch developer console. "invalid client" also answers a public client (no secret)
 	// that tried a flow only a confidential one may use, such as exchanging a code.
 	ErrUnknownClient = errors.New("twitchoauth: unknown client ID")
 	// ErrInvalidToken: the access token is invalid, expired or revoked, not a user token, or another
@@ -125,7 +126,31 @@ func (e *APIError) Error() string {
 		b.WriteString(": ")
 		b.WriteString(e.cause.Error())
 	}
+	if h := e.hint(); h != "" {
+		b.WriteString(" (")
+		b.WriteString(h)
+		b.WriteString(")")
+	}
 	return b.String()
+}
+
+// hint says what to check for an answer about the app's own set-up rather than a user's token,
+// or returns "".
+func (e *APIError) hint() string {
+	switch {
+	case e.Is(ErrUnknownClient):
+		h := "Twitch does not know this client ID: check Client.ClientID against the app's Client ID " +
+			"in the Twitch developer console"
+		if e.Endpoint == "token" {
+			h += "; an app registered as Public, without a secret, gets this answer too from a grant " +
+				"that needs a secret"
+		}
+		return h
+	case e.Endpoint == "token" && e.StatusCode == http.StatusBadRequest &&
+		strings.EqualFold(strings.TrimSpace(e.Message), "missing client secret"):
+		return "the app is Confidential: set Client.ClientSecret to its secret from the Twitch developer console"
+	}
+	return ""
 }
 
 // Unwrap returns what cut the answer short (e.g. [io.ErrUnexpectedEOF]), or nil.

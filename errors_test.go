@@ -96,6 +96,23 @@ func TestAPIErrorText(t *testing.T) {
 			"twitchoauth: authorize: access_denied: The user denied you access"},
 		{&APIError{Endpoint: "validate", StatusCode: 200, Message: "answer cut short", cause: io.ErrUnexpectedEOF},
 			"twitchoauth: validate answered 200: answer cut short: unexpected EOF"},
+		// What the app's own set-up got wrong says what to check.
+		{&APIError{Endpoint: "device", StatusCode: 400, Message: "invalid client", ErrorCode: "Bad Request"},
+			"twitchoauth: device answered 400: invalid client (Twitch does not know this client ID: check " +
+				"Client.ClientID against the app's Client ID in the Twitch developer console)"},
+		{&APIError{Endpoint: "authorize", StatusCode: 400, Message: "invalid client"},
+			"twitchoauth: authorize answered 400: invalid client (Twitch does not know this client ID: check " +
+				"Client.ClientID against the app's Client ID in the Twitch developer console)"},
+		{&APIError{Endpoint: "revoke", StatusCode: 404, Message: "client does not exist"},
+			"twitchoauth: revoke answered 404: client does not exist (Twitch does not know this client ID: check " +
+				"Client.ClientID against the app's Client ID in the Twitch developer console)"},
+		{&APIError{Endpoint: "token", StatusCode: 400, Message: "invalid client"},
+			"twitchoauth: token answered 400: invalid client (Twitch does not know this client ID: check " +
+				"Client.ClientID against the app's Client ID in the Twitch developer console; an app registered " +
+				"as Public, without a secret, gets this answer too from a grant that needs a secret)"},
+		{&APIError{Endpoint: "token", StatusCode: 400, Message: "missing client secret"},
+			"twitchoauth: token answered 400: missing client secret (the app is Confidential: set " +
+				"Client.ClientSecret to its secret from the Twitch developer console)"},
 	}
 	for _, tt := range tests {
 		if got := tt.err.Error(); got != tt.want {

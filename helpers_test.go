@@ -406,8 +406,13 @@ func TestUnknownClient(t *testing.T) {
 		"app":     func(ctx context.Context) error { _, err := bad.AppAccessToken(ctx); return err },
 	}
 	for name, call := range calls {
-		if err := call(t.Context()); !errors.Is(err, ErrUnknownClient) || errors.Is(err, ErrInvalidToken) {
+		err := call(t.Context())
+		if !errors.Is(err, ErrUnknownClient) || errors.Is(err, ErrInvalidToken) {
 			t.Errorf("%s: err = %v, want ErrUnknownClient", name, err)
+		}
+		// The text says so, and what to check, to a person who reads only the log.
+		if err != nil && !strings.Contains(err.Error(), "Twitch does not know this client ID: check Client.ClientID") {
+			t.Errorf("%s: %q does not say the client ID is unknown and what to check", name, err)
 		}
 	}
 }

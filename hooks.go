@@ -58,7 +58,8 @@ type Hooks struct {
 // calls itself ([Client.UserAuthorizations]).
 type RequestEvent struct {
 	// Endpoint is the identity server's endpoint: "token", "validate", "revoke", "device",
-	// "userinfo" or "keys"; or Helix's "authorization/users".
+	// "userinfo", "keys" or "authorize" (the browser login's look at the consent page, and
+	// MockAuthenticate); or Helix's "authorization/users".
 	Endpoint string
 	// Method is the HTTP method; Host the server's host (and port, when not the scheme's).
 	Method, Host string

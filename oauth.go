@@ -139,6 +139,18 @@ func NewClient(clientID, clientSecret string) *Client {
 	return &Client{ClientID: clientID, ClientSecret: clientSecret}
 }
 
+// needSecret returns nil when c has a ClientSecret, and otherwise the error of who, which needs
+// it for what, saying what to set. It is checked when who is made or started, so that a missing
+// secret is not found out by a user who has just gone through Twitch's consent page.
+func (c *Client) needSecret(who, what string) error {
+	if c.ClientSecret != "" {
+		return nil
+	}
+	return errors.New("twitchoauth: " + who + " needs the app's client secret " + what + ", and " +
+		"Client.ClientSecret is empty: set it to the secret from the Twitch developer console (an app " +
+		"registered as Public has none, and logs its users in with CodeFlow instead)")
+}
+
 // maxBodySize caps how much of an answer is read, like golang.org/x/oauth2.
 const maxBodySize = 1 << 20
 
@@ -214,7 +226,7 @@ type request struct {
 	endpoint string
 	method   string
 	form     url.Values // sent as an application/x-www-form-urlencoded body
-	query    url.Values // only for twitch-cli's mock, which reads nothing else
+	query    url.Values // only for twitch-cli's mock, which reads nothing else, and the consent page
 	auth     string     // the Authorization header
 	// helix sends the request to endpoint under HelixBaseURL, with a Client-Id header.
 	helix   bool
@@ -222,6 +234,8 @@ type request struct {
 	// spends is set for a request that spends a single-use credential (a refresh token): its
 	// sending is traced, so that a failure after it was sent whole is told apart (errAnswerLost).
 	spends bool
+	// redirects makes a 3xx answer a success with no body, as the consent page's redirects are.
+	redirects bool
 }
 
 // errAnswerLost: a request was sent whole and its answer never came, or came cut short: the
@@ -340,6 +354,8 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 	}
 	if readErr != nil && ctx.Err() != nil {
 		err = transportError(ctx, r.endpoint, readErr, secrets...)
+	} else if r.redirects && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		data = nil
 	} else if data, err = checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets); err != nil {
 		if ae, ok := err.(*APIError); ok {
 			ae.RetryAfter = retryAfter(resp.Header, time.Now())

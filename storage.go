@@ -20,8 +20,9 @@ const DefaultStoragePath = "user_token.json"
 type UserAuthenticationStorageHelper struct {
 	// StoragePath is the token file. Defaults to DefaultStoragePath.
 	StoragePath string
-	// AuthGenerator logs the user in when the stored token cannot be used. Defaults to nil: a
-	// [UserAuthenticator] with the helper's ForceVerify and OpenBrowser, which opens the browser.
+	// AuthGenerator logs the user in when the stored token cannot be used. A public client (no
+	// ClientSecret) must set one, e.g. a [CodeFlow] login. Defaults to nil: a [UserAuthenticator]
+	// with the helper's ForceVerify, OpenBrowser and Port, which needs the ClientSecret.
 	AuthGenerator func(ctx context.Context, c *Client, scopes []Scope) (*oauth2.Token, error)
 	// Store keeps the token instead of the file at StoragePath, e.g. a store that replicas share.
 	// Defaults to nil: a [FileStore] at StoragePath.
@@ -38,7 +39,8 @@ type UserAuthenticationStorageHelper struct {
 	// [UserAuthenticator.OpenBrowser] does. Defaults to nil: the system browser.
 	OpenBrowser func(url string) error
 	// Port is the port of the default AuthGenerator's redirect server, whose redirect URL
-	// http://localhost:Port must be registered with Twitch. Defaults to 0: DefaultPort.
+	// http://localhost:Port must be registered with Twitch; 0 picks a free port, as
+	// [UserAuthenticator.Port] does. Defaults to DefaultPort.
 	Port int
 
 	c      *Client
@@ -46,11 +48,12 @@ type UserAuthenticationStorageHelper struct {
 }
 
 // NewUserAuthenticationStorageHelper returns a helper that keeps a token of c holding scopes in
-// DefaultStoragePath.
+// DefaultStoragePath, and logs the user in on DefaultPort.
 func NewUserAuthenticationStorageHelper(c *Client, scopes []Scope) *UserAuthenticationStorageHelper {
 	return &UserAuthenticationStorageHelper{
 		StoragePath: DefaultStoragePath,
 		ForceVerify: true,
+		Port:        DefaultPort,
 		c:           c,
 		scopes:      scopes,
 	}
@@ -64,9 +67,7 @@ func (h *UserAuthenticationStorageHelper) defaultAuthGenerator(ctx context.Conte
 	if h.OpenBrowser != nil {
 		a.OpenBrowser = h.OpenBrowser
 	}
-	if h.Port != 0 {
-		a.Port, a.URL = h.Port, "" // http://localhost:Port
-	}
+	a.Port, a.URL = h.Port, "" // http://localhost:Port, or the free port bound for Port 0
 	return a.Authenticate(ctx)
 }
 
@@ -102,6 +103,10 @@ func (r *loginReason) Unwrap() error { return r.err }
 // The store's lock is held across read, refresh and write, so that processes binding the same
 // token at once refresh it once; it is released while AuthGenerator runs.
 //
+// Without an AuthGenerator, a Client without a ClientSecret is an error at once, before anything
+// is read: the default login's code exchange needs the secret, and so does the refresh of the
+// token it got, which would otherwise fail hours later.
+//
 // Bind is pyTwitchAPI's bind() and the call to make; a program that also needs to know whose token
 // it bound calls [UserAuthenticationStorageHelper.BindValidation] instead, which learns it at no
 // extra request.
@@ -115,6 +120,13 @@ func (h *UserAuthenticationStorageHelper) Bind(ctx context.Context) (*UserTokenS
 // is made for it beyond Bind's own. Call Bind unless the program needs this Validation: a later
 // [UserTokenSource.Validate] gets it only with another request.
 func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*UserTokenSource, *Validation, error) {
+	if h.AuthGenerator == nil {
+		err := h.c.needSecret("UserAuthenticationStorageHelper's default AuthGenerator (a browser login)",
+			"to trade Twitch's code for a token and to refresh it")
+		if err != nil {
+			return nil, nil, err
+		}
+	}
 	store := h.store()
 	src := NewStoreTokenSource(h.c, store, h.StoreKey, nil)
 	if h.LockTTL > 0 {

@@ -142,10 +142,15 @@ type WebLoginResult struct {
 //
 // It panics, as [regexp.MustCompile] does, when c is nil, cookieKey is shorter than 32 bytes or
 // redirectURL is not such a URL: these are mistakes in the program, and a login that cannot be
-// secure must not start. Set OnLogin before serving.
+// secure must not start. It panics too when c has no ClientSecret, without which Twitch refuses
+// every login's code exchange: better at start-up than on each visitor's return from Twitch's
+// consent page. Set OnLogin before serving.
 func NewWebLogin(c *Client, scopes []Scope, redirectURL string, cookieKey []byte) *WebLogin {
 	if c == nil {
 		panic("twitchoauth: NewWebLogin: nil Client")
+	}
+	if err := c.needSecret("WebLogin", "to trade Twitch's code for a token"); err != nil {
+		panic(err.Error())
 	}
 	if len(cookieKey) < MinCookieKeyLen {
 		panic(fmt.Sprintf("twitchoauth: NewWebLogin: cookieKey is %d bytes; it must be at least %d random bytes",
@@ -199,6 +204,10 @@ func (wl *WebLogin) check() (*url.URL, error) {
 		return nil, errors.New("twitchoauth: WebLogin has no Client: create it with NewWebLogin")
 	case len(wl.key) < MinCookieKeyLen:
 		return nil, errors.New("twitchoauth: WebLogin has no cookie key: create it with NewWebLogin")
+	case wl.client.ClientSecret == "":
+		// The Client lost its secret after NewWebLogin: no visitor is sent to a consent page
+		// whose code cannot be exchanged.
+		return nil, wl.client.needSecret("WebLogin", "to trade Twitch's code for a token")
 	case wl.OnLogin == nil && wl.Users == nil:
 		return nil, errNoOnLogin
 	}

@@ -77,7 +77,9 @@ func isLoopback(u *url.URL) bool {
 // It fails for a URL that is not this Server's consent page, when the consent page answers with an
 // error instead of a redirect, and when the redirect server cannot be reached; Authenticate then
 // fails with its error at once, unless the Client has a Logger, to which it hands the URL for a
-// person to open instead.
+// person to open instead. Authenticate itself asks the consent page first, to learn whether
+// Twitch knows the client ID ([twitchoauth.ErrUnknownClient]): [Server.Requests] holds that visit
+// too, and [Server.Fail] on "authorize" meets it before the browser.
 func (s *Server) OpenBrowser(authURL string) error {
 	u, err := url.Parse(authURL)
 	if err != nil || !strings.HasPrefix(authURL, s.URL+"authorize?") {

@@ -56,3 +56,14 @@ func TestOpenBrowserStaysHome(t *testing.T) {
 		})
 	}
 }
+
+// TestOpenBrowserConsentError: a consent page that answers with an error instead of a redirect,
+// as Twitch's does for a client ID it does not know, is OpenBrowser's error, quoting the page.
+func TestOpenBrowserConsentError(t *testing.T) {
+	s := NewServer(t)
+	q := url.Values{"client_id": {"nope"}, "redirect_uri": {"http://localhost:17563"}, "response_type": {"code"}}
+	err := s.OpenBrowser(s.URL + "authorize?" + q.Encode())
+	if want := `answered 400 instead of a redirect: {"message":"invalid client","status":400}`; err == nil || !strings.Contains(err.Error(), want) {
+		t.Errorf("OpenBrowser = %v, want an error containing %q", err, want)
+	}
+}

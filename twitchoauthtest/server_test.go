@@ -281,12 +281,14 @@ func TestOpenBrowserFails(t *testing.T) {
 		setup func(srv *twitchoauthtest.Server, c *twitchoauth.Client)
 		want  string
 	}{
-		{"consent page down", func(srv *twitchoauthtest.Server, _ *twitchoauth.Client) { srv.Fail("authorize", 500, 1) },
+		// Down for every visit: the login's own look at the page, then the browser's.
+		{"consent page down", func(srv *twitchoauthtest.Server, _ *twitchoauth.Client) { srv.Fail("authorize", 500, 0) },
 			"the consent page answered 500 instead of a redirect"},
 		{"another server's URL", func(_ *twitchoauthtest.Server, c *twitchoauth.Client) { c.AuthBaseURL = "http://127.0.0.1:1/oauth2/" },
 			"not this server's authorize URL"},
+		// Found out by the login itself, before it opens the browser.
 		{"unknown app", func(_ *twitchoauthtest.Server, c *twitchoauth.Client) { c.ClientID = "nope" },
-			`answered 400 instead of a redirect: {"error":"Bad Request","message":"invalid client","status":400}`},
+			`authorize answered 400: invalid client (Twitch does not know this client ID`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

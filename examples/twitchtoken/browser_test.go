@@ -54,7 +54,8 @@ func TestLoginURLShownOnce(t *testing.T) {
 			openerOut.Reset()
 			openerErr.Reset()
 			browser.Stdout, browser.Stderr = &openerOut, &openerErr
-			args := []string{"-auth-base-url", fake.URL, "-client-id", twitchoauthtest.ClientID, "-port", "0"}
+			args := []string{"-auth-base-url", fake.URL, "-client-id", twitchoauthtest.ClientID,
+				"-client-secret", twitchoauthtest.ClientSecret, "-port", "0"}
 			if tt.extra != "" {
 				args = append(args, tt.extra)
 			}

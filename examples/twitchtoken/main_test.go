@@ -154,7 +154,7 @@ func TestPortBusy(t *testing.T) {
 	defer l.Close()
 	port := fmt.Sprint(l.Addr().(*net.TCPAddr).Port)
 	code, _, stderr := runCmd(t, t.Context(), "-auth-base-url", fake.URL, "-client-id", twitchoauthtest.ClientID,
-		"-port", port, "-no-browser")
+		"-client-secret", twitchoauthtest.ClientSecret, "-port", port, "-no-browser")
 	want := "port " + port + " is in use: close the other program or pass -port and register http://localhost:PORT as a redirect URL"
 	if code != 1 || !strings.Contains(stderr, want) {
 		t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, want)

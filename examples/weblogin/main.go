@@ -58,6 +58,9 @@ func main() {
 	if err != nil || len(key) < twitchoauth.MinCookieKeyLen {
 		log.Fatal("set WEBLOGIN_COOKIE_KEY to 32 random bytes in hex: openssl rand -hex 32")
 	}
+	if os.Getenv("TWITCH_CLIENT_SECRET") == "" {
+		log.Fatal("set TWITCH_CLIENT_SECRET to the app's client secret: the web login trades each code for a token with it")
+	}
 	c := twitchoauth.NewClient(os.Getenv("TWITCH_CLIENT_ID"), os.Getenv("TWITCH_CLIENT_SECRET"))
 	app := newApp(c, "http://"+*addr+"/auth/twitch/callback", key)
 	srv := &http.Server{Addr: *addr, Handler: app, ReadHeaderTimeout: 10 * time.Second}

@@ -154,6 +154,18 @@ func TestAuthorize(t *testing.T) {
 	}
 }
 
+// TestAuthorizeUnknownClient: Twitch's consent page answers a client ID it does not know with its
+// bare error body, and sends the browser nowhere.
+func TestAuthorizeUnknownClient(t *testing.T) {
+	s := New()
+	q := url.Values{"client_id": {"nope"}, "redirect_uri": {RedirectURL}, "response_type": {"code"}, "state": {"st"}}
+	rec, _ := serve(t, s, http.MethodGet, "/oauth2/authorize?"+q.Encode(), nil, "")
+	if got, want := rec.Body.String(), `{"message":"invalid client","status":400}`; rec.Code != http.StatusBadRequest ||
+		got != want || rec.Header().Get("Location") != "" {
+		t.Errorf("got %d %s, Location %q; want 400 %s and no redirect", rec.Code, got, rec.Header().Get("Location"), want)
+	}
+}
+
 func TestCodeExchange(t *testing.T) {
 	s := New()
 	s.AddClient("other", "other-secret", RedirectURL)

@@ -92,6 +92,17 @@ func redirect(base string, params url.Values) reply {
 
 // authorize serves the browser authorization page, approving or denying at
 // once, and twitch-cli's POST ?grant_type=user_token shortcut.
+//
+// A client ID Twitch does not know gets no redirect, since there is no
+// registered URL to send it to: Twitch's page answers 400 with the bare
+// {"status":400,"message":"invalid client"} (no "error" field), which the
+// browser shows, and the program waiting at its redirect URL hears nothing.
+// That answer is all a program can learn it from, by asking the page itself.
+//
+// The fake has no login session: every GET is the SetAuthorizeUser user
+// approving (or, after SetDeny, declining) at once, so a request of the
+// program's own for a known client gets a code, where Twitch, seeing no
+// session cookie, would send it to its login page instead.
 func (s *Server) authorize(r *http.Request) reply {
 	if r.Method == http.MethodPost {
 		return s.mockAuthorize(r)
@@ -101,7 +112,7 @@ func (s *Server) authorize(r *http.Request) reply {
 	defer s.mu.Unlock()
 	c := s.clients[q.Get("client_id")]
 	if c == nil {
-		return badRequest("invalid client")
+		return errorReply(http.StatusBadRequest, "invalid client", false)
 	}
 	if q.Get("response_type") != "code" {
 		return badRequest("unsupported response_type")
