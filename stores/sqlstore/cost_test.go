@@ -171,3 +171,31 @@ func TestLockReadSeesReleasingSave(t *testing.T) {
 		t.Errorf("the lock's read gave the token before the holder's last write (%v); want the one it stored as it let go", st.AccessToken == benchToken(1).AccessToken)
 	}
 }
+
+// TestPreparedFollowsDB: SQLite statements are prepared once per Store, on its DB; a Store whose DB
+// is set to another database reads and writes that one, not the one its statements were prepared
+// on.
+func TestPreparedFollowsDB(t *testing.T) {
+	t.Parallel()
+	first, second := sqliteStore(t, sqliteFile(t)), sqliteStore(t, sqliteFile(t))
+	ctx := t.Context()
+	if err := first.Save(ctx, "k", benchToken(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Load(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := second.Load(ctx, "k"); !errors.Is(err, twitchoauth.ErrTokenNotFound) {
+		t.Fatalf("the second database: %v; want ErrTokenNotFound", err)
+	}
+	first.DB = second.DB
+	if st, err := first.Load(ctx, "k"); !errors.Is(err, twitchoauth.ErrTokenNotFound) {
+		t.Errorf("Load after DB was set to another database = %v, %v; want ErrTokenNotFound, as that database holds", st != nil, err)
+	}
+	if err := first.Save(ctx, "k", benchToken(2)); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := second.Load(ctx, "k"); err != nil || st.AccessToken != benchToken(2).AccessToken {
+		t.Errorf("the database DB was set to holds %v, %v; want the token saved after", st != nil, err)
+	}
+}

@@ -131,6 +131,7 @@ type Store struct {
 	// Defaults to DefaultBusyTimeout.
 	BusyTimeout time.Duration
 
+	stmts     sync.Map                // SQLite: query → *preparedStmt (see prepared)
 	owned     bool                    // made by Open: Close closes DB
 	writeOnce sync.Once               // makes writes
 	writes    chan struct{}           // SQLite: held by the write under way

@@ -269,19 +269,27 @@ func (s *Store) update(ctx context.Context, q *queries, query, unlocking, holder
 			return err
 		}
 		defer tx.Rollback()
-		res, err := tx.ExecContext(ctx, query, args...)
+		res, err := txExec(ctx, tx, s.prepared(ctx, query), query, args...)
 		if err != nil {
 			return err
 		}
 		if n, err = res.RowsAffected(); err != nil || n != 1 {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, q.unlock, args[0], holder); err != nil {
+		if _, err := txExec(ctx, tx, s.prepared(ctx, q.unlock), q.unlock, args[0], holder); err != nil {
 			return err
 		}
 		return tx.Commit()
 	})
 	return n, err
+}
+
+// txExec runs query in tx: as st, its prepared form, when there is one.
+func txExec(ctx context.Context, tx *sql.Tx, st *sql.Stmt, query string, args ...any) (sql.Result, error) {
+	if st != nil {
+		return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+	}
+	return tx.ExecContext(ctx, query, args...)
 }
 
 // saveIfReads is how many times SaveIf reads a row that is written between its read and its
