@@ -22,7 +22,9 @@ import (
 
 // BenchmarkUserTokensHeap measures the heap each user costs once registered from stored pairs
 // (Sync) and asked for once (Source): the store's copy, the registry's entry, the source and the
-// token, reported as B/user; source-B/user is what the first Source call added. "floor" is a map
+// token, reported as B/user; source-B/user is what the first Source call added, registry-B/user
+// what the registry holds (B/user less the in-memory store's copy, which a shared store keeps
+// out of the process). "floor" is a map
 // of the same tokens. The token strings exist before either is measured: both share them.
 func BenchmarkUserTokensHeap(b *testing.B) {
 	users := ids(scaleUsers)
@@ -35,7 +37,7 @@ func BenchmarkUserTokensHeap(b *testing.B) {
 	expiry := time.Now().Add(4 * time.Hour)
 	scopes := []Scope{ScopeChatRead, ScopeChatEdit}
 	b.Run("UserTokens", func(b *testing.B) {
-		var perUser, perSource float64
+		var perUser, perSource, perStored float64
 		for b.Loop() {
 			base := liveHeap()
 			store := newMemStore()
@@ -43,6 +45,8 @@ func BenchmarkUserTokensHeap(b *testing.B) {
 				store.Save(b.Context(), id, &StoredToken{AccessToken: access[i], RefreshToken: refresh[i], Expiry: expiry,
 					Scopes: scopes, UserID: id, Login: logins[i], ClientID: faketwitch.ClientID})
 			}
+			stored := liveHeap()
+			perStored = float64(stored-base) / scaleUsers
 			u := NewUserTokens(&Client{}, store)
 			if err := u.Sync(b.Context()); err != nil {
 				b.Fatal(err)
@@ -60,6 +64,7 @@ func BenchmarkUserTokensHeap(b *testing.B) {
 		}
 		b.ReportMetric(perUser, "B/user")
 		b.ReportMetric(perSource, "source-B/user")
+		b.ReportMetric(perUser-perStored, "registry-B/user")
 	})
 	b.Run("floor", func(b *testing.B) {
 		var perUser float64
@@ -212,6 +217,44 @@ func BenchmarkUserTokensTokenRotating(b *testing.B) {
 			t = time.Now()
 		}
 		runtime.KeepAlive(t)
+	})
+	// The same lookup and floor_map's, in alternating rounds of 1,000 in one loop, so that both
+	// meet the same load: "x-floor_map" is the ratio of their times.
+	b.Run("interleaved", func(b *testing.B) {
+		type entry struct{ until int64 }
+		m := map[string]*entry{}
+		for _, id := range users {
+			m[id] = &entry{until: time.Now().Add(time.Hour).UnixNano()}
+		}
+		const round = 1000
+		var ours, floor time.Duration
+		fresh, i, j := 0, 0, 0
+		for b.Loop() {
+			start := time.Now()
+			for range round {
+				src, err := u.Source(users[i%len(users)])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if _, err := src.Token(); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+			mid := time.Now()
+			for range round {
+				if time.Now().UnixNano() < m[users[j%len(users)]].until {
+					fresh++
+				}
+				j++
+			}
+			ours, floor = ours+mid.Sub(start), floor+time.Since(mid)
+		}
+		runtime.KeepAlive(fresh)
+		n := float64(b.N * round)
+		b.ReportMetric(float64(ours.Nanoseconds())/n, "lookup-ns")
+		b.ReportMetric(float64(floor.Nanoseconds())/n, "floor_map-ns")
+		b.ReportMetric(float64(ours)/float64(floor), "x-floor_map")
 	})
 	b.Run("floor_map", func(b *testing.B) {
 		type entry struct{ until int64 }
