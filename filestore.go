@@ -13,6 +13,10 @@ import (
 	"strings"
 )
 
+// DefaultStoragePath is the token file of key "" in a [FileStore], and the one
+// [UserAuthenticationStorageHelper] uses by default.
+const DefaultStoragePath = "user_token.json"
+
 // FileStore keeps each token in a JSON file of its own, in the format of [StoredToken] (which
 // pyTwitchAPI reads too), written atomically with mode 0600. The token of key "" is the file at
 // Path; any other key's is beside it, the key before the extension (user_token.json holds key "",

@@ -374,3 +374,14 @@ var allScopes = [...]Scope{
 	ScopeUserWriteChat,
 	ScopeWhispersRead,
 }
+
+func toScopes(ss []string) []Scope {
+	if len(ss) == 0 {
+		return nil
+	}
+	out := make([]Scope, len(ss))
+	for i, s := range ss {
+		out[i] = Scope(s)
+	}
+	return out
+}

@@ -11,9 +11,6 @@ import (
 	"golang.org/x/oauth2"
 )
 
-// DefaultStoragePath is the token file [UserAuthenticationStorageHelper] uses by default.
-const DefaultStoragePath = "user_token.json"
-
 // UserAuthenticationStorageHelper keeps a user token across restarts (pyTwitchAPI's
 // UserAuthenticationStorageHelper): [UserAuthenticationStorageHelper.Bind] reads the stored token,
 // validates and refreshes it, and logs the user in again only when it must.

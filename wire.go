@@ -1,11 +1,20 @@
 package twitchoauth
 
+// The calls to Twitch's identity server (token, validate, revoke, userinfo) and to Helix: how a
+// request is sent and its answer read, and the Client's methods that make each call.
+
 import (
 	"context"
 	"errors"
+	"io"
+	"log/slog"
+	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/url"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -13,6 +22,187 @@ import (
 
 	"github.com/twitchoauth/twitchoauth/internal/wire"
 )
+
+// endpointURL returns the URL of an endpoint ("token", "validate", ...) under AuthBaseURL.
+func (c *Client) endpointURL(endpoint string) string {
+	base := c.AuthBaseURL
+	if base == "" {
+		base = DefaultAuthBaseURL
+	}
+	return strings.TrimRight(base, "/") + "/" + endpoint
+}
+
+// helixURL returns the URL of a Helix endpoint ("authorization/users") under HelixBaseURL.
+func (c *Client) helixURL(endpoint string) string {
+	base := c.HelixBaseURL
+	if base == "" {
+		base = DefaultHelixBaseURL
+	}
+	return strings.TrimRight(base, "/") + "/" + endpoint
+}
+
+// request is one call to the identity server, or to Helix. Secrets lists the sensitive values it
+// carries, which are scrubbed from any error it produces (the client secret always is).
+type request struct {
+	endpoint string
+	method   string
+	form     url.Values // sent as an application/x-www-form-urlencoded body
+	query    url.Values // only for twitch-cli's mock, which reads nothing else, and the consent page
+	auth     string     // the Authorization header
+	// helix sends the request to endpoint under HelixBaseURL, with a Client-Id header.
+	helix   bool
+	secrets []string
+	// spends is set for a request that spends a single-use credential (a refresh token): its
+	// sending is traced, so that a failure after it was sent whole is told apart (errAnswerLost).
+	spends bool
+	// redirects makes a 3xx answer a success with no body, as the consent page's redirects are.
+	redirects bool
+}
+
+// errAnswerLost: a request was sent whole and its answer never came, or came cut short: the
+// server may have acted on it (spent the refresh token it carried).
+var errAnswerLost = errors.New("twitchoauth: the request was sent but its answer was lost")
+
+// lostAnswer wraps the error of a request that may have been acted on; it Is errAnswerLost.
+type lostAnswer struct{ err error }
+
+func (e *lostAnswer) Error() string { return e.err.Error() + " (after the request was sent)" }
+
+func (e *lostAnswer) Unwrap() error { return e.err }
+
+func (e *lostAnswer) Is(t error) bool { return t == errAnswerLost }
+
+// sendTrace records how far a request got: whether a connection was asked for, had, and the
+// request written whole on it.
+type sendTrace struct {
+	getConn, gotConn, wrote atomic.Bool
+}
+
+func (st *sendTrace) trace(ctx context.Context) context.Context {
+	return httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		GetConn: func(string) { st.getConn.Store(true) },
+		GotConn: func(httptrace.GotConnInfo) { st.gotConn.Store(true) },
+		WroteRequest: func(i httptrace.WroteRequestInfo) {
+			if i.Err == nil {
+				st.wrote.Store(true)
+			}
+		},
+	})
+}
+
+// maySent reports whether a request that failed with err may have reached the server whole. A
+// transport that reports its progress (net/http's) says so; for one that does not, only a failure
+// to dial or resolve shows that nothing left.
+func (st *sendTrace) maySent(err error) bool {
+	switch {
+	case st.wrote.Load():
+		return true
+	case st.gotConn.Load():
+		return false // a connection, and no whole request written on it
+	case st.getConn.Load():
+		return false // a connection asked for and never had (a TLS handshake or proxy that failed)
+	}
+	var op *net.OpError
+	var dns *net.DNSError
+	return !(errors.As(err, &op) && op.Op == "dial") && !errors.As(err, &dns)
+}
+
+// do sends r and returns the answer's status and body when it is a 2xx; otherwise an error from
+// [checkResponse] or [transportError]. The body is read to its end (at most maxBodySize) and closed,
+// so that the connection is reused. No error's text holds r's secrets or the client secret.
+func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
+	var body io.Reader
+	if r.form != nil {
+		body = strings.NewReader(r.form.Encode())
+	}
+	u := c.endpointURL(r.endpoint)
+	if r.helix {
+		u = c.helixURL(r.endpoint)
+	}
+	if r.query != nil {
+		u += "?" + r.query.Encode()
+	}
+	secrets := append(slices.Clip(r.secrets), c.ClientSecret)
+	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
+	if err != nil {
+		// Only a malformed AuthBaseURL (or HelixBaseURL) gets here; url errors quote the URL,
+		// which holds no secret except for the mock's query, so name the endpoint instead.
+		msg := "cannot build request: bad AuthBaseURL"
+		if r.helix {
+			msg = "cannot build request: bad HelixBaseURL"
+		}
+		return nil, &APIError{Endpoint: r.endpoint, Message: msg,
+			cause: scrubError(errors.Unwrap(err), secrets)}
+	}
+	if r.form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if r.auth != "" {
+		req.Header.Set("Authorization", r.auth)
+	}
+	if r.helix {
+		req.Header.Set("Client-Id", c.ClientID)
+	}
+	req.Header.Set("Accept", "application/json")
+	var sent *sendTrace
+	if r.spends {
+		sent = new(sendTrace)
+		req = req.WithContext(sent.trace(ctx))
+	}
+	h := c.hooks()
+	if h != nil {
+		if hctx := c.requestStart(ctx, h, req, r.endpoint); hctx != ctx {
+			ctx = hctx
+			req = req.WithContext(ctx)
+		}
+	}
+	start := time.Now()
+	resp, err := c.identityClient().Do(req)
+	if err != nil {
+		err = transportError(ctx, r.endpoint, err, secrets...)
+		if sent != nil && sent.maySent(err) {
+			err = &lostAnswer{err}
+		}
+		if h != nil {
+			requestEnd(ctx, h, req, r.endpoint, 0, start, err)
+		}
+		return nil, err
+	}
+	defer resp.Body.Close()
+	data, readErr := io.ReadAll(io.LimitReader(resp.Body, maxBodySize+1))
+	if log := c.Logger; log != nil {
+		log.LogAttrs(ctx, slog.LevelDebug, "twitchoauth: request",
+			slog.String("endpoint", r.endpoint), slog.Int("status", resp.StatusCode),
+			slog.Duration("duration", time.Since(start)))
+	}
+	if readErr != nil && ctx.Err() != nil {
+		err = transportError(ctx, r.endpoint, readErr, secrets...)
+	} else if r.redirects && resp.StatusCode >= 300 && resp.StatusCode < 400 {
+		data = nil
+	} else if data, err = checkResponse(r.endpoint, resp.StatusCode, data, readErr, secrets); err != nil {
+		if ae, ok := err.(*APIError); ok {
+			ae.RetryAfter = retryAfter(resp.Header, time.Now())
+		}
+	}
+	// A success cut short: the server acted on the request, and its answer is lost.
+	if err != nil && r.spends && readErr != nil && resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		err = &lostAnswer{err}
+	}
+	if h != nil {
+		requestEnd(ctx, h, req, r.endpoint, resp.StatusCode, start, err)
+	}
+	return data, err
+}
+
+// postToken posts form to the token endpoint and decodes the token it answers. Secrets are the
+// sensitive values form carries besides the client secret.
+func (c *Client) postToken(ctx context.Context, form url.Values, secrets ...string) (*oauth2.Token, error) {
+	body, err := c.do(ctx, request{endpoint: "token", method: http.MethodPost, form: form, secrets: secrets})
+	if err != nil {
+		return nil, err
+	}
+	return decodeToken("token", body)
+}
 
 // Validation is what GET /validate says of an access token
 // (https://dev.twitch.tv/docs/authentication/validate-tokens/).
@@ -37,27 +227,6 @@ type UserInfo struct {
 	EmailVerified     bool           // "email_verified"
 	Picture           string         // "picture": the profile image URL
 	Raw               map[string]any // every claim as sent
-}
-
-// Option configures the [Client] behind a package-level function ([ValidateToken],
-// [RefreshAccessToken], [RevokeToken], [GetUserInfo]), as pyTwitchAPI's keyword arguments do.
-// Options exist for those mirrors only: a program with a Client sets its fields instead.
-type Option func(*Client)
-
-// WithHTTPClient sends the package function's request with hc (pyTwitchAPI: session=). It sets
-// [Client.HTTPClient], which a program with a Client sets itself.
-func WithHTTPClient(hc *http.Client) Option { return func(c *Client) { c.HTTPClient = hc } }
-
-// WithAuthBaseURL sends the package function's request to another identity server (pyTwitchAPI:
-// auth_base_url=). It sets [Client.AuthBaseURL], which a program with a Client sets itself.
-func WithAuthBaseURL(u string) Option { return func(c *Client) { c.AuthBaseURL = u } }
-
-func newOptionClient(clientID, clientSecret string, opts []Option) *Client {
-	c := NewClient(clientID, clientSecret)
-	for _, opt := range opts {
-		opt(c)
-	}
-	return c
 }
 
 // RefreshAccessToken trades a refresh token for a new token pair
@@ -193,34 +362,6 @@ func (c *Client) RevokeToken(ctx context.Context, accessToken string) error {
 	return err
 }
 
-// RefreshAccessToken is pyTwitchAPI's refresh_access_token, kept as a thin mirror: it makes a
-// Client of clientID and clientSecret, set by opts, and calls [Client.RefreshAccessToken]. A
-// program with a Client calls the method.
-func RefreshAccessToken(ctx context.Context, refreshToken, clientID, clientSecret string, opts ...Option) (*oauth2.Token, error) {
-	return newOptionClient(clientID, clientSecret, opts).RefreshAccessToken(ctx, refreshToken)
-}
-
-// ValidateToken is pyTwitchAPI's validate_token, kept as a thin mirror: it makes a Client set by
-// opts (validation needs no client ID) and calls [Client.ValidateToken]. A program with a Client
-// calls the method, or [UserTokenSource.Validate] for a token a source holds.
-func ValidateToken(ctx context.Context, accessToken string, opts ...Option) (*Validation, error) {
-	return newOptionClient("", "", opts).ValidateToken(ctx, accessToken)
-}
-
-// GetUserInfo is pyTwitchAPI's get_user_info, kept as a thin mirror: it makes a Client set by
-// opts (userinfo needs no client ID) and calls [Client.GetUserInfo]. A program with a Client
-// calls the method.
-func GetUserInfo(ctx context.Context, accessToken string, opts ...Option) (*UserInfo, error) {
-	return newOptionClient("", "", opts).GetUserInfo(ctx, accessToken)
-}
-
-// RevokeToken is pyTwitchAPI's revoke_token, kept as a thin mirror: it makes a Client of
-// clientID, set by opts, and calls [Client.RevokeToken]. A program with a Client calls the
-// method.
-func RevokeToken(ctx context.Context, clientID, accessToken string, opts ...Option) error {
-	return newOptionClient(clientID, "", opts).RevokeToken(ctx, accessToken)
-}
-
 // decodeToken turns a token answer into an *oauth2.Token with Expiry set from expires_in and the
 // granted scopes readable with [TokenScopes].
 func decodeToken(endpoint string, body []byte) (*oauth2.Token, error) {
@@ -254,15 +395,4 @@ func decodeToken(endpoint string, body []byte) (*oauth2.Token, error) {
 // hasControl reports whether s holds a control character (CR and LF among them).
 func hasControl(s string) bool {
 	return strings.ContainsFunc(s, unicode.IsControl)
-}
-
-func toScopes(ss []string) []Scope {
-	if len(ss) == 0 {
-		return nil
-	}
-	out := make([]Scope, len(ss))
-	for i, s := range ss {
-		out[i] = Scope(s)
-	}
-	return out
 }
