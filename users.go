@@ -2,7 +2,6 @@ package twitchoauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -46,6 +45,21 @@ const (
 // goroutines, not 10,000 half-made refreshes queued for the 64 connections the default transport
 // keeps to Twitch. A renewal waiting for another holder (another caller's renewal of the same
 // token, the store's lock, another replica's mark) gives its turn back meanwhile.
+//
+// # Where each behaviour lives
+//
+//   - Adding users (users_add.go): [UserTokens.AddUserForToken], [UserTokens.AddUserForCode].
+//   - Finding them (users.go): [UserTokens.Source], [UserTokens.SourceForIntent],
+//     [UserTokens.Intents], [UserTokens.Users].
+//   - Removing and revoking (users_revoke.go): [UserTokens.Remove], and a grant found gone;
+//     hearing it from Twitch (revocation.go): [UserTokens.RevocationHandler].
+//   - Syncing with the store (users_sync.go): [UserTokens.Sync]; hearing other replicas at once
+//     (users_watch.go).
+//   - Running and scheduling (users_run.go, users_schedule.go): [UserTokens.Run],
+//     [UserTokens.RefreshTokenExpiry].
+//   - Validating (users_validate.go): what Run does with each user in its slot.
+//   - Operating (health.go, audit.go): [UserTokens.Health], [UserTokens.HealthHandler],
+//     [UserTokens.Counts], [UserTokens.Audit].
 //
 // # Replicas
 //
@@ -228,174 +242,6 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 	}
 }
 
-// AddUserForToken validates tok to learn whose it is, stores it under the user's ID and returns
-// what validation said. A token Twitch rejects is refreshed first when it has a refresh token.
-// Intents are added to those the user has. Adding a user who is already registered hands their
-// source the new token, ending a revoked state. The token must be a user token of this client:
-// otherwise the error Is [ErrInvalidToken], as it is when [UserTokens.RevocationHandler] hears,
-// during the add, that the user revoked the app after the token was sent to be validated.
-//
-// When the store fails after Twitch issued a new pair (the refresh of a rejected token here, or
-// AddUserForCode's exchange), that pair exists nowhere else, and the token handed in may be spent
-// (a public client's refresh token works once). So it is not dropped: the user is added with it,
-// and it is stored as a source's refreshed pair is, before anything else and within a second while
-// Run runs (see [UserTokenSource]). The Validation is then returned with the store's error. Do not
-// add the same token again.
-func (u *UserTokens) AddUserForToken(ctx context.Context, tok *oauth2.Token, intents ...string) (*Validation, error) {
-	return u.addUser(ctx, tok, false, intents)
-}
-
-// addUser is AddUserForToken; minted says tok is a pair Twitch has just issued (a code's), held
-// nowhere else.
-func (u *UserTokens) addUser(ctx context.Context, tok *oauth2.Token, minted bool, intents []string) (*Validation, error) {
-	if u.ReadOnly {
-		return nil, fmt.Errorf("twitchoauth: add user: %w; add users on the writer", errReadOnly)
-	}
-	if tok == nil || tok.AccessToken == "" {
-		return nil, errors.New("twitchoauth: add user: no access token")
-	}
-	validated := time.Now() // before the request: a revocation Twitch sends after it wins
-	v, err := u.c.ValidateToken(ctx, tok.AccessToken)
-	spent := "" // the refresh token handed in, once a refresh has spent it
-	if errors.Is(err, ErrInvalidToken) && tok.RefreshToken != "" {
-		// A public client's refresh token works once: one whose answer was lost is not sent
-		// again (the error says so), and a caller must not add the same token again.
-		next, rerr := u.c.sendRefresh(ctx, tok.RefreshToken, time.Time{})
-		if rerr != nil {
-			return nil, fmt.Errorf("twitchoauth: add user: refresh the invalid token: %w", rerr)
-		}
-		spent, minted = tok.RefreshToken, true
-		tok = carryScopes(next, tok)
-		validated = time.Now()
-		v, err = u.c.ValidateToken(ctx, tok.AccessToken)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: add user: validate token: %w", err)
-	}
-	switch {
-	case !v.IsUserToken():
-		return nil, fmt.Errorf("twitchoauth: add user: an app token, not a user token: %w", ErrInvalidToken)
-	case v.ClientID != u.c.ClientID:
-		return nil, fmt.Errorf("twitchoauth: add user: the token belongs to another client: %w", ErrInvalidToken)
-	}
-	return u.addValidatedAt(ctx, tok, v, validated, minted, spent, intents)
-}
-
-// addValidated is addValidatedAt for a token validated just now.
-func (u *UserTokens) addValidated(ctx context.Context, tok *oauth2.Token, v *Validation, minted bool, spent string, intents []string) (*Validation, error) {
-	return u.addValidatedAt(ctx, tok, v, time.Now(), minted, spent, intents)
-}
-
-// addValidatedAt adds the user of tok, a user token of this client that Twitch validated (v), as
-// AddUserForToken does; minted and spent are addUser's. validated is when the validation was
-// asked for: the stored ValidatedAt, so that a revocation Twitch sent after it wins, also one
-// handled while the add is under way (see overtaken).
-func (u *UserTokens) addValidatedAt(ctx context.Context, tok *oauth2.Token, v *Validation, validated time.Time, minted bool, spent string, intents []string) (*Validation, error) {
-	now := time.Now()
-	record := func(old *StoredToken) *StoredToken {
-		var had []string
-		if old != nil {
-			had = old.Intents
-		}
-		st := (&StoredToken{Intents: mergeIntents(had, intents)}).withToken(tok).withValidation(v)
-		st.ValidatedAt = validated
-		return st
-	}
-	var old, st *StoredToken
-	read := false // the store was read: old is what it held
-	err := withStoreLock(ctx, u.c, u.store, v.UserID, u.LockTTL, func(ctx context.Context) error {
-		if u.revocations.since(v.UserID, validated) {
-			return &revokedMidAddError{v.UserID}
-		}
-		switch o, err := u.store.Load(ctx, v.UserID); {
-		case err == nil:
-			old = o
-		case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
-			return err
-		}
-		read = true
-		st = record(old)
-		return u.store.Save(ctx, v.UserID, st)
-	})
-	if isRevokedMidAdd(err) {
-		return nil, err
-	}
-	if err != nil && !minted {
-		return nil, fmt.Errorf("twitchoauth: add user: store token: %w", err)
-	}
-	if st == nil {
-		st = record(nil) // the store was not read
-	}
-	e, losers := u.put(ctx, st)
-	if err != nil {
-		// The new pair exists only here: held by the source, and stored before anything else.
-		p := &pendingSave{next: st, rebase: rebaseHeld(st, old, read, spent, now)}
-		if herr := e.src.hold(ctx, st.Token(), p); herr != nil {
-			return nil, fmt.Errorf("twitchoauth: add user: store token: %w", errors.Join(err, herr))
-		}
-		err = fmt.Errorf("twitchoauth: add user: store token (the user is added, and their new token is held in memory until the store takes it; do not add this token again): %w", err)
-	} else if rerr := e.src.replace(ctx, st.Token()); rerr != nil {
-		// The source hands the token to OnRefresh and its subscribers.
-		return nil, fmt.Errorf("twitchoauth: add user: %w", rerr)
-	}
-	if rerr := u.overtaken(ctx, e, validated); rerr != nil {
-		return nil, rerr
-	}
-	// The users who lost an intent to this one lose it in the store too, so that every replica
-	// (and this one after a restart) agrees who has it.
-	for id, lost := range losers {
-		err := u.update(ctx, id, func(st *StoredToken) bool {
-			n := len(st.Intents)
-			st.Intents = slices.DeleteFunc(st.Intents, func(in string) bool { return slices.Contains(lost, in) })
-			return len(st.Intents) != n
-		})
-		if err != nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: store the intents a user lost",
-				keyAttr("user_id", id), slog.String("error", err.Error()))
-		}
-	}
-	return v, err
-}
-
-// rebaseHeld returns the pendingSave.rebase of next, a new token's record the store did not take
-// (an added user's, or one handed to SetToken): next is stored in place of nothing; of old, what
-// the store held when it failed (when read says it could be read; otherwise of an unmarked record
-// last written before made, when next was made); or of the pair whose refresh token spent was (the one
-// handed in); keeping the intents stored. In place of anything else (a newer login's, another
-// replica's refresh under way or done) it is superseded.
-func rebaseHeld(next, old *StoredToken, read bool, spent string, made time.Time) func(cur *StoredToken) *StoredToken {
-	return func(cur *StoredToken) *StoredToken {
-		switch {
-		case cur == nil:
-			return next
-		case (spent != "" && cur.RefreshToken == spent) ||
-			(old != nil && cur.AccessToken == old.AccessToken && cur.RefreshToken == old.RefreshToken) ||
-			(!read && cur.Spending == nil && latest(cur.ValidatedAt, cur.RefreshIssuedAt).Before(made)):
-			n := *next
-			n.Intents = mergeIntents(cur.Intents, next.Intents)
-			return &n
-		}
-		return nil
-	}
-}
-
-// AddUserForCode exchanges an authorization code (from the redirect of a login started with
-// [UserAuthenticator.AuthURL] or a web login) for a token, and adds its user as
-// [UserTokens.AddUserForToken] does. redirectURI must be the one the login named.
-func (u *UserTokens) AddUserForCode(ctx context.Context, code, redirectURI string, intents ...string) (*Validation, error) {
-	if u.ReadOnly {
-		return nil, fmt.Errorf("twitchoauth: add user: %w; add users on the writer", errReadOnly)
-	}
-	if code == "" {
-		return nil, errors.New("twitchoauth: add user: no code")
-	}
-	tok, err := u.c.exchangeCode(ctx, code, redirectURI)
-	if err != nil {
-		return nil, fmt.Errorf("twitchoauth: add user: exchange code: %w", err)
-	}
-	return u.addUser(ctx, tok, true, intents)
-}
-
 // Source returns the user's token source, the same one for every call. Its error Is
 // [ErrTokenNotFound] when the user is not registered (a user another replica added is known after
 // the next [UserTokens.Sync]). It does no I/O and allocates nothing.
@@ -442,87 +288,6 @@ func (u *UserTokens) Users() []string {
 	u.mu.RUnlock()
 	slices.Sort(ids)
 	return ids
-}
-
-// Remove forgets the user: it deletes their token from the store and from the registry, and their
-// source fails from then on with an error that Is [ErrTokenNotFound]; the registry lets go of it at
-// once. With revoke, it first revokes the token at Twitch (refreshing an expired one to do so), so
-// that the grant is gone for good; a grant that is already gone is no error. Removing a user who
-// is not there does nothing. It acts only on a user the registry knows or whose stored token
-// names that user ID: a token stored under userID for another user (or none, such as the storage
-// helper's file) is left alone, with an error, and so is an empty userID. When the store or Twitch
-// fails, the user stays and the error is returned.
-func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) error {
-	if userID == "" {
-		return errors.New("twitchoauth: remove user: no user ID")
-	}
-	if revoke && u.ReadOnly {
-		return fmt.Errorf("twitchoauth: remove user: revoking may refresh, and %w; remove with revoke on the writer", errReadOnly)
-	}
-	u.mu.RLock()
-	known := u.users[userID] != nil
-	u.mu.RUnlock()
-	err := withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
-		st, err := u.store.Load(ctx, userID)
-		switch {
-		case errors.Is(err, ErrTokenNotFound):
-			return nil
-		case err != nil && !errors.Is(err, ErrTokenCorrupt):
-			return err
-		case !known && (err != nil || st.UserID != userID):
-			return fmt.Errorf("%w: the token stored under %s is not that user's, and the registry does not know the user", ErrTokenNotFound, QuoteKey(userID))
-		}
-		if revoke && err == nil { // a corrupt record holds nothing to revoke
-			if err := u.revokeStored(ctx, userID, st); err != nil {
-				return err
-			}
-		}
-		return u.store.Delete(ctx, userID)
-	})
-	if err != nil {
-		return fmt.Errorf("twitchoauth: remove user: %w", err)
-	}
-	u.mu.RLock()
-	e := u.users[userID]
-	u.mu.RUnlock()
-	if e != nil {
-		u.forget(ctx, e, fmt.Errorf("twitchoauth: user %s was removed: %w", QuoteKey(userID), ErrTokenNotFound))
-	}
-	return nil
-}
-
-// revokeStored revokes the grant of the token stored for userID, whose lock is held. Revoking an
-// access token ends its refresh token too; when the stored access token is dead already (expired,
-// or killed early), the refresh token is traded for a live one to revoke.
-func (u *UserTokens) revokeStored(ctx context.Context, userID string, st *StoredToken) error {
-	if fresh(st.Token()) {
-		err := u.c.RevokeToken(ctx, st.AccessToken)
-		if err == nil || !errors.Is(err, ErrInvalidToken) {
-			return err
-		}
-	}
-	if st.RefreshToken == "" {
-		return nil
-	}
-	if st.Spending != nil {
-		return fmt.Errorf("%w: the stored refresh token is being spent by another holder; remove the user again once its new pair is stored", ErrRefreshInDoubt)
-	}
-	tok, err := u.c.sendRefresh(ctx, st.RefreshToken, time.Time{})
-	switch {
-	case errors.Is(err, ErrInvalidRefreshToken) && !errors.Is(err, ErrRefreshInDoubt):
-		return nil // the grant is gone already
-	case err != nil:
-		return err
-	}
-	if rerr := u.c.RevokeToken(ctx, tok.AccessToken); rerr != nil && !errors.Is(rerr, ErrInvalidToken) {
-		// The refresh spent the stored refresh token: the new pair is stored in its place, so
-		// that nothing sends the spent one again, and the user can be removed again.
-		if serr := saveIf(ctx, u.store, userID, st, st.withToken(carryScopes(tok, st.Token()))); serr != nil {
-			return errors.Join(rerr, fmt.Errorf("twitchoauth: store the pair the refresh before the revocation got: %w", serr))
-		}
-		return rerr
-	}
-	return nil
 }
 
 func (u *UserTokens) log(ctx context.Context, level slog.Level, msg string, attrs ...slog.Attr) {

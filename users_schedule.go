@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // When Run validates each user: slots spread over the period, backoffs, the renewal of refresh
@@ -156,4 +158,52 @@ func (h *dueHeap) Pop() any {
 	e.index = -1
 	*h = old[:len(old)-1]
 	return e
+}
+
+// soon asks Run to pass over e within a second (its source holds a pair to store, or its
+// refresh token is in doubt).
+func (u *UserTokens) soon(e *userEntry) {
+	u.mu.Lock()
+	if !u.scheduling() {
+		u.mu.Unlock()
+		return
+	}
+	u.hurry = append(u.hurry, e)
+	u.mu.Unlock()
+	u.poke()
+}
+
+// poke tells Run that added, gone or hurry has entries.
+func (u *UserTokens) poke() {
+	select {
+	case u.wake <- struct{}{}:
+	default:
+	}
+}
+
+// nextDue is when Run passes over e next after now: at the user's next slot, or, with KeepFresh,
+// when its token is due to be refreshed (gap after now at the soonest), if that is sooner.
+func (u *UserTokens) nextDue(e *userEntry, now time.Time, gap time.Duration) time.Time {
+	due := u.nextSlot(e.src.key, now)
+	if at, ok := u.refreshDue(e.src.cur.Load()); ok {
+		if at = latest(at, now.Add(gap)); at.Before(due) {
+			due = at
+		}
+	}
+	return due
+}
+
+// refreshDueNow reports whether src's token is due to be refreshed by a KeepFresh writer.
+func (u *UserTokens) refreshDueNow(src *UserTokenSource) bool {
+	at, ok := u.refreshDue(src.cur.Load())
+	return ok && !time.Now().Before(at)
+}
+
+// refreshDue returns when a KeepFresh writer refreshes tok: keepFreshAhead before it expires;
+// ok is false when it does not (no KeepFresh, no refresh token, or no expiry).
+func (u *UserTokens) refreshDue(tok *oauth2.Token) (at time.Time, ok bool) {
+	if !u.KeepFresh || tok == nil || tok.RefreshToken == "" || tok.Expiry.IsZero() {
+		return time.Time{}, false
+	}
+	return tok.Expiry.Add(-keepFreshAhead), true
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -149,190 +148,9 @@ func (u *UserTokens) dropUnlisted(ctx context.Context, keys []string) (errs []er
 	return errs
 }
 
-// put registers st's user, or updates the user's intents, and returns the entry and the intents
-// it took from other users (by user ID).
-func (u *UserTokens) put(ctx context.Context, st *StoredToken) (e *userEntry, losers map[string][]string) {
-	u.mu.Lock()
-	e = u.users[st.UserID]
-	isNew := e == nil
-	if isNew {
-		e = u.newEntry(st)
-		u.registerLocked(e)
-	}
-	losers = u.setIntentsLocked(e, st.Intents)
-	u.mu.Unlock()
-	if isNew {
-		u.poke()
-		u.c.userChange(ctx, st.UserID, UserAdded)
-	}
-	return e, losers
-}
-
-// registerLocked adds e, a new entry, to the registry, and to Run's schedule if it runs; u.mu is
-// held.
-func (u *UserTokens) registerLocked(e *userEntry) {
-	u.users[e.src.key] = e
-	if u.scheduling() {
-		u.added = append(u.added, e)
-	}
-}
-
-// setIntentsLocked makes intents e's, taking them from other users; u.mu is held. It returns what
-// it took, by user ID.
-func (u *UserTokens) setIntentsLocked(e *userEntry, intents []string) map[string][]string {
-	for _, in := range e.intents {
-		if u.intents[in] == e.src.key && !slices.Contains(intents, in) {
-			delete(u.intents, in)
-		}
-	}
-	var losers map[string][]string
-	for _, in := range intents {
-		prev := u.intents[in]
-		if prev != "" && prev != e.src.key {
-			if p := u.users[prev]; p != nil {
-				p.intents = slices.DeleteFunc(slices.Clone(p.intents), func(s string) bool { return s == in })
-			}
-			if losers == nil {
-				losers = map[string][]string{}
-			}
-			losers[prev] = append(losers[prev], in)
-		}
-		u.intents[in] = e.src.key
-	}
-	e.intents = slices.Clone(intents)
-	return losers
-}
-
-// forget removes e from the registry and, with a non-nil err, ends its source with err.
-func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
-	u.mu.Lock()
-	removed := u.users[e.src.key] == e
-	if removed {
-		delete(u.users, e.src.key)
-		for _, in := range e.intents {
-			if u.intents[in] == e.src.key {
-				delete(u.intents, in)
-			}
-		}
-	}
-	if !e.removed.Swap(true) && u.scheduling() {
-		u.gone = append(u.gone, e) // Run takes it off its schedule, so nothing holds it
-	}
-	u.mu.Unlock()
-	u.poke()
-	if removed {
-		u.c.userChange(ctx, e.src.key, UserRemoved)
-	}
-	if err != nil {
-		// Not cut short by the caller's ctx (Remove's, say, once the store has dropped the user):
-		// a removed user's source must stop handing out its token. It waits for a renewal under
-		// way, which ends on its own.
-		ectx, cancel := context.WithTimeout(context.WithoutCancel(ctx), forgetTimeout)
-		defer cancel()
-		if eerr := e.src.end(ectx, err); eerr != nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: end a removed user's source", keyAttr("user_id", e.src.key),
-				slog.String("error", eerr.Error()))
-		}
-	}
-	e.src.leave(err) // the source ended for good: its subscribers hear of it, and get nothing more
-}
-
 // forgetTimeout bounds forget's wait for a renewal under way: longer than a public client's
 // refresh, which is seen to its answer (30 s).
 const forgetTimeout = time.Minute
-
-// soon asks Run to pass over e within a second (its source holds a pair to store, or its
-// refresh token is in doubt).
-func (u *UserTokens) soon(e *userEntry) {
-	u.mu.Lock()
-	if !u.scheduling() {
-		u.mu.Unlock()
-		return
-	}
-	u.hurry = append(u.hurry, e)
-	u.mu.Unlock()
-	u.poke()
-}
-
-// poke tells Run that added, gone or hurry has entries.
-func (u *UserTokens) poke() {
-	select {
-	case u.wake <- struct{}{}:
-	default:
-	}
-}
-
-// revoked handles a grant found gone, in the goroutine of the call that found it: unless
-// KeepRevoked, the user leaves the store and the registry (see removeRevoked); then OnRevoked
-// hears of it. The store work runs under the caller's ctx, so a caller that gives up is not held
-// by it: what it leaves undone, Run's next pass over the user finishes.
-func (u *UserTokens) revoked(ctx context.Context, e *userEntry, cause error) {
-	if !u.KeepRevoked && !errors.Is(cause, ErrRefreshInDoubt) {
-		// A grant in doubt is kept, store and all: its new pair may yet be stored.
-		relogin, err := u.removeRevoked(ctx, e)
-		if relogin {
-			return // a new login's token was stored meanwhile: the source took it up
-		}
-		if err != nil {
-			u.log(ctx, slog.LevelWarn, "twitchoauth: remove a revoked user from the store; Run will try again",
-				keyAttr("user_id", e.src.key), slog.String("error", err.Error()))
-		}
-	}
-	if errors.Is(cause, ErrRefreshInDoubt) {
-		u.c.userChange(ctx, e.src.key, UserInDoubt)
-	} else {
-		u.c.userChange(ctx, e.src.key, UserRevoked)
-	}
-	if errors.Is(cause, ErrRefreshInDoubt) {
-		u.soon(e) // Run looks at the store for the pair every doubtRecheck
-		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's refresh token is in doubt; they are kept, and usable again if its new pair turns up",
-			keyAttr("user_id", e.src.key))
-		cause = fmt.Errorf("twitchoauth: user %s: kept, and usable again if the pair turns up; else add them again after a new login: %w", QuoteKey(e.src.key), cause)
-	} else {
-		u.log(ctx, slog.LevelWarn, "twitchoauth: a user's authorization is gone; they must log in again", keyAttr("user_id", e.src.key))
-		cause = fmt.Errorf("twitchoauth: user %s: after a new login, add them again (AddUserForToken or AddUserForCode): %w", QuoteKey(e.src.key), cause)
-	}
-	if f := u.OnRevoked; f != nil {
-		e.src.safely(func() { f(e.src.key, cause) })
-	}
-}
-
-// removeRevoked deletes the stored token of e, whose source (s) found its grant gone, and forgets
-// e, unless a new login stored a fresh token meanwhile: then s takes that token up, and relogin
-// is true. A new login handed to this registry while it runs (AddUserForToken) keeps e.
-func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry) (relogin bool, err error) {
-	s := &e.src
-	dead := s.cur.Load()
-	var newer *StoredToken
-	err = withStoreLock(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context) error {
-		st, err := u.store.Load(ctx, e.src.key)
-		switch {
-		case errors.Is(err, ErrTokenNotFound):
-			return nil
-		case err != nil && !errors.Is(err, ErrTokenCorrupt):
-			return err
-		case err == nil && fresh(st.Token()) && !sameAccess(st.Token(), dead):
-			newer = st
-			return nil
-		}
-		return u.store.Delete(ctx, e.src.key)
-	})
-	if err != nil {
-		return false, err
-	}
-	if newer != nil {
-		return true, s.replace(ctx, newer.Token())
-	}
-	// Forgotten only while the source is still revoked: a new token set since keeps the user.
-	if err := s.lock(ctx); err != nil {
-		return false, err
-	}
-	defer s.unlock()
-	if s.revokedErr() != nil {
-		u.forget(ctx, e, nil)
-	}
-	return false, nil
-}
 
 // update changes the token stored for userID with fn, under the user's lock; fn reports whether
 // it changed anything. A user with no stored token is left alone.
@@ -352,15 +170,4 @@ func (u *UserTokens) update(ctx context.Context, userID string, fn func(st *Stor
 		}
 		return saveIf(ctx, u.store, userID, st, &next)
 	})
-}
-
-// mergeIntents returns had with the intents of add it lacks appended, without duplicates.
-func mergeIntents(had, add []string) []string {
-	var out []string
-	for _, in := range slices.Concat(had, add) {
-		if in != "" && !slices.Contains(out, in) {
-			out = append(out, in)
-		}
-	}
-	return out
 }
