@@ -5,9 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
-
 	"sync/atomic"
+	"time"
 
 	"golang.org/x/oauth2"
 )
@@ -19,6 +18,12 @@ import (
 // Only what Token's fast path reads lives here. The rest (locks, errors, backoff, listeners) is a
 // cacheState made on first need, so that each of a registry's many sources, most of which do
 // nothing but hand out a fresh token, costs a few words.
+//
+// Its behaviours, by file: serving and renewing the token (this file); publishing it and telling
+// whether it is fresh (tokenfresh.go); taking a token from outside, ending and settling
+// (tokenset.go); Twitch's verdicts on a token an API refused (tokenverdict.go); subscribers
+// (notify.go); a renewed pair kept until the store takes it (spend.go); a reader replica's
+// sources (reader.go); the Helix client (helix.go).
 type tokenCache struct {
 	// cur is the cached token, read without a lock; until is when it stops being fresh (wall
 	// clock Unix nanoseconds, with the margin), so that Token need not read the token itself.
@@ -389,79 +394,6 @@ func (tc *tokenCache) unlock() {
 	if settled && tc.listener != nil {
 		tc.listener.recovered()
 	}
-}
-
-// set makes tok the current token and ends a terminal state and a backoff; refreshing is held.
-func (tc *tokenCache) set(tok *oauth2.Token) {
-	tc.publish(tok)
-	tc.state().lastErr = nil
-	tc.state().revoked.Store(nil)
-	tc.state().floor.Store(nil)
-	tc.state().failures = 0
-}
-
-// adopt makes tok, which another replica stored, the current token unless the grant is gone here
-// or tok is already current. It waits for a renewal under way; it must not be called holding a
-// store lock (a renewal takes refreshing, then the store's lock).
-func (tc *tokenCache) adopt(ctx context.Context, tok *oauth2.Token) error {
-	if err := tc.lock(ctx); err != nil {
-		return err
-	}
-	cur := tc.cur.Load()
-	// Never backwards: a token read from the store before this source refreshed is older than
-	// the one it holds. A grant in doubt ends with a pair of another refresh token.
-	revoked := tc.state().revoked.Load()
-	doubtEnds := revoked != nil && errors.Is(*revoked, ErrRefreshInDoubt) && cur != nil && tok.RefreshToken != cur.RefreshToken
-	changed := (revoked == nil || doubtEnds) && !sameAccess(cur, tok) && (!fresh(cur) || tok.Expiry.After(cur.Expiry))
-	if changed {
-		tc.set(tok)
-		tc.noteChange(tok)
-		if doubtEnds {
-			tc.state().settled = true
-		}
-	}
-	tc.unlock()
-	return nil
-}
-
-// settleDoubt ends a doubt over the refresh token (the state a [RefreshInDoubtError] made); the
-// listener hears of it once refreshing, which is held, is released.
-func (tc *tokenCache) settleDoubt() {
-	tc.state().revoked.Store(nil)
-	tc.state().lastErr = nil
-	tc.state().settled = true
-}
-
-// inDoubt reports whether the source's refresh token is in doubt; it makes nothing.
-func (tc *tokenCache) inDoubt() bool {
-	err := tc.revokedErr()
-	return err != nil && errors.Is(*err, ErrRefreshInDoubt)
-}
-
-// end makes the state terminal with err, without a request, as a revoked grant does, and stops
-// handing out the current token; the listener is not told. A token set later ends it.
-func (tc *tokenCache) end(ctx context.Context, err error) error {
-	if lerr := tc.lock(ctx); lerr != nil {
-		return lerr
-	}
-	defer tc.unlock()
-	tc.state().revoked.Store(&err)
-	if cur := tc.cur.Load(); cur != nil {
-		tc.markRejected(cur)
-	}
-	return nil
-}
-
-// replace makes tok the current token, ending a terminal state, without persisting it (the caller
-// has). It waits for a renewal under way.
-func (tc *tokenCache) replace(ctx context.Context, tok *oauth2.Token) error {
-	if err := tc.lock(ctx); err != nil {
-		return err
-	}
-	tc.set(tok)
-	tc.noteChange(tok)
-	tc.unlock()
-	return nil
 }
 
 // lazyLock is a lock a waiter can give up on when its ctx ends: a one-slot channel, made on first
