@@ -308,16 +308,13 @@ func (u *UserTokens) dropRevoked(ctx context.Context, userID string, sent time.T
 		stored bool // the store held the user's token
 		newer  bool // the stored token outlived the revocation
 	)
-	err := withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
+	err := withStored(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context, st *StoredToken, err error) error {
 		u.mu.RLock()
 		e = u.users[userID]
 		u.mu.RUnlock()
-		st, err := u.store.Load(ctx, userID)
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
 			return nil
-		case err != nil && !errors.Is(err, ErrTokenCorrupt):
-			return err
 		case e == nil && (err != nil || st.UserID != userID):
 			return nil // not the user's token: left alone, as Remove does
 		case err == nil && st.ValidatedAt.After(sent):

@@ -168,13 +168,9 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 		err = s.state().onRefresh(p.tok)
 	case s.store == nil:
 	case p.prev == nil:
-		err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context) error {
-			cur, err := s.store.Load(ctx, s.key)
-			switch {
-			case errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt):
+		err = withStored(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context, cur *StoredToken, missing error) error {
+			if missing != nil {
 				return s.store.Save(ctx, s.key, p.rebase(nil))
-			case err != nil:
-				return err
 			}
 			next := p.rebase(cur)
 			if next == nil {

@@ -131,9 +131,9 @@ func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*
 	}
 	var st *StoredToken
 	var v *Validation
-	err := withStoreLock(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context) error {
+	err := withStored(ctx, h.c, store, h.StoreKey, h.LockTTL, func(ctx context.Context, cur *StoredToken, missing error) error {
 		var err error
-		st, v, err = h.check(ctx, store, src)
+		st, v, err = h.check(ctx, store, src, cur, missing)
 		return err
 	})
 	var reason *loginReason
@@ -156,16 +156,12 @@ func (h *UserAuthenticationStorageHelper) BindValidation(ctx context.Context) (*
 	return src, v, nil
 }
 
-// check reads, validates and (if it must) refreshes the stored token, as src (which keeps a
-// refreshed pair the store did not take). It returns a *loginReason when only a new login can
-// help.
-func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore, src *UserTokenSource) (*StoredToken, *Validation, error) {
-	st, err := store.Load(ctx, h.StoreKey)
-	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
-		return nil, nil, &loginReason{err}
-	}
-	if err != nil {
-		return nil, nil, err
+// check validates and (if it must) refreshes st, the stored token (nil, when missing says why
+// there is none), as src (which keeps a refreshed pair the store did not take). It returns a
+// *loginReason when only a new login can help.
+func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store TokenStore, src *UserTokenSource, st *StoredToken, missing error) (*StoredToken, *Validation, error) {
+	if missing != nil {
+		return nil, nil, &loginReason{missing}
 	}
 	v, err := h.c.ValidateToken(ctx, st.AccessToken)
 	refreshed := false

@@ -70,6 +70,28 @@ func withStoreLockWatch(ctx context.Context, c *Client, store TokenStore, key st
 	return err
 }
 
+// withStored is the store's read-modify-write of key's token: it runs fn holding key's lock (see
+// withStoreLock) with the token stored under key as read under the lock (through the lock's own
+// read when the store made one: see loadLocked). cur is nil when nothing is stored, or what is
+// stored cannot be read, and then missing is the error that says which: one that Is
+// ErrTokenNotFound or ErrTokenCorrupt. Any other failure of the read is returned, and fn is not
+// called. What fn writes, it writes itself: a fenced save (saveIf, saveIfLast), a Save or a
+// Delete.
+func withStored(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, fn func(ctx context.Context, cur *StoredToken, missing error) error) error {
+	return withStoredWatch(ctx, c, store, key, ttl, nil, fn)
+}
+
+// withStoredWatch is withStored, watching while another holds the lock as withStoreLockWatch does.
+func withStoredWatch(ctx context.Context, c *Client, store TokenStore, key string, ttl time.Duration, watch func(ctx context.Context) error, fn func(ctx context.Context, cur *StoredToken, missing error) error) error {
+	return withStoreLockWatch(ctx, c, store, key, ttl, watch, func(ctx context.Context) error {
+		cur, err := loadLocked(ctx, store, key)
+		if err != nil && !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt) {
+			return err
+		}
+		return fn(ctx, cur, err)
+	})
+}
+
 // maxLateLocks is how many times a lock granted late is given up and asked for again when the
 // store cannot renew it.
 const maxLateLocks = 3

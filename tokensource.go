@@ -143,14 +143,8 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 		made := time.Now()
 		var old *StoredToken
 		read := false // the store was read: old is what it held
-		err = withStoreLock(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context) error {
-			switch st, err := s.store.Load(ctx, s.key); {
-			case err == nil:
-				old = st
-			case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
-				return err
-			}
-			read = true
+		err = withStored(ctx, s.c, s.store, s.key, s.lockTTL(), func(ctx context.Context, st *StoredToken, _ error) error {
+			old, read = st, true
 			return s.store.Save(ctx, s.key, storedWith(old, tok))
 		})
 		next := storedWith(old, tok)
@@ -205,12 +199,11 @@ func (s *UserTokenSource) renew(ctx context.Context, stale *oauth2.Token) (*oaut
 	}
 	for range 4 {
 		var out *oauth2.Token
-		err := withStoreLockWatch(ctx, s.c, s.store, s.key, s.lockTTL(), watch, func(ctx context.Context) error {
-			st, err := loadLocked(ctx, s.store, s.key)
-			if err != nil {
-				return err
+		err := withStoredWatch(ctx, s.c, s.store, s.key, s.lockTTL(), watch, func(ctx context.Context, st *StoredToken, missing error) error {
+			if missing != nil {
+				return missing
 			}
-			st, err = s.renewStored(ctx, st, bad)
+			st, err := s.renewStored(ctx, st, bad)
 			if st != nil {
 				out = st.Token()
 			}

@@ -89,17 +89,11 @@ func (u *UserTokens) addValidatedAt(ctx context.Context, tok *oauth2.Token, v *V
 	}
 	var old, st *StoredToken
 	read := false // the store was read: old is what it held
-	err := withStoreLock(ctx, u.c, u.store, v.UserID, u.LockTTL, func(ctx context.Context) error {
+	err := withStored(ctx, u.c, u.store, v.UserID, u.LockTTL, func(ctx context.Context, o *StoredToken, _ error) error {
 		if u.revocations.since(v.UserID, validated) {
 			return &revokedMidAddError{v.UserID}
 		}
-		switch o, err := u.store.Load(ctx, v.UserID); {
-		case err == nil:
-			old = o
-		case !errors.Is(err, ErrTokenNotFound) && !errors.Is(err, ErrTokenCorrupt):
-			return err
-		}
-		read = true
+		old, read = o, true
 		st = record(old)
 		return u.store.Save(ctx, v.UserID, st)
 	})

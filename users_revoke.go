@@ -29,13 +29,10 @@ func (u *UserTokens) Remove(ctx context.Context, userID string, revoke bool) err
 	u.mu.RLock()
 	known := u.users[userID] != nil
 	u.mu.RUnlock()
-	err := withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
-		st, err := u.store.Load(ctx, userID)
+	err := withStored(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context, st *StoredToken, err error) error {
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
 			return nil
-		case err != nil && !errors.Is(err, ErrTokenCorrupt):
-			return err
 		case !known && (err != nil || st.UserID != userID):
 			return fmt.Errorf("%w: the token stored under %s is not that user's, and the registry does not know the user", ErrTokenNotFound, QuoteKey(userID))
 		}
@@ -168,13 +165,10 @@ func (u *UserTokens) removeRevoked(ctx context.Context, e *userEntry) (relogin b
 	s := &e.src
 	dead := s.cur.Load()
 	var newer *StoredToken
-	err = withStoreLock(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context) error {
-		st, err := u.store.Load(ctx, e.src.key)
+	err = withStored(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context, st *StoredToken, err error) error {
 		switch {
 		case errors.Is(err, ErrTokenNotFound):
 			return nil
-		case err != nil && !errors.Is(err, ErrTokenCorrupt):
-			return err
 		case err == nil && fresh(st.Token()) && !sameAccess(st.Token(), dead):
 			newer = st
 			return nil

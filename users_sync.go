@@ -155,13 +155,12 @@ const forgetTimeout = time.Minute
 // update changes the token stored for userID with fn, under the user's lock; fn reports whether
 // it changed anything. A user with no stored token is left alone.
 func (u *UserTokens) update(ctx context.Context, userID string, fn func(st *StoredToken) bool) error {
-	return withStoreLock(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context) error {
-		st, err := u.store.Load(ctx, userID)
-		if errors.Is(err, ErrTokenNotFound) {
+	return withStored(ctx, u.c, u.store, userID, u.LockTTL, func(ctx context.Context, st *StoredToken, missing error) error {
+		if errors.Is(missing, ErrTokenNotFound) {
 			return nil
 		}
-		if err != nil {
-			return err
+		if missing != nil {
+			return missing
 		}
 		next := *st
 		next.Intents = slices.Clone(st.Intents)

@@ -86,11 +86,10 @@ func (u *UserTokens) validateUser(ctx context.Context, e *userEntry) outcome {
 		}
 		var verdict error
 		var newer *StoredToken
-		err = withStoreLock(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context) error {
-			st, err := u.store.Load(ctx, e.src.key)
+		err = withStored(ctx, u.c, u.store, e.src.key, u.LockTTL, func(ctx context.Context, st *StoredToken, missing error) error {
 			switch {
-			case err != nil:
-				return err
+			case missing != nil:
+				return missing
 			case u.recent(st.ValidatedAt):
 				return nil
 			case fresh(st.Token()) && st.AccessToken != tok.AccessToken:
