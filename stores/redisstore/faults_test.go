@@ -4,12 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net"
-	"os"
-	"os/exec"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -20,6 +14,7 @@ import (
 
 	"github.com/twitchoauth/twitchoauth"
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/internal/redistest"
 	"github.com/twitchoauth/twitchoauth/internal/storetest"
 )
 
@@ -35,7 +30,7 @@ import (
 // it too.
 func (s *redisServer) pause(t *testing.T) (resume func()) {
 	t.Helper()
-	pid := s.cmd.Process.Pid
+	pid := s.Pid()
 	if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
@@ -50,14 +45,18 @@ func (s *redisServer) pause(t *testing.T) (resume func()) {
 
 // startOwnRedis starts a redis-server for the test, as startRedis does (persisting to an
 // append-only file in a directory of its own with aof set), on a port below the range the kernel
-// hands out for port 0: no listener of another test, nor another test's redis-server started on
-// a freePort, takes it, also while this one is down between a kill and a restart.
+// hands out for port 0 (see redistest.OwnPort): no listener of another test, nor another test's
+// redis-server started on a freePort, takes it, also while this one is down between a kill and a
+// restart.
 func startOwnRedis(t testing.TB, aof bool) (srv *redisServer, port int, dir string) {
 	t.Helper()
 	dir = t.TempDir()
 	var errs []error
 	for range 5 {
-		port = ownPort(t)
+		var err error
+		if port, err = redistest.OwnPort(); err != nil {
+			t.Fatal(err)
+		}
 		srv, err := startRedisIn(t, port, dir, aof)
 		if err == nil {
 			return srv, port, dir
@@ -68,89 +67,25 @@ func startOwnRedis(t testing.TB, aof bool) (srv *redisServer, port int, dir stri
 	return nil, 0, ""
 }
 
-// ownPort returns a loopback port that nothing listened on a moment ago, below the kernel's range
-// of ports for port 0 (or from that range when there is no room below it).
-func ownPort(t testing.TB) int {
-	t.Helper()
-	const low = 10000
-	first := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				first = n
-			}
-		}
-	}
-	if first <= low+1000 {
-		return freePort(t)
-	}
-	for range 100 {
-		port := low + rand.IntN(first-low)
-		if l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port))); err == nil {
-			l.Close()
-			return port
-		}
-	}
-	return freePort(t)
-}
-
 // startRedisIn starts a redis-server on port with its files in dir, persisting every write to
 // its append-only file before acknowledging it (appendfsync always) when aof is set, and waits
-// until it answers PING, making sure the server that answers is this process. It is killed when
-// the test ends.
+// until it answers, making sure the server that answers is this process (see
+// redistest.Server.Ready). It is killed when the test ends.
 func startRedisIn(t testing.TB, port int, dir string, aof bool) (*redisServer, error) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal("redis-server is not installed, and CI must run this test (.ci/run installs it)")
-		}
-		t.Skip("redis-server is not installed (.ci/run installs it; on Debian: apt-get install redis-server)")
-	}
-	s := &redisServer{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), done: make(chan struct{})}
-	args := []string{"--port", strconv.Itoa(port), "--bind", "127.0.0.1", "--save", "", "--protected-mode", "yes", "--dir", dir}
+	args := []string{"--appendonly", "no"}
 	if aof {
-		args = append(args, "--appendonly", "yes", "--appendfsync", "always")
-	} else {
-		args = append(args, "--appendonly", "no")
+		args = []string{"--appendonly", "yes", "--appendfsync", "always"}
 	}
-	s.cmd = exec.CommandContext(t.Context(), bin, args...)
-	s.cmd.Stdout, s.cmd.Stderr = &s.out, &s.out
-	if err := s.cmd.Start(); err != nil {
+	s, err := redistest.Start(redistest.Need(t), port, dir, args...)
+	if err != nil {
 		return nil, err
 	}
-	go func() {
-		s.cmd.Wait()
-		close(s.done)
-	}()
 	t.Cleanup(s.Stop)
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1, DialTimeout: 200 * time.Millisecond})
-	defer rdb.Close()
-	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
-	defer cancel()
-	for {
-		select {
-		case <-s.done:
-			return nil, fmt.Errorf("redis-server on port %d exited: %s", port, strings.TrimSpace(s.out.String()))
-		default:
-		}
-		pctx, pcancel := context.WithTimeout(ctx, 200*time.Millisecond)
-		info, err := rdb.Info(pctx, "server").Result()
-		pcancel()
-		if err == nil {
-			if !strings.Contains(info, "process_id:"+strconv.Itoa(s.cmd.Process.Pid)+"\r\n") {
-				s.Stop()
-				return nil, fmt.Errorf("another redis-server answers on port %d", port)
-			}
-			return s, nil
-		}
-		select {
-		case <-ctx.Done():
-			s.Stop()
-			return nil, fmt.Errorf("redis-server on port %d does not answer: %v", port, err)
-		case <-time.After(20 * time.Millisecond):
-		}
+	if err := s.Ready(t.Context()); err != nil {
+		return nil, err
 	}
+	return &redisServer{s}, nil
 }
 
 // TestRedisPausedMidRefresh: Redis stops (SIGSTOP) while five users' refreshes are in flight,

@@ -40,7 +40,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	randv2 "math/rand/v2"
 	"net"
 	"strings"
 	"sync"
@@ -50,19 +49,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/leasepoll"
 )
 
 // DefaultPrefix starts every key a [Store] uses unless its Prefix says otherwise.
 const DefaultPrefix = "twitchoauth:"
-
-// Lock polling: the first wait, and the longest; each wait is jittered around its value.
-const (
-	firstLockWait = 5 * time.Millisecond
-	maxLockWait   = 100 * time.Millisecond
-)
-
-// unlockTimeout bounds the release of a lock, which runs even after the caller's context ended.
-const unlockTimeout = 5 * time.Second
 
 // releaseScript deletes a lock only while it still holds the owner value of the one releasing it,
 // in one step, so a holder whose lease ran out never frees the lock of the one that took it over.
@@ -295,33 +286,22 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bo
 	ttl = max(ttl, time.Millisecond) // PX counts milliseconds
 	lkey := s.lockKey(key)
 	owner := newOwner()
-	wait := firstLockWait
-	for {
-		var read *redis.StringCmd
+	var read *redis.StringCmd // the GET that went with the try that took the lock
+	try := func() (bool, error) {
 		if load {
 			read = redis.NewStringCmd(ctx, "get", s.tokenKey(key))
 		}
-		ok, err := s.tryLock(ctx, lkey, owner, ttl, read)
-		if err != nil {
-			s.abandon(ctx, lkey, owner, err)
-			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
-		}
-		if ok {
-			l := &lease{s: s, key: key, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}
-			if read != nil {
-				l.read.Store(read)
-			}
-			return l, nil
-		}
-		t := time.NewTimer(wait/2 + randv2.N(wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, maxLockWait)
+		return s.tryLock(ctx, lkey, owner, ttl, read)
 	}
+	abandon := func(err error) { s.abandon(ctx, lkey, owner, err) }
+	if err := leasepoll.Poll(ctx, try, abandon); err != nil {
+		return nil, fmt.Errorf("redisstore: lock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))
+	}
+	l := &lease{s: s, key: key, lkey: lkey, owner: owner, ttl: ttl, unlock: s.unlocker(ctx, lkey, owner)}
+	if read != nil {
+		l.read.Store(read)
+	}
+	return l, nil
 }
 
 // tryLock tries once to take the lock. The client may resend a SET whose reply it lost, which
@@ -370,10 +350,7 @@ func (s *Store) abandon(ctx context.Context, lkey, owner string, err error) {
 
 // unlocker returns the release of the lock lkey held as owner.
 func (s *Store) unlocker(ctx context.Context, lkey, owner string) func() error {
-	ctx = context.WithoutCancel(ctx)
-	return sync.OnceValue(func() error {
-		ctx, cancel := context.WithTimeout(ctx, unlockTimeout)
-		defer cancel()
+	return leasepoll.Unlocker(ctx, func(ctx context.Context) error {
 		// 0 means the lease ran out: the lock is gone or another's, and is left alone.
 		if err := releaseScript.Run(ctx, s.Client, []string{lkey}, owner).Err(); err != nil {
 			return fmt.Errorf("redisstore: unlock %s: %w", twitchoauth.QuoteKey(lkey), redisError(ctx, err))

@@ -1,14 +1,12 @@
 package redisstore
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,17 +18,14 @@ import (
 
 	"github.com/twitchoauth/twitchoauth"
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
+	"github.com/twitchoauth/twitchoauth/internal/redistest"
 	"github.com/twitchoauth/twitchoauth/internal/storetest"
 	"github.com/twitchoauth/twitchoauth/twitchoauthtest"
 )
 
-// redisServer is a redis-server process of one test, on a loopback port, without persistence.
-type redisServer struct {
-	Addr string
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	out  bytes.Buffer  // its log; read only after done
-}
+// redisServer is a redis-server process of one test (see redistest), on a loopback port, without
+// persistence unless the test asks for it, killed when the test ends.
+type redisServer struct{ *redistest.Server }
 
 // startRedis starts a redis-server for the test on a free loopback port, without persistence,
 // and stops it when the test ends (see startOwnRedis).
@@ -38,12 +33,6 @@ func startRedis(t testing.TB) *redisServer {
 	t.Helper()
 	srv, _, _ := startOwnRedis(t, false)
 	return srv
-}
-
-// Stop kills the server and waits until it has exited.
-func (s *redisServer) Stop() {
-	s.cmd.Process.Kill()
-	<-s.done
 }
 
 // freePort returns a loopback port that nothing listened on a moment ago.

@@ -330,7 +330,7 @@ func postgresCPU(d Dialect) time.Duration {
 	if d != Postgres || shared == nil {
 		return 0
 	}
-	pidFile, err := os.ReadFile(filepath.Join(shared.data(), "postmaster.pid"))
+	pidFile, err := os.ReadFile(filepath.Join(shared.DataDir(), "postmaster.pid"))
 	if err != nil {
 		return 0
 	}

@@ -58,7 +58,7 @@ func TestPostgresKillAfterRefreshBeforeSave(t *testing.T) {
 	ctx, cancel := context.WithTimeout(t.Context(), storetest.FaultTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^TestPostgresKillAfterRefreshBeforeSave$", "-test.count=1")
-	cmd.Env = append(os.Environ(), envChild+"=1", envKillDSN+"="+srv.dsn("postgres", "sqlstore-killed"),
+	cmd.Env = append(os.Environ(), envChild+"=1", envKillDSN+"="+srv.DSN("postgres", "sqlstore-killed"),
 		envKillPrefix+"="+prefix, envKillTwitch+"="+fake.BaseURL())
 	storetest.KillAtSave(t, ctx, cmd)
 	if holder, left := lockRow(t, store, user); holder == "" || left < time.Minute {

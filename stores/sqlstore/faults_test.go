@@ -310,7 +310,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.remove)
+	t.Cleanup(srv.Close)
 	c, fake := storetest.PublicTwitch(t)
 	prefix := uniquePrefix()
 	var down *Store
@@ -327,7 +327,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 			if _, err := down.Keys(t.Context()); err != nil { // it knows its tables: what fails is the statement
 				t.Fatal(err)
 			}
-			if err := srv.stop("immediate"); err != nil {
+			if err := srv.Stop("immediate"); err != nil {
 				t.Fatal(err)
 			}
 			ctx, cancel := context.WithTimeout(t.Context(), 4*promptly)
@@ -335,7 +335,7 @@ func TestPostgresStoppedMidRefresh(t *testing.T) {
 			storetest.WantDown(t, ctx, down, "sqlstore: ", []string{"connection refused", errConnLost.Error()}, promptly)
 		},
 		Up: func(t *testing.T) {
-			if err := srv.start(); err != nil {
+			if err := srv.Start(); err != nil {
 				t.Fatalf("start PostgreSQL again on the same port and files: %v", err)
 			}
 		},

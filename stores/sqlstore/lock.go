@@ -8,27 +8,16 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	randv2 "math/rand/v2"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/twitchoauth/twitchoauth"
+	"github.com/twitchoauth/twitchoauth/internal/leasepoll"
 )
 
-// Lock polling: the first wait, and the longest; each wait is jittered around its value.
-const (
-	firstLockWait = 5 * time.Millisecond
-	maxLockWait   = 100 * time.Millisecond
-)
-
-// unlockTimeout bounds the release of a lock, which runs even after the caller's context ended;
-// abandonTimeout the release of a lock that a failed statement may have taken.
-const (
-	unlockTimeout  = 5 * time.Second
-	abandonTimeout = time.Second
-)
+// abandonTimeout bounds the release of a lock that a failed statement may have taken.
+const abandonTimeout = time.Second
 
 // Lock takes key's lock, waiting until it is free or ctx is done; the error then Is ctx.Err().
 //
@@ -76,43 +65,30 @@ func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bo
 	}
 	ms := max(ttl.Milliseconds(), 1)
 	holder := newHolder()
-	wait := firstLockWait
-	for {
-		var taken bool
-		var read *lockRead
-		var err error
+	var read *lockRead // what the try that took the lock read
+	try := func() (taken bool, err error) {
 		switch {
 		case load && q.lockLoad != "":
 			read, err = s.lockAndRead(ctx, q, key, holder, ms)
-			taken = read != nil
+			return read != nil, err
 		case load && s.Dialect == SQLite:
 			taken, read, err = s.lockThenRead(ctx, q, key, holder, ms)
-		default:
-			var res sql.Result
-			if res, err = s.execLock(ctx, q.lock, key, holder, ms); err == nil {
-				var n int64
-				n, err = res.RowsAffected()
-				taken = n == 1
-			}
+			return taken, err
 		}
+		res, err := s.execLock(ctx, q.lock, key, holder, ms)
 		if err != nil {
-			s.abandon(ctx, q, key, holder)
-			return nil, fmt.Errorf("sqlstore: lock key %s: %w", twitchoauth.QuoteKey(key), err)
+			return false, err
 		}
-		if taken {
-			l := &lease{s: s, q: q, key: key, holder: holder, ms: ms, unlock: s.unlocker(ctx, q, key, holder)}
-			l.read.Store(read)
-			return l, nil
-		}
-		t := time.NewTimer(wait/2 + randv2.N(wait))
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return nil, fmt.Errorf("sqlstore: lock key %s: %w", twitchoauth.QuoteKey(key), ctx.Err())
-		case <-t.C:
-		}
-		wait = min(2*wait, maxLockWait)
+		n, err := res.RowsAffected()
+		return n == 1, err
 	}
+	abandon := func(error) { s.abandon(ctx, q, key, holder) }
+	if err := leasepoll.Poll(ctx, try, abandon); err != nil {
+		return nil, fmt.Errorf("sqlstore: lock key %s: %w", twitchoauth.QuoteKey(key), err)
+	}
+	l := &lease{s: s, q: q, key: key, holder: holder, ms: ms, unlock: s.unlocker(ctx, q, key, holder)}
+	l.read.Store(read)
+	return l, nil
 }
 
 // execLock runs a write of the locks table, as exec runs a write, without waiting for the disk:
@@ -221,10 +197,7 @@ func (s *Store) abandon(ctx context.Context, q *queries, key, holder string) {
 
 // unlocker returns the release of key's lock held as holder.
 func (s *Store) unlocker(ctx context.Context, q *queries, key, holder string) func() error {
-	ctx = context.WithoutCancel(ctx)
-	return sync.OnceValue(func() error {
-		ctx, cancel := context.WithTimeout(ctx, unlockTimeout)
-		defer cancel()
+	return leasepoll.Unlocker(ctx, func(ctx context.Context) error {
 		// No row deleted means the lease ran out and another holder took the lock: left alone.
 		if _, err := s.execLock(ctx, q.unlock, key, holder); err != nil {
 			return fmt.Errorf("sqlstore: unlock key %s: %w", twitchoauth.QuoteKey(key), err)

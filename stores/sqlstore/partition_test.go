@@ -35,7 +35,7 @@ func TestPostgresPartitionAtMark(t *testing.T) {
 	prefix := uniquePrefix()
 	storetest.PartitionAtMark(t, storetest.Partition{
 		Server: "PostgreSQL",
-		Addr:   srv.addr(),
+		Addr:   srv.Addr(),
 		Open:   func(t *testing.T, addr string) twitchoauth.TokenStore { return pgStoreAt(t, addr, prefix) },
 	})
 }
@@ -54,11 +54,11 @@ func TestPostgresMarkReplyLost(t *testing.T) {
 	c, fake := storetest.PublicTwitch(t)
 	storetest.LogLibrary(t, c)
 	prefix := uniquePrefix()
-	direct := pgStoreAt(t, srv.addr(), prefix)
+	direct := pgStoreAt(t, srv.Addr(), prefix)
 	const user = "9300"
 	access := storetest.SeedPublic(t, direct, fake, []string{user}, 0, time.Now().Add(-time.Minute))
 	storetest.ExpireAccess(fake, access)
-	proxy := storetest.StartProxy(t, srv.addr())
+	proxy := storetest.StartProxy(t, srv.Addr())
 	trip := storetest.TripAtMark(t, pgStoreAt(t, proxy.Addr, prefix), proxy, direct)
 
 	var mu sync.Mutex
@@ -70,7 +70,7 @@ func TestPostgresMarkReplyLost(t *testing.T) {
 		stopRuns()
 		runs.Wait()
 	})
-	for r, store := range []twitchoauth.TokenStore{trip, pgStoreAt(t, srv.addr(), prefix)} {
+	for r, store := range []twitchoauth.TokenStore{trip, pgStoreAt(t, srv.Addr(), prefix)} {
 		reg := twitchoauth.NewUserTokens(c, store)
 		reg.OnRevoked = func(id string, err error) {
 			mu.Lock()

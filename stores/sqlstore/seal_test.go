@@ -254,7 +254,7 @@ func TestSealingSuite(t *testing.T) {
 					if _, err := admin.DB.ExecContext(t.Context(), "CHECKPOINT"); err != nil {
 						t.Fatal(err)
 					}
-					return []string{filepath.Join(srv.data(), "base"), filepath.Join(srv.data(), "pg_wal")}
+					return []string{filepath.Join(srv.DataDir(), "base"), filepath.Join(srv.DataDir(), "pg_wal")}
 				},
 			}
 		})

@@ -185,7 +185,7 @@ func TestSchemaByHandRestrictedUser(t *testing.T) {
 			t.Fatalf("%s: %v", stmt, err)
 		}
 	}
-	db, err := sql.Open("pgx", strings.Replace(srv.dsn("postgres", "restricted"), "user=postgres", "user="+role, 1))
+	db, err := sql.Open("pgx", strings.Replace(srv.DSN("postgres", "restricted"), "user=postgres", "user="+role, 1))
 	if err != nil {
 		t.Fatal(err)
 	}

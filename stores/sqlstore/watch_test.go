@@ -106,16 +106,16 @@ func TestWatchServerRestart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(srv.remove)
+	t.Cleanup(srv.Close)
 	prefix := uniquePrefix()
 	a, b := pgStore(t, srv, prefix), pgStore(t, srv, prefix)
 	w := storetest.Watch(t, a)
 	mustSave(t, ctx, b, "before")
 	w.Want(t, "before")
-	if err := srv.stop("immediate"); err != nil {
+	if err := srv.Stop("immediate"); err != nil {
 		t.Fatal(err)
 	}
-	if err := srv.start(); err != nil {
+	if err := srv.Start(); err != nil {
 		t.Fatalf("start PostgreSQL again on the same port and files: %v", err)
 	}
 	w.Want(t, "")

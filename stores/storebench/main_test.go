@@ -4,9 +4,10 @@
 //	go test -run '^$' -bench . -benchtime 200x -count 3
 //
 // Redis and PostgreSQL are real servers that this test binary starts, at first use, on loopback
-// ports, and stops at its end; a watchdog process (this binary again) stops them if the binary
-// dies first (a panic, a timeout). Without redis-server or PostgreSQL installed, their
-// benchmarks skip, or fail under CI (the environment variable CI set).
+// ports, and stops at its end; watchdog processes (this binary again: Redis's below,
+// PostgreSQL's pgtest's) stop them if the binary dies first (a panic, a timeout). Without
+// redis-server or PostgreSQL installed, their benchmarks skip, or fail under CI (the environment
+// variable CI set).
 package storebench
 
 import (
@@ -15,23 +16,28 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/twitchoauth/twitchoauth/internal/pgtest"
 )
 
-// envWatchdog marks the watchdog process.
+// envWatchdog marks the watchdog process of the Redis servers.
 const envWatchdog = "STOREBENCH_WATCHDOG"
 
 func TestMain(m *testing.M) {
+	if pgtest.RunWatchdog() {
+		return
+	}
 	if os.Getenv(envWatchdog) != "" {
 		watchdog(os.Stdin)
 		return
 	}
 	code := m.Run()
+	stopPostgres()
 	stopServers()
 	os.Exit(code)
 }
@@ -67,7 +73,7 @@ func guard(line string) error {
 	return err
 }
 
-// stopServers has the watchdog stop the servers now, and waits until it has.
+// stopServers has the watchdog stop the Redis servers now, and waits until it has.
 func stopServers() {
 	if dogCmd == nil {
 		return
@@ -77,8 +83,7 @@ func stopServers() {
 }
 
 // watchdog reads, until its input closes (when the test binary exits, however it exits), lines
-// naming servers: "redis PID DIR" or "postgres BIN DIR". Then it kills each Redis, stops each
-// PostgreSQL at once, and removes their files.
+// naming servers: "redis PID DIR". Then it kills each Redis, and removes its files.
 func watchdog(in io.Reader) {
 	var lines [][]string
 	sc := bufio.NewScanner(in)
@@ -86,30 +91,12 @@ func watchdog(in io.Reader) {
 		lines = append(lines, strings.Fields(sc.Text()))
 	}
 	for _, f := range lines {
-		if len(f) != 3 {
+		if len(f) != 3 || f[0] != "redis" {
 			continue
 		}
-		switch f[0] {
-		case "redis":
-			if pid, err := strconv.Atoi(f[1]); err == nil {
-				syscall.Kill(pid, syscall.SIGKILL)
-			}
-		case "postgres":
-			s := &pgServer{bin: f[1], dir: f[2], asPG: os.Geteuid() == 0}
-			if _, err := os.Stat(filepath.Join(s.data(), "postmaster.pid")); err == nil {
-				s.command("pg_ctl", "-D", s.data(), "-m", "immediate", "-w", "-t", "60", "stop").Run()
-			}
+		if pid, err := strconv.Atoi(f[1]); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
 		}
 		os.RemoveAll(f[2])
 	}
-}
-
-// skipMissing skips the benchmark or test, saying why: a program it needs is not installed.
-// Under CI (the environment variable CI set) it fails instead: CI must not skip silently.
-func skipMissing(tb testing.TB, why string) {
-	tb.Helper()
-	if os.Getenv("CI") != "" {
-		tb.Fatalf("%s (CI is set, so this fails instead of skipping)", why)
-	}
-	tb.Skip(why)
 }

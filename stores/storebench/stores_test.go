@@ -42,7 +42,7 @@ var stores = []struct {
 		return &redisstore.Store{Client: rdb, Prefix: fmt.Sprintf("bench%d:", serial.Add(1))}
 	}},
 	{"postgres", func(tb testing.TB) store {
-		return openSQL(tb, sqlstore.Postgres, needPostgres(tb).dsn())
+		return openSQL(tb, sqlstore.Postgres, needPostgres(tb))
 	}},
 	{"sqlite", func(tb testing.TB) store {
 		// WAL mode (Open's), synchronous FULL (SQLite's default).
