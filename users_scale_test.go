@@ -437,7 +437,11 @@ func TestUserTokensMassRefreshConnections(t *testing.T) {
 	if n := fake.CountGrant("refresh_token"); n != scaleUsers {
 		t.Errorf("%d refreshes, want %d", n, scaleUsers)
 	}
-	if conns > maxConnsPerHost {
-		t.Errorf("%d connections to Twitch, want at most %d", conns, maxConnsPerHost)
+	// At most 64 are open at once; counted as the fake accepts them, a connection closed mid-run
+	// (evicted from the idle pool the package's other tests share, or closed by the server as a
+	// request was sent on it) is dialed again, and counts twice. An eighth more allows for that;
+	// without the limit, thousands are dialed.
+	if slack := maxConnsPerHost / 8; conns > maxConnsPerHost+slack {
+		t.Errorf("%d connections to Twitch, want at most %d (and %d dialed again)", conns, maxConnsPerHost, slack)
 	}
 }
