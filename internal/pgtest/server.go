@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 )
 
 // Server is a PostgreSQL cluster of the tests: its files in a directory of its own, listening on
@@ -139,7 +138,7 @@ func (s *Server) command(name string, args ...string) *exec.Cmd {
 	} else {
 		cmd = exec.Command(path, args...)
 	}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	cmd.Dir = s.dir
 	return cmd
 }

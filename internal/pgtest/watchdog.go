@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"syscall"
 )
 
 // Environment variables of the watchdog process.
@@ -25,7 +24,7 @@ type watchdog struct {
 func startWatchdog(bin, dir string) (*watchdog, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), envWatchdog+"="+dir, envBin+"="+bin)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // a Ctrl-C does not stop it before it cleans up
+	ownGroup(cmd) // a Ctrl-C does not stop it before it cleans up
 	in, err := cmd.StdinPipe()
 	if err != nil {
 		return nil, err
