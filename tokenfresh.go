@@ -56,6 +56,16 @@ func (tc *tokenCache) write(tok *oauth2.Token) {
 	tc.ver.Add(1)
 }
 
+// plain reports whether handing out a fresh token takes nothing more than returning it: no pair
+// waits to be persisted, and no TokenServed hook is to be called (see token).
+func (tc *tokenCache) plain() bool {
+	if x := tc.more.Load(); x != nil && x.pending.Load() != nil {
+		return false
+	}
+	h := tc.c.Hooks
+	return h == nil || h.TokenServed == nil
+}
+
 // cached returns the current token if it is fresh, telling so from until, without reading the
 // token: a registry's many tokens are seldom in the CPU's caches. It returns nil when the token
 // is not fresh, or is being replaced.
