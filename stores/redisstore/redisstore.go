@@ -94,7 +94,9 @@ return n`)
 // and ARGV[2] and the spending mark of ARGV[3] and ARGV[4] (its refresh hash and holder; "" and ""
 // for none), in one step (a missing "refresh" counts as ""). It returns 1 when it stored ARGV[5]
 // (and published its key), 0 when the token changed or is missing or unreadable, and 2, storing
-// nothing, when the token is sealed: its pair is not there to compare (see swapScript).
+// nothing, when the token is sealed: its pair is not there to compare (see swapScript). Given a
+// second key, a lock, it also deletes that lock when it stored and the lock holds ARGV[8] (see
+// SaveIfUnlock).
 var saveIfScript = redis.NewScript(`local cur = redis.call("get", KEYS[1])
 if not cur then
 	return 0
@@ -121,24 +123,32 @@ if t["token"] ~= ARGV[1] or str(t["refresh"]) ~= ARGV[2] or hash ~= ARGV[3] or h
 end
 redis.call("set", KEYS[1], ARGV[5])
 redis.pcall("publish", ARGV[6], ARGV[7])
+if KEYS[2] and redis.call("get", KEYS[2]) == ARGV[8] then
+	redis.call("del", KEYS[2])
+end
 return 1`)
 
 // swapScript replaces a token only while its value is still ARGV[1], byte for byte, sets it to
 // ARGV[2] and publishes its key (ARGV[4]) on the channel ARGV[3], in one step. It returns 1 when
 // it stored, 0 when the value changed or is gone. A sealed value is never written twice (each
 // sealing has a nonce of its own), so a value that is the one read was written by no one since.
+// Given a second key, a lock, it also deletes that lock when it stored and the lock holds ARGV[5].
 var swapScript = redis.NewScript(`if redis.call("get", KEYS[1]) ~= ARGV[1] then
 	return 0
 end
 redis.call("set", KEYS[1], ARGV[2])
 redis.pcall("publish", ARGV[3], ARGV[4])
+if KEYS[2] and redis.call("get", KEYS[2]) == ARGV[5] then
+	redis.call("del", KEYS[2])
+end
 return 1`)
 
 // Store is a [twitchoauth.TokenStore] in Redis. The token of key k is the string value at
 // Prefix+"token:"+k, holding the JSON of [twitchoauth.StoredToken] (the token file's format) with
 // no expiry; its lock is Prefix+"lock:"+k. Each write of a token publishes k on the Pub/Sub
 // channel Prefix+"changes". Each command names a single key, so a Store works on a Redis Cluster
-// too. A Store is safe for concurrent use; replicas each make their own.
+// too; only SaveIfUnlock names two, and only over one server. A Store is safe for concurrent use;
+// replicas each make their own.
 //
 // Store also implements [twitchoauth.LeaseLocker] (a lease that can be renewed while a slow
 // refresh is in flight), [twitchoauth.ConditionalSaver] (a save that a replica whose lease ran
@@ -368,6 +378,7 @@ type lease struct {
 	ttl    time.Duration
 	unlock func() error
 	read   atomic.Pointer[redis.StringCmd] // the GET that went with the lock, until LeaseRead gives it
+	saved  atomic.Bool                     // SaveIfUnlock stored its token and released the lock
 }
 
 // LeaseRead gives, once, the token key held as the lock held was taken by this Store's
@@ -408,8 +419,14 @@ func (l *lease) Renew(ctx context.Context) error {
 	return nil
 }
 
-// Unlock releases the lock as the unlock function of Lock does.
-func (l *lease) Unlock() error { return l.unlock() }
+// Unlock releases the lock as the unlock function of Lock does; after a SaveIfUnlock that stored
+// its token, it has nothing to release.
+func (l *lease) Unlock() error {
+	if l.saved.Load() {
+		return nil
+	}
+	return l.unlock()
+}
 
 // SaveIf stores next under key, as Save does, only if the stored token still holds prev's access
 // and refresh tokens and its spending mark. Over a plain token, without a Keyring, a Lua script
@@ -424,6 +441,30 @@ func (l *lease) Unlock() error { return l.unlock() }
 // open is an error that Is [twitchoauth.ErrCannotUnseal], and is left as it is. Any other error is
 // Redis's.
 func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.StoredToken) error {
+	return s.saveIf(ctx, key, nil, prev, next)
+}
+
+// SaveIfUnlock stores next under key as SaveIf does and, when it stores it, releases held, key's
+// lock as this Store's LockLease took it, in the same script; the lease's Unlock then does
+// nothing. When it stores nothing, the lock is held as before. The script names the token's key
+// and the lock's, which a Redis Cluster or Ring may keep on different nodes: on a client other
+// than a *redis.Client (one server, or Sentinel's failover client), and for a lease of another
+// Store or key, it does nothing and returns errors.ErrUnsupported (see
+// [twitchoauth.ReleasingSaver]), and the refresh saves and unlocks in two steps.
+func (s *Store) SaveIfUnlock(ctx context.Context, held twitchoauth.Lease, key string, prev, next *twitchoauth.StoredToken) error {
+	l, ok := held.(*lease)
+	if _, single := s.Client.(*redis.Client); !single || !ok || l.s != s || l.key != key {
+		return fmt.Errorf("redisstore: save token: %w: not a lock this Store took on key %s, on one server", errors.ErrUnsupported, twitchoauth.QuoteKey(key))
+	}
+	if err := s.saveIf(ctx, key, l, prev, next); err != nil {
+		return err
+	}
+	l.saved.Store(true)
+	return nil
+}
+
+// saveIf is SaveIf; with a lease, the script that stores next also releases it (SaveIfUnlock).
+func (s *Store) saveIf(ctx context.Context, key string, l *lease, prev, next *twitchoauth.StoredToken) error {
 	if prev == nil || next == nil {
 		return errors.New("redisstore: save token: SaveIf needs the token it replaces and a new one")
 	}
@@ -437,7 +478,11 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		if m := prev.Spending; m != nil {
 			hash, holder = m.Refresh, m.Holder
 		}
-		n, err := saveIfScript.Run(ctx, s.Client, []string{rkey}, prev.AccessToken, prev.RefreshToken, hash, holder, data, s.changesChannel(), key).Int()
+		keys, args := []string{rkey}, []any{prev.AccessToken, prev.RefreshToken, hash, holder, data, s.changesChannel(), key}
+		if l != nil {
+			keys, args = append(keys, l.lkey), append(args, l.owner)
+		}
+		n, err := saveIfScript.Run(ctx, s.Client, keys, args...).Int()
 		switch {
 		case err != nil:
 			return fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
@@ -465,7 +510,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 		case !st.Matches(prev):
 			return fmt.Errorf("%w: redis key %s holds another pair", twitchoauth.ErrTokenChanged, twitchoauth.QuoteKey(rkey))
 		}
-		if done, err := s.swap(ctx, key, rkey, cur, data); err != nil || done {
+		if done, err := s.swap(ctx, key, rkey, cur, data, l); err != nil || done {
 			return err
 		}
 	}
@@ -476,10 +521,14 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 // and their write before they give up.
 const saveIfReads = 5
 
-// swap sets key's token, at rkey, to data if it still holds cur, and publishes key; it reports
-// whether it did.
-func (s *Store) swap(ctx context.Context, key, rkey string, cur, data []byte) (bool, error) {
-	n, err := swapScript.Run(ctx, s.Client, []string{rkey}, cur, data, s.changesChannel(), key).Int()
+// swap sets key's token, at rkey, to data if it still holds cur, and publishes key (and with a
+// lease, releases it); it reports whether it did.
+func (s *Store) swap(ctx context.Context, key, rkey string, cur, data []byte, l *lease) (bool, error) {
+	keys, args := []string{rkey}, []any{cur, data, s.changesChannel(), key}
+	if l != nil {
+		keys, args = append(keys, l.lkey), append(args, l.owner)
+	}
+	n, err := swapScript.Run(ctx, s.Client, keys, args...).Int()
 	if err != nil {
 		return false, fmt.Errorf("redisstore: save token: %w", redisError(ctx, err))
 	}

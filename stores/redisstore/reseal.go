@@ -60,7 +60,7 @@ func (s *Store) reseal(ctx context.Context, key string) (bool, error) {
 		if err != nil {
 			return false, err
 		}
-		if done, err := s.swap(ctx, key, rkey, cur, data); err != nil || done {
+		if done, err := s.swap(ctx, key, rkey, cur, data, nil); err != nil || done {
 			return done, err
 		}
 	}
