@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"testing"
@@ -197,5 +198,84 @@ func TestPreparedFollowsDB(t *testing.T) {
 	}
 	if st, err := second.Load(ctx, "k"); err != nil || st.AccessToken != benchToken(2).AccessToken {
 		t.Errorf("the database DB was set to holds %v, %v; want the token saved after", st != nil, err)
+	}
+}
+
+// TestReleasingSaveBesideNextLock: a holder whose lease ran out makes its last save, which
+// releases its lock, while the next holder takes the lock over; both wait on a third session that
+// holds the token row. Neither may fail for the other: the save locks the lock row before the
+// token row, as the lock statement does, so the two never wait on each other (PostgreSQL would
+// abort one as a deadlock).
+func TestReleasingSaveBesideNextLock(t *testing.T) {
+	t.Parallel()
+	srv := needPostgres(t)
+	prefix := uniquePrefix()
+	releaser := New(pgDB(t, srv, "releasing-saver"), Postgres)
+	releaser.Prefix = prefix
+	locker := New(pgDB(t, srv, "next-locker"), Postgres)
+	locker.Prefix = prefix
+	ctx := t.Context()
+	if err := releaser.Save(ctx, "k", benchToken(1)); err != nil {
+		t.Fatal(err)
+	}
+	prev, err := releaser.Load(ctx, "k")
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := releaser.LockLease(ctx, "k", time.Millisecond) // over before anyone waits
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A third session holds the token row until both wait.
+	tx, err := releaser.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "SELECT 1 FROM "+prefix+"tokens WHERE key = $1 FOR UPDATE", "k"); err != nil {
+		t.Fatal(err)
+	}
+	saved, locked := make(chan error, 1), make(chan error, 1)
+	var next twitchoauth.Lease
+	go func() { saved <- releaser.SaveIfUnlock(ctx, held, "k", prev, benchToken(2)) }()
+	waitBlocked(t, releaser.DB, "releasing-saver")
+	go func() {
+		var err error
+		next, err = locker.LockLease(ctx, "k", time.Minute)
+		locked <- err
+	}()
+	waitBlocked(t, releaser.DB, "next-locker")
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-saved; err != nil {
+		t.Errorf("the last save: %v", err)
+	}
+	if err := <-locked; err != nil {
+		t.Fatalf("the next lock: %v", err)
+	}
+	defer next.Unlock()
+	if st, ok, err := locker.LeaseRead(next); ok && (err != nil || st.AccessToken != benchToken(2).AccessToken) {
+		t.Errorf("the next lock's read: %v; want the token saved as the lock was let go", err)
+	}
+}
+
+// waitBlocked returns once a statement of the application named app waits for a lock.
+func waitBlocked(t *testing.T, db *sql.DB, app string) {
+	t.Helper()
+	for {
+		var waiting bool
+		err := db.QueryRowContext(t.Context(), "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = $1 AND wait_event_type = 'Lock'", app).Scan(&waiting)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if waiting {
+			return
+		}
+		select {
+		case <-t.Context().Done():
+			t.Fatal(t.Context().Err())
+		case <-time.After(time.Millisecond):
+		}
 	}
 }

@@ -197,9 +197,12 @@ func newQueries(dialect Dialect, prefix string) (*queries, error) {
 				write, maxNotifyKey)
 		}
 		// The last save under a lock releases it in its own statement when it updates the row:
-		// one commit, which waits for the disk as the token's write must.
+		// one commit, which waits for the disk as the token's write must. It locks the lock's row
+		// (h) before the token's, as the lock statement takes them: a next holder taking over a
+		// lock whose lease ran out waits for it, and the two never wait on each other.
 		unlocking := func(write, holder string) string {
-			return fmt.Sprintf("WITH w AS (%s RETURNING key), "+
+			return fmt.Sprintf("WITH h AS (SELECT key FROM {locks} WHERE key = $1 FOR UPDATE), "+
+				"w AS (%s AND (SELECT count(*) FROM h) >= 0 RETURNING key), "+
 				"u AS (DELETE FROM {locks} USING w WHERE {locks}.key = w.key AND {locks}.holder = %s) "+
 				"SELECT pg_notify('{channel}', CASE WHEN octet_length(w.key) <= %d THEN w.key ELSE '' END) FROM w",
 				write, holder, maxNotifyKey)
