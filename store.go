@@ -190,9 +190,11 @@ type Lease interface {
 // once, right after the lock is taken.
 type LeaseReader interface {
 	LeaseLocker
-	// LeaseRead returns the token key held as lease's lock was taken, or Load's error then (one
-	// that Is ErrTokenNotFound when there was none), and true; false when lease is not one this
-	// store's LockLease returned with such a read, or gave it already: it is given once.
+	// LeaseRead returns the token key held as lease's lock was taken, or Load's error then, and
+	// true; false when lease is not one this store's LockLease returned with such a read, when it
+	// gave it already (it is given once), or when the read found no token: a lock taken after
+	// waiting may have been read before a token was first stored meanwhile, so the caller loads
+	// the key instead.
 	LeaseRead(lease Lease) (*StoredToken, bool, error)
 }
 

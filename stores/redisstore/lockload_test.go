@@ -92,3 +92,30 @@ func TestSaveIfUnlock(t *testing.T) {
 		}
 	})
 }
+
+// TestLockWithFailedRead: the token's GET that goes with the lock fails (the key holds another
+// type) while the lock's SET succeeds: the lock is taken and given, with no read, so the work
+// under it loads the key and meets the error there, and unlocks; it is not left held, unknown
+// to anyone, until its lease ends.
+func TestLockWithFailedRead(t *testing.T) {
+	t.Parallel()
+	srv := startRedis(t)
+	s := &Store{Client: newClient(t, srv.Addr), Prefix: "failedread:"}
+	ctx := t.Context()
+	if err := s.Client.RPush(ctx, s.tokenKey("k"), "not a token").Err(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := s.LockLease(ctx, "k", time.Minute)
+	if err != nil {
+		t.Fatalf("LockLease: %v; want the lock, taken", err)
+	}
+	if _, ok, _ := s.LeaseRead(l); ok {
+		t.Error("LeaseRead gave a read that failed")
+	}
+	if err := l.Unlock(); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Client.Exists(ctx, s.lockKey("k")).Result(); err != nil || n != 0 {
+		t.Errorf("the lock key exists (%d, %v) after Unlock", n, err)
+	}
+}

@@ -286,7 +286,11 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock
 // runs right after the SET; on a Cluster, where they may reach different nodes, it may run just
 // before: a read a moment old, which the fenced saves that follow check like any other.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
-	return s.lock(ctx, key, ttl, true)
+	l, err := s.lock(ctx, key, ttl, true)
+	if err != nil {
+		return nil, err // not a Lease holding a nil *lease
+	}
+	return l, nil
 }
 
 func (s *Store) lock(ctx context.Context, key string, ttl time.Duration, load bool) (*lease, error) {
@@ -323,18 +327,15 @@ func (s *Store) tryLock(ctx context.Context, lkey, owner string, ttl time.Durati
 	if read == nil {
 		ok, err = s.Client.SetNX(ctx, lkey, owner, ttl).Result()
 	} else {
+		// The SET's answer alone says whether the lock was taken: a GET that fails (or finds no
+		// token) leaves no read, and the work under the lock loads the key.
 		var set *redis.BoolCmd
-		_, err = s.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
+		s.Client.Pipelined(ctx, func(p redis.Pipeliner) error {
 			set = p.SetNX(ctx, lkey, owner, ttl)
 			p.Process(ctx, read)
 			return nil
 		})
-		if errors.Is(err, redis.Nil) {
-			err = nil // the GET's: no token, which the read says
-		}
-		if err == nil {
-			ok, err = set.Result()
-		}
+		ok, err = set.Result()
 	}
 	if err != nil || ok {
 		return ok, err
@@ -383,7 +384,7 @@ type lease struct {
 
 // LeaseRead gives, once, the token key held as the lock held was taken by this Store's
 // LockLease, as Load would have returned it then; see [twitchoauth.LeaseReader]. A lease of
-// another Store, or a lock taken by Lock, has none.
+// another Store, a lock taken by Lock, and a read that found no token or failed give none.
 func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, bool, error) {
 	l, ok := held.(*lease)
 	if !ok || l.s != s {
@@ -393,14 +394,13 @@ func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, boo
 	if read == nil {
 		return nil, false, nil
 	}
-	rkey := s.tokenKey(l.key)
 	data, err := read.Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, true, fmt.Errorf("%w: redis key %s does not exist", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(rkey))
-	}
 	if err != nil {
-		return nil, true, fmt.Errorf("redisstore: load token: %w", err)
+		// None (on a Cluster the GET may have run just before a first token was stored), or a
+		// failed read: the caller loads the key.
+		return nil, false, nil
 	}
+	rkey := s.tokenKey(l.key)
 	st, err := s.decode(l.key, rkey, data)
 	return st, true, err
 }

@@ -279,3 +279,53 @@ func waitBlocked(t *testing.T, db *sql.DB, app string) {
 		}
 	}
 }
+
+// TestLockReadSeesTokenStoredWhileWaiting: a lock taken after waiting for the holder before does
+// not say "no token" for a key whose first token was stored while it waited: the lock statement's
+// snapshot is older than that row, which no lock on it can bring into view. A read that finds no
+// token is not given; the work under the lock loads it.
+func TestLockReadSeesTokenStoredWhileWaiting(t *testing.T) {
+	t.Parallel()
+	srv := needPostgres(t)
+	prefix := uniquePrefix()
+	a := pgStore(t, srv, prefix)
+	b := New(pgDB(t, srv, "lock-reader-new-row"), Postgres)
+	b.Prefix = prefix
+	ctx := t.Context()
+	if _, err := a.Lock(ctx, "k", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	// The holder's release, held open.
+	tx, err := a.DB.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, "DELETE FROM "+prefix+"locks WHERE key = $1", "k"); err != nil {
+		t.Fatal(err)
+	}
+	type taken struct {
+		lease twitchoauth.Lease
+		err   error
+	}
+	got := make(chan taken, 1)
+	go func() {
+		l, err := b.LockLease(ctx, "k", time.Minute)
+		got <- taken{l, err}
+	}()
+	waitBlocked(t, a.DB, "lock-reader-new-row")
+	if err := a.Save(ctx, "k", benchToken(1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-got
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	defer r.lease.Unlock()
+	if st, ok, err := b.LeaseRead(r.lease); ok && (err != nil || st.AccessToken != benchToken(1).AccessToken) {
+		t.Errorf("the lock's read gave %v (a token: %v); want the token stored while it waited, or no read", err, st != nil)
+	}
+}

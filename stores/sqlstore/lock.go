@@ -51,7 +51,11 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock
 // lock reads nothing more. On PostgreSQL the statement that takes the lock
 // reads it; on SQLite a read on the same connection right after.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
-	return s.lock(ctx, key, ttl, true)
+	l, err := s.lock(ctx, key, ttl, true)
+	if err != nil {
+		return nil, err // not a Lease holding a nil *lease
+	}
+	return l, nil
 }
 
 // lock takes key's lock; with load, it reads the token row as it takes it (see LockLease).
@@ -260,8 +264,9 @@ type lease struct {
 }
 
 // LeaseRead gives, once, the token key held as the lock held was taken by this Store's LockLease,
-// as Load would have returned it then; see [twitchoauth.LeaseReader]. A lease of another Store, or
-// taken without that read (Lock's, or one whose read failed), gives none.
+// as Load would have returned it then; see [twitchoauth.LeaseReader]. A lease of another Store,
+// one taken without that read (Lock's, or one whose read failed), and one whose read found no
+// token give none.
 func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, bool, error) {
 	l, ok := held.(*lease)
 	if !ok || l.s != s {
@@ -272,8 +277,8 @@ func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, boo
 		return nil, false, nil
 	}
 	if !read.found {
-		s.seen.Delete(l.key)
-		return nil, true, fmt.Errorf("%w: no row for key %s", twitchoauth.ErrTokenNotFound, twitchoauth.QuoteKey(l.key))
+		// The statement's snapshot may predate a row stored while it waited for the lock.
+		return nil, false, nil
 	}
 	st, err := s.decode(l.key, &read.r)
 	if err == nil {
