@@ -723,6 +723,27 @@ func testReleasingSaver(t *testing.T, open Open) {
 	if held := tryLock(t, s, "k"); !held {
 		t.Error("Unlock after SaveIfUnlock freed another holder's lock")
 	}
+
+	// A lease that ran out, and another holder took the lock since: the save, fenced by the token
+	// and not by the lease, is made; the other holder's lock stays.
+	if err := s.Save(ctx, "lapsed", first); err != nil {
+		t.Fatal(err)
+	}
+	lapsed, err := rs.LockLease(ctx, "lapsed", time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unlockOther, err := other.Lock(ctx, "lapsed", time.Minute) // once the lease has ended
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlockOther()
+	if err := rs.SaveIfUnlock(ctx, lapsed, "lapsed", first, second); err != nil {
+		t.Fatalf("SaveIfUnlock after the lease ended: %v", err)
+	}
+	if held := tryLock(t, s, "lapsed"); !held {
+		t.Error("SaveIfUnlock of a lease that had ended freed the lock another holder took since")
+	}
 }
 
 // tryLock reports whether key's lock is held by another: a Lock that does not get it within a
