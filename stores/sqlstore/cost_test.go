@@ -329,3 +329,29 @@ func TestLockReadSeesTokenStoredWhileWaiting(t *testing.T) {
 		t.Errorf("the lock's read gave %v (a token: %v); want the token stored while it waited, or no read", err, st != nil)
 	}
 }
+
+// TestCloseReleasesPrepared: a Store made by New on a database the program keeps closes the
+// statements it prepared there when it is closed, and the database works on.
+func TestCloseReleasesPrepared(t *testing.T) {
+	t.Parallel()
+	opened := sqliteStore(t, sqliteFile(t))
+	s := New(opened.DB, SQLite)
+	ctx := t.Context()
+	if err := s.Save(ctx, "k", benchToken(1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Load(ctx, "k"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	s.stmts.Range(func(any, any) bool { n++; return true })
+	if n != 0 {
+		t.Errorf("%d statements still prepared after Close", n)
+	}
+	if _, err := opened.Load(ctx, "k"); err != nil {
+		t.Errorf("the database after the Store on it was closed: %v", err)
+	}
+}

@@ -228,8 +228,15 @@ func isMemory(dsn string) bool {
 	return strings.HasPrefix(dsn, ":memory:") || strings.Contains(dsn, "mode=memory")
 }
 
-// Close closes the database if the Store opened it (see [Open]), and does nothing otherwise.
+// Close closes the database if the Store opened it (see [Open]). A Store made by [New] leaves the
+// database open, and closes only the statements it prepared on it (SQLite), which would otherwise
+// stay prepared on its connections until the database closes.
 func (s *Store) Close() error {
+	s.stmts.Range(func(query, v any) bool {
+		v.(*preparedStmt).st.Close()
+		s.stmts.Delete(query)
+		return true
+	})
 	if !s.owned {
 		return nil
 	}
