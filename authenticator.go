@@ -278,7 +278,7 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 	defer srv.close(ctx)
 
 	authURL := a.authURL(redirectURI, state)
-	if err := checkClientID(ctx, c, authURL, state); err != nil {
+	if err := checkClientID(ctx, c, a.authQuery(c, redirectURI, state), state); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
@@ -320,19 +320,15 @@ func (a *UserAuthenticator) awaitRedirect(ctx context.Context, c *Client, o *aut
 // clientCheckTimeout bounds checkClientID, so that a slow Twitch delays the browser by no more.
 const clientCheckTimeout = 5 * time.Second
 
-// checkClientID asks Twitch's consent page at authURL, as the browser is about to, following no
+// checkClientID asks Twitch's consent page, with query as the browser is about to, following no
 // redirect, and returns the [*APIError] that Is [ErrUnknownClient] when Twitch answers that it does
 // not know the client ID (400 "invalid client"): the browser would show that page and never come
 // back. Any other answer (the login page, a redirect, an outage), or none, is the browser's to
-// meet: nil. The URL carries the login's state, which no error repeats.
-func checkClientID(ctx context.Context, c *Client, authURL, state string) error {
-	u, err := url.Parse(authURL)
-	if err != nil {
-		return nil
-	}
+// meet: nil. The query carries the login's state, which no error repeats.
+func checkClientID(ctx context.Context, c *Client, query url.Values, state string) error {
 	ctx, cancel := context.WithTimeout(ctx, clientCheckTimeout)
 	defer cancel()
-	_, err = c.do(ctx, request{endpoint: "authorize", method: http.MethodGet, query: u.Query(),
+	_, err := c.do(ctx, request{endpoint: "authorize", method: http.MethodGet, query: query,
 		secrets: []string{state}, redirects: true})
 	if errors.Is(err, ErrUnknownClient) {
 		return err

@@ -70,6 +70,11 @@ func (a *UserAuthenticator) authURL(redirectURI, state string) string {
 	if c == nil {
 		c = &Client{}
 	}
+	return c.endpointURL("authorize") + "?" + a.authQuery(c, redirectURI, state).Encode()
+}
+
+// authQuery returns the query of the consent page's URL (see authURL).
+func (a *UserAuthenticator) authQuery(c *Client, redirectURI, state string) url.Values {
 	q := url.Values{
 		"client_id":     {c.ClientID},
 		"redirect_uri":  {redirectURI},
@@ -80,7 +85,7 @@ func (a *UserAuthenticator) authURL(redirectURI, state string) string {
 	if state != "" {
 		q.Set("state", state)
 	}
-	return c.endpointURL("authorize") + "?" + q.Encode()
+	return q
 }
 
 // redirectURL returns URL, or the URL derived from port when URL is "".

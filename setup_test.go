@@ -345,3 +345,17 @@ func TestAuthenticateClientCheckHeard(t *testing.T) {
 		t.Errorf("requests heard: %+v; want the check's 302 without an error, then the exchange", events)
 	}
 }
+
+// TestAuthenticateClientCheckFailsOpen: a check that Twitch answers with anything but "invalid
+// client" (here a 503) leaves the login to the browser, which completes it.
+func TestAuthenticateClientCheckFailsOpen(t *testing.T) {
+	c, fake := newTestClient(t)
+	fake.Fail("authorize", faketwitch.Fault{Status: http.StatusServiceUnavailable, Count: 1})
+	a := newTestAuthenticator(t, c)
+	tok, err := authenticate(t, t.Context(), a, fake, func(authURL, _ string) {
+		visit(t, newBrowser(t, ""), authURL)
+	})
+	if err != nil || tok.AccessToken == "" {
+		t.Fatalf("Authenticate after the check met a 503: %v; want the login completed", err)
+	}
+}
