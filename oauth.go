@@ -66,8 +66,8 @@
 //   - [UserAuthenticationStorageHelper.Bind]; [UserAuthenticationStorageHelper.BindValidation]
 //     when the program also needs to know whose token it bound, at no extra request.
 //
-// Every request goes through one HTTP client, with parameters in POST form bodies: no token, code or
-// secret is ever put in a URL, an error string or a log line. Tests run on a fake Twitch from
+// Every request goes through one HTTP client, with tokens, codes and secrets only in POST form
+// bodies or headers: none is ever put in a URL, an error string or a log line. Tests run on a fake Twitch from
 // package twitchoauthtest, or point [Client.AuthBaseURL] at an httptest server of their own. See
 // https://dev.twitch.tv/docs/authentication/ for Twitch's side.
 package twitchoauth

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -20,6 +21,10 @@ func sealTestKey(id string) []byte {
 	k := sha256.Sum256([]byte("sqlstore test key " + id))
 	return k[:]
 }
+
+// plainAccess matches an access token of the tests' tok ("a" and a number) as a JSON string; a
+// sealed value, base64 that may start with "a" too, is longer.
+var plainAccess = regexp.MustCompile(`"a[0-9]+"`)
 
 func sealTestKeyring(t testing.TB, current string, ids ...string) *Keyring {
 	t.Helper()
@@ -240,7 +245,7 @@ func TestFileStoreSealedFiles(t *testing.T) {
 	}
 	for i := range 3 {
 		data, _ := os.ReadFile(filepath.Join(dir, fmt.Sprintf("user_token.%d.json", i)))
-		if id, ok := SealedKeyID(data); !ok || id != "k1" || bytes.Contains(data, []byte(`"a`)) {
+		if id, ok := SealedKeyID(data); !ok || id != "k1" || plainAccess.Match(data) {
 			t.Errorf("file %d after Reseal:\n%s", i, data)
 		}
 	}
