@@ -8,7 +8,9 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -48,8 +50,15 @@ func demo(ctx context.Context, w io.Writer, addr string) error {
 		return err
 	}
 	defer stopObserving()
-	var secrets []string // every token the demo saw, to look for in what it serves
-	users.OnRefresh = func(_ string, tok *oauth2.Token) { secrets = append(secrets, tok.AccessToken, tok.RefreshToken) }
+	// Every token the demo saw, to look for in what it serves. OnRefresh may be called by Run's
+	// goroutine too.
+	var mu sync.Mutex
+	var secrets []string
+	users.OnRefresh = func(_ string, tok *oauth2.Token) {
+		mu.Lock()
+		defer mu.Unlock()
+		secrets = append(secrets, tok.AccessToken, tok.RefreshToken)
+	}
 	var ids []string
 	for i := range demoUsers {
 		id := fmt.Sprint(5000 + i)
@@ -120,7 +129,10 @@ func demo(ctx context.Context, w io.Writer, addr string) error {
 	if err != nil {
 		return err
 	}
-	for _, s := range secrets {
+	mu.Lock()
+	seen := slices.Clone(secrets)
+	mu.Unlock()
+	for _, s := range seen {
 		if strings.Contains(body, s) {
 			return errors.New("/metrics holds a token")
 		}

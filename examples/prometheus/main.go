@@ -61,7 +61,8 @@ func main() {
 }
 
 // metrics sets c's hooks to record into a Prometheus registry, and returns the handler that serves
-// it and a func that ends the recording. Call it before anything is made from c.
+// it and the meter provider, whose Shutdown ends the recording. Call it before anything is made
+// from c.
 func metrics(c *twitchoauth.Client) (http.Handler, *sdkmetric.MeterProvider, error) {
 	reg := prometheus.NewRegistry()
 	exporter, err := otelprom.New(otelprom.WithRegisterer(reg))
