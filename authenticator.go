@@ -249,7 +249,7 @@ func (a *UserAuthenticator) checkPort() error {
 // isLoopbackName reports whether host, a host name or IP address, is this machine's loopback:
 // localhost or a loopback address.
 func isLoopbackName(host string) bool {
-	h := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	h := bareHost(host)
 	if strings.EqualFold(h, "localhost") {
 		return true
 	}

@@ -74,12 +74,17 @@ func listen(ctx context.Context, host string, port int) (*localServer, error) {
 	}
 }
 
+// bareHost returns host without the brackets of an IPv6 literal or a fully qualified name's dot.
+func bareHost(host string) string {
+	return strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+}
+
 // listenAddrs returns the addresses to listen on for host. For "localhost" (or "") they are
 // 127.0.0.1, ::1 and any other loopback address the resolver gives: browsers resolve localhost
 // themselves and may pick either family, whatever /etc/hosts says. Then localhost is true, and an
 // address the machine lacks (no IPv6) is skipped when binding.
 func listenAddrs(ctx context.Context, host string) (addrs []netip.Addr, localhost bool, err error) {
-	h := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(host, "["), "]"), ".")
+	h := bareHost(host)
 	if h == "" || strings.EqualFold(h, "localhost") {
 		addrs = []netip.Addr{netip.AddrFrom4([4]byte{127, 0, 0, 1}), netip.IPv6Loopback()}
 		if ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", "localhost"); err == nil {
