@@ -88,3 +88,9 @@ func waitingForOthers(ctx context.Context) (resume func()) {
 	t.give()
 	return func() { t.take(ctx) }
 }
+
+// holdsTurn reports whether the renewal of ctx holds a turn.
+func holdsTurn(ctx context.Context) bool {
+	t, _ := ctx.Value(turnKey{}).(*turn)
+	return t != nil && t.held
+}

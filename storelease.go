@@ -145,15 +145,17 @@ type watchError struct{ err error }
 func (w *watchError) Error() string { return w.err.Error() }
 func (w *watchError) Unwrap() error { return w.err }
 
-// take takes key's lock into k and returns when the ask that was granted was sent. With watch, it
-// asks for lockWatchEvery at a time and calls watch between the asks; an error of watch's ends
-// the wait, as a *watchError.
+// take takes key's lock into k and returns when the ask that was granted was sent. With watch, or
+// for a renewal holding a turn (which it gives back once another holder has had the lock a
+// while), it asks for lockWatchEvery at a time, calling watch between the asks; an error of
+// watch's ends the wait, as a *watchError.
 func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, watch func(ctx context.Context) error) (time.Time, error) {
 	resume, paused := func() {}, false
 	defer func() { resume() }()
+	sliced := watch != nil || holdsTurn(ctx)
 	for {
 		lctx, cancel := ctx, context.CancelFunc(func() {})
-		if watch != nil {
+		if sliced {
 			lctx, cancel = context.WithTimeoutCause(ctx, lockWatchEvery, errLockWatch)
 		}
 		sent := time.Now()
@@ -173,6 +175,9 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		}
 		if !paused { // another holder has had the lock a while: its wait is not this renewal's work
 			resume, paused = waitingForOthers(ctx), true
+		}
+		if watch == nil {
+			continue
 		}
 		if err := watch(ctx); err != nil {
 			return sent, &watchError{err}

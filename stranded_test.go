@@ -67,12 +67,18 @@ func (l *lossyStore) Lock(ctx context.Context, key string, ttl time.Duration) (f
 // seedExpired stores, under each ID, a public client's token Twitch has expired.
 func seedExpired(t testing.TB, fake *faketwitch.Server, store TokenStore, ids ...string) {
 	t.Helper()
+	seedExpiredFor(t, fake, store, faketwitch.PublicClientID, ids...)
+}
+
+// seedExpiredFor is seedExpired for the app clientID.
+func seedExpiredFor(t testing.TB, fake *faketwitch.Server, store TokenStore, clientID string, ids ...string) {
+	t.Helper()
 	for _, id := range ids {
 		fake.AddUser(id, "user"+id, "")
-		access, refresh := fake.IssueToken(faketwitch.PublicClientID, id, []string{"chat:read"}, 0)
+		access, refresh := fake.IssueToken(clientID, id, []string{"chat:read"}, 0)
 		fake.ExpireAccessToken(access)
 		st := &StoredToken{AccessToken: access, RefreshToken: refresh, Expiry: time.Now().Add(-time.Minute),
-			Scopes: []Scope{ScopeChatRead}, UserID: id, ClientID: faketwitch.PublicClientID, RefreshIssuedAt: time.Now()}
+			Scopes: []Scope{ScopeChatRead}, UserID: id, ClientID: clientID, RefreshIssuedAt: time.Now()}
 		if err := store.Save(t.Context(), id, st); err != nil {
 			t.Fatal(err)
 		}
