@@ -108,10 +108,24 @@ func (p *pendingSave) holds(tok *oauth2.Token) bool {
 	return p.next != nil && p.next.AccessToken == tok.AccessToken
 }
 
+// setPending makes p (nil: none) the pair to persist; refreshing is held.
+func (tc *tokenCache) setPending(p *pendingSave) {
+	tc.state().pending.Store(p)
+	tc.pending.Store(p != nil)
+}
+
+// settlePending ends p's wait to be persisted, unless another pair took its place; refreshing is
+// held.
+func (tc *tokenCache) settlePending(p *pendingSave) {
+	if tc.state().pending.CompareAndSwap(p, nil) {
+		tc.pending.Store(false)
+	}
+}
+
 // keepPending records p, to be stored at the next chance.
 func (tc *tokenCache) keepPending(p *pendingSave) {
 	p.retryAt.Store(time.Now().Add(time.Second).UnixNano())
-	tc.state().pending.Store(p)
+	tc.setPending(p)
 	if l := tc.listener; l != nil {
 		l.pendingKept()
 	}
@@ -214,7 +228,7 @@ func (s *UserTokenSource) flushLocked(ctx context.Context, now bool) error {
 	if f := s.state().floor.Load(); f != nil && p.err != nil && f.err == p.err {
 		s.state().floor.Store(nil) // the backoff was this pair's: it is stored now
 	}
-	s.state().pending.CompareAndSwap(p, nil)
+	s.settlePending(p)
 	// The pair is stored now: the listeners hear of it, if it is still the one held.
 	if cur := s.cur.Load(); err == nil && !takeBack && cur != nil && p.holds(cur) {
 		s.noteChange(cur)

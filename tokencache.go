@@ -31,6 +31,9 @@ type tokenCache struct {
 	cur   atomic.Pointer[oauth2.Token]
 	until atomic.Int64
 	ver   atomic.Uint32
+	// pending is set while the cacheState holds a pair to persist (see setPending), so that the
+	// fast path of TokenContext learns it without reaching for the cacheState.
+	pending atomic.Bool
 
 	c    *Client
 	more atomic.Pointer[cacheState] // made on first need; see state

@@ -59,7 +59,7 @@ func (tc *tokenCache) write(tok *oauth2.Token) {
 // plain reports whether handing out a fresh token takes nothing more than returning it: no pair
 // waits to be persisted, and no TokenServed hook is to be called (see token).
 func (tc *tokenCache) plain() bool {
-	if x := tc.more.Load(); x != nil && x.pending.Load() != nil {
+	if tc.pending.Load() {
 		return false
 	}
 	h := tc.c.Hooks

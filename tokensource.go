@@ -162,7 +162,7 @@ func (s *UserTokenSource) SetTokenContext(ctx context.Context, tok *oauth2.Token
 		held = &pendingSave{tok: tok}
 	}
 	s.set(tok)
-	s.state().pending.Store(nil) // superseded by tok
+	s.setPending(nil) // superseded by tok
 	s.state().doubt = ""
 	if err != nil {
 		// Persisted before anything else, as a refreshed pair is: the pair it replaces may be
