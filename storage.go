@@ -172,7 +172,9 @@ func (h *UserAuthenticationStorageHelper) check(ctx context.Context, store Token
 		// Stored before anything else can fail: Twitch may have killed the old pair. Stored only
 		// in place of st, though: a pair another replica stored meanwhile is adopted instead. A
 		// pair the store does not take stays pending in src, which stores it later.
-		next, rerr := src.renewStored(ctx, st, st.Token())
+		// The validation of the new pair is stored under the same lock, after: the refresh's save
+		// does not release it.
+		next, rerr := src.renewStored(keepLease(ctx), st, st.Token())
 		if errors.Is(rerr, ErrInvalidRefreshToken) {
 			return nil, nil, &loginReason{rerr}
 		}

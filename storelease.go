@@ -347,9 +347,9 @@ func saveIf(ctx context.Context, store TokenStore, key string, prev, next *Store
 
 // saveIfLast is saveIf for the last write of the work under key's lock: when the store can store
 // and end the lease in one step ([ReleasingSaver]), the lock is released with the save, and
-// neither renewed nor unlocked after. Nothing is written under the lock after it.
+// neither renewed nor unlocked after, unless the work writes more after it (keepLease).
 func saveIfLast(ctx context.Context, store TokenStore, key string, prev, next *StoredToken) error {
-	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok && u.key == key {
+	if u, ok := ctx.Value(unleasedKey{}).(unleasedCtx); ok && u.key == key && ctx.Value(keepLeaseKey{}) == nil {
 		if rs, ok := asOptional[ReleasingSaver](store); ok {
 			sctx, cancel := unleased(ctx)
 			defer cancel()
@@ -363,6 +363,15 @@ func saveIfLast(ctx context.Context, store TokenStore, key string, prev, next *S
 		}
 	}
 	return saveIf(ctx, store, key, prev, next)
+}
+
+// keepLeaseKey is the context key of work under a lock that writes more after a refresh's save.
+type keepLeaseKey struct{}
+
+// keepLease returns ctx for a refresh under a lock whose work writes more after it: its save does
+// not release the lock (see saveIfLast).
+func keepLease(ctx context.Context) context.Context {
+	return context.WithValue(ctx, keepLeaseKey{}, true)
 }
 
 // saveRefreshed stores next, the pair a refresh of prev has just given, unless the store no

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/oauth2"
 )
 
 // releasingStore is a FileStore that stores a lease's last write and ends the lease in one step
@@ -116,5 +118,25 @@ func TestRefreshReleasesWithItsSave(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestBindRefreshKeepsLockForValidation: the storage helper refreshes a token Twitch ended and then
+// stores what the new pair's validation said, both under the lock: the refresh's save does not
+// release the lock before that last write.
+func TestBindRefreshKeepsLockForValidation(t *testing.T) {
+	c, fake := newTestClient(t)
+	store := &releasingStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+	seedStored(t, store.FileStore, fake, c, "")
+	h := NewUserAuthenticationStorageHelper(c, []Scope{ScopeChatRead})
+	h.Store = store
+	h.AuthGenerator = func(context.Context, *Client, []Scope) (*oauth2.Token, error) {
+		return nil, errors.New("a login was started")
+	}
+	if _, err := h.Bind(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{"SaveIf", "SaveIf", "Unlock"}; !slices.Equal(store.calls, want) {
+		t.Errorf("Bind asked %v; want %v: the pair, then its validation, then the unlock", store.calls, want)
 	}
 }
