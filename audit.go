@@ -21,9 +21,6 @@ const (
 	// maxAuditAttempts is how many times one batch is sent while Twitch answers 429, 5xx or
 	// nothing, before the audit stops with the error.
 	maxAuditAttempts = 5
-	// maxAuditBackoff caps the wait after a failure that came without Twitch's word on how long
-	// to wait.
-	maxAuditBackoff = time.Minute
 )
 
 // AuditProblem is what [UserTokens.Audit] found wrong with a user.
@@ -144,7 +141,7 @@ func (u *UserTokens) Audit(ctx context.Context, opts AuditOptions) (*AuditResult
 			if opts.MaxCalls > 0 && res.Calls >= opts.MaxCalls {
 				return stop(nil)
 			}
-			if err := sleepUntil(ctx, next); err != nil {
+			if err := sleep(ctx, time.Until(next), nil); err != nil {
 				return stop(err)
 			}
 			res.Calls++
@@ -157,11 +154,7 @@ func (u *UserTokens) Audit(ctx context.Context, opts AuditOptions) (*AuditResult
 			if !isTransient(ctx, err) || attempt == maxAuditAttempts {
 				return stop(err)
 			}
-			wait := retryAfterOf(err)
-			if wait == 0 {
-				wait = min(time.Second<<(attempt-1), maxAuditBackoff)
-			}
-			next = latest(next, time.Now().Add(wait))
+			next = latest(next, time.Now().Add(backoff(attempt, retryAfterOf(err))))
 		}
 		for _, a := range as {
 			if f, ok := u.auditFinding(a, opts.IntentScopes); ok {
@@ -183,25 +176,6 @@ func sortedAfter(ids []string, cursor string) int {
 		i++
 	}
 	return i
-}
-
-// sleepUntil waits until t, or returns ctx's error if it ends first.
-func sleepUntil(ctx context.Context, t time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	d := time.Until(t)
-	if d <= 0 {
-		return nil
-	}
-	timer := time.NewTimer(d)
-	defer timer.Stop()
-	select {
-	case <-timer.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // auditFinding returns what is wrong with a's user, if anything. A user removed from the
