@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"sync"
@@ -152,8 +153,12 @@ type UserTokens struct {
 	store TokenStore
 	seed  uint64 // this replica's jitter
 
-	mu      sync.RWMutex
-	users   map[string]*userEntry
+	mu    sync.RWMutex
+	users map[string]*userEntry
+	// index is a copy of users that Source reads without u.mu: every change of users drops it,
+	// and lookup makes it again. misses counts the lookups made under u.mu meanwhile.
+	index   atomic.Pointer[userIndex]
+	misses  atomic.Int64
 	intents map[string]string // intent to user ID
 	running bool              // Run is running
 	syncs   uint32            // Syncs begun
@@ -244,16 +249,51 @@ func NewUserTokens(c *Client, store TokenStore) *UserTokens {
 
 // Source returns the user's token source, the same one for every call. Its error Is
 // [ErrTokenNotFound] when the user is not registered (a user another replica added is known after
-// the next [UserTokens.Sync]). It does no I/O and allocates nothing.
+// the next [UserTokens.Sync]). It does no I/O, and takes no lock and allocates nothing while the
+// registry's users stay the same.
 // Run validates the source's token: do not start KeepValidated on it.
 func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
-	u.mu.RLock()
-	e := u.users[userID]
-	u.mu.RUnlock()
+	var e *userEntry
+	if ix := u.index.Load(); ix != nil {
+		e = ix.m[userID]
+	} else {
+		e = u.lookup(userID)
+	}
 	if e == nil {
-		return nil, fmt.Errorf("%w: user %s is not registered", ErrTokenNotFound, QuoteKey(userID))
+		return nil, notRegistered(userID)
 	}
 	return &e.src, nil
+}
+
+// userIndex is a copy of the registry's users, made by lookup and never changed: Source reads
+// it without u.mu.
+type userIndex struct{ m map[string]*userEntry }
+
+// lookup finds a user under u.mu, for Source while the index is dropped. Once a quarter as many
+// lookups as there are users have been made so, it copies the users to a new index: a registry
+// whose users change often pays for a copy at most once every so many lookups, about what they
+// cost.
+func (u *UserTokens) lookup(userID string) *userEntry {
+	u.mu.RLock()
+	defer u.mu.RUnlock()
+	if n := u.misses.Add(1); n > int64(len(u.users)/4) && u.misses.CompareAndSwap(n, 0) {
+		// Copied under the read lock, so that no change comes between the copy and its use: a
+		// change takes the write lock, and drops the index (see changedLocked).
+		u.index.CompareAndSwap(nil, &userIndex{m: maps.Clone(u.users)})
+	}
+	return u.users[userID]
+}
+
+// changedLocked drops Source's index after u.users changed; u.mu is held for writing.
+func (u *UserTokens) changedLocked() {
+	if u.index.Load() != nil {
+		u.index.Store(nil)
+	}
+}
+
+// notRegistered is Source's error for a user not registered.
+func notRegistered(userID string) error {
+	return fmt.Errorf("%w: user %s is not registered", ErrTokenNotFound, QuoteKey(userID))
 }
 
 // SourceForIntent returns the source of the user who has intent, e.g. "chat". Its error Is

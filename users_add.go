@@ -199,6 +199,7 @@ func (u *UserTokens) put(ctx context.Context, st *StoredToken) (e *userEntry, lo
 // held.
 func (u *UserTokens) registerLocked(e *userEntry) {
 	u.users[e.src.key] = e
+	u.changedLocked()
 	if u.scheduling() {
 		u.added = append(u.added, e)
 	}

@@ -95,6 +95,7 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	removed := u.users[e.src.key] == e
 	if removed {
 		delete(u.users, e.src.key)
+		u.changedLocked()
 		for _, in := range e.intents {
 			if u.intents[in] == e.src.key {
 				delete(u.intents, in)

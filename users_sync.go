@@ -28,6 +28,7 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	held, listed := len(u.users), 0 // registered users, and how many of them the listing holds
 	if held == 0 && len(keys) > 0 {
 		u.users = make(map[string]*userEntry, len(keys)) // empty: made again at its size, not grown step by step
+		u.changedLocked()
 	}
 	u.syncs++
 	for _, key := range keys {

@@ -182,6 +182,42 @@ func TestUserTokensAddAndSource(t *testing.T) {
 	}
 }
 
+// TestUserTokensSourceSeesChanges: Source reads a copy of the registry without its lock; a user
+// added or removed is found, or not, at once, however often Source was called before.
+func TestUserTokensSourceSeesChanges(t *testing.T) {
+	c, fake := newTestClient(t)
+	u := NewUserTokens(c, newMemStore())
+	// copied calls Source until it reads the copy.
+	copied := func(id string) {
+		t.Helper()
+		for range 2 {
+			if _, err := u.Source(id); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if u.index.Load() == nil {
+			t.Fatal("Source still takes the lock after two calls over one user")
+		}
+	}
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0)); err != nil {
+		t.Fatal(err)
+	}
+	copied("100")
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "200", 0)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := u.Source("200"); err != nil {
+		t.Errorf("Source of a user added after the copy: %v", err)
+	}
+	copied("200")
+	if err := u.Remove(t.Context(), "100", false); err != nil {
+		t.Fatal(err)
+	}
+	if src, err := u.Source("100"); !errors.Is(err, ErrTokenNotFound) {
+		t.Errorf("Source of a user removed after the copy = %p, %v; want ErrTokenNotFound", src, err)
+	}
+}
+
 func TestUserTokensAddRejects(t *testing.T) {
 	c, fake := newTestClient(t)
 	u := NewUserTokens(c, newMemStore())
