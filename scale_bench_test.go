@@ -22,10 +22,10 @@ import (
 
 // BenchmarkUserTokensHeap measures the heap each user costs once registered from stored pairs
 // (Sync) and asked for once (Source): the store's copy, the registry's entry, the source and the
-// token, reported as B/user; source-B/user is what the first Source calls added (the copy of the
-// registry they read without its lock); registry-B/user is what the registry holds (B/user less
-// the in-memory store's copy, which a shared store keeps out of the process). "floor" is a map of
-// the same tokens. The token strings exist before either is measured: both share them.
+// token, reported as B/user; source-B/user is what the first Source calls added; registry-B/user
+// is what the registry holds (B/user less the in-memory store's copy, which a shared store keeps
+// out of the process). "floor" is a map of the same tokens. The token strings exist before either
+// is measured: both share them.
 func BenchmarkUserTokensHeap(b *testing.B) {
 	users := ids(scaleUsers)
 	access, refresh, logins := make([]string, len(users)), make([]string, len(users)), make([]string, len(users))

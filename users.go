@@ -155,8 +155,8 @@ type UserTokens struct {
 
 	mu    sync.RWMutex
 	users map[string]*userEntry
-	// index is a copy of users that Source reads without u.mu: every change of users drops it,
-	// and lookup makes it again. misses counts the lookups made under u.mu meanwhile.
+	// index holds users for Source to read without u.mu, until users next changes; lookup fills
+	// it again. misses counts the lookups made under u.mu while it is empty.
 	index   atomic.Pointer[userIndex]
 	misses  atomic.Int64
 	intents map[string]string // intent to user ID
@@ -265,30 +265,33 @@ func (u *UserTokens) Source(userID string) (*UserTokenSource, error) {
 	return &e.src, nil
 }
 
-// userIndex is a copy of the registry's users, made by lookup and never changed: Source reads
-// it without u.mu.
+// userIndex is the registry's users as Source reads them without u.mu: a map no one changes
+// once it is in the index.
 type userIndex struct{ m map[string]*userEntry }
 
-// lookup finds a user under u.mu, for Source while the index is dropped. Once a quarter as many
-// lookups as there are users have been made so, it copies the users to a new index: a registry
-// whose users change often pays for a copy at most once every so many lookups, about what they
-// cost.
+// lookup finds a user under u.mu, for Source while the index is empty. Once a quarter as many
+// lookups as there are users have been made so, it puts the users' map in the index: the next
+// change copies the map first (see writableLocked), so that a registry whose users change often
+// copies it at most once every so many lookups, which cost about as much.
 func (u *UserTokens) lookup(userID string) *userEntry {
 	u.mu.RLock()
 	defer u.mu.RUnlock()
 	if n := u.misses.Add(1); n > int64(len(u.users)/4) && u.misses.CompareAndSwap(n, 0) {
-		// Copied under the read lock, so that no change comes between the copy and its use: a
-		// change takes the write lock, and drops the index (see changedLocked).
-		u.index.CompareAndSwap(nil, &userIndex{m: maps.Clone(u.users)})
+		// Under the read lock: no change comes between here and the map's use as the index,
+		// and a change, which takes the write lock, finds the map in the index.
+		u.index.CompareAndSwap(nil, &userIndex{m: u.users})
 	}
 	return u.users[userID]
 }
 
-// changedLocked drops Source's index after u.users changed; u.mu is held for writing.
-func (u *UserTokens) changedLocked() {
+// writableLocked returns u.users, ready for a change; u.mu is held for writing. While Source
+// reads the map as the index, the change goes to a copy, and the index is emptied.
+func (u *UserTokens) writableLocked() map[string]*userEntry {
 	if u.index.Load() != nil {
 		u.index.Store(nil)
+		u.users = maps.Clone(u.users)
 	}
+	return u.users
 }
 
 // notRegistered is Source's error for a user not registered.

@@ -198,8 +198,7 @@ func (u *UserTokens) put(ctx context.Context, st *StoredToken) (e *userEntry, lo
 // registerLocked adds e, a new entry, to the registry, and to Run's schedule if it runs; u.mu is
 // held.
 func (u *UserTokens) registerLocked(e *userEntry) {
-	u.users[e.src.key] = e
-	u.changedLocked()
+	u.writableLocked()[e.src.key] = e
 	if u.scheduling() {
 		u.added = append(u.added, e)
 	}

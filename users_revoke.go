@@ -94,8 +94,7 @@ func (u *UserTokens) forget(ctx context.Context, e *userEntry, err error) {
 	u.mu.Lock()
 	removed := u.users[e.src.key] == e
 	if removed {
-		delete(u.users, e.src.key)
-		u.changedLocked()
+		delete(u.writableLocked(), e.src.key)
 		for _, in := range e.intents {
 			if u.intents[in] == e.src.key {
 				delete(u.intents, in)

@@ -27,8 +27,8 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	u.mu.Lock()
 	held, listed := len(u.users), 0 // registered users, and how many of them the listing holds
 	if held == 0 && len(keys) > 0 {
+		u.index.Store(nil)                               // it keeps the map replaced
 		u.users = make(map[string]*userEntry, len(keys)) // empty: made again at its size, not grown step by step
-		u.changedLocked()
 	}
 	u.syncs++
 	for _, key := range keys {

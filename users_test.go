@@ -182,13 +182,13 @@ func TestUserTokensAddAndSource(t *testing.T) {
 	}
 }
 
-// TestUserTokensSourceSeesChanges: Source reads a copy of the registry without its lock; a user
-// added or removed is found, or not, at once, however often Source was called before.
+// TestUserTokensSourceSeesChanges: Source reads the users' map without the registry's lock once
+// it has been called often enough; a user added or removed is found, or not, at once.
 func TestUserTokensSourceSeesChanges(t *testing.T) {
 	c, fake := newTestClient(t)
 	u := NewUserTokens(c, newMemStore())
-	// copied calls Source until it reads the copy.
-	copied := func(id string) {
+	// indexed calls Source until it reads the map without the lock.
+	indexed := func(id string) {
 		t.Helper()
 		for range 2 {
 			if _, err := u.Source(id); err != nil {
@@ -202,20 +202,54 @@ func TestUserTokensSourceSeesChanges(t *testing.T) {
 	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0)); err != nil {
 		t.Fatal(err)
 	}
-	copied("100")
+	indexed("100")
 	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "200", 0)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := u.Source("200"); err != nil {
-		t.Errorf("Source of a user added after the copy: %v", err)
+		t.Errorf("Source of a user added after the index was filled: %v", err)
 	}
-	copied("200")
+	indexed("200")
 	if err := u.Remove(t.Context(), "100", false); err != nil {
 		t.Fatal(err)
 	}
 	if src, err := u.Source("100"); !errors.Is(err, ErrTokenNotFound) {
-		t.Errorf("Source of a user removed after the copy = %p, %v; want ErrTokenNotFound", src, err)
+		t.Errorf("Source of a user removed after the index was filled = %p, %v; want ErrTokenNotFound", src, err)
 	}
+}
+
+// TestUserTokensSourceWhileChanging: Source reads the users' map without the registry's lock
+// while users are added and removed; a change never writes the map Source reads (the race
+// detector, or the runtime's own check, tells).
+func TestUserTokensSourceWhileChanging(t *testing.T) {
+	c, fake := newTestClient(t)
+	u := NewUserTokens(c, newMemStore())
+	if _, err := u.AddUserForToken(t.Context(), newUser(fake, "100", 0)); err != nil {
+		t.Fatal(err)
+	}
+	tok := newUser(fake, "200", 0)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for !stop.Load() {
+			if _, err := u.Source("100"); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	for range 100 {
+		u.Source("100") // fills the index
+		if _, err := u.AddUserForToken(t.Context(), tok); err != nil {
+			t.Fatal(err)
+		}
+		u.Source("100")
+		if err := u.Remove(t.Context(), "200", false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
 }
 
 func TestUserTokensAddRejects(t *testing.T) {
