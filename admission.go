@@ -37,10 +37,19 @@ func admit(ctx context.Context, turns chan struct{}, later bool) (context.Contex
 		t := &turn{turns: turns}
 		return context.WithValue(ctx, turnKey{}, t), t.give, nil
 	}
-	select { // the turn is made once it is had: a waiter holds nothing
-	case turns <- struct{}{}:
-	case <-ctx.Done():
-		return ctx, func() {}, ctx.Err()
+	// The turn is made once it is had: a waiter holds nothing. A waiter parks on the least stack
+	// it can: a ctx that never ends (Token's) waits in a plain send, whose frames are a third of
+	// a select's, and the renewal's own frames come after the turn (see refreshAdmitted). Parked
+	// within a quarter of the goroutine's stack, it keeps (or is shrunk back to) the least stack,
+	// 2 KB: ten thousand callers of Token park in 22 MB of stacks, not 40.
+	if done := ctx.Done(); done == nil {
+		turns <- struct{}{}
+	} else {
+		select {
+		case turns <- struct{}{}:
+		case <-done:
+			return ctx, func() {}, ctx.Err()
+		}
 	}
 	t := &turn{turns: turns, held: true}
 	return context.WithValue(ctx, turnKey{}, t), t.give, nil

@@ -296,6 +296,12 @@ func (tc *tokenCache) refresh(ctx context.Context, stale *oauth2.Token, owner re
 	if err != nil {
 		return nil, fmt.Errorf("twitchoauth: refresh: wait for a turn: %w", err)
 	}
+	return tc.refreshAdmitted(ctx, stale, recheck, owner, done)
+}
+
+// refreshAdmitted is refresh once admitted; done gives the turn back. It is a function of its
+// own so that refresh's frame, under which thousands of callers may wait for a turn, stays small.
+func (tc *tokenCache) refreshAdmitted(ctx context.Context, stale *oauth2.Token, recheck bool, owner renewer, done func()) (*oauth2.Token, error) {
 	defer done()
 	seen := tc.state().attempts.Load()
 	if !tc.state().refreshing.tryLock() {
