@@ -37,7 +37,9 @@ type Hooks struct {
 	RefreshEnd   func(ctx context.Context, e RefreshEvent)
 
 	// StoreStart is called before each operation on a [TokenStore] (Load, Save, SaveIf,
-	// Delete, Lock and its unlock, a lease's Renew, Keys), and StoreEnd after it.
+	// Delete, Lock and its unlock, a lease's Renew, Keys), and StoreEnd after it. A wait for a
+	// lock another holds is one Lock, from the first ask to the lock had (or the wait given up),
+	// however many times the store is asked meanwhile.
 	StoreStart func(ctx context.Context, e StoreEvent) context.Context
 	StoreEnd   func(ctx context.Context, e StoreEvent)
 

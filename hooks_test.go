@@ -156,6 +156,48 @@ func TestHooksRefreshNests(t *testing.T) {
 	})
 }
 
+// TestHooksLockWaitIsOneLock: a renewal that waits seconds for the lock another replica holds
+// asks the store for it a second at a time (see take); the hooks hear of the wait as one lock,
+// which did not fail, not as a failed lock a second.
+func TestHooksLockWaitIsOneLock(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		rec := &hookRecorder{}
+		b.c.Hooks = rec.hooks()
+		seedExpiredFor(t, b.fake, b.store, faketwitch.ClientID, "u")
+		u := NewUserTokens(b.c, b.store)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		src, err := u.Source("u")
+		if err != nil {
+			t.Fatal(err)
+		}
+		unlock, err := b.store.Lock(t.Context(), "u", time.Minute) // another replica's
+		if err != nil {
+			t.Fatal(err)
+		}
+		rec.take()
+		done := make(chan error, 1)
+		go func() {
+			_, err := src.Token()
+			done <- err
+		}()
+		time.Sleep(5 * lockWatchEvery)
+		synctest.Wait()
+		if err := unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		got := matching(rec.take(), "store lock ")
+		if len(got) != 1 || !strings.HasPrefix(got[0], "store lock key=u err=<nil> in refresh#") {
+			t.Errorf("heard:\n\t%s\nwant one lock, without an error, in the refresh", strings.Join(got, "\n\t"))
+		}
+	})
+}
+
 // TestHooksRefreshOutcomes: each way a refresh ends is heard with its outcome and status, and no
 // event's text holds a token.
 func TestHooksRefreshOutcomes(t *testing.T) {
@@ -335,7 +377,7 @@ func TestHooksKeepStoreInterfaces(t *testing.T) {
 	if _, ok := asConditionalSaver(plain); ok {
 		t.Error("an observed store without SaveIf is a ConditionalSaver")
 	}
-	if _, ok := asLeaseLocker(plain); ok {
+	if _, ok := asOptional[LeaseLocker](plain); ok {
 		t.Error("an observed store without LockLease is a LeaseLocker")
 	}
 	if _, ok := asKeyLister(plain); ok {
@@ -351,7 +393,7 @@ func TestHooksKeepStoreInterfaces(t *testing.T) {
 	if _, ok := asConditionalSaver(full); !ok {
 		t.Error("an observed FileStore is not a ConditionalSaver")
 	}
-	if _, ok := asLeaseLocker(full); !ok {
+	if _, ok := asOptional[LeaseLocker](full); !ok {
 		t.Error("an observed FileStore is not a LeaseLocker")
 	}
 	if _, ok := asKeyLister(full); !ok {

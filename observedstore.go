@@ -85,15 +85,31 @@ func (o *observedStore) SaveIf(ctx context.Context, key string, prev, next *Stor
 	return err
 }
 
-// LockLease is the underlying store's; only asLeaseLocker hands it out.
+// LockLease is the underlying store's, heard as a Lock. It is here for the interfaces that embed
+// LeaseLocker (LeaseReader, ReleasingSaver): the package's waits for a lock ask the store
+// underneath (see lockWait).
 func (o *observedStore) LockLease(ctx context.Context, key string, ttl time.Duration) (Lease, error) {
-	lctx, start := o.start(ctx, StoreLock, key)
+	lctx, heard := o.lockWait(ctx, key)
 	l, err := o.inner.(LeaseLocker).LockLease(lctx, key, ttl)
-	o.end(lctx, StoreLock, key, start, err)
-	if err != nil {
+	if l = heard(l, err); err != nil {
 		return nil, err
 	}
-	return &observedLease{inner: l, o: o, key: key, ctx: context.WithoutCancel(ctx)}, nil
+	return l, nil
+}
+
+// lockWait begins a wait for key's lock, which may ask the store underneath many times (see
+// take): the hooks hear of the wait as one Lock, from its first ask to the end of its last. It
+// returns the context to ask under, and the func that ends the Lock with the wait's error and
+// returns the lease granted wrapped, so that the hooks hear of its renewals and its unlock.
+func (o *observedStore) lockWait(ctx context.Context, key string) (context.Context, func(Lease, error) Lease) {
+	lctx, start := o.start(ctx, StoreLock, key)
+	return lctx, func(l Lease, err error) Lease {
+		o.end(lctx, StoreLock, key, start, err)
+		if err != nil {
+			return l
+		}
+		return &observedLease{inner: l, o: o, key: key, ctx: context.WithoutCancel(ctx)}
+	}
 }
 
 // LeaseRead is the underlying store's, of the lease an observed lease wraps; only asOptional
@@ -171,12 +187,10 @@ func asOptional[T any](store TokenStore) (T, bool) {
 	return v, ok
 }
 
-// asConditionalSaver, asLeaseLocker, asKeyLister and asChangeWatcher are asOptional's, by name.
+// asConditionalSaver, asKeyLister and asChangeWatcher are asOptional's, by name.
 func asConditionalSaver(store TokenStore) (ConditionalSaver, bool) {
 	return asOptional[ConditionalSaver](store)
 }
-
-func asLeaseLocker(store TokenStore) (LeaseLocker, bool) { return asOptional[LeaseLocker](store) }
 
 func asKeyLister(store TokenStore) (KeyLister, bool) { return asOptional[KeyLister](store) }
 

@@ -152,6 +152,13 @@ func (w *watchError) Unwrap() error { return w.err }
 func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, watch func(ctx context.Context) error) (time.Time, error) {
 	resume, paused := func() {}, false
 	defer func() { resume() }()
+	// The hooks hear of the wait as one lock, not of each ask: an ask ended to look at the store
+	// did not fail.
+	heard := func(l Lease, _ error) Lease { return l }
+	if o, ok := store.(*observedStore); ok {
+		store = o.inner
+		ctx, heard = o.lockWait(ctx, key)
+	}
 	sliced := watch != nil || holdsTurn(ctx)
 	for {
 		lctx, cancel := ctx, context.CancelFunc(func() {})
@@ -160,7 +167,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		}
 		sent := time.Now()
 		var err error
-		if ll, ok := asLeaseLocker(store); ok {
+		if ll, ok := store.(LeaseLocker); ok {
 			k.renewable = true
 			k.lease, err = ll.LockLease(lctx, key, k.ttl)
 		} else {
@@ -171,6 +178,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		watching := err != nil && ctx.Err() == nil && context.Cause(lctx) == errLockWatch
 		cancel()
 		if !watching {
+			k.lease = heard(k.lease, err)
 			return sent, err
 		}
 		if !paused { // another holder has had the lock a while: its wait is not this renewal's work
@@ -180,6 +188,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 			continue
 		}
 		if err := watch(ctx); err != nil {
+			heard(nil, err)
 			return sent, &watchError{err}
 		}
 	}
