@@ -39,12 +39,12 @@ const (
 	AuditUnknownUser AuditProblem = "unknown_user"
 )
 
-// AuditOptions are the options of [UserTokens.Audit]. The zero value checks every user, with a
-// new [AppTokenSource], 4 calls a second at most, and reports only gone grants and unknown users.
+// AuditOptions are the options of [UserTokens.Audit]. The zero value checks every user, with the
+// registry's own [AppTokenSource], 4 calls a second at most, and reports only gone grants and unknown users.
 type AuditOptions struct {
-	// App is the source of the app access token the audit calls Twitch with. Defaults to a new
-	// [AppTokenSource] of the registry's Client (which needs its ClientSecret); pass the program's
-	// own to share its token.
+	// App is the source of the app access token the audit calls Twitch with. Defaults to an
+	// [AppTokenSource] of the registry's Client (which needs its ClientSecret), made by the first
+	// audit and kept for the registry's later ones; pass the program's own to share its token.
 	App oauth2.TokenSource
 	// IntentScopes returns the scopes an intent needs, e.g. [ScopeChatRead] and [ScopeChatEdit]
 	// for "chat"; nil for an intent that needs none. A user whose grant lacks a scope one of their
@@ -130,7 +130,7 @@ func (u *UserTokens) Audit(ctx context.Context, opts AuditOptions) (*AuditResult
 	}
 	app := opts.App
 	if app == nil {
-		app = NewAppTokenSource(u.c)
+		app = u.appTokens()
 	}
 	interval := cmp.Or(max(opts.Interval, 0), defaultAuditInterval)
 	var next time.Time // when the next call may start
@@ -221,4 +221,11 @@ func (u *UserTokens) auditFinding(a UserAuthorization, intentScopes func(string)
 		slices.Sort(f.Missing)
 	}
 	return f, true
+}
+
+// appTokens returns the registry's own app token source, made on first use: every audit that
+// brings none uses it, so that audits run hourly ask Twitch for one app token, not one each.
+func (u *UserTokens) appTokens() *AppTokenSource {
+	u.appOnce.Do(func() { u.app = NewAppTokenSource(u.c) })
+	return u.app
 }

@@ -174,6 +174,22 @@ func TestUserTokensAudit(t *testing.T) {
 	})
 }
 
+// TestUserTokensAuditKeepsAppToken: audits that bring no app token source share the registry's
+// own, so that an audit run every hour asks Twitch for one app token, not one each time.
+func TestUserTokensAuditKeepsAppToken(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newAuditWorld(t, 3)
+		for range 3 {
+			if res, err := w.u.Audit(t.Context(), AuditOptions{}); err != nil || !res.Done {
+				t.Fatalf("Audit: %+v, %v", res, err)
+			}
+		}
+		if n := w.fake.CountGrant("client_credentials"); n != 1 {
+			t.Errorf("three audits asked for %d app tokens; want 1", n)
+		}
+	})
+}
+
 func equalFinding(a, b AuditFinding) bool {
 	return a.UserID == b.UserID && a.Login == b.Login && a.Problem == b.Problem &&
 		slices.Equal(a.Intents, b.Intents) && slices.Equal(a.Missing, b.Missing)

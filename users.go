@@ -172,6 +172,9 @@ type UserTokens struct {
 	watching atomic.Bool
 
 	revocations recentRevocations // the revocations RevocationHandler handled lately
+
+	appOnce sync.Once
+	app     *AppTokenSource // the audits' app token source when they bring none (see appTokens)
 }
 
 // userEntry is one registered user. The user's source is part of it, made with it: its key is the
