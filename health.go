@@ -129,6 +129,9 @@ type UserHealth struct {
 type LapsingHealth struct {
 	// Within is [HealthOptions].Lapsing.
 	Within time.Duration `json:"within"`
+	// At is when the records were read: up to a minute before the report's own At when
+	// [UserTokens.HealthHandler] served an earlier read again.
+	At time.Time `json:"at"`
 	// Read is the number of users' records read; Unread of those that could not be read (a
 	// store error, or ctx ended first), Error the first such error.
 	Read   int    `json:"read"`
@@ -282,7 +285,7 @@ func (u *UserTokens) probeStore(ctx context.Context) StoreHealth {
 // lapsingHealth reads every registered user's record, MaxInFlight at a time, and lists those whose
 // public client's refresh token lapses within d.
 func (u *UserTokens) lapsingHealth(ctx context.Context, d time.Duration) *LapsingHealth {
-	lh := &LapsingHealth{Within: d, Users: []LapsingUser{}}
+	lh := &LapsingHealth{Within: d, At: time.Now(), Users: []LapsingUser{}}
 	if u.c.ClientSecret != "" {
 		return lh // a confidential client's refresh tokens do not lapse
 	}
@@ -328,14 +331,37 @@ func (u *UserTokens) lapsingHealth(ctx context.Context, d time.Duration) *Lapsin
 	return lh
 }
 
+// lapsingReuse is how long HealthHandler serves a whole lapsing read again, for the same window.
+const lapsingReuse = time.Minute
+
+// lapsingServed is lapsingHealth for HealthHandler, whose callers a program may not control: one
+// read at a time for the registry, and a whole read (every record read) served again for a
+// minute to requests for the same window. A caller repeating ?lapsing= costs the store a read per
+// user a minute, not a read per user a request.
+func (u *UserTokens) lapsingServed(ctx context.Context, d time.Duration) *LapsingHealth {
+	if err := u.lapsingTurn.lock(ctx); err != nil {
+		return u.lapsingHealth(ctx, d) // reads nothing: ctx ended
+	}
+	defer u.lapsingTurn.unlock()
+	if l := u.lapsingLast; l != nil && l.Within == d && time.Since(l.At) < lapsingReuse {
+		return l
+	}
+	l := u.lapsingHealth(ctx, d)
+	if l.Unread == 0 {
+		u.lapsingLast = l
+	}
+	return l
+}
+
 // HealthHandler serves [UserTokens.Health] as JSON, for an admin page or a readiness probe. It
 // answers GET only (405 otherwise), within 5 seconds of store reads. The status is 503 when the
 // store is unreachable (this replica can neither refresh nor take up others' tokens, and a
 // readiness probe should take it out of service), and 200 otherwise: users in doubt or whose
 // grant is gone are listed in the body, not a 503, since no restart or other replica fixes them.
 // ?lapsing=7d (days, or a Go duration such as 36h) also lists the users whose refresh token lapses
-// within it, at a store read per user (see [HealthOptions]); a malformed value is a 400. The body
-// holds no token, but it does hold user IDs: serve it to operators only.
+// within it, at a store read per user (see [HealthOptions]), one such read at a time, and a
+// whole read served again for a minute to requests for the same window; a malformed value is a
+// 400. The body holds no token, but it does hold user IDs: serve it to operators only.
 func (u *UserTokens) HealthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {
@@ -343,18 +369,21 @@ func (u *UserTokens) HealthHandler() http.Handler {
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		var opts HealthOptions
+		var lapsing time.Duration
 		if v := r.URL.Query().Get("lapsing"); v != "" {
 			d, err := parseDays(v)
 			if err != nil {
 				http.Error(w, "twitchoauth: lapsing: want days (7d) or a duration (36h)", http.StatusBadRequest)
 				return
 			}
-			opts.Lapsing = d
+			lapsing = d
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), healthProbeTimeout)
 		defer cancel()
-		h := u.Health(ctx, opts)
+		h := u.Health(ctx, HealthOptions{})
+		if lapsing > 0 {
+			h.Lapsing = u.lapsingServed(ctx, lapsing)
+		}
 		body, err := json.Marshal(h)
 		if err != nil {
 			http.Error(w, "twitchoauth: encode health", http.StatusInternalServerError)

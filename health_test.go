@@ -278,6 +278,52 @@ func TestHealthHandler(t *testing.T) {
 	})
 }
 
+// TestHealthHandlerLapsingShared: ?lapsing= reads every user's record one read at a time for the
+// registry, and a whole read is served again for a minute to requests for the same window: a
+// caller repeating it costs the store a read per user a minute, not a read per user a request.
+func TestHealthHandlerLapsingShared(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newHealthWorld(t)
+		hh := w.u.HealthHandler()
+		get := func(lapsing string) *LapsingHealth {
+			rec := httptest.NewRecorder()
+			hh.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/health?lapsing="+lapsing, nil))
+			var h Health
+			if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || h.Lapsing == nil || h.Lapsing.Read != 6 {
+				t.Fatalf("lapsing=%s: %d %s; want the 6 records read", lapsing, rec.Code, rec.Body)
+			}
+			return h.Lapsing
+		}
+		reads := func(do func()) int64 {
+			before := w.b.store.found.Load()
+			do()
+			return w.b.store.found.Load() - before
+		}
+		var first *LapsingHealth
+		if n := reads(func() {
+			var wg sync.WaitGroup
+			for range 5 {
+				wg.Go(func() { get("7d") })
+			}
+			wg.Wait()
+			first = get("7d")
+		}); n != 6 {
+			t.Errorf("six requests for one window read %d records; want each of the 6 once", n)
+		}
+		if n := reads(func() { get("1h") }); n != 6 {
+			t.Errorf("another window read %d records; want the 6", n)
+		}
+		time.Sleep(lapsingReuse)
+		var again *LapsingHealth
+		if n := reads(func() { again = get("7d") }); n != 6 || !again.At.After(first.At) {
+			t.Errorf("a minute on: read %d records, at %v after %v; want the 6 read again", n, again.At, first.At)
+		}
+		if l := w.u.Health(t.Context(), HealthOptions{Lapsing: 7 * 24 * time.Hour}); l.Lapsing.Read != 6 {
+			t.Errorf("Health itself: %+v; want its own read", l.Lapsing)
+		}
+	})
+}
+
 // BenchmarkUserTokensHealth: Health (the default, probe, path) over 10,000 registered users, with
 // ten of them in need of action; reported per call and per user.
 func BenchmarkUserTokensHealth(b *testing.B) {

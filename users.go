@@ -175,6 +175,9 @@ type UserTokens struct {
 
 	appOnce sync.Once
 	app     *AppTokenSource // the audits' app token source when they bring none (see appTokens)
+
+	lapsingTurn lazyLock       // held by HealthHandler's lapsing read (see lapsingServed)
+	lapsingLast *LapsingHealth // its last whole read; guarded by lapsingTurn
 }
 
 // userEntry is one registered user. The user's source is part of it, made with it: its key is the

@@ -26,6 +26,7 @@ type memStore struct {
 	tokens map[string]StoredToken
 	locks  map[string]chan struct{}
 	saves  atomic.Int64
+	found  atomic.Int64 // Loads that found a token
 }
 
 func newMemStore() *memStore {
@@ -39,6 +40,7 @@ func (m *memStore) Load(ctx context.Context, key string) (*StoredToken, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: key %q", ErrTokenNotFound, key)
 	}
+	m.found.Add(1)
 	st.Scopes, st.Intents = slices.Clone(st.Scopes), slices.Clone(st.Intents)
 	return &st, nil
 }
