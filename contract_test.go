@@ -193,7 +193,7 @@ var _ = func() {
 		Store: t.StoreHealth{Reachable: false, Latency: time.Duration(0), Error: ""}, Users: 0,
 		States:     t.HealthCounts{InDoubt: 0, Revoked: 0, Pending: 0, BackingOff: 0, Idle: 0, Fresh: 0},
 		NeedAction: []t.UserHealth{{UserID: "", State: t.HealthInDoubt, Error: "", ValidatedAt: time.Time{}}},
-		Lapsing: &t.LapsingHealth{Within: time.Duration(0), Read: 0, Unread: 0, Error: "",
+		Lapsing: &t.LapsingHealth{Within: time.Duration(0), At: time.Time{}, Read: 0, Unread: 0, Error: "",
 			Users: []t.LapsingUser{{UserID: "", Expiry: time.Time{}}}}}
 	_ = []t.HealthState{t.HealthInDoubt, t.HealthRevoked, t.HealthPending, t.HealthBackingOff, t.HealthIdle, t.HealthFresh}
 }
