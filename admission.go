@@ -9,7 +9,8 @@ import "context"
 // thousand renewals half made, each with its request built and its stack grown, queued for the
 // transport's connections (64 a host by default). A renewal gives its turn back while it waits for
 // another holder (the key's lock, another holder's mark), so that a wait of seconds never holds up
-// the users behind it.
+// the users behind it; granted the lock, it takes a turn back only if one is free, so that it
+// never holds the lock queued for a turn.
 
 // maxRenewals is how many renewals work at once: twice the default transport's connections to a
 // host, so that a renewal's store work overlaps another's request.
@@ -96,6 +97,25 @@ func waitingForOthers(ctx context.Context) (resume func()) {
 	}
 	t.give()
 	return func() { t.take(ctx) }
+}
+
+// waitingForLock is waitingForOthers for a wait for the key's lock (see take), which ends holding
+// it: the func it returns takes a turn again only if one is free, and otherwise lets the renewal
+// go on without one. Queued for a turn with the lock held, it would hold up the key's other
+// holders (another replica's renewal, a save) and spend its lease waiting.
+func waitingForLock(ctx context.Context) (resume func()) {
+	t, _ := ctx.Value(turnKey{}).(*turn)
+	if t == nil || !t.held {
+		return func() {}
+	}
+	t.give()
+	return func() {
+		select {
+		case t.turns <- struct{}{}:
+			t.held = true
+		default:
+		}
+	}
 }
 
 // holdsTurn reports whether the renewal of ctx holds a turn.

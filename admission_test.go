@@ -74,6 +74,51 @@ func TestRenewalTurnsGivenBackWhileWaiting(t *testing.T) {
 	}
 }
 
+// TestRenewalHoldsNoLockWaitingForTurn: a renewal that gave its turn back while it waited for
+// another holder's lock, and is granted the lock when every turn is taken, goes on without a
+// turn: queued for one, it would hold the key's lock (and spend its lease) for as long as the
+// renewals ahead of it take.
+func TestRenewalHoldsNoLockWaitingForTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		seedExpiredFor(t, b.fake, b.store, b.c.ClientID, "u")
+		unlock, err := b.store.Lock(t.Context(), "u", time.Minute) // another replica's
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := NewUserTokens(b.c, b.store)
+		u.turns = make(chan struct{}, 2)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() {
+			src, _ := u.Source("u")
+			_, err := src.Token()
+			done <- err
+		}()
+		time.Sleep(5 * lockWatchEvery)
+		synctest.Wait() // the renewal gave its turn back, and still waits for the lock
+		for range cap(u.turns) {
+			u.turns <- struct{}{} // other renewals at work, as long as they take
+		}
+		if err := unlock(); err != nil {
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		stored := b.store.stored("u")
+		for range cap(u.turns) {
+			<-u.turns
+		}
+		if err := <-done; err != nil {
+			t.Fatalf("the renewal: %v", err)
+		}
+		if !stored.Expiry.After(time.Now()) {
+			t.Error("the renewal was granted the lock, and held it waiting for a turn; want it renewed meanwhile")
+		}
+	})
+}
+
 // TestRenewalTurnGivenBackForSameToken: a caller that finds another caller renewing the same
 // token waits for that renewal without a turn, so that a third user's refresh is not held up.
 func TestRenewalTurnGivenBackForSameToken(t *testing.T) {

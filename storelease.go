@@ -182,7 +182,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 			return sent, err
 		}
 		if !paused { // another holder has had the lock a while: its wait is not this renewal's work
-			resume, paused = waitingForOthers(ctx), true
+			resume, paused = waitingForLock(ctx), true
 		}
 		if watch == nil {
 			continue
