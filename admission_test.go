@@ -1,6 +1,7 @@
 package twitchoauth
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"testing/synctest"
@@ -159,6 +160,45 @@ func TestRenewalTurnGivenBackForSameToken(t *testing.T) {
 			if err := <-done; err != nil {
 				t.Error(err)
 			}
+		}
+	})
+}
+
+// TestRenewalTakesTurnToRenewAfterAll: a caller that waited, without a turn, for another caller's
+// renewal of the same token, and must renew after all (that caller gave up), takes a turn before
+// it renews: the bound on a registry's renewals at work holds.
+func TestRenewalTakesTurnToRenewAfterAll(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		seedStore(t, b.fake, b.store, []string{"u"})
+		st := b.store.stored("u")
+		st.Expiry = time.Now().Add(-time.Minute)
+		if err := b.store.Save(t.Context(), "u", st); err != nil {
+			t.Fatal(err)
+		}
+		u := NewUserTokens(b.c, b.store)
+		u.turns = make(chan struct{}, 1)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		b.fake.Fail("token", faketwitch.Fault{Pass: true, Delay: 10 * time.Second, Count: 2})
+		src, _ := u.Source("u")
+		ctx, cancel := context.WithCancel(t.Context())
+		first, second := make(chan error, 1), make(chan error, 1)
+		go func() { _, err := src.TokenContext(ctx); first <- err }()
+		synctest.Wait() // it renews, holding the turn
+		go func() { _, err := src.Token(); second <- err }()
+		synctest.Wait() // it waits for the first caller's renewal
+		cancel()
+		synctest.Wait() // the first caller gave up; the second renews
+		if n := len(u.turns); n != 1 {
+			t.Errorf("%d turns taken while the second caller renews; want its own", n)
+		}
+		if err := <-first; !errors.Is(err, context.Canceled) {
+			t.Errorf("the caller that gave up: %v", err)
+		}
+		if err := <-second; err != nil {
+			t.Errorf("the caller that renewed after all: %v", err)
 		}
 	})
 }

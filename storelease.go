@@ -203,6 +203,7 @@ type leaseKeeper struct {
 	renewAt   time.Time   // when to renew it next
 	lost      error       // why fn's context was ended; written by keep only
 	released  atomic.Bool // the lease ended with the work's last save (see saveIfLast)
+	releasing atomic.Bool // that save is under way: it ends the lease, or fails and ends the work
 }
 
 // extended records that the lease was taken or renewed by a request sent at sent.
@@ -255,6 +256,11 @@ func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) 
 		}
 		if k.released.Load() {
 			return // the work's last save ended the lease
+		}
+		if k.releasing.Load() && time.Now().Before(k.deadline()) {
+			// The store may have ended the lease already, and its renewal would fail as lost.
+			k.renewAt = time.Now().Add(k.ttl / 20)
+			continue
 		}
 		if time.Now().Before(k.deadline()) {
 			// A renewal still waiting at the deadline (a store client that ignores the context's
@@ -362,7 +368,9 @@ func saveIfLast(ctx context.Context, store TokenStore, key string, prev, next *S
 		if rs, ok := asOptional[ReleasingSaver](store); ok {
 			sctx, cancel := unleased(ctx)
 			defer cancel()
+			u.keeper.releasing.Store(true)
 			err := rs.SaveIfUnlock(sctx, u.keeper.lease, key, prev, next)
+			u.keeper.releasing.Store(false)
 			if !errors.Is(err, errors.ErrUnsupported) {
 				if err == nil {
 					u.keeper.released.Store(true)

@@ -7,6 +7,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"golang.org/x/oauth2"
@@ -63,6 +64,36 @@ type countingLease struct {
 func (l *countingLease) Unlock() error {
 	l.r.called("Unlock")
 	return l.Lease.Unlock()
+}
+
+func (l *countingLease) Renew(ctx context.Context) error {
+	l.r.called("Renew")
+	return l.Lease.Renew(ctx)
+}
+
+// TestLeaseNotRenewedAfterReleasingSave: once the refresh's save that releases the lock is under
+// way, the lease is not renewed, however long its reply takes (here a store hook): the store may
+// have ended the lease, and its renewal would be heard as a lease lost.
+func TestLeaseNotRenewedAfterReleasingSave(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		store := &releasingStore{FileStore: &FileStore{Path: filepath.Join(t.TempDir(), "tok.json")}}
+		seedStored(t, store.FileStore, b.fake, b.c, "u")
+		src := replica(b.c, store, "u")
+		ttl := src.lockTTL()
+		b.c.Hooks = &Hooks{StoreEnd: func(ctx context.Context, e StoreEvent) {
+			if e.Op == StoreSaveIf {
+				time.Sleep(ttl / 2) // past the time to renew, short of the deadline
+			}
+		}}
+		src.store = observeStore(b.c.hooks(), store)
+		if _, err := src.ForceRefresh(t.Context(), nil); err != nil {
+			t.Fatalf("refresh: %v", err)
+		}
+		if i := slices.Index(store.calls, "SaveIfUnlock"); i < 0 || slices.Contains(store.calls[i:], "Renew") {
+			t.Errorf("the refresh asked %v; want no Renew after the SaveIfUnlock that released the lock", store.calls)
+		}
+	})
 }
 
 // TestRefreshReleasesWithItsSave: a refresh through a store whose leases can save and end
