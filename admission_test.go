@@ -170,12 +170,7 @@ func TestRenewalTurnGivenBackForSameToken(t *testing.T) {
 func TestRenewalTakesTurnToRenewAfterAll(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		b := newRunBubble(t)
-		seedStore(t, b.fake, b.store, []string{"u"})
-		st := b.store.stored("u")
-		st.Expiry = time.Now().Add(-time.Minute)
-		if err := b.store.Save(t.Context(), "u", st); err != nil {
-			t.Fatal(err)
-		}
+		seedExpiredFor(t, b.fake, b.store, b.c.ClientID, "u")
 		u := NewUserTokens(b.c, b.store)
 		u.turns = make(chan struct{}, 1)
 		if err := u.Sync(t.Context()); err != nil {
