@@ -292,41 +292,31 @@ func (u *UserTokens) lapsingHealth(ctx context.Context, d time.Duration) *Lapsin
 	ids := u.Users()
 	deadline := time.Now().Add(d)
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	workers := min(u.maxInFlight(), len(ids))
-	for w := range workers {
-		part := ids[w*len(ids)/workers : (w+1)*len(ids)/workers]
-		wg.Go(func() {
-			for _, id := range part {
-				var st *StoredToken
-				err := ctx.Err()
-				if err == nil {
-					st, err = u.store.Load(ctx, id)
-				}
-				mu.Lock()
-				switch {
-				case errors.Is(err, ErrTokenNotFound):
-					// Removed meanwhile.
-				case err != nil:
-					lh.Unread++
-					if lh.Error == "" {
-						lh.Error = fmt.Sprintf("twitchoauth: read a user's record: %v", err)
-					}
-				default:
-					lh.Read++
-					if st.RefreshToken != "" && (st.RefreshIssuedAt.IsZero() || st.RefreshIssuedAt.Add(publicRefreshLifetime).Before(deadline)) {
-						lu := LapsingUser{UserID: id}
-						if !st.RefreshIssuedAt.IsZero() {
-							lu.Expiry = st.RefreshIssuedAt.Add(publicRefreshLifetime)
-						}
-						lh.Users = append(lh.Users, lu)
-					}
-				}
-				mu.Unlock()
+	u.inParts(ids, func(part []string) {
+		for _, id := range part {
+			var st *StoredToken
+			err := ctx.Err()
+			if err == nil {
+				st, err = u.store.Load(ctx, id)
 			}
-		})
-	}
-	wg.Wait()
+			mu.Lock()
+			switch {
+			case errors.Is(err, ErrTokenNotFound):
+				// Removed meanwhile.
+			case err != nil:
+				lh.Unread++
+				if lh.Error == "" {
+					lh.Error = fmt.Sprintf("twitchoauth: read a user's record: %v", err)
+				}
+			default:
+				lh.Read++
+				if at := refreshLapsesAt(st); st.RefreshToken != "" && (at.IsZero() || at.Before(deadline)) {
+					lh.Users = append(lh.Users, LapsingUser{UserID: id, Expiry: at})
+				}
+			}
+			mu.Unlock()
+		}
+	})
 	slices.SortFunc(lh.Users, func(a, b LapsingUser) int { return strings.Compare(a.UserID, b.UserID) })
 	return lh
 }

@@ -300,6 +300,19 @@ func (u *UserTokens) writableLocked() map[string]*userEntry {
 	return u.users
 }
 
+// inParts splits keys into up to MaxInFlight parts, runs work on each in a goroutine of its own,
+// and returns when every part is done: reads of many users' records go MaxInFlight at a time,
+// without a goroutine for each user.
+func (u *UserTokens) inParts(keys []string, work func(part []string)) {
+	workers := min(u.maxInFlight(), len(keys))
+	var wg sync.WaitGroup
+	for w := range workers {
+		part := keys[w*len(keys)/workers : (w+1)*len(keys)/workers]
+		wg.Go(func() { work(part) })
+	}
+	wg.Wait()
+}
+
 // notRegistered is Source's error for a user not registered.
 func notRegistered(userID string) error {
 	return fmt.Errorf("%w: user %s is not registered", ErrTokenNotFound, QuoteKey(userID))

@@ -127,10 +127,19 @@ func (u *UserTokens) RefreshTokenExpiry(ctx context.Context, userID string) (tim
 	if err != nil {
 		return time.Time{}, fmt.Errorf("twitchoauth: refresh token expiry: %w", err)
 	}
-	if u.c.ClientSecret != "" || st.RefreshIssuedAt.IsZero() {
+	if u.c.ClientSecret != "" {
 		return time.Time{}, nil
 	}
-	return st.RefreshIssuedAt.Add(publicRefreshLifetime), nil
+	return refreshLapsesAt(st), nil
+}
+
+// refreshLapsesAt returns when st's refresh token lapses unused if it is a public client's: zero
+// when its age is not known.
+func refreshLapsesAt(st *StoredToken) time.Time {
+	if st.RefreshIssuedAt.IsZero() {
+		return time.Time{}
+	}
+	return st.RefreshIssuedAt.Add(publicRefreshLifetime)
 }
 
 // dueHeap orders users by when their next validation is due; each entry knows its index.

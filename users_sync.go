@@ -47,34 +47,28 @@ func (u *UserTokens) Sync(ctx context.Context) error {
 	// trips in a row, nor starts a goroutine for each, nor takes the registry's lock for each.
 	var mu sync.Mutex
 	var errs []error
-	var wg sync.WaitGroup
-	workers := min(u.maxInFlight(), len(unknown))
-	for w := range workers {
-		part := unknown[w*len(unknown)/workers : (w+1)*len(unknown)/workers]
-		wg.Go(func() {
-			batch := make([]syncedUser, 0, min(len(part), syncBatch))
-			for _, key := range part {
-				st, err := u.store.Load(ctx, key)
-				switch {
-				case errors.Is(err, ErrTokenNotFound):
-				case err != nil && !errors.Is(err, ErrTokenCorrupt):
-					mu.Lock()
-					errs = append(errs, err)
-					mu.Unlock()
-				case err != nil || st.UserID != key:
-					// Not a user of the registry; read again at each Sync, as few stores hold any.
-				default:
-					// Made outside the registry's lock; dropped if the user was added meanwhile.
-					if batch = append(batch, syncedUser{u.newEntry(st), st.Intents}); len(batch) == cap(batch) {
-						u.addNew(ctx, batch)
-						batch = batch[:0]
-					}
+	u.inParts(unknown, func(part []string) {
+		batch := make([]syncedUser, 0, min(len(part), syncBatch))
+		for _, key := range part {
+			st, err := u.store.Load(ctx, key)
+			switch {
+			case errors.Is(err, ErrTokenNotFound):
+			case err != nil && !errors.Is(err, ErrTokenCorrupt):
+				mu.Lock()
+				errs = append(errs, err)
+				mu.Unlock()
+			case err != nil || st.UserID != key:
+				// Not a user of the registry; read again at each Sync, as few stores hold any.
+			default:
+				// Made outside the registry's lock; dropped if the user was added meanwhile.
+				if batch = append(batch, syncedUser{u.newEntry(st), st.Intents}); len(batch) == cap(batch) {
+					u.addNew(ctx, batch)
+					batch = batch[:0]
 				}
 			}
-			u.addNew(ctx, batch)
-		})
-	}
-	wg.Wait()
+		}
+		u.addNew(ctx, batch)
+	})
 	// A registered user the listing lacks may have been removed by another replica. When every
 	// user registered before the listing is in it, none is gone (a user added since then was
 	// not in the listing, and is not looked at).

@@ -112,20 +112,14 @@ func (u *UserTokens) readChanged(ctx context.Context, keys []string) {
 	if len(keys) == 0 {
 		return
 	}
-	workers := min(u.maxInFlight(), len(keys))
-	var wg sync.WaitGroup
-	for w := range workers {
-		part := keys[w*len(keys)/workers : (w+1)*len(keys)/workers]
-		wg.Go(func() {
-			for _, key := range part {
-				if ctx.Err() != nil {
-					return
-				}
-				u.heard(ctx, key)
+	u.inParts(keys, func(part []string) {
+		for _, key := range part {
+			if ctx.Err() != nil {
+				return
 			}
-		})
-	}
-	wg.Wait()
+			u.heard(ctx, key)
+		}
+	})
 }
 
 // heard takes up what the store holds for key, whose record changed: a user removed elsewhere is
