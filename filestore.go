@@ -87,26 +87,25 @@ func (s *FileStore) Load(ctx context.Context, key string) (*StoredToken, error) 
 	if err != nil {
 		return nil, err
 	}
-	st, _, err := s.loadTokenFile(key, path, true)
+	st, err := s.loadTokenFile(key, path, true)
 	return st, err
 }
 
 // loadTokenFile reads and decodes key's token file at path, making it private first when private
-// is set, and returns its bytes too. A sealed file the Keyring cannot open is an error that Is
-// ErrCannotUnseal.
-func (s *FileStore) loadTokenFile(key, path string, private bool) (*StoredToken, []byte, error) {
+// is set. A sealed file the Keyring cannot open is an error that Is ErrCannotUnseal.
+func (s *FileStore) loadTokenFile(key, path string, private bool) (*StoredToken, error) {
 	data, err := readFileCapped(path, MaxStoredTokenSize, private)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
+		return nil, fmt.Errorf("%w: %s does not exist", ErrTokenNotFound, path)
 	}
 	if err != nil {
-		return nil, nil, fmt.Errorf("twitchoauth: read token file: %w", err)
+		return nil, fmt.Errorf("twitchoauth: read token file: %w", err)
 	}
 	st, err := s.Keyring.DecodeStoredToken(key, data)
 	if err != nil {
-		return nil, data, fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return st, data, nil
+	return st, nil
 }
 
 // readFileCapped reads at most limit bytes of path; with private, it first takes the permission
@@ -172,7 +171,7 @@ func (s *FileStore) SaveIf(ctx context.Context, key string, prev, next *StoredTo
 		return err
 	}
 	defer release()
-	cur, _, err := s.loadTokenFile(key, path, false)
+	cur, err := s.loadTokenFile(key, path, false)
 	if errors.Is(err, ErrTokenNotFound) || errors.Is(err, ErrTokenCorrupt) {
 		return fmt.Errorf("%w: %w", ErrTokenChanged, err)
 	}
