@@ -13,7 +13,9 @@ import "context"
 // never holds the lock queued for a turn.
 
 // maxRenewals is how many renewals work at once: twice the default transport's connections to a
-// host, so that a renewal's store work overlaps another's request.
+// host, so that a renewal's store work overlaps another's request. A renewal granted a lock it
+// waited for goes on without a turn when none is free (see waitingForLock), so that many more
+// work at once only while as many waited for other holders.
 const maxRenewals = 2 * maxConnsPerHost
 
 // turnKey is the context key of a renewal's *turn.
@@ -99,17 +101,22 @@ func waitingForOthers(ctx context.Context) (resume func()) {
 	return func() { t.take(ctx) }
 }
 
-// waitingForLock is waitingForOthers for a wait for the key's lock (see take), which ends holding
-// it: the func it returns takes a turn again only if one is free, and otherwise lets the renewal
-// go on without one. Queued for a turn with the lock held, it would hold up the key's other
-// holders (another replica's renewal, a save) and spend its lease waiting.
-func waitingForLock(ctx context.Context) (resume func()) {
+// waitingForLock is waitingForOthers for a wait for the key's lock (see take). The func it
+// returns is told whether the wait ended holding the lock: then it takes a turn again only if one
+// is free, and otherwise lets the renewal go on without one, since queued for a turn with the
+// lock held it would hold up the key's other holders (another replica's renewal, a save) and
+// spend its lease waiting. Without the lock, it waits for a turn, as waitingForOthers's does.
+func waitingForLock(ctx context.Context) (resume func(locked bool)) {
 	t, _ := ctx.Value(turnKey{}).(*turn)
 	if t == nil || !t.held {
-		return func() {}
+		return func(bool) {}
 	}
 	t.give()
-	return func() {
+	return func(locked bool) {
+		if !locked {
+			t.take(ctx)
+			return
+		}
 		select {
 		case t.turns <- struct{}{}:
 			t.held = true

@@ -198,6 +198,46 @@ func TestHooksLockWaitIsOneLock(t *testing.T) {
 	})
 }
 
+// TestHooksLockWaitPaired: every StoreStart of a lock wait is paired with a StoreEnd, however the
+// wait ends: ctx ended, the watch's error, the lock had (and its unlock).
+func TestHooksLockWaitPaired(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var starts, ends int
+		h := &Hooks{
+			StoreStart: func(ctx context.Context, e StoreEvent) context.Context { starts++; return ctx },
+			StoreEnd:   func(ctx context.Context, e StoreEvent) { ends++ },
+		}
+		inner := newMemStore()
+		o := observeStore(h, inner)
+		unlock, _ := inner.Lock(t.Context(), "u", time.Minute)
+		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+		k := &leaseKeeper{ttl: time.Minute}
+		_, err := k.take(ctx, o, "u", func(context.Context) error { return nil })
+		cancel()
+		if err == nil || starts != ends {
+			t.Errorf("ctx end: err=%v starts=%d ends=%d", err, starts, ends)
+		}
+		n := 0
+		_, err = k.take(t.Context(), o, "u", func(context.Context) error {
+			if n++; n == 2 {
+				return errors.New("stop")
+			}
+			return nil
+		})
+		if err == nil || starts != ends {
+			t.Errorf("watch error: err=%v starts=%d ends=%d", err, starts, ends)
+		}
+		unlock()
+		if _, err = k.take(t.Context(), o, "u", nil); err != nil {
+			t.Fatal(err)
+		}
+		k.lease.Unlock()
+		if starts != ends || starts != 4 {
+			t.Errorf("lock had + unlock: starts=%d ends=%d, want 4 each", starts, ends)
+		}
+	})
+}
+
 // TestHooksRefreshOutcomes: each way a refresh ends is heard with its outcome and status, and no
 // event's text holds a token.
 func TestHooksRefreshOutcomes(t *testing.T) {

@@ -150,8 +150,9 @@ func (w *watchError) Unwrap() error { return w.err }
 // while), it asks for lockWatchEvery at a time, calling watch between the asks; an error of
 // watch's ends the wait, as a *watchError.
 func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, watch func(ctx context.Context) error) (time.Time, error) {
-	resume, paused := func() {}, false
-	defer func() { resume() }()
+	resume, paused := func(bool) {}, false
+	locked := false // the wait ended holding the lock
+	defer func() { resume(locked) }()
 	// The hooks hear of the wait as one lock, not of each ask: an ask ended to look at the store
 	// did not fail.
 	heard := func(l Lease, _ error) Lease { return l }
@@ -178,7 +179,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		watching := err != nil && ctx.Err() == nil && context.Cause(lctx) == errLockWatch
 		cancel()
 		if !watching {
-			k.lease = heard(k.lease, err)
+			k.lease, locked = heard(k.lease, err), err == nil
 			return sent, err
 		}
 		if !paused { // another holder has had the lock a while: its wait is not this renewal's work
@@ -244,7 +245,7 @@ func (k *leaseKeeper) unlock(ctx context.Context, c *Client) {
 func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) {
 	for {
 		next := k.deadline()
-		if k.renewAt.Before(next) {
+		if k.renewAt.Before(next) || k.releasing.Load() {
 			next = k.renewAt
 		}
 		t := time.NewTimer(time.Until(next))
@@ -257,8 +258,10 @@ func (k *leaseKeeper) keep(ctx context.Context, cancel context.CancelCauseFunc) 
 		if k.released.Load() {
 			return // the work's last save ended the lease
 		}
-		if k.releasing.Load() && time.Now().Before(k.deadline()) {
-			// The store may have ended the lease already, and its renewal would fail as lost.
+		if k.releasing.Load() {
+			// The store may have ended the lease already, and its renewal would fail as lost; the
+			// save is fenced, and needs the lease no more. Looked at again soon: it may fail, and
+			// the work fall back to a SaveIf under the lease.
 			k.renewAt = time.Now().Add(k.ttl / 20)
 			continue
 		}
@@ -370,11 +373,11 @@ func saveIfLast(ctx context.Context, store TokenStore, key string, prev, next *S
 			defer cancel()
 			u.keeper.releasing.Store(true)
 			err := rs.SaveIfUnlock(sctx, u.keeper.lease, key, prev, next)
+			if err == nil {
+				u.keeper.released.Store(true) // before releasing ends: keep never sees neither
+			}
 			u.keeper.releasing.Store(false)
 			if !errors.Is(err, errors.ErrUnsupported) {
-				if err == nil {
-					u.keeper.released.Store(true)
-				}
 				return err
 			}
 		}

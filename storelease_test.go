@@ -171,3 +171,43 @@ func TestBindRefreshKeepsLockForValidation(t *testing.T) {
 		t.Errorf("Bind asked %v; want %v: the pair, then its validation, then the unlock", store.calls, want)
 	}
 }
+
+// TestLockWaitEndedByWatchKeepsTurn: a renewal whose wait for the lock ends without it (its watch
+// found another holder's mark, to be waited out next) takes a turn back, waiting for one, before
+// it goes on: only a renewal granted the lock goes on without a turn.
+func TestLockWaitEndedByWatchKeepsTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		store := newMemStore()
+		unlock, err := store.Lock(t.Context(), "u", time.Minute) // another holder's
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer unlock()
+		turns := make(chan struct{}, 1)
+		ctx, done, err := admit(t.Context(), turns, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer done()
+		errMark := errors.New("held mark")
+		watch := func(context.Context) error {
+			turns <- struct{}{}                              // another renewal took the turn given back
+			go func() { time.Sleep(time.Second); <-turns }() // and is done a second later
+			return errMark
+		}
+		k := &leaseKeeper{ttl: time.Minute}
+		_, err = k.take(ctx, store, "u", watch)
+		var w *watchError
+		if !errors.As(err, &w) {
+			t.Fatalf("take: %v", err)
+		}
+		synctest.Wait()
+		time.Sleep(2 * time.Second)
+		// awaitMark gives the turn back while it waits, and takes it again after.
+		resume := waitingForOthers(ctx)
+		resume()
+		if !holdsTurn(ctx) {
+			t.Error("after a watch error (no lock held) the renewal holds no turn, and its retry renews without one")
+		}
+	})
+}
