@@ -330,7 +330,8 @@ const lapsingReuse = time.Minute
 // user a minute, not a read per user a request.
 func (u *UserTokens) lapsingServed(ctx context.Context, d time.Duration) *LapsingHealth {
 	if err := u.lapsingTurn.lock(ctx); err != nil {
-		return u.lapsingHealth(ctx, d) // reads nothing: ctx ended
+		return &LapsingHealth{Within: d, At: time.Now(), Users: []LapsingUser{}, Unread: len(u.Users()),
+			Error: fmt.Sprintf("twitchoauth: another lapsing read is under way, and did not end in time: %v", err)}
 	}
 	defer u.lapsingTurn.unlock()
 	if l := u.lapsingLast; l != nil && l.Within == d && time.Since(l.At) < lapsingReuse {

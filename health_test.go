@@ -321,6 +321,23 @@ func TestHealthHandlerLapsingShared(t *testing.T) {
 		if l := w.u.Health(t.Context(), HealthOptions{Lapsing: 7 * 24 * time.Hour}); l.Lapsing.Read != 6 {
 			t.Errorf("Health itself: %+v; want its own read", l.Lapsing)
 		}
+
+		// A request that waits past its time for another's read says so, and reads nothing.
+		if err := w.u.lapsingTurn.lock(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		rec := httptest.NewRecorder()
+		if n := reads(func() {
+			hh.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/health?lapsing=30d", nil))
+		}); n != 0 {
+			t.Errorf("a request that found a read under way read %d records", n)
+		}
+		w.u.lapsingTurn.unlock()
+		var h Health
+		if err := json.Unmarshal(rec.Body.Bytes(), &h); err != nil || h.Lapsing == nil || h.Lapsing.Unread != 6 ||
+			!strings.Contains(h.Lapsing.Error, "another lapsing read is under way") {
+			t.Errorf("a request that found a read under way: %d %s; want every record unread, and why", rec.Code, rec.Body)
+		}
 	})
 }
 
