@@ -10,6 +10,20 @@ import (
 	"github.com/twitchoauth/twitchoauth/internal/faketwitch"
 )
 
+// tokenLater asks for the token of u's user id in a goroutine of its own, and returns where its
+// error comes.
+func tokenLater(u *UserTokens, id string) <-chan error {
+	done := make(chan error, 1)
+	go func() {
+		src, err := u.Source(id)
+		if err == nil {
+			_, err = src.Token()
+		}
+		done <- err
+	}()
+	return done
+}
+
 // TestRenewalTurnsGivenBackWhileWaiting: a registry's renewals take turns, and one that waits for
 // another holder (its mark on the refresh token, or the key's lock) gives its turn back meanwhile,
 // so that the users behind it are refreshed at once instead of after the wait.
@@ -43,12 +57,7 @@ func TestRenewalTurnsGivenBackWhileWaiting(t *testing.T) {
 				if err := u.Sync(t.Context()); err != nil {
 					t.Fatal(err)
 				}
-				waiting := make(chan error, 1)
-				go func() {
-					src, _ := u.Source("waits")
-					_, err := src.Token()
-					waiting <- err
-				}()
+				waiting := tokenLater(u, "waits")
 				synctest.Wait() // it has the turn, and waits for the other holder
 				start := time.Now()
 				src, _ := u.Source("behind")
@@ -92,12 +101,7 @@ func TestRenewalHoldsNoLockWaitingForTurn(t *testing.T) {
 		if err := u.Sync(t.Context()); err != nil {
 			t.Fatal(err)
 		}
-		done := make(chan error, 1)
-		go func() {
-			src, _ := u.Source("u")
-			_, err := src.Token()
-			done <- err
-		}()
+		done := tokenLater(u, "u")
 		time.Sleep(5 * lockWatchEvery)
 		synctest.Wait() // the renewal gave its turn back, and still waits for the lock
 		for range cap(u.turns) {
