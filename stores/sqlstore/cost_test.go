@@ -1,6 +1,7 @@
 package sqlstore
 
 import (
+	"context"
 	"database/sql"
 	"encoding/json"
 	"errors"
@@ -131,31 +132,8 @@ func TestLockReadSeesReleasingSave(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM "+prefix+"locks WHERE key = $1", "k"); err != nil {
 		t.Fatal(err)
 	}
-	type taken struct {
-		lease twitchoauth.Lease
-		err   error
-	}
-	got := make(chan taken, 1)
-	go func() {
-		l, err := b.LockLease(ctx, "k", time.Minute)
-		got <- taken{l, err}
-	}()
-	// Commit once the next holder's statement waits on the lock's row.
-	for {
-		var waiting bool
-		err := a.DB.QueryRowContext(ctx, "SELECT count(*) > 0 FROM pg_stat_activity WHERE application_name = 'lock-reader' AND wait_event_type = 'Lock'").Scan(&waiting)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if waiting {
-			break
-		}
-		select {
-		case r := <-got:
-			t.Fatalf("the lock was taken while its holder held it: %v", r.err)
-		case <-time.After(time.Millisecond):
-		}
-	}
+	got := lockLater(ctx, b)
+	waitBlocked(t, a.DB, "lock-reader", got) // commit once the next holder's statement waits on the lock's row
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -238,13 +216,13 @@ func TestReleasingSaveBesideNextLock(t *testing.T) {
 	saved, locked := make(chan error, 1), make(chan error, 1)
 	var next twitchoauth.Lease
 	go func() { saved <- releaser.SaveIfUnlock(ctx, held, "k", prev, benchToken(2)) }()
-	waitBlocked(t, releaser.DB, "releasing-saver")
+	waitBlocked(t, releaser.DB, "releasing-saver", nil)
 	go func() {
 		var err error
 		next, err = locker.LockLease(ctx, "k", time.Minute)
 		locked <- err
 	}()
-	waitBlocked(t, releaser.DB, "next-locker")
+	waitBlocked(t, releaser.DB, "next-locker", nil)
 	if err := tx.Commit(); err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +238,25 @@ func TestReleasingSaveBesideNextLock(t *testing.T) {
 	}
 }
 
-// waitBlocked returns once a statement of the application named app waits for a lock.
-func waitBlocked(t *testing.T, db *sql.DB, app string) {
+// taken is a lease asked for in the background, and its error.
+type taken struct {
+	lease twitchoauth.Lease
+	err   error
+}
+
+// lockLater asks s for key "k"'s lease in a goroutine of its own.
+func lockLater(ctx context.Context, s *Store) <-chan taken {
+	got := make(chan taken, 1)
+	go func() {
+		l, err := s.LockLease(ctx, "k", time.Minute)
+		got <- taken{l, err}
+	}()
+	return got
+}
+
+// waitBlocked returns once a statement of the application named app waits for a lock. A lease
+// got first (nil: none is asked for) was granted while it should have waited: the test fails.
+func waitBlocked(t *testing.T, db *sql.DB, app string, got <-chan taken) {
 	t.Helper()
 	for {
 		var waiting bool
@@ -275,6 +270,8 @@ func waitBlocked(t *testing.T, db *sql.DB, app string) {
 		select {
 		case <-t.Context().Done():
 			t.Fatal(t.Context().Err())
+		case r := <-got:
+			t.Fatalf("the lock was taken while its holder held it: %v", r.err)
 		case <-time.After(time.Millisecond):
 		}
 	}
@@ -304,16 +301,8 @@ func TestLockReadSeesTokenStoredWhileWaiting(t *testing.T) {
 	if _, err := tx.ExecContext(ctx, "DELETE FROM "+prefix+"locks WHERE key = $1", "k"); err != nil {
 		t.Fatal(err)
 	}
-	type taken struct {
-		lease twitchoauth.Lease
-		err   error
-	}
-	got := make(chan taken, 1)
-	go func() {
-		l, err := b.LockLease(ctx, "k", time.Minute)
-		got <- taken{l, err}
-	}()
-	waitBlocked(t, a.DB, "lock-reader-new-row")
+	got := lockLater(ctx, b)
+	waitBlocked(t, a.DB, "lock-reader-new-row", got)
 	if err := a.Save(ctx, "k", benchToken(1)); err != nil {
 		t.Fatal(err)
 	}
