@@ -118,10 +118,7 @@ func accessOf(tok any) string {
 // and of replicas racing to replace one pair exactly one does.
 func testSaveIf(t *testing.T, open Open) {
 	connect := open(t)
-	cs, ok := connect(t).(twitchoauth.ConditionalSaver)
-	if !ok {
-		t.Skip("the store does not implement twitchoauth.ConditionalSaver")
-	}
+	cs := implements[twitchoauth.ConditionalSaver](t, connect(t))
 	ctx := t.Context()
 	load := func() *twitchoauth.StoredToken {
 		t.Helper()
@@ -203,10 +200,7 @@ func testSaveIf(t *testing.T, open Open) {
 func testLeaseRenew(t *testing.T, open Open) {
 	connect := open(t)
 	a := connect(t)
-	ll, ok := a.(twitchoauth.LeaseLocker)
-	if !ok {
-		t.Skip("the store does not implement twitchoauth.LeaseLocker")
-	}
+	ll := implements[twitchoauth.LeaseLocker](t, a)
 	b, c := connect(t), connect(t)
 	ctx := t.Context()
 
@@ -279,9 +273,7 @@ func testLeaseRenew(t *testing.T, open Open) {
 // replica would send it again.
 func testSlowRefreshRenewsLease(t *testing.T, open Open) {
 	connect := open(t)
-	if _, ok := connect(t).(twitchoauth.LeaseLocker); !ok {
-		t.Skip("the store does not implement twitchoauth.LeaseLocker")
-	}
+	implements[twitchoauth.LeaseLocker](t, connect(t))
 	const ttl = 300 * time.Millisecond
 	slow := faketwitch.Fault{Pass: true, Delay: 2 * ttl}
 
@@ -621,10 +613,7 @@ func testLapsedLeaseFenced(t *testing.T, open Open) {
 func testLeaseReader(t *testing.T, open Open) {
 	connect := open(t)
 	s := connect(t)
-	lr, ok := s.(twitchoauth.LeaseReader)
-	if !ok {
-		t.Skip("the store does not implement twitchoauth.LeaseReader")
-	}
+	lr := implements[twitchoauth.LeaseReader](t, s)
 	ctx := t.Context()
 	want := &twitchoauth.StoredToken{AccessToken: "acc-loaded", RefreshToken: "ref-loaded", UserID: "42"}
 	if err := s.Save(ctx, "k", want); err != nil {
@@ -672,10 +661,7 @@ func testLeaseReader(t *testing.T, open Open) {
 func testReleasingSaver(t *testing.T, open Open) {
 	connect := open(t)
 	s, other := connect(t), connect(t)
-	rs, ok := s.(twitchoauth.ReleasingSaver)
-	if !ok {
-		t.Skip("the store does not implement twitchoauth.ReleasingSaver")
-	}
+	rs := implements[twitchoauth.ReleasingSaver](t, s)
 	ctx := t.Context()
 	first := &twitchoauth.StoredToken{AccessToken: "acc-releasing-1", RefreshToken: "ref-releasing-1", UserID: "42"}
 	second := &twitchoauth.StoredToken{AccessToken: "acc-releasing-2", RefreshToken: "ref-releasing-2", UserID: "42"}

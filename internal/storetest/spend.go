@@ -22,10 +22,7 @@ import (
 func testSpendMark(t *testing.T, open Open) {
 	connect := open(t)
 	store := connect(t)
-	cs, ok := store.(twitchoauth.ConditionalSaver)
-	if !ok {
-		t.Skip("the store does not implement twitchoauth.ConditionalSaver")
-	}
+	cs := implements[twitchoauth.ConditionalSaver](t, store)
 	ctx := t.Context()
 	issued := time.Date(2026, 11, 1, 2, 3, 4, 0, time.UTC)
 	plain := &twitchoauth.StoredToken{AccessToken: "acc", RefreshToken: "ref", UserID: "1", RefreshIssuedAt: issued}
@@ -124,10 +121,7 @@ func (f *failRefreshed) SaveIf(ctx context.Context, key string, prev, next *twit
 func testPendingPair(t *testing.T, open Open) {
 	connect := open(t)
 	base := connect(t)
-	cs, ok := base.(twitchoauth.ConditionalSaver)
-	if !ok {
-		t.Skip("the store does not implement twitchoauth.ConditionalSaver")
-	}
+	cs := implements[twitchoauth.ConditionalSaver](t, base)
 	c, fake := PublicTwitch(t)
 	held := seedFor(t, base, fake, c.ClientID, faketwitch.UserID, "pending", true)
 	flaky := &failRefreshed{TokenStore: base, cs: cs}

@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"sync"
 	"testing"
 	"time"
@@ -459,4 +460,15 @@ func testKeys(t *testing.T, open Open) {
 			t.Errorf("Keys lists %q, which holds no token", k)
 		}
 	}
+}
+
+// implements returns s as T, one of the optional store interfaces, and skips the test when s is
+// not one.
+func implements[T any](t *testing.T, s twitchoauth.TokenStore) T {
+	t.Helper()
+	v, ok := s.(T)
+	if !ok {
+		t.Skipf("the store does not implement %v", reflect.TypeFor[T]())
+	}
+	return v
 }
