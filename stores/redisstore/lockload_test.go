@@ -28,8 +28,9 @@ func TestLockHasNoRead(t *testing.T) {
 
 // TestSaveIfUnlock: over one server, SaveIfUnlock stores the token and deletes the lock in one
 // script, plain or sealed (the sealed path compares the bytes read); over a client that may keep
-// the token and the lock on different nodes (a Ring here, as a Cluster), it does nothing and says
-// it cannot, and the refresh saves and unlocks in two steps.
+// the token and the lock on different nodes (a Ring here, as a Cluster), no read goes with the
+// lock, and SaveIfUnlock does nothing and says it cannot: the refresh loads the token under the
+// lock, and saves and unlocks in two steps.
 func TestSaveIfUnlock(t *testing.T) {
 	t.Parallel()
 	srv := startRedis(t)
@@ -84,6 +85,11 @@ func TestSaveIfUnlock(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer l.Unlock()
+		// A Ring or a Cluster sends a pipeline's GET and SET to their nodes at once: a GET that
+		// ran first would read the token from before the last holder's save.
+		if _, ok, _ := s.LeaseRead(l); ok {
+			t.Error("a lock taken over a Ring gave a read with it; want none, the token loaded under the lock")
+		}
 		if err := s.SaveIfUnlock(ctx, l, "k", first, second); !errors.Is(err, errors.ErrUnsupported) {
 			t.Errorf("SaveIfUnlock over a Ring = %v; want errors.ErrUnsupported", err)
 		}

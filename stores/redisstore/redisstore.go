@@ -280,13 +280,15 @@ func (s *Store) Lock(ctx context.Context, key string, ttl time.Duration) (unlock
 	return l.unlock, nil
 }
 
-// LockLease takes key's lock as Lock does and returns its lease, which Renew extends. The SET that
-// takes the lock goes in one pipeline with a GET of key's token, which the lease gives once
-// ([Store.LeaseRead]): a refresh under the lock reads nothing more. On one server the GET
-// runs right after the SET; on a Cluster, where they may reach different nodes, it may run just
-// before: a read a moment old, which the fenced saves that follow check like any other.
+// LockLease takes key's lock as Lock does and returns its lease, which Renew extends. Over one
+// server (a *redis.Client, Sentinel's included) the SET that takes the lock goes in one pipeline
+// with a GET of key's token, which runs right after it and which the lease gives once
+// ([Store.LeaseRead]): a refresh under the lock reads nothing more. A Cluster or a Ring sends the
+// two to their nodes at once, and the GET may run before the SET, reading the token as it was
+// before the last holder's save: there no read goes with the lock, and the work under it loads
+// the token.
 func (s *Store) LockLease(ctx context.Context, key string, ttl time.Duration) (twitchoauth.Lease, error) {
-	l, err := s.lock(ctx, key, ttl, true)
+	l, err := s.lock(ctx, key, ttl, s.oneServer())
 	if err != nil {
 		return nil, err // not a Lease holding a nil *lease
 	}
@@ -382,6 +384,14 @@ type lease struct {
 	saved  atomic.Bool                     // SaveIfUnlock stored its token and released the lock
 }
 
+// oneServer reports whether the Store's client talks to one server (a *redis.Client, Sentinel's
+// failover client included), which runs a pipeline's or a script's commands in order, and so can
+// read with the lock (LockLease) and release it with the save (SaveIfUnlock).
+func (s *Store) oneServer() bool {
+	_, ok := s.Client.(*redis.Client)
+	return ok
+}
+
 // LeaseRead gives, once, the token key held as the lock held was taken by this Store's
 // LockLease, as Load would have returned it then; see [twitchoauth.LeaseReader]. A lease of
 // another Store, a lock taken by Lock, and a read that found no token or failed give none.
@@ -396,8 +406,7 @@ func (s *Store) LeaseRead(held twitchoauth.Lease) (*twitchoauth.StoredToken, boo
 	}
 	data, err := read.Bytes()
 	if err != nil {
-		// None (on a Cluster the GET may have run just before a first token was stored), or a
-		// failed read: the caller loads the key.
+		// None, or a failed read: the caller loads the key.
 		return nil, false, nil
 	}
 	rkey := s.tokenKey(l.key)
@@ -453,7 +462,7 @@ func (s *Store) SaveIf(ctx context.Context, key string, prev, next *twitchoauth.
 // [twitchoauth.ReleasingSaver]), and the refresh saves and unlocks in two steps.
 func (s *Store) SaveIfUnlock(ctx context.Context, held twitchoauth.Lease, key string, prev, next *twitchoauth.StoredToken) error {
 	l, ok := held.(*lease)
-	if _, single := s.Client.(*redis.Client); !single || !ok || l.s != s || l.key != key {
+	if !s.oneServer() || !ok || l.s != s || l.key != key {
 		return fmt.Errorf("redisstore: save token: %w: not a lock this Store took on key %s, on one server", errors.ErrUnsupported, twitchoauth.QuoteKey(key))
 	}
 	if err := s.saveIf(ctx, key, l, prev, next); err != nil {

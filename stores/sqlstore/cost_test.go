@@ -319,6 +319,43 @@ func TestLockReadSeesTokenStoredWhileWaiting(t *testing.T) {
 	}
 }
 
+// TestSaveIfUnlockOneConnection: on SQLite with a pool of one connection (":memory:", which Open
+// limits so, or a program's SetMaxOpenConns(1)), the save that releases the lock prepares its
+// statements before its transaction takes the connection: prepared within it, they waited for a
+// second connection until ctx ended, and the refreshed pair was not stored.
+func TestSaveIfUnlockOneConnection(t *testing.T) {
+	for _, dsn := range []string{":memory:", "file"} {
+		t.Run(dsn, func(t *testing.T) {
+			if dsn == "file" {
+				dsn = sqliteFile(t)
+			}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second) // a bound: it ends at once
+			defer cancel()
+			s, err := Open(ctx, SQLite, dsn)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer s.Close()
+			s.DB.SetMaxOpenConns(1)
+			prev, next := benchToken(1), benchToken(2)
+			if err := s.Save(ctx, "k", prev); err != nil {
+				t.Fatal(err)
+			}
+			l, err := s.LockLease(ctx, "k", time.Minute)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer l.Unlock()
+			if err := s.SaveIfUnlock(ctx, l, "k", prev, next); err != nil {
+				t.Fatalf("SaveIfUnlock: %v", err)
+			}
+			if st, err := s.Load(ctx, "k"); err != nil || st.AccessToken != next.AccessToken {
+				t.Errorf("stored %v; want the new pair", err)
+			}
+		})
+	}
+}
+
 // TestCloseReleasesPrepared: a Store made by New on a database the program keeps closes the
 // statements it prepared there when it is closed, and the database works on.
 func TestCloseReleasesPrepared(t *testing.T) {

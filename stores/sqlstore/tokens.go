@@ -264,19 +264,22 @@ func (s *Store) update(ctx context.Context, q *queries, query, unlocking, holder
 	}
 	var n int64
 	err := s.write(ctx, func() error {
+		// Prepared before the transaction takes its connection: in a pool of one (":memory:",
+		// or a program's SetMaxOpenConns(1)), preparing in it would wait for a second one.
+		save, unlock := s.prepared(ctx, query), s.prepared(ctx, q.unlock)
 		tx, err := s.DB.BeginTx(ctx, nil)
 		if err != nil {
 			return err
 		}
 		defer tx.Rollback()
-		res, err := txExec(ctx, tx, s.prepared(ctx, query), query, args...)
+		res, err := txExec(ctx, tx, save, query, args...)
 		if err != nil {
 			return err
 		}
 		if n, err = res.RowsAffected(); err != nil || n != 1 {
 			return err
 		}
-		if _, err := txExec(ctx, tx, s.prepared(ctx, q.unlock), q.unlock, args[0], holder); err != nil {
+		if _, err := txExec(ctx, tx, unlock, q.unlock, args[0], holder); err != nil {
 			return err
 		}
 		return tx.Commit()
