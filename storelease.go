@@ -147,8 +147,8 @@ func (w *watchError) Unwrap() error { return w.err }
 
 // take takes key's lock into k and returns when the ask that was granted was sent. With watch, or
 // for a renewal holding a turn (which it gives back once another holder has had the lock a
-// while), it asks for lockWatchEvery at a time, calling watch between the asks; an error of
-// watch's ends the wait, as a *watchError.
+// while, and then asks once more, as long as it takes), it asks for lockWatchEvery at a time,
+// calling watch between the asks; an error of watch's ends the wait, as a *watchError.
 func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, watch func(ctx context.Context) error) (time.Time, error) {
 	resume, paused := func(bool) {}, false
 	locked := false // the wait ended holding the lock
@@ -184,6 +184,7 @@ func (k *leaseKeeper) take(ctx context.Context, store TokenStore, key string, wa
 		}
 		if !paused { // another holder has had the lock a while: its wait is not this renewal's work
 			resume, paused = waitingForLock(ctx), true
+			sliced = watch != nil // the turn given back, only a watch needs the asks cut short
 		}
 		if watch == nil {
 			continue

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -208,6 +209,48 @@ func TestLockWaitEndedByWatchKeepsTurn(t *testing.T) {
 		resume()
 		if !holdsTurn(ctx) {
 			t.Error("after a watch error (no lock held) the renewal holds no turn, and its retry renews without one")
+		}
+	})
+}
+
+// lockAsks is a store that counts the asks for a lock.
+type lockAsks struct {
+	*memStore
+	asks atomic.Int32
+}
+
+func (s *lockAsks) Lock(ctx context.Context, key string, ttl time.Duration) (func() error, error) {
+	s.asks.Add(1)
+	return s.memStore.Lock(ctx, key, ttl)
+}
+
+// TestLockWaitAsksOnceTurnGivenBack: a renewal that waits for another holder's lock cuts its ask
+// short once, to give its turn back, and then asks once for as long as the wait takes: each ask
+// starts the store's poll of the lock over, at its shortest interval.
+func TestLockWaitAsksOnceTurnGivenBack(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		b := newRunBubble(t)
+		store := &lockAsks{memStore: b.store}
+		seedExpiredFor(t, b.fake, store, b.c.ClientID, "u")
+		unlock, err := store.memStore.Lock(t.Context(), "u", time.Minute) // another replica's
+		if err != nil {
+			t.Fatal(err)
+		}
+		u := NewUserTokens(b.c, store)
+		if err := u.Sync(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		done := tokenLater(u, "u")
+		time.Sleep(10 * lockWatchEvery)
+		synctest.Wait()
+		if err := unlock(); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if n := store.asks.Load(); n != 2 {
+			t.Errorf("a wait of %v for the lock asked for it %d times; want 2: once cut short to give the turn back, then once", 10*lockWatchEvery, n)
 		}
 	})
 }
