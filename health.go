@@ -321,27 +321,38 @@ func (u *UserTokens) lapsingHealth(ctx context.Context, d time.Duration) *Lapsin
 	return lh
 }
 
-// lapsingReuse is how long HealthHandler serves a whole lapsing read again, for the same window.
+// lapsingReuse is how long HealthHandler serves a lapsing read again, for the same window.
 const lapsingReuse = time.Minute
 
 // lapsingServed is lapsingHealth for HealthHandler, whose callers a program may not control: one
-// read at a time for the registry, and a whole read (every record read) served again for a
-// minute to requests for the same window. A caller repeating ?lapsing= costs the store a read per
-// user a minute, not a read per user a request.
+// read at a time for the registry, and a read served again for a minute to requests for the same
+// window, also one cut short by the handler's time limit (it says how many records it did not
+// read), but not one whose caller went away. A caller repeating ?lapsing= costs the store one read
+// a minute, not one a request, however slow the store.
 func (u *UserTokens) lapsingServed(ctx context.Context, d time.Duration) *LapsingHealth {
-	if err := u.lapsingTurn.lock(ctx); err != nil {
-		return &LapsingHealth{Within: d, At: time.Now(), Users: []LapsingUser{}, Unread: len(u.Users()),
-			Error: fmt.Sprintf("twitchoauth: another lapsing read is under way, and did not end in time: %v", err)}
+	if !u.lapsingTurn.tryLock() {
+		if err := u.lapsingTurn.lock(ctx); err != nil {
+			return u.lapsingBusy(d, err)
+		}
 	}
 	defer u.lapsingTurn.unlock()
 	if l := u.lapsingLast; l != nil && l.Within == d && time.Since(l.At) < lapsingReuse {
 		return l
 	}
 	l := u.lapsingHealth(ctx, d)
-	if l.Unread == 0 {
+	if !errors.Is(ctx.Err(), context.Canceled) {
 		u.lapsingLast = l
 	}
 	return l
+}
+
+// lapsingBusy is lapsingServed's answer when another read did not end within its caller's time.
+func (u *UserTokens) lapsingBusy(d time.Duration, err error) *LapsingHealth {
+	u.mu.RLock()
+	n := len(u.users)
+	u.mu.RUnlock()
+	return &LapsingHealth{Within: d, At: time.Now(), Users: []LapsingUser{}, Unread: n,
+		Error: fmt.Sprintf("twitchoauth: another lapsing read is under way, and did not end in time: %v", err)}
 }
 
 // HealthHandler serves [UserTokens.Health] as JSON, for an admin page or a readiness probe. It
@@ -350,9 +361,9 @@ func (u *UserTokens) lapsingServed(ctx context.Context, d time.Duration) *Lapsin
 // readiness probe should take it out of service), and 200 otherwise: users in doubt or whose
 // grant is gone are listed in the body, not a 503, since no restart or other replica fixes them.
 // ?lapsing=7d (days, or a Go duration such as 36h) also lists the users whose refresh token lapses
-// within it, at a store read per user (see [HealthOptions]), one such read at a time, and a
-// whole read served again for a minute to requests for the same window; a malformed value is a
-// 400. The body holds no token, but it does hold user IDs: serve it to operators only.
+// within it, at a store read per user (see [HealthOptions]), one such read at a time, and each
+// served again for a minute to requests for the same window (its Unread says what a read cut
+// short at the time limit missed); a malformed value is a 400. The body holds no token, but it does hold user IDs: serve it to operators only.
 func (u *UserTokens) HealthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet {

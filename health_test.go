@@ -338,6 +338,23 @@ func TestHealthHandlerLapsingShared(t *testing.T) {
 			!strings.Contains(h.Lapsing.Error, "another lapsing read is under way") {
 			t.Errorf("a request that found a read under way: %d %s; want every record unread, and why", rec.Code, rec.Body)
 		}
+
+		// A read that the handler's time limit cuts short is served again too: a store too slow
+		// for a whole read in time is not read anew at every request.
+		time.Sleep(lapsingReuse)
+		w.lossy.slow.Store(true)
+		var cut [2]Health
+		for i := range cut {
+			rec := httptest.NewRecorder()
+			hh.ServeHTTP(rec, httptest.NewRequestWithContext(t.Context(), http.MethodGet, "/health?lapsing=7d", nil))
+			if err := json.Unmarshal(rec.Body.Bytes(), &cut[i]); err != nil || cut[i].Lapsing == nil {
+				t.Fatalf("slow store: %d %s", rec.Code, rec.Body)
+			}
+		}
+		w.lossy.slow.Store(false)
+		if l := cut[1].Lapsing; l.Unread == 0 || !l.At.Equal(cut[0].Lapsing.At) || w.lossy.slowLoads.Load() > int64(w.u.maxInFlight()) {
+			t.Errorf("slow store: the second request got %+v, after %d reads; want the first's read, cut short, served again", l, w.lossy.slowLoads.Load())
+		}
 	})
 }
 

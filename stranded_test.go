@@ -31,11 +31,19 @@ type lossyStore struct {
 	marks    atomic.Int32 // mark writes whose reply was lost
 	// downCalls counts the calls made while the store was cut off.
 	downCalls atomic.Int64
+	// slow makes each Load of a user's record wait for its ctx to end; slowLoads counts them.
+	slow      atomic.Bool
+	slowLoads atomic.Int64
 }
 
 var errCutOff = errors.New("connection reset by peer")
 
 func (l *lossyStore) Load(ctx context.Context, key string) (*StoredToken, error) {
+	if l.slow.Load() && key != healthProbeKey {
+		l.slowLoads.Add(1)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}
 	if l.down.Load() {
 		l.downCalls.Add(1)
 		return nil, errCutOff

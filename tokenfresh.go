@@ -68,7 +68,8 @@ func (tc *tokenCache) plain() bool {
 
 // cached returns the current token if it is fresh, telling so from until, without reading the
 // token: a registry's many tokens are seldom in the CPU's caches. It returns nil when the token
-// is not fresh, or is being replaced.
+// is not fresh, or is being replaced. UserTokenSource.TokenContext writes the same reads out in
+// itself, for speed: a change here is made there too.
 func (tc *tokenCache) cached() *oauth2.Token {
 	// The clock first: reading it waits for the loads before it, and those of the cache that
 	// follow can overlap what the caller does next.
