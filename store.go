@@ -206,9 +206,10 @@ type ReleasingSaver interface {
 	// SaveIfUnlock stores next under key as [ConditionalSaver.SaveIf] does, where lease is key's
 	// lock as this store's LockLease returned it, and when it stores it, ends the lease in the
 	// same step, as Unlock would; the lease's Unlock then does nothing and returns nil. When it
-	// stores nothing (its error Is ErrTokenChanged, or is the store's), the lease is as it was,
-	// and still ended by Unlock. A lease that is not this store's lock of key gives
-	// errors.ErrUnsupported, and nothing is done.
+	// stores nothing (its error Is ErrTokenChanged), the lease is as it was, and still ended by
+	// Unlock. Another error may come after the store did both (a reply lost): Unlock must then
+	// leave alone a lock another holder has taken since, as it must after a lease ran out. A
+	// lease that is not this store's lock of key gives errors.ErrUnsupported, and nothing is done.
 	SaveIfUnlock(ctx context.Context, lease Lease, key string, prev, next *StoredToken) error
 }
 

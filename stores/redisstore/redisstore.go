@@ -174,6 +174,8 @@ type Store struct {
 
 var (
 	_ twitchoauth.LeaseLocker      = (*Store)(nil)
+	_ twitchoauth.LeaseReader      = (*Store)(nil)
+	_ twitchoauth.ReleasingSaver   = (*Store)(nil)
 	_ twitchoauth.ConditionalSaver = (*Store)(nil)
 	_ twitchoauth.KeyLister        = (*Store)(nil)
 	_ twitchoauth.ChangeWatcher    = (*Store)(nil)

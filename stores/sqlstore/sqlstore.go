@@ -144,6 +144,8 @@ type Store struct {
 
 var (
 	_ twitchoauth.LeaseLocker      = (*Store)(nil)
+	_ twitchoauth.LeaseReader      = (*Store)(nil)
+	_ twitchoauth.ReleasingSaver   = (*Store)(nil)
 	_ twitchoauth.ConditionalSaver = (*Store)(nil)
 	_ twitchoauth.KeyLister        = (*Store)(nil)
 )
