@@ -272,7 +272,7 @@ type untilEntry struct{ until int64 }
 // untilMap returns the floor_map of users, each fresh for an hour. The lookups that read it are
 // written out in each loop, as the registry's are, so that neither pays a call the other does not.
 func untilMap(users []string) map[string]*untilEntry {
-	m := make(map[string]*untilEntry, len(users))
+	m := map[string]*untilEntry{}
 	for _, id := range users {
 		m[id] = &untilEntry{until: time.Now().Add(time.Hour).UnixNano()}
 	}
